@@ -1,0 +1,154 @@
+"""The Typer application, shared options and error handling for every command.
+
+Commands live in sibling modules (``_core.py``, ...) and register themselves on ``app``.
+Every ``PlacecastError`` becomes a one-paragraph message on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from placecast.events import Events
+from placecast.exceptions import PlacecastError
+
+__all__ = [
+    "EventOptions",
+    "app",
+    "command",
+    "console",
+    "err_console",
+    "load_events",
+    "main",
+]
+
+app = typer.Typer(
+    name="placecast",
+    help="Place-based forecasting, clustering and auditing of point events "
+         "(what, where, when - never who).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+# ---------------------------------------------------------------------- shared options
+EventsPath = Annotated[Path, typer.Argument(help="Events file: .csv, .parquet, .geojson, "
+                                            ".gpkg, .shp or .fgb.", show_default=False)]
+TimeCol = Annotated[str | None, typer.Option("--time", help="Time column (or two joined: "
+                                             "'date,time'). Default: auto-detect.")]
+XCol = Annotated[str | None, typer.Option("--x", help="Projected x column (needs --crs).")]
+YCol = Annotated[str | None, typer.Option("--y", help="Projected y column (needs --crs).")]
+LonCol = Annotated[str | None, typer.Option("--lon", help="Longitude column (WGS 84).")]
+LatCol = Annotated[str | None, typer.Option("--lat", help="Latitude column (WGS 84).")]
+CategoryCol = Annotated[str | None, typer.Option("--category", help="Category column.")]
+WeightCol = Annotated[str | None, typer.Option("--weight", help="Weight column (>= 0).")]
+CrsOpt = Annotated[str | None, typer.Option("--crs", help="CRS of --x/--y, e.g. EPSG:2913; "
+                                            "local:m or local:km for a planar grid.")]
+TimeFormatOpt = Annotated[str | None, typer.Option(
+    "--time-format", help="strftime format such as '%m/%d/%Y %H:%M', or "
+    "'days since 1960-01-01'. Default ISO 8601.")]
+TimezoneOpt = Annotated[str | None, typer.Option(
+    "--timezone", help="IANA time zone: offsets are converted to it; naive times are in it.")]
+CategoriesOpt = Annotated[str | None, typer.Option(
+    "--categories", help="Keep only these categories, comma-separated.")]
+SinceOpt = Annotated[str | None, typer.Option("--since", help="Keep events at or after this "
+                                              "date.")]
+UntilOpt = Annotated[str | None, typer.Option("--until", help="Keep events before this date.")]
+SkipBadOpt = Annotated[bool, typer.Option(
+    "--skip-bad-rows", help="Drop rows with a bad date or coordinate (counted and reported) "
+    "instead of stopping at the first.")]
+
+
+class EventOptions:
+    """The event-reading options every command shares, as one object."""
+
+    def __init__(self, path: Path, **options: Any) -> None:
+        self.path = path
+        self.options = options
+
+    def load(self) -> Events:
+        """Read the events (see ``placecast.io.read_events``)."""
+        return load_events(self.path, **self.options)
+
+
+def load_events(
+    path: Path,
+    *,
+    time: str | None = None,
+    x: str | None = None,
+    y: str | None = None,
+    lon: str | None = None,
+    lat: str | None = None,
+    category: str | None = None,
+    weight: str | None = None,
+    crs: str | None = None,
+    time_format: str | None = None,
+    timezone: str | None = None,
+    categories: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    skip_bad_rows: bool = False,
+    quiet: bool = False,
+) -> Events:
+    """Read events with the shared CLI options and report what was detected or dropped."""
+    from placecast.io import ColumnMap, read_events
+
+    events = read_events(
+        path,
+        columns=ColumnMap(time=time, x=x, y=y, lon=lon, lat=lat, category=category,
+                          weight=weight),
+        crs=crs,
+        time_format=time_format,
+        timezone=timezone,
+        categories=[c.strip() for c in categories.split(",")] if categories else None,
+        since=since,
+        until=until,
+        skip_bad_rows=skip_bad_rows,
+    )
+    report = events.report
+    if report is not None and not quiet:
+        if report.detected:
+            used = ", ".join(f"{f}={report.columns[f]}" for f in report.detected)
+            err_console.print(f"[dim]columns detected: {used}[/dim]")
+        err_console.print(f"[dim]CRS: {report.crs_note}[/dim]")
+        if report.dropped:
+            detail = "; ".join(f"{n} {reason}" for reason, n in report.dropped.items())
+            err_console.print(f"[yellow]dropped {report.n_dropped} bad rows: {detail}[/yellow]")
+    return events
+
+
+def command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a command on ``app``; ``PlacecastError`` inside it becomes exit status 2.
+
+    Use instead of ``@app.command()`` so that every command reports bad input the same way
+    (one paragraph on stderr, no traceback, status 2), under ``CliRunner`` too.
+    """
+
+    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(function)
+        def wrapper(*f_args: Any, **f_kwargs: Any) -> Any:
+            try:
+                return function(*f_args, **f_kwargs)
+            except PlacecastError as exc:
+                err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False,
+                                  soft_wrap=True)
+                raise typer.Exit(2) from None
+
+        app.command(*args, **kwargs)(wrapper)
+        return wrapper
+
+    return decorate
+
+
+def main() -> None:
+    """Entry point of the ``placecast`` command."""
+    import placecast.cli  # noqa: F401  (registers the commands)
+
+    app()

@@ -1,0 +1,261 @@
+"""Core commands: ``inspect``, ``forecast`` and ``demo``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from placecast.cli._app import (
+    CategoriesOpt,
+    CategoryCol,
+    CrsOpt,
+    EventsPath,
+    LatCol,
+    LonCol,
+    SinceOpt,
+    SkipBadOpt,
+    TimeCol,
+    TimeFormatOpt,
+    TimezoneOpt,
+    UntilOpt,
+    WeightCol,
+    XCol,
+    YCol,
+    command,
+    console,
+    err_console,
+    load_events,
+)
+from placecast.exceptions import ParameterError
+
+__all__ = ["parse_params", "unit_spec_from_options"]
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="naive, kde or prospective "
+                                       "(and any model registered in placecast.models).")]
+CellOpt = Annotated[str, typer.Option("--cell", help="Cell size with a unit: 150m, 600ft, "
+                                      "0.1mi.")]
+UnitsOpt = Annotated[str, typer.Option("--units", help="grid (square cells), hex (H3) or "
+                                       "polygons (--units-file).")]
+UnitsFileOpt = Annotated[Path | None, typer.Option("--units-file", help="Polygon file for "
+                                                   "--units polygons (beats, districts).")]
+UnitsIdOpt = Annotated[str | None, typer.Option("--units-id", help="Id column of "
+                                                "--units-file.")]
+RegionOpt = Annotated[Path | None, typer.Option("--region", help="Region polygon file (any "
+                                                "vector format). Default: the events' convex "
+                                                "hull buffered by one cell.")]
+OriginOpt = Annotated[str | None, typer.Option("--origin", help="Grid origin 'x,y' in the "
+                                               "input CRS units.")]
+RotationOpt = Annotated[float, typer.Option("--rotation", help="Grid rotation, degrees "
+                                            "counter-clockwise.")]
+ParamOpt = Annotated[list[str] | None, typer.Option("--param", "-p", help="Model parameter "
+                                                    "name=value (repeatable), e.g. "
+                                                    "bandwidth=250.")]
+
+
+def parse_params(items: list[str] | None) -> dict[str, Any]:
+    """Turn ``["bandwidth=250", "time_decay=none"]`` into typed keyword parameters."""
+    params: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ParameterError(f"--param {item!r} must look like name=value.")
+        key, value = (s.strip() for s in item.split("=", 1))
+        parsed: Any
+        if value.lower() in ("none", "null"):
+            parsed = None
+        elif value.lower() in ("true", "false"):
+            parsed = value.lower() == "true"
+        else:
+            try:
+                parsed = int(value)
+            except ValueError:
+                try:
+                    parsed = float(value)
+                except ValueError:
+                    parsed = value
+        params[key] = parsed
+    return params
+
+
+def unit_spec_from_options(cell: str, units: str, units_file: Path | None,
+                           units_id: str | None, region: Path | None, origin: str | None,
+                           rotation: float) -> Any:
+    """Build a ``UnitSpec`` from the shared unit options."""
+    from placecast.pipeline import UnitSpec
+    from placecast.quantities import parse_length
+
+    grid_origin = None
+    if origin:
+        try:
+            ox, oy = (float(v) for v in origin.split(","))
+        except ValueError:
+            raise ParameterError(f"--origin {origin!r} must be 'x,y' numbers.") from None
+        grid_origin = (ox, oy)
+    return UnitSpec(kind=units, cell_size=parse_length(cell, name="--cell"), region=region,
+                    polygons=units_file, id_column=units_id, origin=grid_origin,
+                    rotation=rotation)
+
+
+@command("inspect")
+def inspect_command(
+    events_path: EventsPath,
+    time: TimeCol = None, x: XCol = None, y: YCol = None, lon: LonCol = None,
+    lat: LatCol = None, category: CategoryCol = None, weight: WeightCol = None,
+    crs: CrsOpt = None, time_format: TimeFormatOpt = None, timezone: TimezoneOpt = None,
+    categories: CategoriesOpt = None, since: SinceOpt = None, until: UntilOpt = None,
+    skip_bad_rows: SkipBadOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+    = False,
+) -> None:
+    """Summarise an events file: counts, span, CRS, bounding box, categories, dropped rows."""
+    events = load_events(events_path, time=time, x=x, y=y, lon=lon, lat=lat,
+                         category=category, weight=weight, crs=crs, time_format=time_format,
+                         timezone=timezone, categories=categories, since=since, until=until,
+                         skip_bad_rows=skip_bad_rows, quiet=True)
+    summary = events.summary()
+    report = events.report.to_dict() if events.report else {}
+    if as_json:
+        console.print_json(json.dumps({"summary": summary, "read": report}))
+        return
+    table = Table(title=f"{events_path}", show_header=False)
+    table.add_row("events", f"{len(events):,}")
+    if report:
+        table.add_row("rows in file", f"{report['n_rows']:,}")
+        table.add_row("columns used", ", ".join(f"{k}={v}" for k, v in report["columns"].items()))
+        if report["detected"]:
+            table.add_row("auto-detected", ", ".join(report["detected"]))
+        table.add_row("columns not read", ", ".join(report["ignored_columns"]) or "-")
+        dropped = report["dropped"]
+        table.add_row("dropped rows", ", ".join(f"{n} {r}" for r, n in dropped.items()) or "0")
+        if report["filtered"]:
+            table.add_row("filtered out", ", ".join(f"{n} by {k}" for k, n in
+                                                    report["filtered"].items()))
+        table.add_row("CRS", report["crs_note"])
+    if len(events):
+        table.add_row("span", f"{summary['start']} .. {summary['end']} "
+                      f"({events.span_days:.0f} days)")
+        bbox = summary["bbox_m"]
+        table.add_row("extent", f"{(bbox[2] - bbox[0]) / 1000:.2f} km x "
+                      f"{(bbox[3] - bbox[1]) / 1000:.2f} km")
+    if events.category is not None:
+        cats = events.categories()
+        shown = ", ".join(f"{k} ({v:,})" for k, v in list(cats.items())[:10])
+        more = f" and {len(cats) - 10} more" if len(cats) > 10 else ""
+        table.add_row("categories", shown + more)
+    console.print(table)
+
+
+@command("forecast")
+def forecast_command(
+    events_path: EventsPath,
+    at: Annotated[str, typer.Option("--at", help="Forecast start (ISO date); the model sees "
+                                    "only events before it.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output file: .csv, .gpkg, "
+                                         ".parquet or .geojson.")],
+    model: ModelOpt = "kde",
+    horizon: Annotated[str, typer.Option("--horizon", help="Window length: 7d, 2w, 1M.")]
+    = "7d",
+    cell: CellOpt = "150m",
+    units: UnitsOpt = "grid",
+    units_file: UnitsFileOpt = None,
+    units_id: UnitsIdOpt = None,
+    region: RegionOpt = None,
+    origin: OriginOpt = None,
+    rotation: RotationOpt = 0.0,
+    param: ParamOpt = None,
+    time: TimeCol = None, x: XCol = None, y: YCol = None, lon: LonCol = None,
+    lat: LatCol = None, category: CategoryCol = None, weight: WeightCol = None,
+    crs: CrsOpt = None, time_format: TimeFormatOpt = None, timezone: TimezoneOpt = None,
+    categories: CategoriesOpt = None, since: SinceOpt = None, until: UntilOpt = None,
+    skip_bad_rows: SkipBadOpt = False,
+) -> None:
+    """Forecast expected events per area unit for the window starting at --at."""
+    from placecast.io import write_forecast
+    from placecast.io._forecast import FORECAST_FORMATS
+    from placecast.pipeline import build_units, run_forecast
+
+    if output.suffix.lower() not in FORECAST_FORMATS:
+        raise ParameterError(f"{output}: unknown output format {output.suffix!r}; use .csv, "
+                             ".gpkg, .parquet or .geojson.")
+    events = load_events(events_path, time=time, x=x, y=y, lon=lon, lat=lat,
+                         category=category, weight=weight, crs=crs, time_format=time_format,
+                         timezone=timezone, categories=categories, since=since, until=until,
+                         skip_bad_rows=skip_bad_rows)
+    spec = unit_spec_from_options(cell, units, units_file, units_id, region, origin, rotation)
+    with console.status("building area units..."):
+        area_units = build_units(events, spec)
+    with console.status(f"fitting {model} and forecasting..."):
+        forecast = run_forecast(events, model=model, at=at, horizon=horizon, units=area_units,
+                                model_params=parse_params(param))
+    write_forecast(forecast, output)
+    _print_forecast_summary(forecast)
+    console.print(f"wrote {output}")
+
+
+def _print_forecast_summary(forecast: Any, n_top: int = 5) -> None:
+    frame = forecast.to_frame()
+    table = Table(title=f"{forecast.model} forecast, {forecast.window} "
+                  f"({len(forecast.units):,} units, expected {forecast.expected_total:.1f} "
+                  "events)")
+    for column in ("rank", "unit_id", "intensity"):
+        table.add_column(column, justify="right" if column != "unit_id" else "left")
+    for row in frame.head(n_top).itertuples():
+        table.add_row(str(row.rank), str(row.unit_id), f"{row.intensity:.3f}")
+    console.print(table)
+
+
+@command("demo")
+def demo_command(
+    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Where to write the "
+                                             "demo outputs.")] = Path("placecast-demo"),
+) -> None:
+    """Run the main job on the bundled Portland burglary sample and say where it wrote it.
+
+    Forecasts the week from 2017-03-01 with ``kde`` on 600 ft cells over the police
+    districts (the NIJ challenge set-up), scores it against that week's burglaries,
+    and writes the forecast as CSV and GeoJSON.
+    """
+    from placecast.datasets import PORTLAND_CRS, portland_burglary_path, portland_region_path
+    from placecast.forecast import TimeWindow
+    from placecast.io import read_events, write_forecast
+    from placecast.pipeline import UnitSpec, build_units, run_forecast
+    from placecast.quantities import parse_area, parse_length
+    from placecast.units import aggregate
+
+    at, horizon, cell, budget = "2017-03-01", "7d", "600ft", "0.25sqmi"
+    events = read_events(portland_burglary_path(), crs=PORTLAND_CRS)
+    err_console.print(f"[dim]read {len(events):,} Portland burglaries "
+                      f"({events.summary()['start'][:10]} .. {events.summary()['end'][:10]}), "
+                      f"{events.report.crs_note if events.report else ''}[/dim]")
+    units = build_units(events, UnitSpec(cell_size=parse_length(cell),
+                                         region=portland_region_path()))
+    forecast = run_forecast(events, model="kde", at=at, horizon=horizon, units=units)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    csv_path = write_forecast(forecast, output_dir / "forecast.csv")
+    geojson_path = write_forecast(forecast, output_dir / "forecast.geojson")
+    _print_forecast_summary(forecast)
+
+    window = TimeWindow.starting(at, horizon)
+    observed = aggregate(events.between(window.start, window.end), units)
+    area = parse_area(budget).resolve(units.region_area)
+    flagged = forecast.top_units(area)
+    n_total = observed.sum()
+    hits = observed[flagged].sum()
+    flagged_area = units.area[flagged].sum()
+    hit_rate = hits / n_total if n_total else float("nan")
+    pai = hit_rate / (flagged_area / units.region_area) if n_total else float("nan")
+    console.print(
+        f"scored on the {int(n_total)} burglaries of {window}: the top {len(flagged)} cells "
+        f"({flagged_area / 1609.344**2:.3f} sq mi of {units.region_area / 1609.344**2:.1f}) "
+        f"caught {int(hits)} -> hit rate {hit_rate:.3f}, PAI {pai:.1f}"
+    )
+    summary = {"forecast": forecast.to_dict(), "window": window.to_dict(),
+               "n_events_in_window": int(n_total), "flagged_units": len(flagged),
+               "hits": int(hits), "hit_rate": hit_rate, "pai": pai}
+    (output_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    console.print(f"wrote {csv_path}, {geojson_path} and {output_dir / 'summary.json'}")
+    _ = np  # numpy used by callers of this module's helpers
