@@ -1,0 +1,184 @@
+"""``placecast fit``: estimate a point-process model and write its parameters as JSON.
+
+Models register a handler in ``FIT_HANDLERS``: a function taking a ``FitRequest`` and
+returning a JSON-ready dict of estimates (and optionally writing side files such as
+declustering probabilities beside the output). This module owns only the command, the
+shared options and the atomic JSON write.
+"""
+
+from __future__ import annotations
+
+import json
+import time as _time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from placecast.cli._app import (
+    CategoriesOpt,
+    CategoryCol,
+    CrsOpt,
+    EventsPath,
+    LatCol,
+    LonCol,
+    SinceOpt,
+    SkipBadOpt,
+    TimeCol,
+    TimeFormatOpt,
+    TimezoneOpt,
+    UntilOpt,
+    WeightCol,
+    XCol,
+    YCol,
+    command,
+    console,
+)
+from placecast.cli._core import CellOpt, ParamOpt, RegionOpt, parse_params
+from placecast.exceptions import ParameterError
+
+__all__ = ["FIT_HANDLERS", "FitRequest", "register_fit_handler"]
+
+
+@dataclass
+class FitRequest:
+    """Everything ``placecast fit`` was given, for a model's handler.
+
+    Attributes
+    ----------
+    events_path : Path
+        The events or catalog file.
+    event_options : dict
+        Keyword options for ``placecast.cli._app.load_events`` (columns, CRS, filters).
+    model : str
+        The model name.
+    params : dict
+        ``--param name=value`` pairs, typed.
+    output : Path
+        The JSON file to be written (handlers may write side files beside it).
+    cell : str
+        ``--cell`` as typed (grid models).
+    region : str or None
+        ``--region`` as typed: a polygon file or "lon lat, lon lat, ..." vertices.
+    magnitude : str or None
+        Magnitude column (marked models).
+    mag_threshold : float or None
+        Magnitude threshold m0.
+    study_start, study_end : str or None
+        Study period (target events).
+    distance_unit : str
+        ``degree`` or ``km`` (earthquake models).
+    initial : dict
+        ``--initial "mu=0.5,A=0.2"`` parsed.
+    extra : dict
+        Room for handler-specific values.
+    """
+
+    events_path: Path
+    event_options: dict[str, Any]
+    model: str
+    params: dict[str, Any]
+    output: Path
+    cell: str = "150m"
+    region: str | None = None
+    magnitude: str | None = None
+    mag_threshold: float | None = None
+    study_start: str | None = None
+    study_end: str | None = None
+    distance_unit: str = "degree"
+    initial: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+FitHandler = Callable[[FitRequest], dict[str, Any]]
+
+#: Model name -> handler. Model modules register here (see ``register_fit_handler``).
+FIT_HANDLERS: dict[str, FitHandler] = {}
+
+
+def register_fit_handler(name: str) -> Callable[[FitHandler], FitHandler]:
+    """Decorator: make ``placecast fit --model NAME`` call the decorated handler."""
+
+    def decorate(handler: FitHandler) -> FitHandler:
+        FIT_HANDLERS[name] = handler
+        return handler
+
+    return decorate
+
+
+def _parse_initial(text: str | None) -> dict[str, float]:
+    values: dict[str, float] = {}
+    if not text:
+        return values
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        if "=" not in item:
+            raise ParameterError(f"--initial item {item!r} must look like name=value.")
+        key, value = (s.strip() for s in item.split("=", 1))
+        try:
+            values[key] = float(value)
+        except ValueError:
+            raise ParameterError(f"--initial {key}={value!r} is not a number.") from None
+    return values
+
+
+@command("fit")
+def fit_command(
+    events_path: EventsPath,
+    model: Annotated[str, typer.Option("--model", "-m", help="Model to fit (see --help of "
+                                       "each model's docs).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="JSON file for the "
+                                         "estimates.")],
+    param: ParamOpt = None,
+    cell: CellOpt = "150m",
+    region: Annotated[str | None, typer.Option(
+        "--region", help="Region: a polygon file, or vertices 'lon lat, lon lat, ...'.")]
+    = None,
+    magnitude: Annotated[str | None, typer.Option("--magnitude", help="Magnitude column "
+                                                  "(marked models).")] = None,
+    mag_threshold: Annotated[float | None, typer.Option("--mag-threshold", help="Magnitude "
+                                                        "threshold m0.")] = None,
+    study_start: Annotated[str | None, typer.Option("--study-start", help="Start of the "
+                                                    "study period.")] = None,
+    study_end: Annotated[str | None, typer.Option("--study-end", help="End of the study "
+                                                  "period.")] = None,
+    distance_unit: Annotated[str, typer.Option("--distance-unit", help="degree or km "
+                                               "(earthquake models).")] = "degree",
+    initial: Annotated[str | None, typer.Option("--initial", help="Initial values "
+                                                "'mu=0.5,A=0.2,...'.")] = None,
+    time: TimeCol = None, x: XCol = None, y: YCol = None, lon: LonCol = None,
+    lat: LatCol = None, category: CategoryCol = None, weight: WeightCol = None,
+    crs: CrsOpt = None, time_format: TimeFormatOpt = None, timezone: TimezoneOpt = None,
+    categories: CategoriesOpt = None, since: SinceOpt = None, until: UntilOpt = None,
+    skip_bad_rows: SkipBadOpt = False,
+) -> None:
+    """Fit a point-process model (etas, sepp, etas_marked, ...) and write its estimates."""
+    _ = RegionOpt  # the region option here also takes vertex lists, hence its own type
+    name = model.strip().lower()
+    handler = FIT_HANDLERS.get(name)
+    if handler is None:
+        known = ", ".join(sorted(FIT_HANDLERS)) or "none registered"
+        raise ParameterError(f"--model {model!r} cannot be fitted by 'placecast fit' "
+                             f"(choose one of: {known}).")
+    request = FitRequest(
+        events_path=events_path,
+        event_options=dict(time=time, x=x, y=y, lon=lon, lat=lat, category=category,
+                           weight=weight, crs=crs, time_format=time_format, timezone=timezone,
+                           categories=categories, since=since, until=until,
+                           skip_bad_rows=skip_bad_rows),
+        model=name, params=parse_params(param), output=output, cell=cell, region=region,
+        magnitude=magnitude, mag_threshold=mag_threshold, study_start=study_start,
+        study_end=study_end, distance_unit=distance_unit, initial=_parse_initial(initial),
+    )
+    started = _time.perf_counter()
+    result = handler(request)
+    result.setdefault("model", name)
+    result.setdefault("run_time_s", round(_time.perf_counter() - started, 3))
+    from placecast.io._atomic import atomic_path
+
+    with atomic_path(output) as tmp:
+        tmp.write_text(json.dumps(result, indent=2, default=float))
+    console.print(f"wrote {output}")
