@@ -129,19 +129,24 @@ def solve_decay(s_trig: float, d_trig: float, horizon: np.ndarray,
     return float(np.exp(optimize.brentq(slope, lo, hi, xtol=1e-13, rtol=1e-13)))
 
 
-def solve_spatial_scale(s_trig: float, r_trig: float, cutoff: float) -> float:
+def solve_spatial_scale(s_trig: float, r_trig: float, cutoff: float,
+                        minimum: float = 0.0) -> float:
     r"""Exact M-step for the Gaussian scale with a distance cut-off ``d``.
 
-    Maximises :math:`-S\log m(v) - S\log v - R/(2v)` over :math:`v = \sigma^2`, where
-    :math:`m(v) = 1 - e^{-d^2/(2v)}` is the kernel mass inside the cut-off and
-    ``R`` the expected sum of squared distances. Without a cut-off (``d`` infinite) the
-    answer is :math:`\sigma^2 = R / (2S)`.
+    Maximises :math:`-S\log m(v) - S\log v - R/(2v)` over :math:`v = \sigma^2 \ge
+    \sigma_{min}^2`, where :math:`m(v) = 1 - e^{-d^2/(2v)}` is the kernel mass inside the
+    cut-off and ``R`` the expected sum of squared distances. Without a cut-off (``d``
+    infinite) the answer is :math:`\sigma^2 = \max(R / (2S), \sigma_{min}^2)`. The
+    objective is unimodal in ``v``, so clipping at the bound gives the constrained maximum.
+    The bound matters for data with repeat events at identical coordinates, where the
+    likelihood grows without limit as ``sigma -> 0``.
     """
     if s_trig <= 0:
         return float("nan")
     v0 = r_trig / (2.0 * s_trig)
+    v_min = minimum * minimum
     if not np.isfinite(cutoff):
-        return float(np.sqrt(v0))
+        return float(np.sqrt(max(v0, v_min)))
     a = cutoff * cutoff / 2.0
 
     def slope(log_v: float) -> float:
@@ -150,7 +155,10 @@ def solve_spatial_scale(s_trig: float, r_trig: float, cutoff: float) -> float:
         ratio = np.exp(-x) / -np.expm1(-x) if x < 700 else 0.0
         return float(r_trig / 2.0 + s_trig * a * ratio - s_trig * v)
 
-    lo, hi = np.log(max(v0, 1e-12) * 1e-3), np.log(a * 1e6)
+    lo = np.log(max(v_min, v0 * 1e-3, 1e-300))
+    hi = np.log(a * 1e6)
+    if slope(lo) <= 0:
+        return float(np.sqrt(np.exp(lo))) if v_min > 0 else float(np.sqrt(max(v0, 1e-300)))
     if slope(hi) >= 0:
         return float(np.sqrt(np.exp(hi)))
     return float(np.sqrt(np.exp(optimize.brentq(slope, lo, hi, xtol=1e-13, rtol=1e-13))))

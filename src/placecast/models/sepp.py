@@ -166,8 +166,9 @@ class _Fitted:
 def fit_sepp(time: np.ndarray, x: np.ndarray, y: np.ndarray, t_start: float, t_end: float,
              *, time_cutoff: float = 90.0, distance_cutoff: float = 1000.0,
              background_bandwidth: float = 500.0, background_updates: int = 3,
-             theta_init: float = 0.3, omega_init: float = 0.1, sigma_init: float = 100.0,
-             max_iter: int = 500, tol: float = 1e-6) -> tuple[HawkesFit, _Fitted]:
+             sigma_min: float = 10.0, theta_init: float = 0.3, omega_init: float = 0.1,
+             sigma_init: float = 100.0, max_iter: int = 500, tol: float = 1e-6
+             ) -> tuple[HawkesFit, _Fitted]:
     r"""Fit the continuous model by EM with a declustered kernel-density background.
 
     The background is :math:`\mu(x, y) = \nu\, h(x, y)`: a rate ``nu`` (events per day)
@@ -191,6 +192,10 @@ def fit_sepp(time: np.ndarray, x: np.ndarray, y: np.ndarray, t_start: float, t_e
         Standard deviation of the background kernel, metres.
     background_updates : int
         Declustering passes re-estimating ``h`` (0: density of all events).
+    sigma_min : float
+        Lower bound of ``sigma``, metres (0: none). Repeat events at identical coordinates
+        make the likelihood unbounded as ``sigma -> 0``; the bound is the location
+        precision you trust.
     theta_init, omega_init, sigma_init : float
         Starting values.
     max_iter : int
@@ -247,7 +252,7 @@ def fit_sepp(time: np.ndarray, x: np.ndarray, y: np.ndarray, t_start: float, t_e
             density = BackgroundDensity.estimate(xs, ys, weights, background_bandwidth,
                                                  pixel_size=density.pixel_size)
             h = density(xs, ys)
-        step = _make_step(h, indptr, lag, dist2, horizon, period, tc, dc)
+        step = _make_step(h, indptr, lag, dist2, horizon, period, tc, dc, sigma_min)
         q_old = q.copy()
         q, steps, inner_converged, change = squarem(step, q, max_iter=max_iter, tol=tol)
         total_steps += steps
@@ -263,10 +268,11 @@ def fit_sepp(time: np.ndarray, x: np.ndarray, y: np.ndarray, t_start: float, t_e
         outer_changes.append(float(np.max(np.abs(q - q_old))))
 
     nu, theta, omega, sigma = (float(v) for v in np.exp(q))
-    loglik = _make_step(h, indptr, lag, dist2, horizon, period, tc, dc)(q)[1]
+    final_step = _make_step(h, indptr, lag, dist2, horizon, period, tc, dc, sigma_min)
+    loglik = final_step(q)[1]
     assert weights is not None
-    se = _sepp_standard_errors(_make_step(h, indptr, lag, dist2, horizon, period, tc, dc), q,
-                               tc, dc)
+    at_bound = sigma <= sigma_min * (1 + 1e-9)
+    se = _sepp_standard_errors(final_step, q, tc, dc, sigma_fixed=at_bound)
     g_unit, m = _kernel_masses(omega, sigma, tc, dc, np.array([np.inf]))
     branching = theta * g_unit * m
     p_background = np.empty(n)
@@ -282,13 +288,15 @@ def fit_sepp(time: np.ndarray, x: np.ndarray, y: np.ndarray, t_start: float, t_e
                  "background_bandwidth_m": float(background_bandwidth),
                  "background_updates": int(background_updates),
                  "background_update_changes": outer_changes,
+                 "sigma_min_m": float(sigma_min), "sigma_at_bound": bool(at_bound),
                  "n_pairs": int(indptr[-1])},
     )
     return fit, _Fitted(nu, density, p_background)
 
 
 def _make_step(h: np.ndarray, indptr: np.ndarray, lag: np.ndarray, dist2: np.ndarray,
-               horizon: np.ndarray, period: float, tc: float, dc: float) -> Any:
+               horizon: np.ndarray, period: float, tc: float, dc: float,
+               sigma_min: float = 0.0) -> Any:
     """One EM step on ``log(nu, theta, omega, sigma)`` for a fixed background shape."""
 
     def step(q: np.ndarray) -> tuple[np.ndarray, float]:
@@ -302,7 +310,7 @@ def _make_step(h: np.ndarray, indptr: np.ndarray, lag: np.ndarray, dist2: np.nda
         if s_trig <= 1e-12:  # no triggering left: keep the kernel shape, theta -> 0
             return np.log([max(new_nu, 1e-300), 1e-300, omega, sigma]), loglik
         new_omega = solve_decay(s_trig, d_trig, horizon)
-        new_sigma = solve_spatial_scale(s_trig, r_trig, dc)
+        new_sigma = solve_spatial_scale(s_trig, r_trig, dc, sigma_min)
         g, m = _kernel_masses(new_omega, new_sigma, tc, dc, horizon)
         new_theta = s_trig / (g * m)
         return np.log([new_nu, new_theta, new_omega, new_sigma]), loglik
@@ -310,8 +318,8 @@ def _make_step(h: np.ndarray, indptr: np.ndarray, lag: np.ndarray, dist2: np.nda
     return step
 
 
-def _sepp_standard_errors(step: Any, q: np.ndarray, tc: float, dc: float
-                          ) -> dict[str, float]:
+def _sepp_standard_errors(step: Any, q: np.ndarray, tc: float, dc: float, *,
+                          sigma_fixed: bool = False) -> dict[str, float]:
     """Standard errors from a central-difference Hessian of the log-likelihood in log
     parameters (background shape held fixed), with the delta method for the branching
     ratio."""
@@ -333,8 +341,10 @@ def _sepp_standard_errors(step: Any, q: np.ndarray, tc: float, dc: float
                                        - loglik(q - e_i + e_j) + loglik(q - e_i - e_j)
                                        ) / (4 * eps**2)
     nan = float("nan")
+    free = [0, 1, 2] if sigma_fixed else [0, 1, 2, 3]  # sigma on its bound: not free
+    cov = np.zeros((k, k))
     try:
-        cov = np.linalg.inv(-hess)
+        cov[np.ix_(free, free)] = np.linalg.inv(-hess[np.ix_(free, free)])
     except np.linalg.LinAlgError:
         return {"theta": nan, "branching_ratio": nan, "omega": nan, "sigma": nan}
     _, theta, omega, sigma = np.exp(q)
@@ -355,7 +365,8 @@ def _sepp_standard_errors(step: Any, q: np.ndarray, tc: float, dc: float
         return float(value * np.sqrt(var)) if var > 0 else nan
 
     return {"theta": se(theta, log_var[1]), "branching_ratio": se(branching, var_branching),
-            "omega": se(omega, log_var[2]), "sigma": se(sigma, log_var[3]),
+            "omega": se(omega, log_var[2]),
+            "sigma": nan if sigma_fixed else se(sigma, log_var[3]),
             "background_rate": se(float(np.exp(q[0])), log_var[0])}
 
 
@@ -385,6 +396,9 @@ class SEPP(Forecaster):
     background_updates : int
         Declustering passes re-estimating the background density from the background
         probabilities.
+    sigma_min : float
+        Lower bound of ``sigma``, metres: the location precision you trust (repeat events
+        at identical coordinates would otherwise drive ``sigma`` to 0).
     max_iter : int
         EM step limit of each inner fit.
     tol : float
@@ -439,13 +453,15 @@ class SEPP(Forecaster):
 
     def __init__(self, *, time_cutoff: float = 90.0, distance_cutoff: float = 1000.0,
                  background_bandwidth: float = 500.0, background_updates: int = 3,
-                 max_iter: int = 500, tol: float = 1e-6, theta_init: float = 0.3,
+                 sigma_min: float = 10.0, max_iter: int = 500, tol: float = 1e-6,
+                 theta_init: float = 0.3,
                  omega_init: float = 0.1, sigma_init: float = 100.0,
                  random_state: Any = None) -> None:
         self.time_cutoff = time_cutoff
         self.distance_cutoff = distance_cutoff
         self.background_bandwidth = background_bandwidth
         self.background_updates = background_updates
+        self.sigma_min = sigma_min
         self.max_iter = max_iter
         self.tol = tol
         self.theta_init = theta_init
@@ -477,6 +493,10 @@ class SEPP(Forecaster):
             For invalid parameters.
         """
         self._validate()
+        if isinstance(self.sigma_min, bool) or not isinstance(
+                self.sigma_min, int | float | np.integer | np.floating) or self.sigma_min < 0:
+            raise ParameterError(f"sigma_min must be a length >= 0 in metres, got "
+                                 f"{self.sigma_min!r}.")
         if len(events) < 2:
             raise DataError(f"sepp needs at least two events to fit; got {len(events)}.")
         self.origin_ = events.start
@@ -486,7 +506,7 @@ class SEPP(Forecaster):
             time_cutoff=float(self.time_cutoff), distance_cutoff=float(self.distance_cutoff),
             background_bandwidth=float(self.background_bandwidth),
             background_updates=int(self.background_updates),
-            theta_init=float(self.theta_init), omega_init=float(self.omega_init),
+            sigma_min=float(self.sigma_min), theta_init=float(self.theta_init), omega_init=float(self.omega_init),
             sigma_init=float(self.sigma_init), max_iter=int(self.max_iter),
             tol=float(self.tol))
         self.fit_ = fit
