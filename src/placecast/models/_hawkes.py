@@ -238,10 +238,12 @@ def squarem(step: Any, start: np.ndarray, *, max_iter: int, tol: float
             q0 = q2
             continue
         alpha = min(-float(np.sqrt(np.sum(r * r))) / norm_v, -1.0)
-        q_new = q0 - 2.0 * alpha * r + alpha * alpha * v
-        q3, loglik_new = step(q_new)
+        q_new = np.clip(q0 - 2.0 * alpha * r + alpha * alpha * v, -690.0, 690.0)
+        with np.errstate(all="ignore"):
+            q3, loglik_new = step(q_new)
         n_steps += 1
-        if np.isfinite(loglik_new) and loglik_new >= loglik1 - 1e-9 * abs(loglik1):
+        if (np.isfinite(loglik_new) and np.isfinite(q3).all()
+                and loglik_new >= loglik1 - 1e-9 * abs(loglik1)):
             q0 = q3
         else:
             q0 = q2

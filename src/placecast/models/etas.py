@@ -149,7 +149,7 @@ def fit_grid_etas(time: np.ndarray, cell: np.ndarray, n_cells: int, t_start: flo
         mu[active] = np.exp(q[2:])
         s, b, _ = cell_time_sums(t_sorted, cell_start, omega)
         trig = theta * omega * s
-        lam = mu[c_sorted] + trig
+        lam = np.maximum(mu[c_sorted] + trig, 1e-300)
         loglik = float(np.sum(np.log(lam)) - period * mu.sum()
                        - theta * np.sum(-np.expm1(-omega * horizon)))
         s_trig = float(np.sum(trig / lam))
