@@ -14,7 +14,9 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
-__all__ = ["HawkesFit", "solve_decay", "solve_spatial_scale", "window_integrals"]
+from placecast.models._hawkes_kernels import decay_sums
+
+__all__ = ["HawkesFit", "Horizons", "solve_decay", "solve_spatial_scale", "window_integrals"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +98,23 @@ class HawkesFit:
         })
 
 
-def solve_decay(s_trig: float, d_trig: float, horizon: np.ndarray,
-                bounds: tuple[float, float] = (1e-7, 1e7)) -> float:
+class Horizons:
+    """The times ``c_i`` each event can trigger within the period, as distinct values with
+    multiplicities (most events share the time cut-off, so this is often much shorter)."""
+
+    def __init__(self, horizon: np.ndarray) -> None:
+        values, counts = np.unique(np.asarray(horizon, dtype=float), return_counts=True)
+        self.values = values
+        self.counts = counts.astype(float)
+
+    def sums(self, omega: float) -> tuple[float, float, float]:
+        """``G(omega) = sum_i (1 - e^{-omega c_i})``, ``G'`` and ``G''``."""
+        return decay_sums(float(omega), self.values, self.counts)
+
+
+def solve_decay(s_trig: float, d_trig: float, horizon: np.ndarray | Horizons,
+                bounds: tuple[float, float] = (1e-7, 1e7), start: float | None = None
+                ) -> float:
     r"""Exact M-step for the temporal decay rate.
 
     Maximises :math:`S\log\omega - \omega D - S\log G(\omega)` with
@@ -106,27 +123,43 @@ def solve_decay(s_trig: float, d_trig: float, horizon: np.ndarray,
     could trigger within the observation period (``T - t_i``, capped by any cut-off). This
     is the complete-data likelihood with :math:`\theta = S/G(\omega)` profiled out.
 
-    Returns the root of the derivative found by Brent's method; a bound when the
-    derivative does not change sign (delays too long to identify a decay).
+    The root of the derivative is found by safeguarded Newton steps in
+    :math:`\log\omega` (bisection when a step leaves the bracket), from ``start`` when
+    given; a bound is returned when the derivative does not change sign (delays too long
+    to identify a decay). Each evaluation is O(number of distinct horizons).
     """
-    c = np.asarray(horizon, dtype=float)
+    sums = horizon if isinstance(horizon, Horizons) else Horizons(horizon)
     if s_trig <= 0:
         return float(bounds[1])
 
-    def slope(log_omega: float) -> float:
+    def slope(log_omega: float) -> tuple[float, float]:
         omega = np.exp(log_omega)
-        e = np.exp(-omega * c)
-        g = np.sum(-np.expm1(-omega * c))
-        g1 = np.sum(c * e)
-        return float(s_trig / omega - d_trig - s_trig * g1 / g)
+        g, g1, g2 = sums.sums(omega)
+        value = s_trig / omega - d_trig - s_trig * g1 / g
+        derivative = -s_trig / omega**2 - s_trig * (g2 * g - g1 * g1) / (g * g)
+        return float(value), float(derivative * omega)
 
-    lo, hi = np.log(bounds[0]), np.log(bounds[1])
-    f_lo, f_hi = slope(lo), slope(hi)
-    if f_lo <= 0:
+    lo, hi = float(np.log(bounds[0])), float(np.log(bounds[1]))
+    if slope(lo)[0] <= 0:
         return float(bounds[0])
-    if f_hi >= 0:
+    if slope(hi)[0] >= 0:
         return float(bounds[1])
-    return float(np.exp(optimize.brentq(slope, lo, hi, xtol=1e-13, rtol=1e-13)))
+    u = float(np.log(start)) if start is not None and bounds[0] < start < bounds[1] else (
+        0.5 * (lo + hi))
+    for _ in range(200):
+        value, derivative = slope(u)
+        if value > 0:
+            lo = u
+        else:
+            hi = u
+        step = value / derivative if derivative < 0 else np.inf
+        candidate = u - step
+        if not (lo < candidate < hi):
+            candidate = 0.5 * (lo + hi)
+        if abs(candidate - u) < 1e-13 or hi - lo < 1e-13:
+            return float(np.exp(candidate))
+        u = candidate
+    return float(np.exp(u))
 
 
 def solve_spatial_scale(s_trig: float, r_trig: float, cutoff: float,

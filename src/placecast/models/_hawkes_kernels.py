@@ -9,7 +9,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["cell_time_sums", "near_pairs", "sepp_estep"]
+__all__ = ["cell_time_sums", "decay_sums", "near_pairs", "sepp_estep"]
 
 
 @numba.njit(cache=True)
@@ -197,3 +197,23 @@ def sepp_estep(indptr: np.ndarray, lag: np.ndarray, dist2: np.ndarray, mu: np.nd
         d_tot += dsum / total
         r_tot += rsum / total
     return lam, loglik, s_tot, d_tot, r_tot
+
+
+@numba.njit(cache=True)
+def decay_sums(omega: float, horizon: np.ndarray, count: np.ndarray
+               ) -> tuple[float, float, float]:
+    """``G = sum_i n_i (1 - e^{-omega c_i})`` and its first two derivatives in omega.
+
+    ``count`` holds multiplicities of the distinct ``horizon`` values. O(len(horizon)).
+    """
+    g = 0.0
+    g1 = 0.0
+    g2 = 0.0
+    for i in range(horizon.shape[0]):
+        c = horizon[i]
+        x = omega * c
+        e = np.exp(-x)
+        g += count[i] * (-np.expm1(-x) if x < 1e-3 else 1.0 - e)
+        g1 += count[i] * c * e
+        g2 -= count[i] * c * c * e
+    return g, g1, g2

@@ -19,7 +19,13 @@ from placecast.events import Events
 from placecast.exceptions import ConvergenceWarning, DataError, DataQualityWarning, ParameterError
 from placecast.forecast import Forecast, TimeWindow
 from placecast.models._base import Forecaster, check_is_fitted, check_positive
-from placecast.models._hawkes import HawkesFit, solve_decay, squarem, window_integrals
+from placecast.models._hawkes import (
+    HawkesFit,
+    Horizons,
+    solve_decay,
+    squarem,
+    window_integrals,
+)
 from placecast.models._hawkes_kernels import cell_time_sums
 from placecast.units import Units, square_grid
 
@@ -140,6 +146,7 @@ def fit_grid_etas(time: np.ndarray, cell: np.ndarray, n_cells: int, t_start: flo
     t_sorted = time[order]
     c_sorted = cell[order]
     horizon = t_end - t_sorted
+    horizons = Horizons(horizon)
     active = counts > 0
     n_active = int(active.sum())
 
@@ -151,12 +158,12 @@ def fit_grid_etas(time: np.ndarray, cell: np.ndarray, n_cells: int, t_start: flo
         trig = theta * omega * s
         lam = np.maximum(mu[c_sorted] + trig, 1e-300)
         loglik = float(np.sum(np.log(lam)) - period * mu.sum()
-                       - theta * np.sum(-np.expm1(-omega * horizon)))
+                       - theta * horizons.sums(omega)[0])
         s_trig = float(np.sum(trig / lam))
         d_trig = float(np.sum(theta * omega * b / lam))
         new_mu = np.bincount(c_sorted, weights=mu[c_sorted] / lam, minlength=n_cells) / period
-        new_omega = solve_decay(s_trig, d_trig, horizon)
-        new_theta = max(s_trig, 1e-300) / float(np.sum(-np.expm1(-new_omega * horizon)))
+        new_omega = solve_decay(s_trig, d_trig, horizons, start=omega)
+        new_theta = max(s_trig, 1e-300) / horizons.sums(new_omega)[0]
         q_next = np.empty(n_active + 2)
         q_next[0], q_next[1] = np.log(new_theta), np.log(new_omega)
         q_next[2:] = np.log(np.maximum(new_mu[active], 1e-300))

@@ -20,6 +20,7 @@ from placecast.forecast import Forecast, TimeWindow
 from placecast.models._base import Forecaster, check_is_fitted, check_positive
 from placecast.models._hawkes import (
     HawkesFit,
+    Horizons,
     solve_decay,
     solve_spatial_scale,
     squarem,
@@ -91,9 +92,9 @@ class BackgroundDensity:
 
 
 def _kernel_masses(omega: float, sigma: float, time_cutoff: float, distance_cutoff: float,
-                   horizon: np.ndarray) -> tuple[float, float]:
+                   horizon: Horizons) -> tuple[float, float]:
     """``G(omega) = sum_i (1 - exp(-omega c_i))`` and the spatial mass within the cut-off."""
-    g = float(np.sum(-np.expm1(-omega * horizon)))
+    g = horizon.sums(omega)[0]
     m = 1.0 if not np.isfinite(distance_cutoff) else float(
         -np.expm1(-distance_cutoff**2 / (2.0 * sigma * sigma)))
     return g, m
@@ -148,7 +149,7 @@ def sepp_loglik(time: np.ndarray, x: np.ndarray, y: np.ndarray, background: np.n
                                        np.asarray(y, float)[order], search_t, search_d)
     mu = np.asarray(background, dtype=float)[order]
     _, sumlog, _, _, _ = sepp_estep(indptr, lag, dist2, mu, theta, omega, sigma)
-    g, m = _kernel_masses(omega, sigma, tc, dc, np.minimum(t_end - t, tc))
+    g, m = _kernel_masses(omega, sigma, tc, dc, Horizons(np.minimum(t_end - t, tc)))
     return float(sumlog - background_integral - theta * m * g)
 
 
@@ -238,7 +239,7 @@ def fit_sepp(time: np.ndarray, x: np.ndarray, y: np.ndarray, t_start: float, t_e
     ys = np.asarray(y, dtype=float)[order]
     tc, dc = float(time_cutoff), float(distance_cutoff)
     indptr, _, lag, dist2 = near_pairs(t, xs, ys, tc, dc)
-    horizon = np.minimum(t_end - t, tc)
+    horizon = Horizons(np.minimum(t_end - t, tc))
 
     weights: np.ndarray | None = None
     q = np.log([n / period * (1 - theta_init), theta_init, omega_init, sigma_init])
@@ -273,7 +274,7 @@ def fit_sepp(time: np.ndarray, x: np.ndarray, y: np.ndarray, t_start: float, t_e
     assert weights is not None
     at_bound = sigma <= sigma_min * (1 + 1e-9)
     se = _sepp_standard_errors(final_step, q, tc, dc, sigma_fixed=at_bound)
-    g_unit, m = _kernel_masses(omega, sigma, tc, dc, np.array([np.inf]))
+    g_unit, m = _kernel_masses(omega, sigma, tc, dc, Horizons(np.array([np.inf])))
     branching = theta * g_unit * m
     p_background = np.empty(n)
     p_background[order] = weights
@@ -295,21 +296,23 @@ def fit_sepp(time: np.ndarray, x: np.ndarray, y: np.ndarray, t_start: float, t_e
 
 
 def _make_step(h: np.ndarray, indptr: np.ndarray, lag: np.ndarray, dist2: np.ndarray,
-               horizon: np.ndarray, period: float, tc: float, dc: float,
+               horizon: Horizons, period: float, tc: float, dc: float,
                sigma_min: float = 0.0) -> Any:
     """One EM step on ``log(nu, theta, omega, sigma)`` for a fixed background shape."""
 
-    def step(q: np.ndarray) -> tuple[np.ndarray, float]:
+    def step(q: np.ndarray, loglik_only: bool = False) -> tuple[np.ndarray, float]:
         nu, theta, omega, sigma = np.exp(q)
         mu = nu * h
         lam, sumlog, s_trig, d_trig, r_trig = sepp_estep(indptr, lag, dist2, mu, theta,
                                                          omega, sigma)
         g, m = _kernel_masses(omega, sigma, tc, dc, horizon)
         loglik = float(sumlog - nu * period - theta * m * g)
+        if loglik_only:
+            return q, loglik
         new_nu = float(np.sum(mu / lam)) / period
         if s_trig <= 1e-12:  # no triggering left: keep the kernel shape, theta -> 0
             return np.log([max(new_nu, 1e-300), 1e-300, omega, sigma]), loglik
-        new_omega = solve_decay(s_trig, d_trig, horizon)
+        new_omega = solve_decay(s_trig, d_trig, horizon, start=omega)
         new_sigma = solve_spatial_scale(s_trig, r_trig, dc, sigma_min)
         g, m = _kernel_masses(new_omega, new_sigma, tc, dc, horizon)
         new_theta = s_trig / (g * m)
@@ -324,7 +327,7 @@ def _sepp_standard_errors(step: Any, q: np.ndarray, tc: float, dc: float, *,
     parameters (background shape held fixed), with the delta method for the branching
     ratio."""
     def loglik(point: np.ndarray) -> float:
-        return float(step(point)[1])
+        return float(step(point, loglik_only=True)[1])
 
     k = len(q)
     eps = 1e-4
