@@ -182,7 +182,7 @@ def to_datetime64(value: Any, *, name: str = "time") -> np.datetime64:
         raise ParameterError(f"{name} is missing (expected ISO 8601, e.g. 2017-03-01).")
     if ts.tzinfo is not None:
         ts = ts.tz_localize(None)
-    return np.datetime64(ts.to_datetime64(), "ns")
+    return ts.to_datetime64().astype("datetime64[ns]")
 
 
 def _as_float(values: npt.ArrayLike, name: str) -> np.ndarray:

@@ -384,8 +384,8 @@ def square_grid(
         )
     spec = GridSpec((float(origin[0]), float(origin[1])), float(cell_size), n_cols, n_rows,
                     float(rotation))
-    cols, rows = np.meshgrid(np.arange(n_cols), np.arange(n_rows))
-    cols, rows = cols.ravel(), rows.ravel()
+    col_grid, row_grid = np.meshgrid(np.arange(n_cols), np.arange(n_rows))
+    cols, rows = col_grid.ravel(), row_grid.ravel()
     boxes = _cell_polygons(spec, cols, rows)
     shapely.prepare(region)
     keep = shapely.intersects(region, boxes)
@@ -422,8 +422,9 @@ def _cell_polygons(spec: GridSpec, cols: np.ndarray, rows: np.ndarray) -> np.nda
 
 
 def hex_grid(region: Any, cell_size: float, spatial_reference: SpatialReference) -> Units:
-    """H3 hexagons over ``region`` at the resolution whose cell area is closest to
-    ``cell_size`` squared.
+    """H3 hexagons over ``region``, at the resolution whose cell area is nearest cell_size².
+
+    Hexagons overlapping the region are kept.
 
     Raises
     ------
