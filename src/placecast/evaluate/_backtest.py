@@ -71,7 +71,7 @@ def rolling_origins(start: Any, end: Any, step: str | Duration = "7d") -> np.nda
 
 
 def data_end(events: Events) -> np.datetime64:
-    """The end of the period the events cover.
+    """Return the end of the period the events cover.
 
     For date-only data (every time at midnight) the last day is covered in full, so the
     end is the day after the last event's date; otherwise it is just after the last event.
@@ -224,7 +224,7 @@ class _Checkpoint:
         rows = [{k: v for k, v in row.items() if k != "origin"} for row in result.rows]
         meta = {"rows": rows, "flags": [list(k) for k in result.flags],
                 "observed": list(result.observed)}
-        arrays = {f"flag_{i}": v for i, v in enumerate(result.flags.values())}
+        arrays: dict[str, Any] = {f"flag_{i}": v for i, v in enumerate(result.flags.values())}
         arrays.update({f"observed_{i}": v for i, v in enumerate(result.observed.values())})
         with atomic_path(self._path(result.origin)) as tmp:
             with open(tmp, "wb") as handle:
@@ -347,7 +347,7 @@ class PairedComparison:
 
     def to_dict(self) -> dict[str, Any]:
         """Field name -> value."""
-        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+        return {name: getattr(self, name) for name in self.__slots__}
 
 
 @dataclass(frozen=True, eq=False)
@@ -388,7 +388,7 @@ class BacktestResult:
     settings: dict[str, Any] = field(default_factory=dict)
 
     def to_frame(self) -> pd.DataFrame:
-        """The per-origin table (a copy) with exactly ``COLUMNS``."""
+        """Return the per-origin table (a copy) with exactly ``COLUMNS``."""
         return self.records.loc[:, list(COLUMNS)].copy()
 
     def flags(self, model: str, horizon: str | None = None) -> np.ndarray:
@@ -412,8 +412,11 @@ class BacktestResult:
 
     def summary(self, metrics: Sequence[str] = ("pai", "hit_rate", "pei_star", "log_score")
                 ) -> pd.DataFrame:
-        """Per horizon and model: origins scored and mean, median, 10th and 90th percentile
-        of each metric (undefined scores left out)."""
+        """Summarise each metric per horizon and model.
+
+        Columns: ``horizon, model, metric, n`` (origins scored) and the ``mean, median,
+        p10, p90`` of the metric over origins (undefined scores left out).
+        """
         out = []
         for horizon in self.horizons:
             for model in self.models:
@@ -431,7 +434,7 @@ class BacktestResult:
         return pd.DataFrame(out)
 
     def winner(self, metric: str = "pai", horizon: str | None = None) -> str:
-        """The model with the highest mean ``metric`` (ties: first given)."""
+        """Return the model with the highest mean ``metric`` (ties: first given)."""
         horizon = self._horizon(horizon)
         table = self.summary([metric])
         table = table[table.horizon == horizon]
@@ -442,7 +445,7 @@ class BacktestResult:
 
     def compare(self, metric: str = "pai", horizon: str | None = None
                 ) -> list[PairedComparison]:
-        """The winner against every other model: paired Wilcoxon signed-rank tests."""
+        """Test the winner against every other model (paired Wilcoxon signed-rank)."""
         from scipy.stats import wilcoxon
 
         horizon = self._horizon(horizon)
@@ -466,7 +469,7 @@ class BacktestResult:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        """Settings, summary and paired comparisons, JSON-ready (no per-unit values)."""
+        """Return settings, summary and paired comparisons, JSON-ready (no per-unit values)."""
         return {
             "origins": [_day(o) for o in self.origins],
             "horizons": list(self.horizons),
@@ -501,7 +504,7 @@ def _model_specs(models: Sequence[str | Forecaster] | Mapping[str, str | Forecas
     if len(set(labels)) != len(labels):
         raise ParameterError(f"model names repeat ({', '.join(labels)}); give each a "
                              "distinct label.")
-    unknown = set((model_params or {})) - set(labels)
+    unknown = set(model_params or {}) - set(labels)
     if unknown:
         raise ParameterError(f"parameters given for models not in the backtest: "
                              f"{', '.join(sorted(unknown))} (models: {', '.join(labels)}).")

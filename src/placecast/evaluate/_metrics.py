@@ -71,7 +71,7 @@ def _undefined(what: str, why: str) -> float:
 
 # ---------------------------------------------------------------------- helpers
 def resolve_area(area: str | float | AreaBudget, units: Units) -> float:
-    """The flagged-area budget in square metres, checked against the units and region.
+    """Return the flagged-area budget in square metres, checked against the units and region.
 
     Parameters
     ----------
@@ -105,7 +105,7 @@ def resolve_area(area: str | float | AreaBudget, units: Units) -> float:
 
 def top_units_by_area(intensity: npt.ArrayLike, unit_area: npt.ArrayLike,
                       area: float) -> np.ndarray:
-    """Indices of the highest-intensity units whose total area stays within ``area``.
+    """Return the highest-intensity units whose total area stays within ``area``.
 
     Same rule as ``Forecast.top_units``: a stable sort on decreasing intensity (ties by
     unit order), then the longest prefix whose cumulative area is <= ``area``.
@@ -136,8 +136,7 @@ def _counts_for(forecast: Forecast, events: Events | npt.ArrayLike) -> np.ndarra
 
 def _flagged_hits(intensity: np.ndarray, observed: np.ndarray, flagged: np.ndarray,
                   ties: str) -> float:
-    """Events in the flagged units; with ``ties="mean"`` the tie group at the edge is
-    averaged over random tie-breaks."""
+    """Count events in the flagged units (``ties="mean"``: edge group averaged)."""
     if ties not in _TIES:
         raise ParameterError(f"ties={ties!r}; use 'first' or 'mean'.")
     hits = float(observed[flagged].sum())
@@ -236,10 +235,10 @@ def pei_star_from_counts(observed: npt.ArrayLike, flagged: npt.ArrayLike) -> flo
 
 def log_score_from_counts(intensity: npt.ArrayLike, observed: npt.ArrayLike, *,
                           floor: float = DEFAULT_FLOOR) -> float:
-    """Poisson predictive log-likelihood per event.
+    r"""Poisson predictive log-likelihood per event.
 
-    .. math:: \\frac{1}{N} \\sum_u \\left[ y_u \\log \\max(\\lambda_u, f) - \\lambda_u
-              - \\log y_u! \\right]
+    .. math:: \frac{1}{N} \sum_u \left[ y_u \log \max(\lambda_u, f) - \lambda_u
+              - \log y_u! \right]
 
     with forecast ``lambda_u``, observed ``y_u``, ``N = sum y_u`` and a floor ``f`` so
     that a unit forecast at 0 that saw events costs ``log f`` per event instead of
@@ -334,7 +333,7 @@ def hit_rate_curve_from_counts(intensity: npt.ArrayLike, observed: npt.ArrayLike
 
 # ---------------------------------------------------------------------- forecast metrics
 def flag_units(forecast: Forecast, area: str | float | AreaBudget) -> np.ndarray:
-    """Indices of the units a forecast flags within an area budget (checked).
+    """Return the units a forecast flags within an area budget (checked).
 
     Raises
     ------
@@ -503,7 +502,7 @@ class ForecastScore:
 
     def to_dict(self) -> dict[str, Any]:
         """Field name -> value."""
-        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+        return {name: getattr(self, name) for name in self.__slots__}
 
 
 def score_forecast(forecast: Forecast, events: Events | npt.ArrayLike, *,
