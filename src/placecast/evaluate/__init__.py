@@ -36,15 +36,21 @@ from placecast.evaluate._metrics import (
     score_forecast,
     top_units_by_area,
 )
+from placecast.evaluate._plots import plot_backtest
+from placecast.evaluate._protocol import NIJ, NIJProtocol, nij_settings
+from placecast.evaluate._tuning import TuningResult, tune
 
 __all__ = [
     "COLUMNS",
     "DEFAULT_FLOOR",
+    "NIJ",
     "BacktestResult",
     "Calibration",
     "ForecastScore",
     "HitRateCurve",
+    "NIJProtocol",
     "PairedComparison",
+    "TuningResult",
     "calibration",
     "data_end",
     "flag_units",
@@ -54,14 +60,17 @@ __all__ = [
     "hit_rate_from_counts",
     "log_score",
     "log_score_from_counts",
+    "nij_settings",
     "observed_counts",
     "pai",
     "pai_from_counts",
     "pei_star",
     "pei_star_from_counts",
+    "plot_backtest",
     "resolve_area",
     "rolling_origins",
     "run_backtest",
     "score_forecast",
     "top_units_by_area",
+    "tune",
 ]
