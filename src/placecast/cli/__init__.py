@@ -3,7 +3,11 @@
 Each command module registers itself on ``app`` when imported here.
 """
 
-from placecast.cli import _core, _fit  # noqa: F401  (register inspect, forecast, demo, fit)
+from placecast.cli import (  # noqa: F401  (register inspect, forecast, demo, fit)
+    _core,
+    _evaluate,  # noqa: F401  (register backtest, tune)
+    _fit,
+)
 from placecast.cli import _selfexcite  # noqa: F401  (fit etas/sepp, simulate)
 from placecast.cli._app import app, main
 
