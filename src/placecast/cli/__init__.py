@@ -7,8 +7,8 @@ from placecast.cli import (  # noqa: F401  (register inspect, forecast, demo, fi
     _core,
     _evaluate,  # noqa: F401  (register backtest, tune)
     _fit,
+    _selfexcite,  # noqa: F401  (fit etas/sepp, simulate)
 )
-from placecast.cli import _selfexcite  # noqa: F401  (fit etas/sepp, simulate)
 from placecast.cli._app import app, main
 
 __all__ = ["app", "main"]
