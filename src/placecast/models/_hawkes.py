@@ -123,9 +123,9 @@ def solve_decay(s_trig: float, d_trig: float, horizon: np.ndarray | Horizons,
     could trigger within the observation period (``T - t_i``, capped by any cut-off). This
     is the complete-data likelihood with :math:`\theta = S/G(\omega)` profiled out.
 
-    The root of the derivative is found by safeguarded Newton steps in
-    :math:`\log\omega` (bisection when a step leaves the bracket), from ``start`` when
-    given; a bound is returned when the derivative does not change sign (delays too long
+    The root of the derivative is found by Newton steps in :math:`\log\omega` from
+    ``start`` when given, else (or when those fail) by safeguarded Newton steps within
+    ``bounds`` (bisection when a step leaves the bracket); a bound is returned when the derivative does not change sign (delays too long
     to identify a decay). Each evaluation is O(number of distinct horizons).
     """
     sums = horizon if isinstance(horizon, Horizons) else Horizons(horizon)
@@ -140,12 +140,25 @@ def solve_decay(s_trig: float, d_trig: float, horizon: np.ndarray | Horizons,
         return float(value), float(derivative * omega)
 
     lo, hi = float(np.log(bounds[0])), float(np.log(bounds[1]))
+    if start is not None and bounds[0] < start < bounds[1]:
+        # warm start: plain Newton steps (at most 2 in log omega each) usually converge
+        # in a few evaluations; fall back to the bracketed search otherwise
+        u = float(np.log(start))
+        for _ in range(20):
+            value, derivative = slope(u)
+            if not derivative < 0:
+                break
+            step = max(min(value / derivative, 2.0), -2.0)
+            u -= step
+            if not lo < u < hi:
+                break
+            if abs(step) < 1e-10:
+                return float(np.exp(u))
     if slope(lo)[0] <= 0:
         return float(bounds[0])
     if slope(hi)[0] >= 0:
         return float(bounds[1])
-    u = float(np.log(start)) if start is not None and bounds[0] < start < bounds[1] else (
-        0.5 * (lo + hi))
+    u = 0.5 * (lo + hi)
     for _ in range(200):
         value, derivative = slope(u)
         if value > 0:
@@ -156,7 +169,7 @@ def solve_decay(s_trig: float, d_trig: float, horizon: np.ndarray | Horizons,
         candidate = u - step
         if not (lo < candidate < hi):
             candidate = 0.5 * (lo + hi)
-        if abs(candidate - u) < 1e-13 or hi - lo < 1e-13:
+        if abs(candidate - u) < 1e-12 or hi - lo < 1e-12:
             return float(np.exp(candidate))
         u = candidate
     return float(np.exp(u))
@@ -239,7 +252,10 @@ def squarem(step: Any, start: np.ndarray, *, max_iter: int, tol: float
     takes two EM steps, extrapolates along them with the steplength
     :math:`\alpha = -\|r\|/\|v\|` (capped at -1) and stabilises with one more EM step;
     the extrapolation is kept only if the log-likelihood did not drop below that of the
-    plain EM path, so the likelihood never decreases.
+    plain EM path, so the likelihood never decreases. Convergence: the largest change of
+    the log parameters in one EM step is below ``tol``, or the log-likelihood stayed
+    within 1e-13 (relative) over three cycles (a parameter drifting to a boundary such as
+    ``theta -> 0``).
 
     Returns
     -------
@@ -256,6 +272,8 @@ def squarem(step: Any, start: np.ndarray, *, max_iter: int, tol: float
     q0 = np.asarray(start, dtype=float)
     n_steps = 0
     change = np.inf
+    previous = -np.inf
+    flat_cycles = 0
     while n_steps < max_iter:
         q1, _ = step(q0)
         n_steps += 1
@@ -264,6 +282,13 @@ def squarem(step: Any, start: np.ndarray, *, max_iter: int, tol: float
             return q1, n_steps, True, change
         q2, loglik1 = step(q1)
         n_steps += 1
+        # a likelihood plateau: parameters drift along a flat direction (e.g. theta -> 0,
+        # where omega is not identified); more steps cannot improve the fit
+        flat_cycles = flat_cycles + 1 if abs(loglik1 - previous) <= 1e-13 * abs(
+            loglik1) else 0
+        previous = loglik1
+        if flat_cycles >= 3:
+            return q2, n_steps, True, change
         r = q1 - q0
         v = q2 - q1 - r
         norm_v = float(np.sqrt(np.sum(v * v)))

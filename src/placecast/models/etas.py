@@ -123,6 +123,9 @@ def fit_grid_etas(time: np.ndarray, cell: np.ndarray, n_cells: int, t_start: flo
     Notes
     -----
     EM is accelerated by SQUAREM (``squarem``), which keeps the monotone likelihood.
+    When the data show no same-cell excitation the estimate sits on the boundary
+    ``theta -> 0``, where ``omega`` is not identified (it drifts to a bound):
+    ``details["triggering_vanished"]`` is then True and the standard errors are NaN.
     Each iteration is O(n_events). Standard errors come from the observed information of
     ``(theta, omega, mu)`` with the background block eliminated by its Schur complement
     (cells without events sit on the boundary ``mu = 0`` and are left out).
@@ -186,7 +189,11 @@ def fit_grid_etas(time: np.ndarray, cell: np.ndarray, n_cells: int, t_start: flo
     p_bg_sorted = mu[c_sorted] / lam
     loglik = float(np.sum(np.log(lam)) - period * mu.sum()
                    - theta * np.sum(-np.expm1(-omega * horizon)))
-    se = _grid_standard_errors(lam, s, b, c2, c_sorted, n_cells, theta, omega, horizon)
+    if theta < 1e-8:  # on the boundary theta = 0: omega is not identified
+        nan = float("nan")
+        se = {"theta": nan, "branching_ratio": nan, "omega": nan}
+    else:
+        se = _grid_standard_errors(lam, s, b, c2, c_sorted, n_cells, theta, omega, horizon)
     p_background = np.empty(n)
     p_background[order] = p_bg_sorted
     n_background = float(p_background.sum())
@@ -196,7 +203,8 @@ def fit_grid_etas(time: np.ndarray, cell: np.ndarray, n_cells: int, t_start: flo
         fraction_triggered=1.0 - n_background / n, loglik=loglik, iterations=iterations,
         converged=converged, run_time_s=_time.perf_counter() - started,
         period_days=period, standard_errors=se,
-        details={"n_cells": int(n_cells), "n_cells_with_events": int((counts > 0).sum())},
+        details={"n_cells": int(n_cells), "n_cells_with_events": int((counts > 0).sum()),
+                 "triggering_vanished": bool(theta < 1e-8)},
     )
     return fit, mu, p_background
 

@@ -273,7 +273,10 @@ def fit_sepp(time: np.ndarray, x: np.ndarray, y: np.ndarray, t_start: float, t_e
     loglik = final_step(q)[1]
     assert weights is not None
     at_bound = sigma <= sigma_min * (1 + 1e-9)
-    se = _sepp_standard_errors(final_step, q, tc, dc, sigma_fixed=at_bound)
+    if theta < 1e-8:  # on the boundary theta = 0: omega and sigma are not identified
+        se = dict.fromkeys(("theta", "branching_ratio", "omega", "sigma"), float("nan"))
+    else:
+        se = _sepp_standard_errors(final_step, q, tc, dc, sigma_fixed=at_bound)
     g_unit, m = _kernel_masses(omega, sigma, tc, dc, Horizons(np.array([np.inf])))
     branching = theta * g_unit * m
     p_background = np.empty(n)
@@ -290,6 +293,7 @@ def fit_sepp(time: np.ndarray, x: np.ndarray, y: np.ndarray, t_start: float, t_e
                  "background_updates": int(background_updates),
                  "background_update_changes": outer_changes,
                  "sigma_min_m": float(sigma_min), "sigma_at_bound": bool(at_bound),
+                 "triggering_vanished": bool(theta < 1e-8),
                  "n_pairs": int(indptr[-1])},
     )
     return fit, _Fitted(nu, density, p_background)
