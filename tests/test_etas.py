@@ -3,9 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import shapely
-from _helpers_selfexcite import grid_etas_loglik_reference
 from scipy import optimize
 
+from _helpers_selfexcite import grid_etas_loglik_reference
 from placecast.events import Events, SpatialReference
 from placecast.exceptions import DataError, DataQualityWarning, NotFittedError, ParameterError
 from placecast.forecast import TimeWindow

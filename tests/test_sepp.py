@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 import shapely
-from _helpers_selfexcite import brute_force_pairs, sepp_loglik_reference
 from scipy import optimize
 
+from _helpers_selfexcite import brute_force_pairs, sepp_loglik_reference
 from placecast.events import Events, SpatialReference
 from placecast.exceptions import DataError, NotFittedError, ParameterError
 from placecast.forecast import TimeWindow

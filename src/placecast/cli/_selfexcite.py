@@ -1,5 +1,6 @@
-"""Self-exciting models on the command line: ``placecast fit --model etas|sepp`` and
-``placecast simulate``.
+"""Self-exciting models on the command line.
+
+``placecast fit --model etas|sepp`` handlers and the ``placecast simulate`` command.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def _parse_bbox(text: str) -> tuple[float, float, float, float]:
                              "(metres).") from None
     if len(values) != 4 or not (values[2] > values[0] and values[3] > values[1]):
         raise ParameterError(f"--bbox {text!r} must be 'xmin,ymin,xmax,ymax' with max > min.")
-    return values  # type: ignore[return-value]
+    return values
 
 
 _SIMULATION_PARAMS = {"theta", "omega", "sigma", "background_rate", "time_cutoff",

@@ -1,5 +1,6 @@
-r"""Pieces shared by the self-exciting models: the fit result, exact M-step solvers and
-the expected count of a window.
+r"""Pieces shared by the self-exciting models.
+
+The fit result, exact M-step solvers, SQUAREM and the expected count of a window.
 
 Notation (both models): triggering kernel :math:`\theta\,\omega e^{-\omega\Delta t}`
 in time (days), optionally times a Gaussian :math:`\phi_\sigma` in space (metres).
@@ -99,8 +100,11 @@ class HawkesFit:
 
 
 class Horizons:
-    """The times ``c_i`` each event can trigger within the period, as distinct values with
-    multiplicities (most events share the time cut-off, so this is often much shorter)."""
+    """The times ``c_i`` each event can trigger within the period.
+
+    Kept as distinct values with multiplicities: most events share the time cut-off, so
+    this is often much shorter than the events.
+    """
 
     def __init__(self, horizon: np.ndarray) -> None:
         values, counts = np.unique(np.asarray(horizon, dtype=float), return_counts=True)
@@ -125,8 +129,9 @@ def solve_decay(s_trig: float, d_trig: float, horizon: np.ndarray | Horizons,
 
     The root of the derivative is found by Newton steps in :math:`\log\omega` from
     ``start`` when given, else (or when those fail) by safeguarded Newton steps within
-    ``bounds`` (bisection when a step leaves the bracket); a bound is returned when the derivative does not change sign (delays too long
-    to identify a decay). Each evaluation is O(number of distinct horizons).
+    ``bounds`` (bisection when a step leaves the bracket); a bound is returned when the
+    derivative does not change sign (delays too long to identify a decay). Each
+    evaluation is O(number of distinct horizons).
     """
     sums = horizon if isinstance(horizon, Horizons) else Horizons(horizon)
     if s_trig <= 0:

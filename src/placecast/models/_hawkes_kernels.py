@@ -109,8 +109,10 @@ def _count_pairs(time: np.ndarray, x: np.ndarray, y: np.ndarray, bucket_order: n
 
 def near_pairs(time: np.ndarray, x: np.ndarray, y: np.ndarray, time_cutoff: float,
                distance_cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """All ordered pairs ``(i, j)`` with ``0 < t_j - t_i <= time_cutoff`` and distance
-    ``<= distance_cutoff``, as CSR by ``j``.
+    """All ordered pairs within the time and distance cut-offs, as CSR by the later event.
+
+    A pair ``(i, j)`` has ``0 < t_j - t_i <= time_cutoff`` and distance
+    ``<= distance_cutoff``.
 
     Space is hashed into square buckets of side ``distance_cutoff``; within a bucket events
     are kept in time order, so each event scans its 3 x 3 bucket block from a binary-searched

@@ -241,9 +241,10 @@ def _grid_standard_errors(lam: np.ndarray, s: np.ndarray, b: np.ndarray, c2: np.
 
 
 def smooth_over_units(values: np.ndarray, units: Units, bandwidth: float) -> np.ndarray:
-    """Spread each unit's value over neighbouring units by a Gaussian of unit-centroid
-    distance (standard deviation ``bandwidth`` metres, cut at 3 bandwidths), preserving
-    the total. O(n_units x neighbours) with a k-d tree.
+    """Spread each unit's value over neighbouring units, preserving the total.
+
+    Weights are a Gaussian of unit-centroid distance (standard deviation ``bandwidth``
+    metres, cut at 3 bandwidths). O(n_units x neighbours) with a k-d tree.
     """
     from scipy.spatial import cKDTree
 
@@ -441,8 +442,11 @@ class GridETAS(Forecaster):
                                    omega=float(omega))
 
     def simulate(self, window: TimeWindow) -> Events:
-        """Draw events over ``window`` from the fitted model (fresh history, cells
-        ``units_``, positions uniform within cells), seeded by ``random_state``."""
+        """Draw events over ``window`` from the fitted model.
+
+        Fresh history, cells ``units_``, positions uniform within cells; seeded by
+        ``random_state``.
+        """
         check_is_fitted(self)
         from placecast.models.simulate import simulate_grid_etas
 

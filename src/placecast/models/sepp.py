@@ -327,9 +327,11 @@ def _make_step(h: np.ndarray, indptr: np.ndarray, lag: np.ndarray, dist2: np.nda
 
 def _sepp_standard_errors(step: Any, q: np.ndarray, tc: float, dc: float, *,
                           sigma_fixed: bool = False) -> dict[str, float]:
-    """Standard errors from a central-difference Hessian of the log-likelihood in log
-    parameters (background shape held fixed), with the delta method for the branching
-    ratio."""
+    """Compute standard errors from the observed information.
+
+    A central-difference Hessian of the log-likelihood in log parameters (background shape
+    held fixed), with the delta method for the branching ratio.
+    """
     def loglik(point: np.ndarray) -> float:
         return float(step(point, loglik_only=True)[1])
 
@@ -513,7 +515,8 @@ class SEPP(Forecaster):
             time_cutoff=float(self.time_cutoff), distance_cutoff=float(self.distance_cutoff),
             background_bandwidth=float(self.background_bandwidth),
             background_updates=int(self.background_updates),
-            sigma_min=float(self.sigma_min), theta_init=float(self.theta_init), omega_init=float(self.omega_init),
+            sigma_min=float(self.sigma_min), theta_init=float(self.theta_init),
+            omega_init=float(self.omega_init),
             sigma_init=float(self.sigma_init), max_iter=int(self.max_iter),
             tol=float(self.tol))
         self.fit_ = fit
@@ -554,8 +557,10 @@ class SEPP(Forecaster):
                                    branching_ratio=self.branching_ratio_)
 
     def simulate(self, window: TimeWindow) -> Events:
-        """Draw events over ``window`` from the fitted model (fresh history; background
-        from the fitted density), seeded by ``random_state``."""
+        """Draw events over ``window`` from the fitted model.
+
+        Fresh history, background from the fitted density; seeded by ``random_state``.
+        """
         check_is_fitted(self)
         from placecast.models.simulate import simulate_sepp
 
