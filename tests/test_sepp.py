@@ -90,6 +90,8 @@ def test_inner_em_reaches_the_maximum_likelihood():
     best = optimize.minimize(negative, start, method="Nelder-Mead",
                              options={"xatol": 1e-9, "fatol": 1e-10, "maxiter": 5000})
     assert fit.converged
+    kept = (1 - np.exp(-fit.omega * 90.0)) * (1 - np.exp(-1000.0**2 / (2 * fit.sigma**2)))
+    assert fit.branching_ratio == pytest.approx(fit.theta * kept, rel=1e-12)
     assert fit.loglik == pytest.approx(-negative(np.log([fit.background_rate, fit.theta,
                                                          fit.omega, fit.sigma])), rel=1e-12)
     assert fit.loglik >= -best.fun - 1e-6
@@ -188,3 +190,16 @@ def test_bad_parameters(fitted, params, message):
 def test_too_few_events():
     with pytest.raises(DataError, match="at least two events"):
         SEPP().fit(Events.from_arrays(["2020-01-01"], [0.0], [0.0]))
+
+
+def test_branching_ratio_counts_only_the_kernel_mass_inside_the_cutoffs():
+    sim = simulate_sepp(background_rate=3.0, region=(0, 0, 5000, 5000), theta=0.8,
+                        omega=0.3, sigma=80.0, days=200, time_cutoff=3.0,
+                        distance_cutoff=120.0, random_state=6)
+    fit, _ = fit_sepp(sim.time, sim.x, sim.y, 0.0, 200.0, time_cutoff=3.0,
+                      distance_cutoff=120.0)
+    kept = (1 - np.exp(-fit.omega * 3.0)) * (1 - np.exp(-120.0**2 / (2 * fit.sigma**2)))
+    assert kept < 0.7
+    assert fit.branching_ratio == pytest.approx(fit.theta * kept, rel=1e-12)
+    truth = 0.8 * (1 - np.exp(-0.9)) * (1 - np.exp(-120.0**2 / (2 * 80.0**2)))
+    assert abs(fit.branching_ratio - truth) < 3 * fit.standard_errors["branching_ratio"]

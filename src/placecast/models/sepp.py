@@ -277,7 +277,7 @@ def fit_sepp(time: np.ndarray, x: np.ndarray, y: np.ndarray, t_start: float, t_e
         se = dict.fromkeys(("theta", "branching_ratio", "omega", "sigma"), float("nan"))
     else:
         se = _sepp_standard_errors(final_step, q, tc, dc, sigma_fixed=at_bound)
-    g_unit, m = _kernel_masses(omega, sigma, tc, dc, Horizons(np.array([np.inf])))
+    g_unit, m = _kernel_masses(omega, sigma, tc, dc, Horizons(np.array([tc])))
     branching = theta * g_unit * m
     p_background = np.empty(n)
     p_background[order] = weights
