@@ -178,7 +178,7 @@ def simulate_sepp(*, background_rate: float, region: Any, theta: float, omega: f
     >>> sim = simulate_sepp(background_rate=2.0, region=(0, 0, 5000, 5000), theta=0.4,
     ...                     omega=0.5, sigma=100.0, days=100, random_state=0)
     >>> sim.n_background, len(sim) > sim.n_background
-    (210, True)
+    (206, True)
     """
     if not sigma > 0:
         raise ParameterError(f"sigma must be a positive length in metres, got {sigma!r}.")
