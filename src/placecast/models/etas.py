@@ -308,8 +308,9 @@ class GridETAS(Forecaster):
     -----
     The cells are part of the model: ``theta``, ``omega`` and ``mu`` belong to a grid.
     ``predict(units, window)`` on the units given to ``fit`` uses the fitted estimates;
-    on other units it refits by EM on those units with the events before the window
-    (warm-started, cached per units object). The forecast is the expected count
+    on other units, or when fitted events reach into the window, it refits by EM on
+    ``units`` with the events before the window only (cached for the last units and
+    window), so no later event informs a forecast. The forecast is the expected count
 
     .. math:: E\,N_n[s, s + D) = m_n(s) E_1 + \omega \mu_n E_2
 
@@ -384,14 +385,13 @@ class GridETAS(Forecaster):
         self.origin_ = events.start
         self.events_ = events
         self.units_ = units
-        self._refits: dict[tuple[int, Any], tuple[np.ndarray, float, float]] = {}
-        self.fit_, self.mu_ = self._fit_on(events, units, None)
+        self._refit: tuple[Units, Any, np.ndarray, float, float] | None = None
+        self.fit_, self.mu_ = self._fit_on(events, units)
         self.theta_ = self.fit_.theta
         self.omega_ = self.fit_.omega
         return self
 
-    def _fit_on(self, events: Events, units: Units, t_end: float | None,
-                init: tuple[float, float] | None = None) -> tuple[HawkesFit, np.ndarray]:
+    def _fit_on(self, events: Events, units: Units) -> tuple[HawkesFit, np.ndarray]:
         index = units.assign(events.x, events.y)
         outside = index < 0
         if outside.all():
@@ -401,17 +401,33 @@ class GridETAS(Forecaster):
                           "and are left out of the grid ETAS fit.", DataQualityWarning,
                           stacklevel=3)
         days = events.days_since(self.origin_)[~outside]
-        if t_end is None:
-            t_end = float(days.max())
-        theta0, omega0 = init or (float(self.theta_init), float(self.omega_init))
-        fit, mu = fit_grid_etas(days, index[~outside], len(units), float(days.min()), t_end,
-                                theta_init=theta0, omega_init=omega0,
+        fit, mu = fit_grid_etas(days, index[~outside], len(units), float(days.min()),
+                                float(days.max()), theta_init=float(self.theta_init),
+                                omega_init=float(self.omega_init),
                                 max_iter=int(self.max_iter), tol=float(self.tol))[:2]
         details = dict(fit.details, cell_size_m=units.typical_size,
                        n_outside=int(outside.sum()))
         return replace(fit, details=details), mu
 
     # ------------------------------------------------------------------ prediction
+    def _estimates_for(self, units: Units, window: TimeWindow, history: Events
+                       ) -> tuple[np.ndarray, float, float]:
+        """Fitted ``(mu, theta, omega)`` for ``units``, refitting when needed.
+
+        The fit is reused on the units it was made on when no fitted event is at or after
+        the window start; otherwise EM runs again on ``units`` with the events before the
+        window only (same starting values and period rule as ``fit``, so the result does
+        not depend on what else was fitted). The last refit is cached.
+        """
+        if units is self.units_ and self.events_.end < window.start:
+            return self.mu_, self.theta_, self.omega_
+        cached = self._refit
+        if cached is None or cached[0] is not units or cached[1] != window.start:
+            fit, mu = self._fit_on(history, units)
+            cached = (units, window.start, mu, fit.theta, fit.omega)
+            self._refit = cached
+        return cached[2], cached[3], cached[4]
+
     def predict(self, units: Units, window: TimeWindow) -> Forecast:
         """Expected events per unit over ``window`` (see Notes of the class)."""
         check_is_fitted(self)
@@ -419,15 +435,7 @@ class GridETAS(Forecaster):
         if len(history) == 0:
             raise DataError(f"no events before {window}; grid ETAS needs history.")
         start = float((window.start - self.origin_) / np.timedelta64(1, "D"))
-        if units is self.units_:
-            mu, theta, omega = self.mu_, self.theta_, self.omega_
-        else:
-            key = (id(units), window.start)
-            if key not in self._refits:
-                fit, mu_refit = self._fit_on(history, units, start,
-                                             init=(min(self.theta_, 0.9), self.omega_))
-                self._refits = {key: (mu_refit, fit.theta, fit.omega)}  # keep the latest
-            mu, theta, omega = self._refits[key]
+        mu, theta, omega = self._estimates_for(units, window, history)
         if self.background_smoothing is not None:
             mu = smooth_over_units(mu, units, float(self.background_smoothing))
         index = units.assign(history.x, history.y)

@@ -438,7 +438,8 @@ class SEPP(Forecaster):
     :math:`m_u(s) E_1 + \omega M_u E_2` (``window_integrals``), with
     :math:`M_u = \nu \int_u h` and :math:`m_u(s)` the intensity integrated over the unit
     at the window start, where past events' Gaussian kernels are integrated over units on
-    a raster. Offspring of events inside the window are counted in their parent's unit
+    a raster. When fitted events reach into the window, ``predict`` refits on the events
+    before it only. Offspring of events inside the window are counted in their parent's unit
     and the time cut-off is ignored there (both small approximations when ``sigma`` is
     below the unit size and ``1/omega`` well inside the cut-off).
 
@@ -509,16 +510,8 @@ class SEPP(Forecaster):
         if len(events) < 2:
             raise DataError(f"sepp needs at least two events to fit; got {len(events)}.")
         self.origin_ = events.start
-        days = events.days_since(self.origin_)
-        fit, state = fit_sepp(
-            days, events.x, events.y, 0.0, float(days.max()),
-            time_cutoff=float(self.time_cutoff), distance_cutoff=float(self.distance_cutoff),
-            background_bandwidth=float(self.background_bandwidth),
-            background_updates=int(self.background_updates),
-            sigma_min=float(self.sigma_min), theta_init=float(self.theta_init),
-            omega_init=float(self.omega_init),
-            sigma_init=float(self.sigma_init), max_iter=int(self.max_iter),
-            tol=float(self.tol))
+        self._refit: tuple[Any, HawkesFit, _Fitted] | None = None
+        fit, state = self._estimate(events)
         self.fit_ = fit
         self.theta_ = fit.theta
         self.omega_ = fit.omega
@@ -530,6 +523,33 @@ class SEPP(Forecaster):
         self.events_ = events
         return self
 
+    def _estimate(self, events: Events) -> tuple[HawkesFit, _Fitted]:
+        days = events.days_since(self.origin_)
+        return fit_sepp(
+            days, events.x, events.y, float(days.min()), float(days.max()),
+            time_cutoff=float(self.time_cutoff), distance_cutoff=float(self.distance_cutoff),
+            background_bandwidth=float(self.background_bandwidth),
+            background_updates=int(self.background_updates),
+            sigma_min=float(self.sigma_min), theta_init=float(self.theta_init),
+            omega_init=float(self.omega_init), sigma_init=float(self.sigma_init),
+            max_iter=int(self.max_iter), tol=float(self.tol))
+
+    def _estimates_for(self, window: TimeWindow, history: Events
+                       ) -> tuple[HawkesFit, _Fitted]:
+        """Return the fit, or a refit on the events before the window.
+
+        The refit happens when fitted events reach into the window, so no later event
+        informs a forecast; the last refit is cached.
+        """
+        if self.events_.end < window.start:
+            return self.fit_, _Fitted(self.background_rate_, self.background_density_,
+                                      self.p_background_)
+        if self._refit is None or self._refit[0] != window.start:
+            if len(history) < 2:
+                raise DataError(f"sepp needs at least two events before {window}.")
+            self._refit = (window.start, *self._estimate(history))
+        return self._refit[1], self._refit[2]
+
     def predict(self, units: Units, window: TimeWindow) -> Forecast:
         """Expected events per unit over ``window`` (see Notes of the class)."""
         check_is_fitted(self)
@@ -537,24 +557,26 @@ class SEPP(Forecaster):
 
         history = self._training_events(window)
         start = float((window.start - self.origin_) / np.timedelta64(1, "D"))
-        density = self.background_density_
+        fit, state = self._estimates_for(window, history)
+        theta, omega = fit.theta, fit.omega
+        sigma, branching = float(fit.sigma or 0.0), fit.branching_ratio
+        density = state.density
         raster = units.raster(min(units.typical_size / 4.0, density.pixel_size))
         cx, cy = raster.centres()
         pixel_mass = density(cx, cy) * raster.pixel_size**2
-        background = self.background_rate_ * raster.sum_by_unit(pixel_mass, len(units))
+        background = state.background_rate * raster.sum_by_unit(pixel_mass, len(units))
         age = start - history.days_since(self.origin_)
         recent = age <= float(self.time_cutoff)
-        weights = self.theta_ * np.exp(-self.omega_ * age[recent])
+        weights = theta * np.exp(-omega * age[recent])
         excitation = np.zeros(len(units))
         if recent.any():
             excitation = kernel_mass(units, history.x[recent], history.y[recent], weights,
-                                     self.sigma_)
-        rate0 = background + self.omega_ * excitation
-        e1, e2 = window_integrals(self.omega_, self.branching_ratio_, window.days)
-        intensity = np.maximum(rate0 * e1 + self.omega_ * background * e2, 0.0)
-        return self._make_forecast(units, window, intensity, theta=self.theta_,
-                                   omega=self.omega_, sigma_m=self.sigma_,
-                                   branching_ratio=self.branching_ratio_)
+                                     sigma)
+        rate0 = background + omega * excitation
+        e1, e2 = window_integrals(omega, branching, window.days)
+        intensity = np.maximum(rate0 * e1 + omega * background * e2, 0.0)
+        return self._make_forecast(units, window, intensity, theta=theta, omega=omega,
+                                   sigma_m=sigma, branching_ratio=branching)
 
     def simulate(self, window: TimeWindow) -> Events:
         """Draw events over ``window`` from the fitted model.
