@@ -137,3 +137,32 @@ def test_cli_errors_exit_2(tmp_path):
                                  str(tmp_path / "x.csv")])
     assert result.exit_code == 2
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_cli_fit_etas_on_a_region_file(tmp_path):
+    runner = CliRunner()
+    events_csv = tmp_path / "sim.csv"
+    result = runner.invoke(app, ["simulate", "--model", "etas", "--param", "theta=0.4",
+                                 "--param", "omega=0.3", "--param", "cell_size=500",
+                                 "--param", "background_rate=4", "--days", "200",
+                                 "--bbox", "0,0,3000,3000", "--seed", "2", "-o",
+                                 str(events_csv)])
+    assert result.exit_code == 0, result.output
+    region = tmp_path / "region.geojson"
+    region.write_text(json.dumps({"type": "FeatureCollection", "features": [{
+        "type": "Feature", "properties": {},
+        "geometry": shapely.geometry.mapping(shapely.box(0, 0, 3000, 3000))}]}))
+    out = tmp_path / "etas.json"
+    result = runner.invoke(app, ["fit", str(events_csv), "--model", "etas", "--crs",
+                                 "local:m", "--cell", "500m", "--region", str(region),
+                                 "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    params = json.loads(out.read_text())
+    assert params["details"]["n_cells"] == 36
+    assert abs(params["theta"] - 0.4) < 4 * params["standard_errors"]["theta"]
+    result = runner.invoke(app, ["fit", str(events_csv), "--model", "etas", "--crs",
+                                 "local:m", "--region", str(tmp_path / "missing.shp"),
+                                 "-o", str(tmp_path / "bad.json")])
+    assert result.exit_code == 2
+    assert "no such polygon file" in result.output
+    assert not (tmp_path / "bad.json").exists()
