@@ -1,0 +1,19 @@
+"""Early warning: space-time permutation scan, near-repeat (Knox) analysis, emerging hot spots."""
+
+from placecast.clusters._scan import (
+    EARTH_RADIUS_KM,
+    ScanCluster,
+    ScanData,
+    ScanResult,
+    SpaceTimeScan,
+    scan_data_from_events,
+)
+
+__all__ = [
+    "EARTH_RADIUS_KM",
+    "ScanCluster",
+    "ScanData",
+    "ScanResult",
+    "SpaceTimeScan",
+    "scan_data_from_events",
+]
