@@ -1,5 +1,6 @@
 """Early warning: space-time permutation scan, near-repeat (Knox) analysis, emerging hot spots."""
 
+from placecast.clusters._knox import KnoxResult, NearRepeatResult, knox_test, near_repeat
 from placecast.clusters._scan import (
     EARTH_RADIUS_KM,
     ScanCluster,
@@ -11,9 +12,13 @@ from placecast.clusters._scan import (
 
 __all__ = [
     "EARTH_RADIUS_KM",
+    "KnoxResult",
+    "NearRepeatResult",
     "ScanCluster",
     "ScanData",
     "ScanResult",
     "SpaceTimeScan",
+    "knox_test",
+    "near_repeat",
     "scan_data_from_events",
 ]
