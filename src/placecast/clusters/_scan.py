@@ -57,6 +57,9 @@ class ScanData:
         First and last time of the study period, as printed.
     crs : str, optional
         CRS of planar coordinates, for GeoJSON output.
+    metres_per_unit : float
+        Metres per unit of ``crs`` (planar coordinates are in metres; GeoJSON divides by
+        this before projecting).
     """
 
     location_ids: np.ndarray
@@ -69,6 +72,7 @@ class ScanData:
     interval_length: float = 1.0
     study_period: tuple[str, str] = ("", "")
     crs: str | None = None
+    metres_per_unit: float = 1.0
 
     def __post_init__(self) -> None:
         ids = np.asarray(self.location_ids, dtype=object)
@@ -231,6 +235,7 @@ def scan_data_from_events(
         interval_length=step / day,
         study_period=(labels[0][0], labels[-1][1]),
         crs=events.crs,
+        metres_per_unit=events.spatial_reference.metres_per_unit,
     )
 
 
@@ -352,6 +357,7 @@ class ScanResult:
     crs: str | None = None
     location_coordinates: dict[str, tuple[float, float]] = field(default_factory=dict,
                                                                  repr=False)
+    metres_per_unit: float = 1.0
 
     @property
     def most_likely(self) -> ScanCluster | None:
@@ -415,7 +421,8 @@ class ScanResult:
                 from pyproj import Transformer
 
                 tr = Transformer.from_crs(self.crs, "EPSG:4326", always_xy=True)
-                lon, lat = tr.transform(ring[:, 0], ring[:, 1])
+                lon, lat = tr.transform(ring[:, 0] / self.metres_per_unit,
+                                        ring[:, 1] / self.metres_per_unit)
                 ring = np.column_stack([lon, lat])
         ring = np.vstack([ring, ring[:1]])
         return {"type": "Polygon", "coordinates": [np.round(ring, 7).tolist()]}
@@ -756,6 +763,7 @@ class SpaceTimeScan:
             time_unit=data.time_unit,
             parameters=params,
             crs=data.crs,
+            metres_per_unit=data.metres_per_unit,
             location_coordinates={str(i): (float(a), float(b)) for i, (a, b)
                                   in zip(data.location_ids, data.coordinates, strict=True)},
         )
