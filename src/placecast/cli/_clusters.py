@@ -160,7 +160,9 @@ def scan_command(
             from placecast.pipeline import UnitSpec, build_units
 
             units = build_units(events, UnitSpec(cell_size=parse_length(cell, name="--cell")))
-        step_days = pd.Timedelta(interval) / pd.Timedelta("1D")
+        from placecast.clusters._scan import parse_step
+
+        step_days = parse_step(interval) / pd.Timedelta("1D")
         data = scan_data_from_events(
             events, at=at, interval=interval, units=units,
             n_intervals=int(round(study_days / step_days)) if study_days else None,

@@ -365,7 +365,7 @@ class Watcher:
         interval_days = float(opts.get("interval_days", 1))
         study = opts.get("study_days")
         data = scan_data_from_events(
-            events, interval=f"{interval_days}D", units=units,
+            events, interval=f"{interval_days}d", units=units,
             n_intervals=int(float(study) / interval_days) if study else None,
             round_to=parse_length(opts["round"]) if opts.get("round") else None)
         max_radius = opts.get("max_radius")

@@ -87,7 +87,9 @@ class SpaceTimeCube:
 
         if len(events) == 0:
             raise DataError("there are no events to build a space-time cube from.")
-        delta = pd.Timedelta(step)
+        from placecast.clusters._scan import parse_step
+
+        delta = parse_step(step)
         if delta <= pd.Timedelta(0):
             raise ParameterError(f"step must be positive, got {step!r}.")
         stop = pd.Timestamp(end) if end is not None else (

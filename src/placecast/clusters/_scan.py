@@ -139,6 +139,16 @@ class ScanData:
         return 2 * EARTH_RADIUS_KM * np.arcsin(ratio)
 
 
+def parse_step(text: str) -> pd.Timedelta:
+    """A time step such as ``"1d"``, ``"7D"``, ``"12h"`` as a Timedelta."""
+    value = str(text).strip()
+    try:
+        return pd.Timedelta(value[:-1] + "D" if value[-1:] in ("d", "D") else value)
+    except (ValueError, IndexError):
+        raise ParameterError(f"time step {text!r} is not a duration such as 1d, 7d or "
+                             "12h.") from None
+
+
 def scan_data_from_events(
     events: Any,
     *,
@@ -177,7 +187,7 @@ def scan_data_from_events(
     ScanData
         Cartesian coordinates in metres; time unit ``"day"``.
     """
-    step = pd.Timedelta(interval)
+    step = parse_step(interval)
     if step <= pd.Timedelta(0):
         raise ParameterError(f"interval must be positive, got {interval!r}.")
     if len(events) == 0:
