@@ -48,9 +48,14 @@ def _event_options(**options: Any) -> dict[str, Any]:
 def _numbers(text: str, name: str, lengths: bool = False) -> list[float]:
     from placecast.quantities import parse_length
 
+    def one(value: str) -> float:
+        value = value.strip()
+        if not lengths or value.replace(".", "", 1).strip("0") == "":
+            return float(value)  # plain numbers; "0" is a valid first edge
+        return parse_length(value, name=name)
+
     try:
-        return [parse_length(v.strip(), name=name) if lengths else float(v)
-                for v in text.split(",") if v.strip()]
+        return [one(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise ParameterError(f"{name} {text!r} must be comma-separated numbers, e.g. "
                              "0,100,200.") from None
