@@ -3,8 +3,12 @@
 Each command module registers itself on ``app`` when imported here.
 """
 
-from placecast.cli import _core, _fit  # noqa: F401  (register inspect, forecast, demo, fit)
-from placecast.cli import _clusters  # noqa: F401  (scan, nearrepeat, knox, hotspots, watch)
+import placecast.cli._clusters  # noqa: F401  (register scan, nearrepeat, knox, hotspots, watch)
+from placecast.cli import (  # noqa: F401  (register inspect, forecast, demo, fit)
+    _core,
+    _evaluate,  # noqa: F401  (register backtest, tune)
+    _fit,
+)
 from placecast.cli._app import app, main
 
 __all__ = ["app", "main"]
