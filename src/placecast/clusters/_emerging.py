@@ -204,7 +204,7 @@ class EmergingHotSpotResult:
         })
 
     def to_geodataframe(self, target_crs: str | None = None) -> Any:
-        """The units with their patterns, ready to map (needs ``units``)."""
+        """Return the units with their patterns, ready to map (needs ``units``)."""
         if self.units is None:
             raise ParameterError("this result has no units to map; build the cube with "
                                  "SpaceTimeCube.from_events.")
@@ -261,15 +261,15 @@ def emerging_hot_spots(
     fdr: bool = True,
     share: float = 0.9,
 ) -> EmergingHotSpotResult:
-    """Emerging hot spot analysis (the ArcGIS Pro tool's method, open).
+    r"""Emerging hot spot analysis (the ArcGIS Pro tool's method, open).
 
     Every bin ``(unit u, step k)`` gets the Getis-Ord Gi* statistic over its space-time
     neighbourhood ``N(u, k)``: units whose centroids lie within ``distance`` of ``u``
     (``u`` included) at steps ``k - time_steps .. k``. With binary weights, ``n`` bins,
     mean ``xbar`` and standard deviation ``s`` of all counts,
 
-    .. math:: G^*_{uk} = \\frac{\\sum_{N} x - \\bar x\\, w}
-              {s \\sqrt{(n w - w^2) / (n - 1)}},\\quad w = |N(u, k)|.
+    .. math:: G^*_{uk} = \frac{\sum_{N} x - \bar x\, w}
+              {s \sqrt{(n w - w^2) / (n - 1)}},\quad w = |N(u, k)|.
 
     Bins are significant hot (cold) when ``z > 0`` (``< 0``) and their two-sided p-value
     passes ``alpha`` after the Benjamini-Hochberg false discovery rate correction over all

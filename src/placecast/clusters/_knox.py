@@ -93,7 +93,7 @@ class KnoxResult:
                 "n_permutations": self.n_permutations}
 
     def to_frame(self) -> pd.DataFrame:
-        """The 2x2 table with expected counts, one row per cell."""
+        """Return the 2x2 table with expected counts, one row per cell."""
         rows = []
         for a, space in enumerate(("close", "not close")):
             for b, time in enumerate(("close", "not close")):
@@ -119,14 +119,14 @@ def knox_test(
     n_permutations: int = 0,
     random_state: int | np.random.Generator | None = None,
 ) -> KnoxResult:
-    """Knox's test of space-time interaction.
+    r"""Knox's test of space-time interaction.
 
     A pair of events is close in space when their distance is ``<= distance`` and close in
     time when ``|t_i - t_j| <= time`` (both inclusive). With ``N = n(n-1)/2`` pairs,
     ``S`` close in space and ``T`` close in time, the number ``X`` close in both has
     expectation ``S T / N`` under no interaction, and
 
-    .. math:: p = P(\\mathrm{Poisson}(S T / N) > X)
+    .. math:: p = P(\mathrm{Poisson}(S T / N) > X)
 
     (strictly greater, as PySAL's ``pointpats`` reports it; add ``P(X = x)`` for the
     ``>=`` form).
@@ -268,7 +268,7 @@ class NearRepeatResult:
         return pd.DataFrame(rows)
 
     def summary(self, alpha: float = 0.05) -> str:
-        """A plain-language summary in the spirit of the Near Repeat Calculator's."""
+        """Summarise in plain language, in the spirit of the Near Repeat Calculator."""
         lines = [f"Near-repeat analysis of {self.n_events} events with "
                  f"{self.n_permutations} permutations ({self.metric} distance)."]
         flagged = []

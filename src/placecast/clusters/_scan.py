@@ -140,7 +140,7 @@ class ScanData:
 
 
 def parse_step(text: str) -> pd.Timedelta:
-    """A time step such as ``"1d"``, ``"7D"``, ``"12h"`` as a Timedelta."""
+    """Parse a time step such as ``"1d"``, ``"7D"`` or ``"12h"`` into a Timedelta."""
     value = str(text).strip()
     try:
         return pd.Timedelta(value[:-1] + "D" if value[-1:] in ("d", "D") else value)
@@ -438,7 +438,7 @@ class ScanResult:
         return {"type": "Polygon", "coordinates": [np.round(ring, 7).tolist()]}
 
     def to_geojson(self) -> dict[str, Any]:
-        """A GeoJSON FeatureCollection: one circle per cluster with its numbers."""
+        """Return a GeoJSON FeatureCollection: one circle per cluster with its numbers."""
         features = []
         for c in self.clusters:
             props = c.to_dict()
@@ -546,7 +546,7 @@ def _replicates(perm_t, case_loc, n_loc, first, offsets, width, nb_ptr, nb_idx, 
 
 # ---------------------------------------------------------------------------- the scan
 class SpaceTimeScan:
-    """Prospective space-time permutation scan statistic (SaTScan's model 2, analysis 4).
+    r"""Prospective space-time permutation scan statistic (SaTScan's model 2, analysis 4).
 
     Cylinders have a circular base centred on each location, growing through its nearest
     neighbours (ties broken by smaller x, then y, as SaTScan does) up to ``max_share`` of
@@ -555,11 +555,11 @@ class SpaceTimeScan:
     ``C_z`` at the circle's locations over the whole period and ``C_d`` anywhere in the
     window, the expected count under no space-time interaction is
 
-    .. math:: \\mu = C_z C_d / C
+    .. math:: \mu = C_z C_d / C
 
     and a cylinder with ``n > mu`` cases scores the Poisson generalised log likelihood ratio
 
-    .. math:: \\mathrm{LLR} = n \\ln\\frac{n}{\\mu} + (C - n)\\ln\\frac{C - n}{C - \\mu}.
+    .. math:: \mathrm{LLR} = n \ln\frac{n}{\mu} + (C - n)\ln\frac{C - n}{C - \mu}.
 
     The most likely cluster maximises the LLR. Its p-value is Monte Carlo: case times are
     permuted over cases (keeping every location's and every interval's total) and the
@@ -631,7 +631,7 @@ class SpaceTimeScan:
         self.n_jobs = n_jobs
 
     def get_params(self) -> dict[str, Any]:
-        """The constructor parameters."""
+        """Return the constructor parameters."""
         return {k: getattr(self, k) for k in (
             "max_share", "max_radius", "min_intervals", "max_intervals", "n_permutations",
             "early_stop", "min_cases", "max_clusters", "random_state", "n_jobs")}

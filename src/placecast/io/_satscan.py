@@ -83,7 +83,7 @@ def read_satscan_parameters(path: str | os.PathLike[str]) -> dict[str, str]:
 
 
 def _locate(value: str, prm: Path, key: str) -> Path:
-    """A path from the parameter file; if it does not exist, the same name beside the .prm."""
+    """Find a file named in the parameter file, else the same name beside the .prm."""
     if not value:
         raise DataError(f"{prm}: {key} is empty; give the file name in the parameter file.")
     as_given = Path(value)
@@ -109,7 +109,7 @@ def _rows(path: Path) -> list[list[str]]:
 
 
 def _parse_time(text: str, precision: int, where: str) -> int:
-    """A case time as an integer count of time units (generic units or days)."""
+    """Parse a case time into an integer count of time units (generic units or days)."""
     if precision == 4:
         try:
             value = float(text)
@@ -368,7 +368,7 @@ def _recurrence_text(ri: float, unit: str) -> str:
 
 def format_satscan_report(result: ScanResult, *, title: str = "placecast",
                           parameters: dict[str, str] | None = None) -> str:
-    """The results as SaTScan's main text report: same fields, same decimals.
+    """Format the results as SaTScan's main text report: same fields, same decimals.
 
     Fields: locations, coordinates / radius, time frame, cases, expected cases (2
     decimals), observed / expected (2), test statistic (6), p-value (as many decimals as
