@@ -237,7 +237,7 @@ def nearrepeat_command(
     for column in ("distance (m)", "days", "observed", "expected", "obs/exp", "p"):
         table.add_column(column, justify="right")
     for row in frame.itertuples():
-        table.add_row(row.distance_band, row.time_band, str(row.observed),
+        table.add_row(str(row.distance_band), str(row.time_band), str(row.observed),
                       f"{row.expected:.1f}", f"{row.ratio:.2f}", f"{row.p_value:.3f}")
     console.print(table)
     console.print(result.summary())

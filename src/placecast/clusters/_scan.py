@@ -718,7 +718,7 @@ class SpaceTimeScan:
         sims, stopped = self._simulate(data, first, offsets, max_len, nb_ptr, nb_idx,
                                        loc_total, win_total, total, observed_max)
         n_done = len(sims)
-        clusters = []
+        clusters: list[ScanCluster] = []
         taken = np.zeros(n_loc, dtype=bool)
         order = np.argsort(-best, kind="stable")
         for c in order:
@@ -801,7 +801,8 @@ class SpaceTimeScan:
                else np.random.default_rng(self.random_state))
         previous = numba.get_num_threads()
         if self.n_jobs is not None:
-            numba.set_num_threads(max(1, min(int(self.n_jobs), numba.config.NUMBA_NUM_THREADS)))
+            numba.set_num_threads(max(1, min(int(self.n_jobs),
+                                             numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
         out: list[np.ndarray] = []
         exceed = 0
         threshold = observed_max * (1 - 1e-10)
