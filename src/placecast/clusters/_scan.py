@@ -60,6 +60,9 @@ class ScanData:
     metres_per_unit : float
         Metres per unit of ``crs`` (planar coordinates are in metres; GeoJSON divides by
         this before projecting).
+    location_extent : float
+        Half the size of the area a location stands for (e.g. half a cell's diagonal);
+        added to cluster radii when drawing cluster areas.
     """
 
     location_ids: np.ndarray
@@ -73,6 +76,7 @@ class ScanData:
     study_period: tuple[str, str] = ("", "")
     crs: str | None = None
     metres_per_unit: float = 1.0
+    location_extent: float = 0.0
 
     def __post_init__(self) -> None:
         ids = np.asarray(self.location_ids, dtype=object)
@@ -214,8 +218,10 @@ def scan_data_from_events(
         used, loc = np.unique(unit_index, return_inverse=True)
         coords = units.centroids[used]
         ids = np.asarray(units.unit_id, dtype=object)[used]
+        extent = units.typical_size * math.sqrt(0.5)
     else:
         xy = np.column_stack([ev.x, ev.y])
+        extent = (round_to or 0.0) * math.sqrt(0.5)
         if round_to:
             if round_to <= 0:
                 raise ParameterError(f"round_to must be positive metres, got {round_to}.")
@@ -246,6 +252,7 @@ def scan_data_from_events(
         study_period=(labels[0][0], labels[-1][1]),
         crs=events.crs,
         metres_per_unit=events.spatial_reference.metres_per_unit,
+        location_extent=extent,
     )
 
 
@@ -368,6 +375,7 @@ class ScanResult:
     location_coordinates: dict[str, tuple[float, float]] = field(default_factory=dict,
                                                                  repr=False)
     metres_per_unit: float = 1.0
+    location_extent: float = 0.0
 
     @property
     def most_likely(self) -> ScanCluster | None:
@@ -411,11 +419,14 @@ class ScanResult:
     def cluster_geometry(self, cluster: ScanCluster, n_vertices: int = 64) -> dict[str, Any]:
         """GeoJSON polygon of the cluster's circle (lon/lat when known, else planar).
 
+        The circle's radius is the cluster radius plus ``location_extent`` (so a cluster of
+        one grid cell covers the cell).
+
         For lat/lon data the circle is drawn on the sphere; for planar data in a known CRS
         it is transformed to WGS 84; for local planar data it stays in data units.
         """
         angles = np.linspace(0, 2 * np.pi, n_vertices, endpoint=False)
-        radius = max(cluster.radius, 0.0)
+        radius = max(cluster.radius, 0.0) + self.location_extent
         if self.coordinate_system == "latlon":
             lat0, lon0 = np.radians(cluster.centre[0]), np.radians(cluster.centre[1])
             d = max(radius, 0.05) / EARTH_RADIUS_KM
@@ -805,6 +816,7 @@ class SpaceTimeScan:
             parameters=params,
             crs=data.crs,
             metres_per_unit=data.metres_per_unit,
+            location_extent=data.location_extent,
             location_coordinates={str(i): (float(a), float(b)) for i, (a, b)
                                   in zip(data.location_ids, data.coordinates, strict=True)},
         )
