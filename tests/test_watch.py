@@ -196,3 +196,25 @@ def test_watch_emerging_hot_spots(tmp_path: Path) -> None:
     lon, lat = alert["geometry"]["coordinates"][0][0]
     assert -123 < lon < -122 and 45 < lat < 46  # Portland, WGS 84
     assert watcher.run_once(force=True).new_alerts == ()
+
+
+def test_watch_satscan_check_reruns_only_when_inputs_change(shared_data: Path,
+                                                            tmp_path: Path) -> None:
+    import shutil
+
+    for name in ("satscan_test1.prm", "satscan_test1.cas", "satscan_test1.geo"):
+        shutil.copy(shared_data / "satscan" / name, tmp_path / name)
+        (tmp_path / name).chmod(0o644)
+    config = tmp_path / "sat.json"
+    config.write_text(json.dumps({
+        "name": "sat", "check": "satscan",
+        "satscan": {"prm": "satscan_test1.prm", "permutations": 99, "random_state": 1},
+        "threshold": {"p_value": 1.0}, "sinks": [{"type": "file", "path": "a.jsonl"}]}))
+    watcher = Watcher(load_watch_config(config))
+    first = watcher.run_once()
+    assert first.ran_check and [a.location_ids for a in first.new_alerts] == [
+        ("23", "6", "16"), ("10",)]
+    assert not watcher.run_once().ran_check
+    with open(tmp_path / "satscan_test1.cas", "a") as handle:
+        handle.write("3\t1\t990\n")  # a new case: the check runs again
+    assert watcher.run_once().ran_check
