@@ -202,8 +202,9 @@ def compare_models(backtest: pd.DataFrame, reference: str | None = None,
                    metrics: Sequence[str] = ("pai", "log_score")) -> pd.DataFrame:
     """Paired Wilcoxon signed-rank tests of each model against a reference model.
 
-    Rows are paired on ``(origin, horizon)`` (and ``flagged_area`` when present), so that
-    each difference compares two models forecasting the same window with the same budget.
+    Rows are paired on ``(origin, horizon)`` and, when a window was scored at several
+    budgets, on the rank of ``flagged_area`` within it: each difference compares two
+    models forecasting the same window with the same budget.
 
     Parameters
     ----------
@@ -236,7 +237,10 @@ def compare_models(backtest: pd.DataFrame, reference: str | None = None,
     if reference not in models:
         raise ParameterError(f"reference model {reference!r} is not in the backtest "
                              f"(models: {', '.join(models)}).")
-    keys = ["origin", "horizon"] + (["flagged_area"] if "flagged_area" in frame else [])
+    # several budgets per window: pair the i-th smallest flagged area of each model
+    frame["budget_level"] = (frame.groupby(["origin", "horizon", "model"])["flagged_area"]
+                             .rank(method="first") if "flagged_area" in frame else 1)
+    keys = ["origin", "horizon", "budget_level"]
     rows = []
     for metric in (m for m in metrics if m in frame):
         wide = frame.pivot_table(index=keys, columns="model", values=metric, aggfunc="mean")
@@ -421,6 +425,10 @@ def build_report(
                              "hide cells with fewer than k; pass events=...")
     units = forecast.units
     window = forecast.window
+    # validate every input before the (slow) map is built
+    frame = _check_backtest(backtest) if backtest is not None else None
+    hotspot_series = _hotspot_series(hotspots, units) if hotspots is not None else None
+    cluster_list = _cluster_features(clusters) if clusters is not None else None
     budget, budget_text = _resolve_area(area, units.region_area)
     flagged = forecast.top_units(budget)
     is_flagged = np.zeros(len(units), dtype=bool)
@@ -440,8 +448,7 @@ def build_report(
     headline = _headline(forecast, budget, budget_text, flagged, observed,
                          k if public else None)
     map_data = _map_data(forecast, is_flagged, counts, observed, window_events, privacy,
-                         _hotspot_series(hotspots, units) if hotspots is not None else None,
-                         _cluster_features(clusters) if clusters is not None else None, k)
+                         hotspot_series, cluster_list, k)
 
     sections: dict[str, Any] = dict.fromkeys(
         ("backtest", "clusters", "hotspots", "audit", "model_card"))
@@ -449,32 +456,27 @@ def build_report(
     # a public report draws no per-window curve: its steps would place single events in cells
     curve = hit_rate_curve_svg(forecast.intensity, units.area, None if public else observed,
                                units.region_area,
-                               budget_area=budget, model=forecast.model,
-                               backtest=_check_backtest(backtest) if backtest is not None
-                               else None)
+                               budget_area=budget, model=forecast.model, backtest=frame)
     if curve:
         plots["curve"] = curve
-    if backtest is not None:
-        frame = _check_backtest(backtest)
-        if len(frame):
-            reference = reference_model or (forecast.model if forecast.model in
-                                            set(frame["model"]) else None)
-            tests = compare_models(frame, reference)
-            sections["backtest"] = {
-                "summary": _frame_table(_backtest_summary(frame)),
-                "tests": _frame_table(tests) if len(tests) else None,
-                "reference": tests["reference"].iloc[0] if len(tests) else None,
-                "n_origins": int(frame["origin"].nunique()),
-                "span": f"{frame['origin'].min():%Y-%m-%d} .. {frame['origin'].max():%Y-%m-%d}",
-            }
-            pai_plot = pai_over_origins_svg(frame)
-            if pai_plot:
-                plots["pai"] = pai_plot
-    if clusters is not None:
-        sections["clusters"] = _clusters_section(_cluster_features(clusters), public, k)
-    if hotspots is not None:
-        series = _hotspot_series(hotspots, units)
-        table = series.value_counts().rename_axis("category").reset_index(name="units")
+    if frame is not None and len(frame):
+        reference = reference_model or (forecast.model if forecast.model in
+                                        set(frame["model"]) else None)
+        tests = compare_models(frame, reference)
+        sections["backtest"] = {
+            "summary": _frame_table(_backtest_summary(frame)),
+            "tests": _frame_table(tests) if len(tests) else None,
+            "reference": tests["reference"].iloc[0] if len(tests) else None,
+            "n_origins": int(frame["origin"].nunique()),
+            "span": f"{frame['origin'].min():%Y-%m-%d} .. {frame['origin'].max():%Y-%m-%d}",
+        }
+        pai_plot = pai_over_origins_svg(frame)
+        if pai_plot:
+            plots["pai"] = pai_plot
+    if cluster_list is not None:
+        sections["clusters"] = _clusters_section(cluster_list, public, k)
+    if hotspot_series is not None:
+        table = hotspot_series.value_counts().rename_axis("category").reset_index(name="units")
         sections["hotspots"] = _frame_table(table)
     if audit:
         sections["audit"] = [{"title": str(name), "table": _frame_table(pd.DataFrame(frame))}
