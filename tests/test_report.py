@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,15 +12,6 @@ import shapely
 from scipy import stats
 from typer.testing import CliRunner
 
-from placecast.cli import app
-from placecast.events import Events
-from placecast.exceptions import DataError, ParameterError
-from placecast.forecast import TimeWindow
-from placecast.pipeline import UnitSpec, build_units, run_forecast
-from placecast.quantities import parse_area
-from placecast.report import build_report, compare_models, public_areas, write_report
-from placecast.report._plots import coverage_curve
-from placecast.units import square_grid
 from _helpers_report import (
     AT,
     BUDGET,
@@ -32,6 +22,15 @@ from _helpers_report import (
     portland_backtest,
     window_xy,
 )
+from placecast.cli import app
+from placecast.events import Events
+from placecast.exceptions import DataError, ParameterError
+from placecast.forecast import TimeWindow
+from placecast.pipeline import UnitSpec, build_units, run_forecast
+from placecast.quantities import parse_area
+from placecast.report import build_report, compare_models, public_areas, write_report
+from placecast.report._plots import coverage_curve
+from placecast.units import square_grid
 
 
 @pytest.fixture(scope="module")

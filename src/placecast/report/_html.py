@@ -109,7 +109,7 @@ def _area_text(area_m2: float) -> str:
 
 
 def _frame_table(frame: pd.DataFrame) -> dict[str, Any]:
-    """A DataFrame as ``{"columns": [...], "rows": [[str, ...], ...]}`` for the template."""
+    """Turn a DataFrame into ``{"columns": [...], "rows": [[str, ...], ...]}`` for the template."""
     rows = [[_fmt_number(v) for v in row] for row in frame.itertuples(index=False)]
     return {"columns": [str(c) for c in frame.columns], "rows": rows}
 
@@ -129,7 +129,7 @@ def _to_display(units: Units, geometries: np.ndarray) -> tuple[np.ndarray, bool]
 
 
 def _features(geometries: np.ndarray, properties: Sequence[dict[str, Any]]) -> str:
-    """A GeoJSON FeatureCollection as JSON text (geometries already in display units)."""
+    """Write a GeoJSON FeatureCollection as JSON text (geometries in display units)."""
     texts = shapely.to_geojson(geometries)
     parts = [f'{{"type":"Feature","geometry":{g},"properties":{json.dumps(p)}}}'
              for g, p in zip(texts, properties, strict=True)]
@@ -675,7 +675,7 @@ def _map_data(forecast: Forecast, is_flagged: np.ndarray, counts: np.ndarray | N
                     local=local)
 
 
-def _enough(value: Any, k: int) -> bool:
+def _enough(value: Any, k: float) -> bool:
     try:
         return float(value) >= k
     except (TypeError, ValueError):

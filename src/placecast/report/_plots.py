@@ -173,9 +173,9 @@ def pai_over_origins_svg(backtest: pd.DataFrame) -> str | None:
     _style(ax)
     for i, ((name, horizon), group) in enumerate(
             frame.groupby(["model", frame["horizon"].astype(str)], sort=True)):
-        group = group.groupby("origin")["pai"].mean().sort_index()
+        series = group.groupby("origin")["pai"].mean().sort_index()
         label = name if len(horizons) == 1 else f"{name} ({horizon})"
-        ax.plot(group.index, group.to_numpy(), marker="o", markersize=4, linewidth=1.5,
+        ax.plot(series.index, series.to_numpy(), marker="o", markersize=4, linewidth=1.5,
                 color=_COLOURS[i % len(_COLOURS)], label=label)
     ax.set_xlabel("forecast origin")
     ax.set_ylabel("PAI")
