@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["coverage_curve", "hit_rate_curve_svg", "pai_over_origins_svg"]
+__all__ = ["coverage_curve", "hit_rate_curve_svg", "model_colours", "pai_over_origins_svg"]
 
 _COLOURS = ("#1f5fa8", "#d1495b", "#2e933c", "#edae49", "#6a4c93", "#00798c", "#8c564b")
 
@@ -44,6 +44,12 @@ def coverage_curve(intensity: np.ndarray, area: np.ndarray, observed: np.ndarray
     coverage = np.concatenate([[0.0], np.cumsum(np.asarray(area, dtype=float)[order])])
     hits = np.concatenate([[0.0], np.cumsum(np.asarray(observed, dtype=float)[order])])
     return coverage / region_area, hits / total if total > 0 else hits * np.nan
+
+
+def model_colours(models: Any) -> dict[str, str]:
+    """One colour per model name (sorted), the same in every plot of a report."""
+    return {name: _COLOURS[i % len(_COLOURS)]
+            for i, name in enumerate(sorted({str(m) for m in models}))}
 
 
 def _figure(width: float, height: float) -> Any:
@@ -112,6 +118,9 @@ def hit_rate_curve_svg(
     fig = _figure(6.4, 3.6)
     ax = fig.add_subplot()
     _style(ax)
+    names = [model] + (list(backtest["model"].astype(str)) if has_backtest and
+                       backtest is not None else [])
+    colours = model_colours(names)
     low = 1e-4
     if has_window:
         assert observed is not None
@@ -121,17 +130,20 @@ def hit_rate_curve_svg(
         low = max(min(low, float(coverage[1]) if len(coverage) > 1 else low), 1e-6)
         ax.step(best_cov, best_hits, where="post", color="#9aa5b1", linewidth=1.2,
                 linestyle=":", label="best possible (hindsight)")
-        ax.step(coverage, hit_rate, where="post", color=_COLOURS[0], linewidth=1.8,
+        ax.step(coverage, hit_rate, where="post", color=colours[model], linewidth=1.8,
                 label=f"{model} (this window)")
     grid = np.logspace(np.log10(low), 0, 100)
     ax.plot(grid, grid, color="#9aa5b1", linewidth=1.0, linestyle="--", label="chance")
     if has_backtest:
         assert backtest is not None
-        frame = backtest.assign(coverage=backtest["flagged_area"] / backtest["region_area"])
-        for i, (name, group) in enumerate(frame.groupby("model", sort=True)):
-            means = group.groupby("coverage")["hit_rate"].mean()
-            ax.plot(means.index, means.to_numpy(), marker="o", linestyle="none",
-                    color=_COLOURS[(i + 1) % len(_COLOURS)], markersize=6,
+        frame = backtest.assign(
+            coverage=backtest["flagged_area"] / backtest["region_area"],
+            level=backtest.groupby(["origin", "horizon", "model"])["flagged_area"]
+            .rank(method="first"))
+        for name, group in frame.groupby("model", sort=True):
+            means = group.groupby("level")[["coverage", "hit_rate"]].mean()
+            ax.plot(means["coverage"], means["hit_rate"], marker="D", linestyle="none",
+                    color=colours[str(name)], markersize=6, markeredgecolor="white",
                     label=f"{name} (backtest mean)")
     if budget_area:
         ax.axvline(budget_area / region_area, color="#333", linewidth=0.9, linestyle="-.",
@@ -171,12 +183,15 @@ def pai_over_origins_svg(backtest: pd.DataFrame) -> str | None:
     fig = _figure(6.4, 3.4)
     ax = fig.add_subplot()
     _style(ax)
-    for i, ((name, horizon), group) in enumerate(
-            frame.groupby(["model", frame["horizon"].astype(str)], sort=True)):
+    colours = model_colours(frame["model"])
+    styles = ("-", "--", ":", "-.")
+    horizon_style = {h: styles[i % len(styles)] for i, h in enumerate(sorted(horizons))}
+    for (name, horizon), group in frame.groupby(["model", frame["horizon"].astype(str)],
+                                                sort=True):
         series = group.groupby("origin")["pai"].mean().sort_index()
         label = name if len(horizons) == 1 else f"{name} ({horizon})"
         ax.plot(series.index, series.to_numpy(), marker="o", markersize=4, linewidth=1.5,
-                color=_COLOURS[i % len(_COLOURS)], label=label)
+                color=colours[str(name)], linestyle=horizon_style[horizon], label=label)
     ax.set_xlabel("forecast origin")
     ax.set_ylabel("PAI")
     ax.set_ylim(bottom=0)
