@@ -88,3 +88,32 @@ def map_payload(document: str) -> dict:
                       document, re.S)
     assert match, "no map data in the report"
     return json.loads(match.group(1))
+
+
+def decode_cells(payload: dict) -> list[dict]:
+    """The page's ``decodeCells`` in Python: features with ``properties`` and ``geometry``."""
+    c = payload["cells"]
+    grid = c.get("grid")
+    features = []
+    for i in range(len(c["r"])):
+        if grid:
+            col, row = grid["col"][i], grid["row"][i]
+
+            def node(cc, rr, grid=grid):
+                k = 2 * ((rr - grid["r0"]) * (grid["nc"] + 1) + (cc - grid["c0"]))
+                return grid["nodes"][k], grid["nodes"][k + 1]
+
+            geometry = shapely.Polygon([node(col, row), node(col + 1, row),
+                                        node(col + 1, row + 1), node(col, row + 1)])
+            unit = f"c{col}_r{row}"
+        else:
+            geometry = shapely.from_geojson(json.dumps(c["geometries"][i]))
+            unit = c["id"][i]
+        props = {"id": unit, "r": c["r"][i], "v": c["v"][i], "c": c["c"][i]}
+        for key in ("n", "o", "h"):
+            if key in c and c[key][i] is not None:
+                props[key] = c[key][i]
+        features.append({"properties": props, "geometry": geometry})
+    for i in c["f"]:
+        features[i]["properties"]["f"] = 1
+    return features

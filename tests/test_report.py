@@ -17,6 +17,7 @@ from _helpers_report import (
     BUDGET,
     HORIZON,
     count_in_polygons,
+    decode_cells,
     map_payload,
     portland,
     portland_backtest,
@@ -74,8 +75,8 @@ def test_report_is_self_contained(private_html):
 def test_flagged_cells_and_headline_match_an_independent_count(case, private_html):
     events, units, forecast = case
     payload = map_payload(private_html)
-    flagged_ids = {f["properties"]["id"] for f in payload["cells"]["features"]
-                   if f["properties"].get("f")}
+    features = decode_cells(payload)
+    flagged_ids = {f["properties"]["id"] for f in features if f["properties"].get("f")}
     budget = parse_area(BUDGET).resolve(units.region_area)
     # brute force: the greedy top-area set, recomputed from the intensities
     order = sorted(range(len(units)), key=lambda i: (-forecast.intensity[i], i))
@@ -96,7 +97,14 @@ def test_flagged_cells_and_headline_match_an_independent_count(case, private_htm
     assert f"caught in flagged units</dt><dd>{hits:,} (hit rate {hits / total:.3f})" \
         in private_html
     assert len(payload["points"]) == total
-    assert len(payload["cells"]["features"]) == len(units)
+    assert len(features) == len(units)
+    # the cells drawn are the units' own polygons (to within the 1e-5 degree rounding)
+    index = {str(u): i for i, u in enumerate(units.unit_id)}
+    truth = units.geometry_in("EPSG:4326")
+    for feature in features[::97]:
+        drawn = feature["geometry"]
+        true = truth[index[feature["properties"]["id"]]]
+        assert shapely.hausdorff_distance(drawn, true) < 2e-5
 
 
 def test_map_is_in_wgs84_inside_portland(private_html):
@@ -110,12 +118,11 @@ def test_map_is_in_wgs84_inside_portland(private_html):
 
 def test_colour_classes_follow_intensity(case, private_html):
     _, units, forecast = case
-    payload = map_payload(private_html)
+    features = decode_cells(map_payload(private_html))
     index = {str(u): i for i, u in enumerate(units.unit_id)}
     density = np.array([forecast.intensity[index[f["properties"]["id"]]]
-                        / units.area[index[f["properties"]["id"]]]
-                        for f in payload["cells"]["features"]])
-    classes = np.array([f["properties"]["c"] for f in payload["cells"]["features"]])
+                        / units.area[index[f["properties"]["id"]]] for f in features])
+    classes = np.array([f["properties"]["c"] for f in features])
     order = np.argsort(density, kind="stable")
     assert (np.diff(classes[order]) >= 0).all()  # never a darker colour for less
     assert len(set(classes)) >= 6
@@ -150,7 +157,7 @@ def test_public_shows_no_area_under_k(case, public_html):
     k = payload["k"]
     assert k == 5 and payload["public"] is True
     index = {str(u): i for i, u in enumerate(units.unit_id)}
-    cells = payload["cells"]["features"]
+    cells = decode_cells(payload)
     drawn = np.array([index[f["properties"]["id"]] for f in cells])
     independent = count_in_polygons(events, units.geometry[drawn])
     assert (independent >= k).all()

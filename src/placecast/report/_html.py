@@ -601,6 +601,42 @@ def _data_rows(forecast: Forecast, summary: Mapping[str, Any] | None,
     return rows
 
 
+def _grid_nodes(units: Units, cols: np.ndarray, rows: np.ndarray) -> tuple[dict[str, Any], bool]:
+    """The grid's corner lattice over the cells drawn, in display coordinates."""
+    grid = units.grid
+    assert grid is not None
+    c0, r0 = int(cols.min()), int(rows.min())
+    n_cols, n_rows = int(cols.max()) - c0 + 1, int(rows.max()) - r0 + 1
+    node_rows, node_cols = np.meshgrid(np.arange(r0, r0 + n_rows + 1),
+                                       np.arange(c0, c0 + n_cols + 1), indexing="ij")
+    x, y = node_cols.ravel() * grid.cell_size, node_rows.ravel() * grid.cell_size
+    if grid.rotation:
+        theta = np.deg2rad(grid.rotation)
+        x, y = np.cos(theta) * x - np.sin(theta) * y, np.sin(theta) * x + np.cos(theta) * y
+    points, local = _to_display(units, shapely.points(x + grid.origin[0], y + grid.origin[1]))
+    nodes = shapely.get_coordinates(points).ravel()
+    return {"c0": c0, "r0": r0, "nc": n_cols, "nr": n_rows, "nodes": nodes.tolist(),
+            "col": (cols).tolist(), "row": (rows).tolist()}, local
+
+
+def _cells_json(units: Units, index: np.ndarray, columns: dict[str, Any]) -> tuple[str, bool]:
+    """The drawn units as compact columns: a grid as (col, row) over a corner lattice.
+
+    The page rebuilds GeoJSON features from it (``decodeCells`` in the template); a grid of
+    12,000 cells takes about a quarter of the space of plain GeoJSON.
+    """
+    if units.grid is not None and units.grid_cells is not None and len(index):
+        cells = np.asarray(units.grid_cells)[index]
+        grid, local = _grid_nodes(units, cells[:, 0], cells[:, 1])
+        return json.dumps({"grid": grid, **columns}), local
+    geometry, local = _to_display(units, units.geometry[index])
+    texts = ",".join(shapely.to_geojson(geometry))
+    ids = json.dumps([str(u) for u in units.unit_id[index]])
+    body = json.dumps(columns)[1:-1]
+    return (f'{{"geometries":[{texts}],"id":{ids}' + (f",{body}" if body else "") + "}",
+            local)
+
+
 def _map_data(forecast: Forecast, is_flagged: np.ndarray, counts: np.ndarray | None,
               observed: np.ndarray | None, window_events: Events | None,
               privacy: PublicAreas | None, hotspots: pd.Series | None,
@@ -621,21 +657,20 @@ def _map_data(forecast: Forecast, is_flagged: np.ndarray, counts: np.ndarray | N
     block_colour = colour_index[int(drawn.sum()):]
 
     index = np.flatnonzero(drawn)
-    geometry, local = _to_display(units, units.geometry[index])
-    properties = []
-    for j, i in enumerate(index):
-        props: dict[str, Any] = {"id": str(units.unit_id[i]), "r": int(rank[i]),
-                                 "v": float(f"{intensity[i]:.4g}"), "c": int(cell_colour[j])}
-        if is_flagged[i]:
-            props["f"] = 1
-        if counts is not None:
-            props["n"] = int(counts[i])
-        if observed is not None and privacy is None:
-            props["o"] = int(observed[i])
-        if hotspots is not None and str(units.unit_id[i]) in hotspots.index:
-            props["h"] = str(hotspots[str(units.unit_id[i])])
-        properties.append(props)
-    parts = {"cells": _features(geometry, properties)}
+    columns: dict[str, Any] = {
+        "r": rank[index].tolist(),
+        "v": [float(f"{v:.4g}") for v in intensity[index]],
+        "c": cell_colour.tolist(),
+        "f": np.flatnonzero(is_flagged[index]).tolist(),
+    }
+    if counts is not None:
+        columns["n"] = counts[index].astype(int).tolist()
+    if observed is not None and privacy is None:
+        columns["o"] = observed[index].astype(int).tolist()
+    if hotspots is not None:
+        columns["h"] = [hotspots.get(str(u)) for u in units.unit_id[index]]
+    cells_json, local = _cells_json(units, index, columns)
+    parts = {"cells": cells_json}
 
     if privacy is not None and privacy.blocks:
         block_geometry, _ = _to_display(units, np.array([b["geometry"] for b in

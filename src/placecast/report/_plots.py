@@ -55,8 +55,17 @@ def model_colours(models: Any) -> dict[str, str]:
 def _figure(width: float, height: float) -> Any:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), layout="constrained")
+    fig = Figure(figsize=(width, height))
+    fig.subplots_adjust(left=0.11, right=0.97, bottom=0.16, top=0.96)
     return fig
+
+
+def _step_points(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drop the points of a post-step curve where ``y`` does not change (same drawing)."""
+    keep = np.ones(len(y), dtype=bool)
+    keep[1:] = y[1:] != y[:-1]
+    keep[-1] = True
+    return x[keep], y[keep]
 
 
 def _to_svg(fig: Any) -> str:
@@ -128,6 +137,8 @@ def hit_rate_curve_svg(
         best_cov, best_hits = coverage_curve(np.asarray(observed) / np.asarray(area), area,
                                              observed, region_area)
         low = max(min(low, float(coverage[1]) if len(coverage) > 1 else low), 1e-6)
+        best_cov, best_hits = _step_points(best_cov, best_hits)
+        coverage, hit_rate = _step_points(coverage, hit_rate)
         ax.step(best_cov, best_hits, where="post", color="#9aa5b1", linewidth=1.2,
                 linestyle=":", label="best possible (hindsight)")
         ax.step(coverage, hit_rate, where="post", color=colours[model], linewidth=1.8,
