@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+import shapely
 
+from placecast.events import Events
+from placecast.pipeline import UnitSpec, build_units, run_forecast
 from placecast.report import write_report
 
 from _helpers_report import BUDGET, portland, portland_backtest  # isort: skip
@@ -89,23 +94,24 @@ def test_report_opens_offline_without_errors(browser, reports, kind):
         assert page.locator("#basemap-note").inner_text().startswith("No basemap tiles")
         if kind == "public":
             assert page.locator("#public-notice").is_visible()
+            # negative control: a request to the network is seen (and blocked) by the recorder
+            page.evaluate("fetch('http://192.0.2.1/tile.png').catch(() => 0)")
+            page.wait_for_timeout(200)
+            assert "http://192.0.2.1/tile.png" in requests
         else:
             assert page.locator("#backtest table").count() == 2  # summary and paired tests
             widths = page.eval_on_selector_all(
                 "figure img", "imgs => imgs.map(i => i.naturalWidth)")
             assert len(widths) == 2 and min(widths) > 100  # both SVG plots decoded
+            _check_map_is_drawn(page.locator("#map").screenshot())
     finally:
         page.close()
 
 
-def test_map_screenshot_is_not_blank(browser, reports):
+def _check_map_is_drawn(png: bytes) -> None:
+    """The map screenshot is not blank: the region is filled with the colour classes."""
     from PIL import Image
 
-    page, _, _ = _open(browser, reports["private"])
-    try:
-        png = page.locator("#map").screenshot()
-    finally:
-        page.close()
     pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).reshape(-1, 3).astype(int)
     off_background = np.abs(pixels - BACKGROUND).sum(axis=1) > 12
     assert off_background.mean() > 0.25  # the region fills a good part of the map
@@ -118,3 +124,37 @@ def test_map_screenshot_is_not_blank(browser, reports):
         if (np.abs(pixels - blended).max(axis=1) <= 3).sum() >= 20:
             found += 1
     assert found >= 6
+
+
+def test_polygon_units_on_a_local_grid_with_layers(browser, tmp_path):
+    """The other code paths of the page: plain polygons, local metres, clusters, hot spots."""
+    rng = np.random.default_rng(5)
+    xy = np.vstack([rng.normal(300, 50, size=(150, 2)), rng.uniform(0, 1000, size=(150, 2))])
+    times = np.datetime64("2020-01-01") + rng.integers(0, 90 * 86400, 300).astype(
+        "timedelta64[s]")
+    events = Events.from_arrays(times, np.clip(xy[:, 0], 1, 999), np.clip(xy[:, 1], 1, 999),
+                                crs="local:m")
+    units = build_units(events, UnitSpec(cell_size=100.0))
+    units = dataclasses.replace(units, grid=None, grid_cells=None)  # as if polygons
+    forecast = run_forecast(events, model="naive", at="2020-03-01", horizon="14d", units=units)
+    clusters = {"type": "FeatureCollection", "features": [{
+        "type": "Feature", "properties": {"id": 1, "observed": 30, "expected": 9.5,
+                                          "p_value": 0.002},
+        "geometry": shapely.geometry.mapping(shapely.Point(300, 300).buffer(120))}]}
+    hotspots = pd.DataFrame({"unit_id": units.unit_id[:40], "category": "new"})
+    path = write_report(tmp_path / "local.html", forecast, events=events, area="5%",
+                        clusters=clusters, hotspots=hotspots)
+    page, requests, errors = _open(browser, path)
+    try:
+        page.get_by_label("Emerging hot spots").check()
+        box = page.locator("#map").bounding_box()
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        popup = page.locator(".leaflet-popup-content")
+        popup.wait_for(timeout=5_000)
+        text = popup.inner_text()
+        assert errors == []
+        assert [u for u in requests if not u.startswith(("file://", "data:"))] == []
+        assert "expected" in text
+        assert page.locator("#clusters td").first.inner_text() == "1"
+    finally:
+        page.close()

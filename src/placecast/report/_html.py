@@ -602,7 +602,7 @@ def _data_rows(forecast: Forecast, summary: Mapping[str, Any] | None,
 
 
 def _grid_nodes(units: Units, cols: np.ndarray, rows: np.ndarray) -> tuple[dict[str, Any], bool]:
-    """The grid's corner lattice over the cells drawn, in display coordinates."""
+    """Project the grid's corner lattice over the drawn cells to display coordinates."""
     grid = units.grid
     assert grid is not None
     c0, r0 = int(cols.min()), int(rows.min())
@@ -616,11 +616,11 @@ def _grid_nodes(units: Units, cols: np.ndarray, rows: np.ndarray) -> tuple[dict[
     points, local = _to_display(units, shapely.points(x + grid.origin[0], y + grid.origin[1]))
     nodes = shapely.get_coordinates(points).ravel()
     return {"c0": c0, "r0": r0, "nc": n_cols, "nr": n_rows, "nodes": nodes.tolist(),
-            "col": (cols).tolist(), "row": (rows).tolist()}, local
+            "col": cols.tolist(), "row": rows.tolist()}, local
 
 
 def _cells_json(units: Units, index: np.ndarray, columns: dict[str, Any]) -> tuple[str, bool]:
-    """The drawn units as compact columns: a grid as (col, row) over a corner lattice.
+    """Encode the drawn units as compact columns: a grid as (col, row) over its corners.
 
     The page rebuilds GeoJSON features from it (``decodeCells`` in the template); a grid of
     12,000 cells takes about a quarter of the space of plain GeoJSON.
