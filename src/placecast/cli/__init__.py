@@ -3,8 +3,12 @@
 Each command module registers itself on ``app`` when imported here.
 """
 
-from placecast.cli import _core, _fit  # noqa: F401  (register inspect, forecast, demo, fit)
-from placecast.cli import _report  # noqa: F401  (register report)
+from placecast.cli import (  # noqa: F401  (register inspect, forecast, demo, fit)
+    _core,
+    _evaluate,  # noqa: F401  (register backtest, tune)
+    _fit,
+    _report,  # noqa: F401  (register report)
+)
 from placecast.cli._app import app, main
 
 __all__ = ["app", "main"]
