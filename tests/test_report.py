@@ -370,3 +370,39 @@ def test_cli_errors(small_csv, tmp_path, extra, message):
                                              str(tmp_path / e) for e in extra])
     assert result.exit_code == 2
     assert message in " ".join(result.output.split())
+
+
+def test_backtest_result_from_evaluate_agrees(shared_data, case):
+    """run_backtest's table matches the scores computed here, and so do the paired tests."""
+    from placecast.evaluate import run_backtest
+
+    events, units, forecast = case
+    mine = portland_backtest(shared_data)
+    result = run_backtest(events, units, models=["naive", "kde"], start="2017-01-04",
+                          end="2017-02-01", step="7d", horizons=["7d"], area="3sqmi")
+    theirs = result.to_frame()
+    merged = mine.merge(theirs.assign(origin=pd.to_datetime(theirs.origin)),
+                        on=["origin", "model"], suffixes=("", "_evaluate"))
+    assert len(merged) == len(mine) == 10
+    for column in ("n_events", "hits", "n_flagged_units"):
+        assert (merged[column] == merged[f"{column}_evaluate"]).all(), column
+    assert np.allclose(merged["pai"], merged["pai_evaluate"])
+    winner = result.winner("pai", "7d")
+    tests = compare_models(theirs, reference=winner, metrics=("pai",))
+    for comparison in result.compare("pai", "7d"):
+        row = tests[tests.model == comparison.other].iloc[0]
+        assert row.p_value == pytest.approx(comparison.p_value, nan_ok=True)
+    html = build_report(forecast, events=events, area=BUDGET, backtest=result)
+    assert f"Paired Wilcoxon signed-rank tests against {forecast.model}" in html
+
+
+def test_cli_runs_the_backtest(small_csv, tmp_path):
+    out = tmp_path / "bt.html"
+    result = CliRunner().invoke(app, [
+        "report", str(small_csv), "--crs", "local:m", "--at", "2020-04-01", "--cell", "100m",
+        "--model", "kde", "--start", "2020-02-01", "--end", "2020-03-15", "--step", "14d",
+        "--area", "5%", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    html = out.read_text()
+    assert 'id="backtest"' in html and "4 forecast origins" in html
+    assert "against kde" in html and "<td>naive</td>" in html

@@ -58,19 +58,6 @@ def _read_table(path: Path, what: str) -> Any:
         raise DataError(f"{path}: could not read the {what} table ({exc}).") from None
 
 
-def _backtest_runner() -> Any:
-    """``placecast.evaluate.run_backtest`` when this installation has it."""
-    try:
-        from placecast.evaluate import run_backtest  # type: ignore[attr-defined]
-    except ImportError:
-        raise ParameterError(
-            "--start/--end run a backtest with placecast.evaluate, which this installation "
-            "does not have yet; run the backtest separately and pass its table with "
-            "--backtest results.csv."
-        ) from None
-    return run_backtest
-
-
 @command("report")
 def report_command(
     events_path: EventsPath,
@@ -91,11 +78,14 @@ def report_command(
     param: ParamOpt = None,
     area: Annotated[str, typer.Option("--area", help="Area budget to flag: 0.25sqmi, 2km2 "
                                       "or 1% of the region.")] = "1%",
-    start: Annotated[str | None, typer.Option("--start", help="First backtest origin "
-                                              "(needs placecast.evaluate).")] = None,
+    start: Annotated[str | None, typer.Option("--start", help="First backtest origin: run a "
+                                              "rolling backtest of --models.")] = None,
     end: Annotated[str | None, typer.Option("--end", help="Last backtest origin.")] = None,
     step: Annotated[str | None, typer.Option("--step", help="Time between backtest origins "
                                              "(default: --horizon).")] = None,
+    models: Annotated[str | None, typer.Option("--models", help="Models the backtest "
+                                               "compares, comma-separated (default: --model "
+                                               "and naive).")] = None,
     backtest: Annotated[Path | None, typer.Option("--backtest", help="Backtest results "
                                                   "table (.csv or .parquet) to compare "
                                                   "models.")] = None,
@@ -136,10 +126,12 @@ def report_command(
     check_k(k)
     if (start is None) != (end is None):
         raise ParameterError("give both --start and --end for a backtest, or neither.")
+    if models is not None and start is None:
+        raise ParameterError("--models chooses the models of a backtest; give --start and "
+                             "--end too.")
     if start is not None and backtest is not None:
         raise ParameterError("give either --start/--end (run a backtest) or --backtest FILE "
                              "(use one already run), not both.")
-    runner = _backtest_runner() if start is not None else None
     events = load_events(events_path, time=time, x=x, y=y, lon=lon, lat=lat,
                          category=category, weight=weight, crs=crs, time_format=time_format,
                          timezone=timezone, categories=categories, since=since, until=until,
@@ -154,10 +146,16 @@ def report_command(
     results = None
     if backtest is not None:
         results = _read_table(backtest, "backtest")
-    elif runner is not None:
-        with console.status("running the backtest..."):
-            results = runner(events, models={model: params}, units=area_units, start=start,
-                             end=end, step=step or horizon, horizon=horizon, area=area)
+    elif start is not None:
+        from placecast.evaluate import run_backtest
+
+        names = ([m.strip().lower() for m in models.split(",") if m.strip()] if models
+                 else list(dict.fromkeys([model, "naive"])))
+        with console.status(f"backtesting {', '.join(names)}..."):
+            results = run_backtest(events, area_units, models=names,
+                                   model_params={model: params} if model in names else None,
+                                   start=start, end=end, step=step or horizon,
+                                   horizons=[horizon], area=area)
     card = None
     if model_card is not None:
         if not model_card.exists():

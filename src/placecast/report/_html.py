@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from placecast.evaluate import COLUMNS
 from placecast.events import Events, LoadReport
 from placecast.exceptions import DataError, ParameterError
 from placecast.forecast import Forecast
@@ -31,9 +32,7 @@ from placecast.units import Units, aggregate
 __all__ = ["BACKTEST_COLUMNS", "build_report", "compare_models", "write_report"]
 
 #: Columns of a backtest results table (``placecast.evaluate.run_backtest``).
-BACKTEST_COLUMNS = ("origin", "horizon", "model", "n_events", "n_flagged_units",
-                    "flagged_area", "region_area", "hits", "hit_rate", "pai", "pei_star",
-                    "log_score")
+BACKTEST_COLUMNS = COLUMNS
 _REQUIRED_BACKTEST = ("origin", "model", "hit_rate", "pai")
 _SQ_MI = 1609.344**2
 #: Colour ramp of the forecast classes, low to high (ColorBrewer YlOrRd, 8 classes).
@@ -357,7 +356,7 @@ def build_report(
     summary: Mapping[str, Any] | None = None,
     load_report: LoadReport | None = None,
     area: float | str | None = None,
-    backtest: pd.DataFrame | None = None,
+    backtest: Any = None,
     reference_model: str | None = None,
     clusters: Any = None,
     hotspots: Any = None,
@@ -383,8 +382,8 @@ def build_report(
     area : float or str, optional
         Flagged-area budget: m², or a quantity such as ``"0.25sqmi"`` or ``"1%"`` of the
         region (default ``"1%"``). The top units within it are outlined.
-    backtest : DataFrame, optional
-        Backtest results with columns ``origin, horizon, model, n_events,
+    backtest : DataFrame or BacktestResult, optional
+        Backtest results (``placecast.evaluate.run_backtest``) or its table with columns ``origin, horizon, model, n_events,
         n_flagged_units, flagged_area, region_area, hits, hit_rate, pai, pei_star,
         log_score`` (at least ``origin, model, hit_rate, pai``).
     reference_model : str, optional
@@ -425,6 +424,9 @@ def build_report(
                              "hide cells with fewer than k; pass events=...")
     units = forecast.units
     window = forecast.window
+    if backtest is not None and not isinstance(backtest, pd.DataFrame) and hasattr(
+            backtest, "to_frame"):
+        backtest = backtest.to_frame()  # a placecast.evaluate.BacktestResult
     # validate every input before the (slow) map is built
     frame = _check_backtest(backtest) if backtest is not None else None
     hotspot_series = _hotspot_series(hotspots, units) if hotspots is not None else None
