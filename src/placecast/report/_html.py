@@ -383,9 +383,10 @@ def build_report(
         Flagged-area budget: m², or a quantity such as ``"0.25sqmi"`` or ``"1%"`` of the
         region (default ``"1%"``). The top units within it are outlined.
     backtest : DataFrame or BacktestResult, optional
-        Backtest results (``placecast.evaluate.run_backtest``) or its table with columns ``origin, horizon, model, n_events,
-        n_flagged_units, flagged_area, region_area, hits, hit_rate, pai, pei_star,
-        log_score`` (at least ``origin, model, hit_rate, pai``).
+        Backtest results (``placecast.evaluate.run_backtest``) or its table with columns
+        ``origin, horizon, model, n_events, n_flagged_units, flagged_area, region_area,
+        hits, hit_rate, pai, pei_star, log_score`` (at least ``origin, model, hit_rate,
+        pai``).
     reference_model : str, optional
         Model the paired tests compare against; default the best mean PAI.
     clusters : FeatureCollection dict, list of features or path, optional
