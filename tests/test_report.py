@@ -362,6 +362,9 @@ def test_cli_report_with_saved_results(small_csv, tmp_path):
     (["--public", "--k", "0"], "--k must be a whole number"),
     (["--start", "2020-02-01"], "give both --start and --end"),
     (["--backtest", "missing.csv"], "no such backtest file"),
+    (["--models", "naive,kde"], "--models chooses the models of a backtest"),
+    (["--start", "2020-02-01", "--end", "2020-03-01", "--backtest", "x.csv"],
+     "not both"),
 ])
 def test_cli_errors(small_csv, tmp_path, extra, message):
     args = ["report", str(small_csv), "--crs", "local:m", "--at", "2020-04-01", "--cell",
@@ -406,3 +409,13 @@ def test_cli_runs_the_backtest(small_csv, tmp_path):
     html = out.read_text()
     assert 'id="backtest"' in html and "4 forecast origins" in html
     assert "against kde" in html and "<td>naive</td>" in html
+
+
+def test_forecast_beyond_the_data_says_so():
+    events = _synthetic(seed=4, n=200)  # 2020-01-01 .. 2020-04-30
+    units = build_units(events, UnitSpec(cell_size=100.0))
+    forecast = run_forecast(events, model="kde", at="2020-06-01", horizon="7d", units=units)
+    html = build_report(forecast, events=events)
+    assert "no events (the window is in the future or outside the data)" in html
+    assert "caught in flagged units" not in html and 'id="performance"' not in html
+    assert "points" not in map_payload(html)
