@@ -419,3 +419,17 @@ def test_forecast_beyond_the_data_says_so():
     assert "no events (the window is in the future or outside the data)" in html
     assert "caught in flagged units" not in html and 'id="performance"' not in html
     assert "points" not in map_payload(html)
+
+
+@pytest.mark.parametrize(("values", "expected"), [
+    (np.zeros(10), {0}),                              # nothing forecast: palest only
+    (np.r_[np.zeros(98), 1.0, 2.0], {0, 4, 7}),       # two units stand out: 3 classes
+    (np.arange(1000.0), set(range(8))),               # the full ramp
+])
+def test_colour_classes_use_the_ends_of_the_ramp(values, expected):
+    from placecast.report._html import _classes
+
+    colour, legend = _classes(values)
+    assert set(colour.tolist()) == expected
+    assert sum(entry["n"] for entry in legend) == len(values)
+    assert colour[np.argmax(values)] == max(expected)
