@@ -237,7 +237,8 @@ def test_public_needs_events(case):
 
 # ---------------------------------------------------------------------- sections
 def test_sections_are_omitted_without_inputs(case):
-    html = build_report(case[2])  # only the forecast
+    html = build_report(case[2], title="<script>alert(1)</script>")  # only the forecast
+    assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)" in html
     for section in ("backtest", "clusters", "hotspots", "audit", "model-card"):
         assert f'id="{section}"' not in html
     assert 'id="forecast-map"' in html and 'id="data-summary"' in html
