@@ -3,6 +3,7 @@
 Each command module registers itself on ``app`` when imported here.
 """
 
+import placecast.cli._store  # noqa: F401  (register ingest, datasets, export)
 from placecast.cli import _core, _fit  # noqa: F401  (register inspect, forecast, demo, fit)
 from placecast.cli._app import app, main
 

@@ -204,9 +204,11 @@ class Store(ABC):
         """Add events to ``dataset`` (created on first use), skipping duplicates.
 
         A row is a duplicate when the dataset already holds its ``incident_id`` (rows with
-        an id) or the same ``(time, x, y, category)`` (rows without one); duplicates inside
-        the batch count too. The whole batch is one transaction. Cost: O(n) with hash
-        anti-joins against the dataset.
+        an id; repeats inside the batch count too) or, for rows without one, as many rows
+        with the same ``(time, x, y, category)`` as the batch has up to and including it:
+        identical rows are kept as separate events (two burglaries at one address on one
+        day), and re-importing a file adds nothing. The whole batch is one transaction.
+        Cost: O(n) with hash anti-joins against the dataset.
 
         Raises
         ------
@@ -218,8 +220,11 @@ class Store(ABC):
     @abstractmethod
     def load_events(self, dataset: str, since: Any = None, until: Any = None,
                     categories: list[str] | None = None) -> Events:
-        """The dataset's events (``since <= time < until``; categories case-insensitive),
-        in import order, with the CRS and time zone they were stored with."""
+        """Return the dataset's events, in import order, as they were stored.
+
+        Keeps ``since <= time < until``; categories match case-insensitively. The CRS and
+        time zone are the dataset's.
+        """
 
     @abstractmethod
     def list_datasets(self) -> list[DatasetInfo]:
@@ -245,7 +250,7 @@ class Store(ABC):
 
     @abstractmethod
     def load_forecast(self, forecast_id: int) -> Forecast:
-        """The forecast saved under ``forecast_id``."""
+        """Return the forecast saved under ``forecast_id``."""
 
     @abstractmethod
     def list_forecasts(self) -> list[ForecastInfo]:
@@ -254,12 +259,11 @@ class Store(ABC):
     # ------------------------------------------------------------------ backtests
     @abstractmethod
     def save_backtest(self, frame: pd.DataFrame, meta: dict[str, Any] | None = None) -> int:
-        """Save a backtest table (columns ``BACKTEST_COLUMNS`` and any others); return
-        its id."""
+        """Save a backtest table (``BACKTEST_COLUMNS`` and any others); return its id."""
 
     @abstractmethod
     def load_backtest(self, backtest_id: int) -> tuple[pd.DataFrame, dict[str, Any]]:
-        """The backtest table and its metadata."""
+        """Return the backtest table and its metadata."""
 
     @abstractmethod
     def list_backtests(self) -> list[BacktestInfo]:
@@ -366,7 +370,7 @@ def split_store_reference(text: str | os.PathLike[str]) -> tuple[str, str] | Non
 
 
 def is_store_reference(text: str | os.PathLike[str]) -> bool:
-    """True when ``text`` names a dataset in a store (``DB#DATASET``)."""
+    """Return True when ``text`` names a dataset in a store (``DB#DATASET``)."""
     return split_store_reference(text) is not None
 
 

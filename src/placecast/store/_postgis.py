@@ -110,7 +110,7 @@ class PostGISStore(SQLStore):
 
     # ------------------------------------------------------------------ backend hooks
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        return self._con.execute(_placeholders(sql), list(params))  # type: ignore[arg-type]
+        return self._con.execute(_placeholders(sql), list(params))
 
     def _rowcount(self, result: Any) -> int:
         return int(result.rowcount)
@@ -158,7 +158,7 @@ class PostGISStore(SQLStore):
         self._con.execute(
             "CREATE TEMP TABLE _staging (seq BIGINT, time TIMESTAMP, x DOUBLE PRECISION, "
             "y DOUBLE PRECISION, category TEXT, weight DOUBLE PRECISION, incident_id TEXT, "
-            "mark DOUBLE PRECISION) ON COMMIT DROP")
+            "mark DOUBLE PRECISION, occurrence BIGINT) ON COMMIT DROP")
         # CSV through COPY: the fastest path from pandas; floats are written with
         # round-trip precision, so coordinates come back bit for bit.
         out = frame[list(STAGING_COLUMNS)].copy()
@@ -186,7 +186,7 @@ class PostGISStore(SQLStore):
 
     def _fetch_frame(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
         with self._con.cursor() as cursor:
-            cursor.execute(_placeholders(sql), list(params))  # type: ignore[arg-type]
+            cursor.execute(_placeholders(sql), list(params))
             names = [d.name for d in cursor.description or ()]
             return pd.DataFrame.from_records(cursor.fetchall(), columns=names)
 
