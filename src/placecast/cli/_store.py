@@ -75,14 +75,21 @@ def datasets_command(
         "--delete", help="Delete this dataset and its import log.")] = None,
     forecasts: Annotated[bool, typer.Option(
         "--forecasts", help="List saved forecasts instead.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List the datasets in a store (or its saved forecasts), or delete one."""
+    import json
+
     from placecast.store import open_store
 
     with open_store(db) as store:
         if delete is not None:
             n = store.delete_dataset(delete)
             console.print(f"deleted dataset [bold]{delete}[/bold] ({n:,} events) from {db}.")
+            return
+        if as_json:
+            items = store.list_forecasts() if forecasts else store.list_datasets()
+            typer.echo(json.dumps([item.to_dict() for item in items], indent=2))
             return
         if forecasts:
             table = Table("id", "name", "model", "window", "units", "expected", "created")
@@ -97,10 +104,13 @@ def datasets_command(
         console.print(f"{db} holds no datasets yet; add one with 'placecast ingest EVENTS "
                       "--dataset NAME'.")
         return
-    table = Table("dataset", "events", "imports", "first", "last", "CRS", "fields", "updated")
+    table = Table("dataset", "events", "imports", "span", "CRS", "fields")
+    for column in table.columns:
+        column.overflow = "fold"
     for d in infos:
-        table.add_row(d.name, f"{d.n_events:,}", str(d.n_imports), (d.start or "")[:10],
-                      (d.end or "")[:10], d.crs, ", ".join(d.fields), d.updated[:19])
+        table.add_row(d.name, f"{d.n_events:,}", str(d.n_imports),
+                      f"{(d.start or '')[:10]} .. {(d.end or '')[:10]}", d.crs,
+                      ", ".join(d.fields) or "-")
     console.print(table)
 
 

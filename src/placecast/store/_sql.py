@@ -334,11 +334,11 @@ class SQLStore(Store):
         n = len(events)
 
         def text(values: np.ndarray | None) -> pd.Series:
-            if values is None:
-                return pd.Series([None] * n, dtype=object)
-            series = pd.Series(values, dtype=object)
-            return series.where(series.notna(), None).map(
-                lambda v: v if v is None or isinstance(v, str) else str(v))
+            out = np.full(n, None, dtype=object)
+            if values is not None:
+                present = pd.notna(values)
+                out[present] = [v if isinstance(v, str) else str(v) for v in values[present]]
+            return pd.Series(out, dtype=object)  # object, not str: missing stays None
 
         def number(values: np.ndarray | None) -> np.ndarray:
             return np.full(n, np.nan) if values is None else np.asarray(values, dtype=float)
