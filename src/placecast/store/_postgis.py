@@ -25,6 +25,7 @@ from placecast.store._sql import STAGING_COLUMNS, SQLStore
 
 __all__ = ["PostGISStore"]
 
+_COPY_CHUNK = 100_000
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -158,25 +159,16 @@ class PostGISStore(SQLStore):
             "y DOUBLE PRECISION, category TEXT, weight DOUBLE PRECISION, incident_id TEXT, "
             "mark DOUBLE PRECISION, occurrence BIGINT) ON COMMIT DROP")
         # Binary COPY: doubles travel as IEEE bytes, so coordinates come back bit for bit.
-        columns = []
-        for name in STAGING_COLUMNS:
-            series = frame[name]
-            if name == "time":
-                columns.append(list(series.dt.to_pydatetime()))
-            elif series.dtype == object:
-                columns.append(series.tolist())
-            else:
-                values = series.to_numpy()
-                as_list = values.tolist()
-                if values.dtype.kind == "f" and np.isnan(values).any():
-                    as_list = [None if v != v else v for v in as_list]
-                columns.append(as_list)
+        # Rows go in chunks to bound the memory of the Python row tuples.
         with self._con.cursor() as cursor, cursor.copy(
                 "COPY _staging FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(["int8", "timestamp", "float8", "float8", "text", "float8",
                             "text", "float8", "int8"])
-            for row in zip(*columns, strict=True):
-                copy.write_row(row)
+            for start in range(0, len(frame), _COPY_CHUNK):
+                chunk = frame.iloc[start:start + _COPY_CHUNK]
+                for row in zip(*(_column_values(chunk[name]) for name in STAGING_COLUMNS),
+                               strict=True):
+                    copy.write_row(row)
 
     def _drop_staging(self) -> None:
         self._con.execute("DROP TABLE IF EXISTS _staging")
@@ -213,6 +205,19 @@ class PostGISStore(SQLStore):
 
     def close(self) -> None:  # noqa: D102
         self._con.close()
+
+
+def _column_values(series: pd.Series) -> list[Any]:
+    """Python values of a column for ``COPY ... write_row`` (NaN and NaT as None)."""
+    if series.dtype.kind == "M":
+        return list(series.dt.to_pydatetime())
+    if series.dtype == object:
+        return series.tolist()
+    values = series.to_numpy()
+    out = values.tolist()
+    if values.dtype.kind == "f" and np.isnan(values).any():
+        out = [None if v != v else v for v in out]
+    return out
 
 
 def _plain(value: Any) -> Any:
