@@ -491,6 +491,17 @@ def test_cli_ingest_then_forecast_from_the_store(store_url, shared_data, tmp_pat
     missing = runner.invoke(app, ["forecast", f"{store_url}#nope", *options, "-o",
                                   str(tmp_path / "y.csv")])
     assert missing.exit_code == 2 and "no dataset 'nope'" in " ".join(missing.output.split())
+    # a store's dataset can be ingested into another store (DuckDB -> PostGIS and back)
+    other = tmp_path / "other.duckdb"
+    copied = runner.invoke(app, ["ingest", f"{store_url}#burglary", "--dataset", "b2",
+                                 "--db", str(other)])
+    assert copied.exit_code == 0, copied.output
+    with open_store(store_url) as source, open_store(other) as target:
+        assert_same_events(target.load_events("b2"), source.load_events("burglary"))
+    typo = runner.invoke(app, ["forecast", str(tmp_path / "typo.duckdb#burglary"), *options,
+                               "-o", str(tmp_path / "z.csv")])
+    assert typo.exit_code == 2 and "no such store" in typo.output
+    assert not (tmp_path / "typo.duckdb").exists()
     deleted = runner.invoke(app, ["datasets", "--db", store_url, "--delete", "burglary"])
     assert deleted.exit_code == 0 and "5,364 events" in " ".join(deleted.output.split())
 

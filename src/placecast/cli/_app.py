@@ -155,7 +155,7 @@ def _load_store_events(reference: tuple[str, str], *, categories: str | None,
             f"{reference[1]}): columns, CRS and time zone were fixed when it was ingested. "
             "Drop them, or give the events file instead."
         )
-    with open_store(reference[0]) as store:
+    with open_store(reference[0], create=False) as store:
         events = store.load_events(
             reference[1], since=since, until=until,
             categories=[c.strip() for c in categories.split(",")] if categories else None)

@@ -62,7 +62,9 @@ def ingest_command(
                          incident_id=id_column)
     with open_store(db) as store:
         with console.status(f"importing {len(events):,} events..."):
-            report = store.add_events(dataset, events, source=str(events_path))
+            # the reader's source: a file path, or DB#DATASET without any password
+            source = events.report.source if events.report is not None else str(events_path)
+            report = store.add_events(dataset, events, source=source)
         total = next(d.n_events for d in store.list_datasets() if d.name == dataset)
     console.print(f"dataset [bold]{dataset}[/bold] in {db}: {report.n_new:,} new events, "
                   f"{report.n_duplicates:,} already stored; {total:,} in all.")
@@ -82,7 +84,7 @@ def datasets_command(
 
     from placecast.store import open_store
 
-    with open_store(db) as store:
+    with open_store(db, create=False) as store:
         if delete is not None:
             n = store.delete_dataset(delete)
             console.print(f"deleted dataset [bold]{delete}[/bold] ({n:,} events) from {db}.")
@@ -138,7 +140,7 @@ def export_command(
 
     if (forecast is None) == (dataset is None):
         raise ParameterError("give exactly one of --forecast ID and --dataset NAME.")
-    with open_store(db) as store:
+    with open_store(db, create=False) as store:
         if dataset is not None:
             events = store.load_events(dataset)
             export_events(events, output, format=format, crs=crs)

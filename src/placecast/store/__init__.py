@@ -44,7 +44,7 @@ from typing import Any
 import pandas as pd
 
 from placecast.events import Events
-from placecast.exceptions import ParameterError
+from placecast.exceptions import DataError, ParameterError
 from placecast.forecast import Forecast
 from placecast.units import Units
 
@@ -314,7 +314,8 @@ def _repair_url(text: str) -> str:
     return _POSTGRES_URL.sub(lambda m: m.group(0).rstrip("/") + "//", text, count=1)
 
 
-def open_store(url_or_path: str | os.PathLike[str], *, schema: str | None = None) -> Store:
+def open_store(url_or_path: str | os.PathLike[str], *, schema: str | None = None,
+               create: bool = True) -> Store:
     """Open (creating if needed) the store at a path or PostgreSQL URL.
 
     Parameters
@@ -324,6 +325,9 @@ def open_store(url_or_path: str | os.PathLike[str], *, schema: str | None = None
         (PostGIS; ``?schema=NAME`` selects a schema).
     schema : str, optional
         PostgreSQL schema for the tables (default ``public``, or the URL's ``schema``).
+    create : bool
+        Create a missing DuckDB file (``False``: a missing file is an error, for commands
+        that only read).
 
     Raises
     ------
@@ -335,6 +339,11 @@ def open_store(url_or_path: str | os.PathLike[str], *, schema: str | None = None
         from placecast.store._postgis import PostGISStore
 
         return PostGISStore(text, schema=schema)
+    if not create and text != ":memory:" and not Path(text).exists():
+        raise DataError(
+            f"{text}: no such store; create one with 'placecast ingest EVENTS --dataset "
+            f"NAME --db {text}'."
+        )
     from placecast.store._duckdb import DuckDBStore
 
     return DuckDBStore(text)
