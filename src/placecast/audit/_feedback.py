@@ -46,16 +46,18 @@ __all__ = [
     "plot_feedback",
     "select_top",
     "simulate_feedback",
+    "model_refit",
     "simulate_urn",
     "sum_refit",
     "total_variation",
 ]
 
 #: Urn update rules: ``discovered`` (plain feedback), ``corrected`` (Ensign et al.'s
-#: inverse-visit-probability weights), ``reported`` (only incidents reported by residents,
+#: inverse-visit-probability weights), ``thinned`` (the same by rejection sampling),
+#: ``reported`` (only incidents reported by residents,
 #: independent of patrols), ``randomised`` (a share of patrols sent uniformly at random,
 #: discovered incidents only).
-URN_VARIANTS = ("discovered", "corrected", "reported", "randomised")
+URN_VARIANTS = ("discovered", "corrected", "thinned", "reported", "randomised")
 
 #: Policy variants of ``simulate_feedback``: ``policy`` (as configured, all recorded events),
 #: ``no_feedback`` (reference: no detection uplift), ``citizen_only`` (only citizen-reported
@@ -159,6 +161,11 @@ def simulate_urn(
       of the probability of having looked). The expected update of A per step is
       :math:`p_A \\lambda_A / p_A = \\lambda_A`, so the share tends to
       :math:`\\lambda_A / (\\lambda_A + \\lambda_B)`.
+    * ``thinned``: the same correction by rejection sampling - a discovered incident is
+      added (weight 1) with probability :math:`\min(p_A, p_B) / p_{visited}`; expected
+      updates are proportional to :math:`\lambda_A` and :math:`\lambda_B` as above, without
+      the heavy tail of ``1/p`` weights (with ``corrected`` a few runs per hundred sit at
+      an extreme for thousands of steps until the rarely-visited area is found once).
     * ``reported``: each area adds a reported incident with probability ``reported_rates``
       (default ``rates``) regardless of the patrol; discovered incidents are ignored.
     * ``randomised``: a share ``random_share`` of patrols are sent uniformly at random;
@@ -226,6 +233,9 @@ def simulate_urn(
             weight = np.ones(n_runs)
             if variant == "corrected":
                 weight = 1.0 / np.where(visit_b == 0, p_a, 1 - p_a)
+            elif variant == "thinned":
+                p_visit = np.where(visit_b == 0, p_a, 1 - p_a)
+                found &= rng.random(n_runs) < np.minimum(p_a, 1 - p_a) / p_visit
             balls[rows, visit_b] += found * weight
         share[:, step + 1] = balls[:, 0] / balls.sum(axis=1)
     params = {"rates": lam.tolist(), "n_steps": n_steps, "n_runs": n_runs,
@@ -247,6 +257,49 @@ def sum_refit(lookback: int | None = None) -> Callable[[np.ndarray], np.ndarray]
     def refit(history: np.ndarray) -> np.ndarray:
         recent = history if lookback is None else history[-int(lookback):]
         return recent.sum(axis=0)
+
+    return refit
+
+
+def model_refit(model: Any, units: Any, start: Any, period_days: float, n_history: int
+                ) -> Callable[[np.ndarray], np.ndarray]:
+    """Refit rule that refits a placecast model on the recorded counts each period.
+
+    The weighted count of unit ``u`` in history row ``i`` becomes one event at the unit's
+    centroid with that weight, at the middle of period ``i``; row ``n_history`` is the first
+    simulated period, starting at ``start``. The model is refitted on these events and
+    predicts the next period.
+
+    Parameters
+    ----------
+    model : Forecaster
+        An unfitted model (``placecast.models.make_model(...)``); refitted each call.
+    units : Units
+        The area units.
+    start : datetime-like
+        Start of the first simulated period.
+    period_days : float
+        Period length, days.
+    n_history : int
+        Rows of history before ``start``.
+    """
+    from placecast.events import Events
+    from placecast.forecast import TimeWindow
+
+    origin = np.datetime64(pd.Timestamp(start).to_datetime64(), "ns")
+    step = np.timedelta64(int(round(period_days * 86400e9)), "ns")
+    centroids = units.centroids
+    sref = units.spatial_reference
+
+    def refit(history: np.ndarray) -> np.ndarray:
+        rows, cols = np.nonzero(history > 0)
+        at = origin + (history.shape[0] - n_history) * step
+        times = origin + (rows - n_history) * step + step // 2
+        events = Events.from_arrays(times, centroids[cols, 0], centroids[cols, 1],
+                                    crs=sref.crs, metres_per_unit=sref.metres_per_unit,
+                                    weight=history[rows, cols])
+        model.fit(events)
+        return np.asarray(model.predict(units, TimeWindow(at, at + step)).intensity)
 
     return refit
 
