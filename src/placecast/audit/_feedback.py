@@ -162,8 +162,8 @@ def simulate_urn(
       :math:`p_A \\lambda_A / p_A = \\lambda_A`, so the share tends to
       :math:`\\lambda_A / (\\lambda_A + \\lambda_B)`.
     * ``thinned``: the same correction by rejection sampling - a discovered incident is
-      added (weight 1) with probability :math:`\min(p_A, p_B) / p_{visited}`; expected
-      updates are proportional to :math:`\lambda_A` and :math:`\lambda_B` as above, without
+      added (weight 1) with probability :math:`\\min(p_A, p_B) / p_{visited}`; expected
+      updates are proportional to :math:`\\lambda_A` and :math:`\\lambda_B` as above, without
       the heavy tail of ``1/p`` weights (with ``corrected`` a few runs per hundred sit at
       an extreme for thousands of steps until the rarely-visited area is found once).
     * ``reported``: each area adds a reported incident with probability ``reported_rates``
