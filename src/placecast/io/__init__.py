@@ -1,4 +1,7 @@
-"""Readers and writers: events from CSV/Parquet/vector files; forecasts to CSV/GPKG/GeoParquet/GeoJSON."""
+"""Readers and writers.
+
+Events from CSV/Parquet/vector files; forecasts to CSV/GPKG/GeoParquet/GeoJSON.
+"""
 
 from placecast.io._events import ColumnMap, choose_local_crs, read_events
 from placecast.io._forecast import FORECAST_FORMATS, write_forecast
