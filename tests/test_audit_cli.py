@@ -29,7 +29,7 @@ def synthetic(tmp_path_factory) -> tuple[Path, Path]:
     hot = rng.random(n) < 0.8
     x = np.where(hot, rng.normal(500, 120, n), rng.uniform(0, 2000, n)).clip(1, 1999)
     y = np.where(hot, rng.normal(1000, 120, n), rng.uniform(0, 2000, n)).clip(1, 1999)
-    days = rng.uniform(0, 730, n)
+    days = rng.uniform(0, 760, n)  # 2015-03-01 .. 2017-03-31
     times = pd.Timestamp("2015-03-01") + pd.to_timedelta(days, unit="D")
     events = folder / "events.csv"
     pd.DataFrame({"time": times.strftime("%Y-%m-%d"), "x": x, "y": y}).to_csv(events,
@@ -65,7 +65,7 @@ def test_audit_writes_tables_plots_and_model_card(synthetic, tmp_path):
     per_origin = pd.read_csv(out / "performance_by_origin.csv")
     assert len(per_origin) == 8  # 8 whole weeks from 2017-01-03 to 2017-02-28
     flags = pd.read_csv(out / "flags.csv")
-    assert len(flags) == per_origin["n_flagged"].sum()
+    assert len(flags) == per_origin["n_flagged_units"].sum()
     disparity = pd.read_csv(out / "disparity.csv").set_index("group")
     assert disparity["flag_share"].sum() == pytest.approx(1.0)
     assert disparity["event_share"].sum() == pytest.approx(1.0)
@@ -133,7 +133,7 @@ def test_portland_audit_by_police_district(portland_dir, tmp_path):
     assert result.exit_code == 0, result.output
     per_origin = pd.read_csv(out / "performance_by_origin.csv")
     assert len(per_origin) == 8
-    assert (per_origin["n_flagged"] == 19).all()  # 19 cells of 600 ft fit in 0.25 sq mi
+    assert (per_origin["n_flagged_units"] == 19).all()  # 19 cells of 600 ft fit in 0.25 sq mi
     disparity = pd.read_csv(out / "disparity.csv", dtype={"group": str})
     assert len(disparity) >= 57  # the police districts (+ cells whose centroid is outside)
     assert disparity["n_units"].sum() == 11985

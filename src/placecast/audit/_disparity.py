@@ -307,21 +307,21 @@ def disparity_audit(
     random_state: int | None = 0,
     description: dict[str, Any] | None = None,
 ) -> DisparityResult:
-    """Compare the flagged exposure of area groups with their share of events.
+    r"""Compare the flagged exposure of area groups with their share of events.
 
     For group :math:`g` over periods :math:`t = 1..T`, with flags :math:`f_{tu}`, unit
     areas :math:`a_u`, events :math:`n_{tu}` and unit population :math:`p_u`:
 
     .. math::
 
-        \\text{flag share}_g = \\frac{\\sum_t \\sum_{u \\in g} f_{tu} a_u}
-                                    {\\sum_t \\sum_u f_{tu} a_u}, \\quad
-        \\text{event share}_g = \\frac{\\sum_t \\sum_{u \\in g} n_{tu}}{\\sum_t \\sum_u n_{tu}},
-        \\quad \\text{ratio}_g = \\frac{\\text{flag share}_g}{\\text{event share}_g}
+        \text{flag share}_g = \frac{\sum_t \sum_{u \in g} f_{tu} a_u}
+                                    {\sum_t \sum_u f_{tu} a_u}, \quad
+        \text{event share}_g = \frac{\sum_t \sum_{u \in g} n_{tu}}{\sum_t \sum_u n_{tu}},
+        \quad \text{ratio}_g = \frac{\text{flag share}_g}{\text{event share}_g}
 
-        \\text{exposure per area}_g = \\frac{\\sum_t \\sum_{u \\in g} f_{tu} a_u}{T A_g},
-        \\quad
-        \\text{exposure per capita}_g = \\frac{\\sum_t \\sum_{u \\in g} f_{tu} p_u}{T P_g}
+        \text{exposure per area}_g = \frac{\sum_t \sum_{u \in g} f_{tu} a_u}{T A_g},
+        \quad
+        \text{exposure per capita}_g = \frac{\sum_t \sum_{u \in g} f_{tu} p_u}{T P_g}
 
     A ratio above 1 means the group's areas are flagged more than their share of events
     would justify. Intervals are percentile bootstrap intervals from resampling the periods

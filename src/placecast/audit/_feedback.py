@@ -1,4 +1,4 @@
-"""Feedback-loop simulation: does the policy learn where events are, or where it looked?
+"""Feedback-loop simulation: does a policy learn where events are, or where it looked.
 
 Two simulations:
 
@@ -148,22 +148,22 @@ def simulate_urn(
     random_share: float = 0.1,
     random_state: int | None = None,
 ) -> UrnResult:
-    """Simulate Ensign et al.'s two-area predictive-policing urn.
+    r"""Simulate Ensign et al.'s two-area predictive-policing urn.
 
     Each step one patrol goes to area A with probability :math:`p_A = n_A / (n_A + n_B)`
-    (the urn's share of A; with ``randomised``, :math:`(1-\\varepsilon) p_A + \\varepsilon/2`).
+    (the urn's share of A; with ``randomised``, :math:`(1-\varepsilon) p_A + \varepsilon/2`).
     The patrol discovers an incident with probability equal to the visited area's true
-    rate :math:`\\lambda`. Updates:
+    rate :math:`\lambda`. Updates:
 
     * ``discovered``: add 1 to the visited area per discovered incident (the plain loop);
-      for :math:`\\lambda_A > \\lambda_B` the share of A tends to 1 (runaway).
+      for :math:`\lambda_A > \lambda_B` the share of A tends to 1 (runaway).
     * ``corrected``: add :math:`1/p_{visited}` (Ensign et al.'s fix: weight by the inverse
       of the probability of having looked). The expected update of A per step is
-      :math:`p_A \\lambda_A / p_A = \\lambda_A`, so the share tends to
-      :math:`\\lambda_A / (\\lambda_A + \\lambda_B)`.
+      :math:`p_A \lambda_A / p_A = \lambda_A`, so the share tends to
+      :math:`\lambda_A / (\lambda_A + \lambda_B)`.
     * ``thinned``: the same correction by rejection sampling - a discovered incident is
-      added (weight 1) with probability :math:`\\min(p_A, p_B) / p_{visited}`; expected
-      updates are proportional to :math:`\\lambda_A` and :math:`\\lambda_B` as above, without
+      added (weight 1) with probability :math:`\min(p_A, p_B) / p_{visited}`; expected
+      updates are proportional to :math:`\lambda_A` and :math:`\lambda_B` as above, without
       the heavy tail of ``1/p`` weights (with ``corrected`` a few runs per hundred sit at
       an extreme for thousands of steps until the rarely-visited area is found once).
     * ``reported``: each area adds a reported incident with probability ``reported_rates``
@@ -251,8 +251,11 @@ def simulate_urn(
 
 # ---------------------------------------------------------------------- many units
 def sum_refit(lookback: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
-    """Refit rule that scores units by their (weighted) recorded events over the last
-    ``lookback`` periods (all periods when None): the ``naive`` model on counts."""
+    """Return a refit rule scoring units by their (weighted) recorded events.
+
+    The sum over the last ``lookback`` periods (all periods when None): the ``naive``
+    model on counts.
+    """
 
     def refit(history: np.ndarray) -> np.ndarray:
         recent = history if lookback is None else history[-int(lookback):]
@@ -283,10 +286,10 @@ def model_refit(model: Any, units: Any, start: Any, period_days: float, n_histor
     n_history : int
         Rows of history before ``start``.
     """
-    from placecast.events import Events
+    from placecast.events import Events, to_datetime64
     from placecast.forecast import TimeWindow
 
-    origin = np.datetime64(pd.Timestamp(start).to_datetime64(), "ns")
+    origin = to_datetime64(start, name="start")
     step = np.timedelta64(int(round(period_days * 86400e9)), "ns")
     centroids = units.centroids
     sref = units.spatial_reference
@@ -366,20 +369,20 @@ def simulate_feedback(
     n_runs: int = 1,
     random_state: int | None = None,
 ) -> FeedbackResult:
-    """Simulate periods of flag -> patrol -> record -> refit and measure the drift.
+    r"""Simulate periods of flag -> patrol -> record -> refit and measure the drift.
 
     Each period :math:`t` and unit :math:`u`: the policy refits on the recorded history
-    and flags the top units within the area budget; :math:`N_{tu} \\sim
-    \\text{Poisson}(\\lambda_u)` true events occur; each is recorded by a citizen report
+    and flags the top units within the area budget; :math:`N_{tu} \sim
+    \text{Poisson}(\lambda_u)` true events occur; each is recorded by a citizen report
     with probability :math:`d` (``detection``), and a flagged unit's events are recorded
-    with total probability :math:`d_1 = \\min(1, d(1 + \\text{uplift}))` (the extra ones
+    with total probability :math:`d_1 = \min(1, d(1 + \text{uplift}))` (the extra ones
     are *discovered* by the patrol). The drift is
 
-    .. math:: \\text{TV}_t = \\tfrac12 \\sum_u |a_{tu} - a^*_u|
+    .. math:: \text{TV}_t = \tfrac12 \sum_u |a_{tu} - a^*_u|
 
     between the flagged-area allocation :math:`a_t` (each flagged unit's share of flagged
     area) and :math:`a^*`, the allocation of the same rule applied to the true
-    :math:`\\lambda`.
+    :math:`\lambda`.
 
     Variants (``FEEDBACK_VARIANTS``): ``policy`` refits on all recorded events;
     ``no_feedback`` is the same with no uplift (the noise floor); ``citizen_only`` refits

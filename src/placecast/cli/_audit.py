@@ -10,6 +10,7 @@ computation has succeeded.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -59,33 +60,44 @@ __all__ = ["PolicyBacktest", "backtest_policy"]
 
 @dataclass(frozen=True, eq=False)
 class PolicyBacktest:
-    """Flags and observed events of a policy over rolling origins (plain arrays)."""
+    """A policy's flags and the observed events over rolling origins, as plain arrays.
+
+    Attributes
+    ----------
+    origins : list of Timestamp
+        Forecast origins (period starts).
+    flags : ndarray of bool, shape (n_periods, n_units)
+        Units flagged for each period.
+    observed : ndarray of float, shape (n_periods, n_units)
+        Events per unit in each period.
+    per_origin : DataFrame
+        ``placecast.evaluate`` scores per origin (hit rate, PAI, PEI*, log score, ...).
+    period_days : float
+        Length of the first period, days.
+    result : BacktestResult
+        The full backtest.
+    """
 
     origins: list[pd.Timestamp]
-    flags: np.ndarray  # (n_periods, n_units) bool
-    observed: np.ndarray  # (n_periods, n_units)
-    intensity: np.ndarray  # (n_periods, n_units)
+    flags: np.ndarray
+    observed: np.ndarray
     per_origin: pd.DataFrame
-    budget_m2: float
     period_days: float
+    result: Any
 
 
 def backtest_policy(events: Any, units: Any, model: str, params: dict[str, Any], start: str,
-                    end: str, horizon: str, budget_m2: float) -> PolicyBacktest:
-    """Fit ``model`` before each origin ``start, start+horizon, ...`` (windows ending by
-    ``end``), flag the top units within ``budget_m2`` and count the events of each window.
+                    end: str, horizon: str, budget_m2: float, *, jobs: int = 1
+                    ) -> PolicyBacktest:
+    """Backtest the policy with ``placecast.evaluate.run_backtest``.
 
-    Per-origin metrics: hit rate ``n/N``, PAI ``(n/N)/(a/A)``, PEI* ``n/n*`` (``n*``: most
-    events any same number of units could catch) and the Poisson log score
-    ``sum_u log P(N_u | lambda_u)``.
+    Origins are ``start, start + horizon, ...`` while the window ends by ``end``, so the
+    periods tile ``[start, end)`` without overlap; at each the model is refitted on the
+    events before it and the top units within ``budget_m2`` are flagged.
     """
-    from scipy.special import gammaln
-
+    from placecast.evaluate import run_backtest
     from placecast.events import to_datetime64
-    from placecast.forecast import TimeWindow
-    from placecast.models import make_model
     from placecast.quantities import parse_duration
-    from placecast.units import aggregate
 
     duration = parse_duration(horizon, name="--horizon")
     first = pd.Timestamp(to_datetime64(start, name="--start"))
@@ -96,41 +108,17 @@ def backtest_policy(events: Any, units: Any, model: str, params: dict[str, Any],
     if len(edges) < 2:
         raise ParameterError(f"--start {start} .. --end {end} holds no whole {horizon} window; "
                              "move --end later or shorten --horizon.")
-    if len(events.before(np.datetime64(first.to_datetime64(), "ns"))) == 0:
-        raise DataError(f"no events before --start {start}; the model needs history to fit.")
-    index = units.assign(events.x, events.y)
-    observed = aggregate(events, units, np.array([e.to_datetime64() for e in edges]),
-                         unit_index=index).T
-    estimator = make_model(model, **params)
-    n_periods, n_units = observed.shape
-    flags = np.zeros((n_periods, n_units), dtype=bool)
-    intensity = np.zeros((n_periods, n_units))
-    region_area = units.region_area
-    rows = []
-    for t in range(n_periods):
-        window = TimeWindow(edges[t].to_datetime64(), edges[t + 1].to_datetime64())
-        estimator.fit(events.before(window.start))
-        forecast = estimator.predict(units, window)
-        chosen = forecast.top_units(budget_m2)
-        flags[t, chosen] = True
-        intensity[t] = forecast.intensity
-        counts = observed[t]
-        total, caught = counts.sum(), counts[chosen].sum()
-        best = np.sort(counts)[::-1][:len(chosen)].sum()
-        flagged_area = units.area[chosen].sum()
-        lam = np.maximum(forecast.intensity, 1e-12)
-        rows.append({
-            "origin": edges[t].date().isoformat(), "n_events": total,
-            "n_flagged": len(chosen), "caught": caught,
-            "hit_rate": caught / total if total else np.nan,
-            "pai": (caught / total) / (flagged_area / region_area) if total else np.nan,
-            "pei_star": caught / best if best else np.nan,
-            "log_score": float(np.sum(counts * np.log(lam) - lam - gammaln(counts + 1))),
-        })
-    return PolicyBacktest(origins=edges[:-1], flags=flags, observed=observed,
-                          intensity=intensity, per_origin=pd.DataFrame(rows),
-                          budget_m2=budget_m2,
-                          period_days=(edges[1] - edges[0]) / pd.Timedelta(days=1))
+    result = run_backtest(events, units, models={model: model},
+                          model_params={model: params},
+                          origins=[e.to_datetime64() for e in edges[:-1]],
+                          horizons=(horizon,), area=budget_m2, jobs=jobs)
+    per_origin = result.to_frame()
+    per_origin["origin"] = pd.to_datetime(per_origin["origin"]).dt.date.astype(str)
+    return PolicyBacktest(origins=edges[:-1], flags=result.flags(model, horizon),
+                          observed=np.asarray(result.observed[horizon], dtype=float),
+                          per_origin=per_origin,
+                          period_days=(edges[1] - edges[0]) / pd.Timedelta(days=1),
+                          result=result)
 
 
 @command("audit")
@@ -186,6 +174,7 @@ def audit_command(
                                               "(its forecast at --start).")] = "history",
     seed: Annotated[int, typer.Option("--seed", help="Random seed (bootstrap, "
                                       "simulation).")] = 0,
+    jobs: Annotated[int, typer.Option("--jobs", help="Processes for the backtest.")] = 1,
     plot_format: Annotated[str, typer.Option("--plot-format", help="png or svg.")] = "png",
     time: TimeCol = None, x: XCol = None, y: YCol = None, lon: LonCol = None,
     lat: LatCol = None, category: CategoryCol = None, weight: WeightCol = None,
@@ -193,8 +182,9 @@ def audit_command(
     categories: CategoriesOpt = None, since: SinceOpt = None, until: UntilOpt = None,
     skip_bad_rows: SkipBadOpt = False,
 ) -> None:
-    """Audit a forecasting policy: exposure of areas, disparity across area groups,
-    feedback loops; write tables, plots and a model card.
+    """Audit a forecasting policy: exposure, disparity across area groups, feedback loops.
+
+    Writes CSV tables, plots and a model card (Markdown and self-contained HTML).
 
     Everything concerns areas (cells, beats, districts, tracts), never persons.
     """
@@ -206,9 +196,9 @@ def audit_command(
         model_refit,
         plot_disparity,
         plot_feedback,
-        simulate_feedback as run_simulation,
         summarise_performance,
     )
+    from placecast.audit import simulate_feedback as run_simulation
     from placecast.io._atomic import atomic_path
     from placecast.models import make_model
     from placecast.pipeline import build_units
@@ -236,9 +226,14 @@ def audit_command(
     if budget < area_units.area.min():
         raise ParameterError(f"--area {area} is smaller than one unit "
                              f"({area_units.area.min():,.0f} m²); nothing would be flagged.")
+    assignment = None
+    if groups is not None and group_by is not None:  # before the backtest: fail early
+        with console.status("assigning units to area groups..."):
+            assignment = assign_groups(area_units, groups, group_by, quantiles=quantiles,
+                                       method=assign, population=population)
     with console.status(f"backtesting {model} over {start} .. {end}..."):
         backtest = backtest_policy(events, area_units, model, params, start, end, horizon,
-                                   budget)
+                                   budget, jobs=jobs)
     n_periods = len(backtest.origins)
     err_console.print(f"[dim]{n_periods} periods of {horizon}, {len(area_units):,} units, "
                       f"{int(backtest.observed.sum()):,} events in the audited period[/dim]")
@@ -247,10 +242,7 @@ def audit_command(
         backtest.per_origin, metrics=["hit_rate", "pai", "pei_star", "log_score"],
         n_boot=n_boot, random_state=seed)
     disparity = None
-    if groups is not None and group_by is not None:
-        with console.status("assigning units to area groups..."):
-            assignment = assign_groups(area_units, groups, group_by, quantiles=quantiles,
-                                       method=assign, population=population)
+    if assignment is not None:
         disparity = disparity_audit(backtest.flags, backtest.observed, area_units.area,
                                     assignment.unit_group, assignment.labels,
                                     unit_population=assignment.unit_population,
@@ -294,17 +286,17 @@ def audit_command(
     flag_t, flag_u = np.nonzero(backtest.flags)
     write_csv(pd.DataFrame({"origin": [backtest.origins[t].date().isoformat() for t in flag_t],
                             "unit_id": area_units.unit_id[flag_u]}), "flags.csv")
-    figures: dict[str, Path] = {}
+    figures: dict[str, str | os.PathLike[str]] = {}
     if disparity is not None:
         write_csv(disparity.table, "disparity.csv")
         figures["disparity"] = plot_disparity(disparity, output_dir /
                                               f"disparity.{plot_format}")
-        written.append(figures["disparity"])
+        written.append(output_dir / f"disparity.{plot_format}")
     if feedback is not None:
         write_csv(feedback.periods, "feedback.csv")
         write_csv(feedback.summary(), "feedback_summary.csv")
         figures["feedback"] = plot_feedback(feedback, output_dir / f"feedback.{plot_format}")
-        written.append(figures["feedback"])
+        written.append(output_dir / f"feedback.{plot_format}")
     summary = events.summary()
     provenance = {
         "events file": str(events_path), "events": f"{len(events):,}",
@@ -322,7 +314,8 @@ def audit_command(
         "region area": f"{area_units.region_area / 1e6:,.2f} km²",
         "area flagged per period": f"{area} = {budget / 1e6:.3f} km²",
         "horizon": horizon, "forecast origins": f"{n_periods}",
-        "backtest": "rolling origins, refit before each (placecast audit loop)",
+        "backtest": "placecast.evaluate.run_backtest: rolling origins, refit on the events "
+                    "before each",
     }
     card = build_model_card(
         title=f"Model card: {model} on {cell} {units}, {area} per {horizon}",
@@ -348,18 +341,19 @@ def _ground_truth(events: Any, units: Any, model: str, params: dict[str, Any],
     policy's first allocation, so the simulation shows whether the policy moves towards it
     or stays where it started).
     """
+    from placecast.events import to_datetime64
     from placecast.forecast import TimeWindow
     from placecast.models import make_model
 
     estimator = make_model(model, **params)
-    before = events.before(np.datetime64(first.to_datetime64(), "ns"))
+    before = events.before(first)
     if source == "history" and "lookback_days" in estimator.get_params():
         span = (first - pd.Timestamp(before.start)) / pd.Timedelta(days=1)
         estimator.set_params(lookback_days=float(max(span, period_days)) + 1.0)
     elif source not in ("history", "forecast"):
         raise ParameterError(f"--truth {source!r}: use history or forecast.")
-    start = first.to_datetime64()
-    window = TimeWindow(start, start + np.timedelta64(int(round(period_days * 86400e9)), "ns"))
+    window = TimeWindow(to_datetime64(first),
+                        to_datetime64(first + pd.Timedelta(days=period_days)))
     return np.asarray(estimator.fit(before).predict(units, window).intensity)
 
 
