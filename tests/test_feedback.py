@@ -104,6 +104,7 @@ def test_top_k_policy_locks_in_and_mitigations_learn_the_truth():
     # as configured: flagged low-rate units are recorded at 6/period, the unflagged high-rate
     # ones at 5/period - the policy never finds them (total-variation distance 1)
     assert summary.loc["policy", "tv_end"] == pytest.approx(1.0)
+    assert summary.loc["policy", "turnover_mean"] < 0.01  # locked in
     # the same policy without detection uplift, on citizen reports only, or with inverse
     # detection-probability weights, moves to the true top units
     for variant in ("no_feedback", "citizen_only", "ipw"):

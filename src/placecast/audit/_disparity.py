@@ -462,7 +462,7 @@ def plot_disparity(result: DisparityResult, path: str | os.PathLike[str], *,
     axes[0].legend(loc="lower right", fontsize="small")
     axes[0].set_title("flags vs events by area group")
     ratio = table["ratio"].to_numpy()
-    finite = np.isfinite(ratio) & (ratio > 0)
+    finite = np.isfinite(ratio)
     low = table["ratio_low"].to_numpy()
     high = table["ratio_high"].to_numpy()
     axes[1].errorbar(np.where(finite, ratio, np.nan), y,
@@ -471,8 +471,8 @@ def plot_disparity(result: DisparityResult, path: str | os.PathLike[str], *,
                                         posinf=0.0),
                      fmt="o", color="#333333", ms=4, elinewidth=0.8, capsize=2)
     axes[1].axvline(1.0, color="#c44e52", lw=1)
-    if finite.any():
-        axes[1].set_xscale("symlog", linthresh=0.1)
+    axes[1].set_xscale("symlog", linthresh=1.0)  # linear on [0, 1], logarithmic above
+    axes[1].set_xlim(left=0)
     axes[1].set_xlabel("flag share / event share (1 = proportional)")
     axes[1].set_title(f"disparity ratio ({result.level:.0%} bootstrap CI)")
     fig.tight_layout()

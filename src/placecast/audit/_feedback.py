@@ -317,8 +317,9 @@ class FeedbackResult:
         Long table: ``run``, ``variant``, ``period``, ``allocation_tv`` (total variation
         between the flagged area and the area the true intensity would flag),
         ``intensity_tv`` (between the refitted scores and the true intensity, both
-        normalised), ``captured_share`` (share of true expected events in flagged units)
-        and ``recorded`` (events recorded that period).
+        normalised), ``captured_share`` (share of true expected events in flagged units),
+        ``turnover`` (share of the flagged area not flagged the period before: 0 = locked
+        in) and ``recorded`` (events recorded that period).
     params : dict
         Uplift, detection probability, budget, periods, runs, seed.
     """
@@ -334,7 +335,7 @@ class FeedbackResult:
         """Per variant: mean drift over the first and last ``n_edge`` periods, and overall.
 
         Columns ``variant``, ``tv_start``, ``tv_end``, ``tv_mean``, ``intensity_tv_end``,
-        ``captured_end`` (means over runs).
+        ``captured_end``, ``turnover_mean`` (means over runs).
         """
         frame = self.periods
         last = frame["period"].max()
@@ -346,6 +347,7 @@ class FeedbackResult:
             "tv_mean": frame.groupby("variant", sort=False)["allocation_tv"].mean(),
             "intensity_tv_end": end["intensity_tv"].mean(),
             "captured_end": end["captured_share"].mean(),
+            "turnover_mean": frame.groupby("variant", sort=False)["turnover"].mean(),
         })
         return out.reset_index().rename(columns={"index": "variant"})
 
@@ -474,6 +476,7 @@ def simulate_feedback(
                                np.random.SeedSequence(int(seed)).spawn(2))
             weight0 = 1.0 / detection if variant == "ipw" else 1.0
             records = [base_history.astype(float) * weight0]
+            previous: np.ndarray | None = None
             for period in range(int(n_periods)):
                 scores = np.asarray(refit(np.vstack(records)), dtype=float)
                 if variant == "randomised":
@@ -493,11 +496,16 @@ def simulate_feedback(
                 records.append(recorded[None, :])
                 alloc = area * flags
                 total = scores.sum()
+                turnover = (float(alloc[~previous].sum() / alloc.sum())
+                            if previous is not None else float("nan"))
+                previous = flags
                 rows.append((run, variant, period, total_variation(alloc, truth_alloc),
                              total_variation(scores, lam) if total > 0 else float("nan"),
-                             float(truth_share[flags].sum()), float((citizen + extra).sum())))
+                             float(truth_share[flags].sum()), turnover,
+                             float((citizen + extra).sum())))
     periods = pd.DataFrame(rows, columns=["run", "variant", "period", "allocation_tv",
-                                          "intensity_tv", "captured_share", "recorded"])
+                                          "intensity_tv", "captured_share", "turnover",
+                                          "recorded"])
     params = {"uplift": float(uplift), "detection": float(detection),
               "detection_flagged": float(detect_flagged), "budget": float(budget),
               "n_periods": int(n_periods), "n_runs": int(n_runs),

@@ -394,9 +394,9 @@ def _print_summary(performance: pd.DataFrame, exposure: Any, disparity: Any,
         console.print(dt)
     if feedback is not None:
         ft = Table(title="feedback simulation: allocation drift (TV distance)")
-        for column in ("variant", "start", "end", "mean"):
+        for column in ("variant", "start", "end", "mean", "turnover"):
             ft.add_column(column, justify="left" if column == "variant" else "right")
         for row in feedback.summary().itertuples():
             ft.add_row(str(row.variant), f"{row.tv_start:.3f}", f"{row.tv_end:.3f}",
-                       f"{row.tv_mean:.3f}")
+                       f"{row.tv_mean:.3f}", f"{row.turnover_mean:.3f}")
         console.print(ft)
