@@ -434,3 +434,12 @@ def test_colour_classes_use_the_ends_of_the_ramp(values, expected):
     assert set(colour.tolist()) == expected
     assert sum(entry["n"] for entry in legend) == len(values)
     assert colour[np.argmax(values)] == max(expected)
+
+
+def test_summary_and_load_report_without_events(case):
+    events, _, forecast = case
+    html = build_report(forecast, summary=events.summary(), load_report=events.report)
+    assert "<td>rows read</td><td>5,364</td>" in html
+    assert "<td>dropped rows</td><td>0</td>" in html
+    assert "<td>span</td><td>2012-03-01 .. 2017-05-31</td>" in html
+    assert "points" not in map_payload(html)  # no events given, none drawn
