@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import geopandas as gpd
@@ -122,3 +123,6 @@ def test_demo_writes_outputs_and_scores(tmp_path: Path) -> None:
     assert summary["pai"] > 5
     assert (tmp_path / "demo" / "forecast.csv").exists()
     assert (tmp_path / "demo" / "forecast.geojson").exists()
+    html = (tmp_path / "demo" / "report.html").read_text()
+    assert "leaflet" in html.lower()
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)  # nothing remote
