@@ -48,6 +48,23 @@ def timed(function):
     return time.perf_counter() - start, value
 
 
+def bench_one(name, events, units, first, area, n_origins, client):
+    origins = np.datetime64(first) + np.arange(n_origins) * np.timedelta64(7, "D")
+    options = dict(models=MODELS, origins=origins, horizons="7d", area=area)
+    # warm-up: numba / rasters cached in this process (workers pay it themselves)
+    run_backtest(events, units, **{**options, "origins": origins[:1]})
+    work = len(origins) * len(MODELS)
+    serial_s, serial = timed(lambda: run_backtest(events, units, **options))
+    jobs_s, parallel = timed(lambda: run_backtest(events, units, jobs=2, **options))
+    dask_s, on_dask = timed(lambda: run_backtest(events, units, dask=client, **options))
+    pd.testing.assert_frame_equal(parallel.to_frame(), serial.to_frame())
+    pd.testing.assert_frame_equal(on_dask.to_frame(), serial.to_frame())
+    return [(name, f"{len(events):,} ev / {len(units):,} units", mode, seconds,
+             work / seconds, serial_s / seconds)
+            for mode, seconds in (("serial (baseline)", serial_s), ("--jobs 2", jobs_s),
+                                  ("Dask LocalCluster 2x1", dask_s))]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--origins", type=int, default=12)
@@ -60,20 +77,7 @@ def main() -> None:
     with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None,
                       processes=True) as cluster, Client(cluster) as client:
         for name, events, units, first, area in data_sets(args.shared):
-            origins = np.datetime64(first) + np.arange(args.origins) * np.timedelta64(7, "D")
-            options = dict(models=MODELS, origins=origins, horizons="7d", area=area)
-            # warm-up: numba / rasters cached in this process (workers pay it themselves)
-            run_backtest(events, units, **{**options, "origins": origins[:1]})
-            work = len(origins) * len(MODELS)
-            serial_s, serial = timed(lambda: run_backtest(events, units, **options))
-            jobs_s, parallel = timed(lambda: run_backtest(events, units, jobs=2, **options))
-            dask_s, on_dask = timed(lambda: run_backtest(events, units, dask=client, **options))
-            pd.testing.assert_frame_equal(parallel.to_frame(), serial.to_frame())
-            pd.testing.assert_frame_equal(on_dask.to_frame(), serial.to_frame())
-            for mode, seconds in (("serial (baseline)", serial_s), ("--jobs 2", jobs_s),
-                                  ("Dask LocalCluster 2x1", dask_s)):
-                rows.append((name, f"{len(events):,} ev / {len(units):,} units", mode,
-                             seconds, work / seconds, serial_s / seconds))
+            rows += bench_one(name, events, units, first, area, args.origins, client)
     print(f"\nBacktest throughput, {args.origins} weekly origins x {len(MODELS)} models "
           "(identical results checked)\n")
     header = f"{'data':28} {'size':26} {'mode':24} {'seconds':>8} {'o*m/s':>8} {'speed-up':>9}"
