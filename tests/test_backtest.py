@@ -119,6 +119,7 @@ def test_future_events_do_not_change_forecasts(portland):
     assert not np.array_equal(first.observed["7d"], second.observed["7d"])
 
 
+@pytest.mark.slow  # starting two Dask worker processes dominates (imports)
 def test_processes_and_dask_identical_to_serial(portland):
     events, units, _ = portland
     options = dict(models=["naive", "kde"], origins=ORIGINS[:3], horizons="7d,14d",
