@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
+import uuid
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -253,6 +255,17 @@ def _run_in_worker(origin: np.datetime64) -> _OriginResult:
     return _run_origin(_WORKER_PLAN, origin)
 
 
+_PICKLED_PLANS: dict[str, _Plan] = {}
+
+
+def _run_origin_pickled(key: str, payload: bytes, origin: np.datetime64) -> _OriginResult:
+    plan = _PICKLED_PLANS.get(key)
+    if plan is None:
+        _PICKLED_PLANS.clear()  # keep only the current backtest's plan
+        plan = _PICKLED_PLANS[key] = pickle.loads(payload)
+    return _run_origin(plan, origin)
+
+
 def _serial(plan: _Plan, origins: Sequence[np.datetime64]) -> Iterable[_OriginResult]:
     for origin in origins:
         yield _run_origin(plan, origin)
@@ -296,8 +309,12 @@ def _dask(plan: _Plan, origins: Sequence[np.datetime64], address: Any,
             raise ParameterError(f"--dask {address}: cannot reach the Dask scheduler ({exc})."
                                  ) from None
     try:
-        plan_future = client.scatter(plan, broadcast=True)
-        futures = [client.submit(_run_origin, plan_future, origin, pure=False)
+        # one pickled payload (Dask's own serialisation of the plan's object arrays is
+        # several times slower); each worker unpickles it once and keeps it
+        key = uuid.uuid4().hex
+        payload = client.scatter(pickle.dumps(plan, protocol=pickle.HIGHEST_PROTOCOL),
+                                 broadcast=True, hash=False)
+        futures = [client.submit(_run_origin_pickled, key, payload, origin, pure=False)
                    for origin in origins]
         try:
             for future in as_completed(futures):
