@@ -468,7 +468,9 @@ class BacktestResult:
         means = table.set_index("model")["mean"].reindex(list(self.models))
         if means.isna().all():
             return self.models[0]
-        return str(means.idxmax())
+        best = float(means.max())
+        tolerance = 1e-9 * max(abs(best), 1e-12)  # equal up to rounding: first given wins
+        return str(means.index[(means >= best - tolerance).to_numpy()][0])
 
     def compare(self, metric: str = "pai", horizon: str | None = None
                 ) -> list[PairedComparison]:
@@ -484,7 +486,10 @@ class BacktestResult:
             if other == best:
                 continue
             pair = wide[[best, other]].dropna()
-            diff = (pair[best] - pair[other]).to_numpy(dtype=float)
+            first, second = pair[best].to_numpy(float), pair[other].to_numpy(float)
+            # scores equal up to rounding (areas summed in another order) count as ties
+            diff = np.where(np.isclose(first, second, rtol=1e-9, atol=1e-12), 0.0,
+                            first - second)
             statistic = p_value = float("nan")
             if len(diff) >= 2 and np.any(diff != 0):
                 test = wilcoxon(diff, zero_method="wilcox", alternative="two-sided")
