@@ -28,6 +28,7 @@ from _helpers_store import (
     synthetic_events,
 )
 from placecast.cli import app
+from placecast.clusters._alerts import Alert
 from placecast.events import Events, SpatialReference
 from placecast.exceptions import DataError, ParameterError
 from placecast.io import read_events
@@ -402,6 +403,20 @@ def test_backtest_round_trip(store_url):
 
 
 @each_store
+def test_real_backtest_frame_round_trips(store_url):
+    from placecast.evaluate import run_backtest
+
+    events = synthetic_events(400, seed=22, ids=False)
+    units = square_grid(default_region(events, 200.0), 1500.0, events.spatial_reference)
+    result = run_backtest(events, units, models=("naive",), start="2017-02-01",
+                          end="2017-02-15", horizons=("7d",), area="5%")
+    frame = result.to_frame()
+    with open_store(store_url) as store:
+        loaded, _ = store.load_backtest(store.save_backtest(frame, {"cell": 1500}))
+    pd.testing.assert_frame_equal(loaded, frame.reset_index(drop=True))
+
+
+@each_store
 def test_alerts(store_url):
     square = {"type": "Polygon", "coordinates": [[[-122.7, 45.5], [-122.6, 45.5],
                                                   [-122.6, 45.6], [-122.7, 45.5]]]}
@@ -425,6 +440,15 @@ def test_alerts(store_url):
         assert store.list_alerts(kind="cluster")[0]["observed"] == 13.0
         with pytest.raises(DataError, match="no alert"):
             store.acknowledge_alert("missing")
+        # what the alerting code produces round-trips
+        produced = Alert(alert_id="scan-3", check="weekly", kind="space-time cluster",
+                         detected_at="2017-03-08T06:00:00", location_ids=("c1_r2", "c1_r3"),
+                         start="2017-03-01", end="2017-03-08", observed=9.0, expected=2.5,
+                         p_value=0.01, recurrence_interval=100.0, geometry=square).to_dict()
+        assert store.save_alert(produced) == "scan-3"
+        [saved] = store.list_alerts(kind="space-time cluster")
+        assert {k: saved[k] for k in produced} == produced
+        assert saved["created"] == "2017-03-08T06:00:00" and saved["acknowledged"] is False
 
 
 # ---------------------------------------------------------------------- PostGIS geometry
