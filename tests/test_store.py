@@ -475,6 +475,21 @@ def test_postgis_geometry_columns_have_the_dataset_srid(store_url):
     assert inside == int((units.assign(events.x, events.y) >= 0).sum())
 
 
+@pytest.mark.parametrize("store_url", BACKENDS[1:], indirect=True)
+def test_postgis_lost_connection_is_a_data_error(store_url):
+    import psycopg
+
+    with open_store(store_url) as store:
+        store.add_events("d", synthetic_events(10, seed=23))
+        pid = store._con.info.backend_pid
+        with psycopg.connect(POSTGIS_URL, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(DataError, match="connection failed"):
+            store.add_events("d", synthetic_events(10, seed=24, start_id=100))
+    with open_store(store_url) as store:
+        assert store.list_datasets()[0].n_events == 10
+
+
 # ---------------------------------------------------------------------- CLI
 @each_store
 def test_cli_ingest_then_forecast_from_the_store(store_url, shared_data, tmp_path):
