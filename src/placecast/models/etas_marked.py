@@ -118,8 +118,10 @@ class MarkedETASLikelihood:
         v_hi = math.log(max(float(d2.max()), 1e-300)) + 0.5
         self.v_lo = v_hi - _k.N_PANELS * _k.PANEL_WIDTH
         xs, bw = _k.chebyshev_nodes()
+        gl_z, gl_w = np.polynomial.legendre.leggauss(_k.N_GAUSS)
         self.gauss_integ, self.omega = _k.spatial_precompute(
-            self.x, self.y, px, py, self.bandwidth, self.ndiv, self.v_lo, xs, bw)
+            self.x, self.y, px, py, self.bandwidth, self.ndiv, self.v_lo, xs, bw, gl_z, gl_w,
+            _k.BLOCK_RATIO)
         panels = np.arange(_k.N_PANELS)
         self.node_u = np.exp(self.v_lo + _k.PANEL_WIDTH * (panels[:, None]
                                                            + (xs[None, :] + 1.0) / 2.0)
@@ -130,13 +132,15 @@ class MarkedETASLikelihood:
         self.panel_hi = np.where(any_used, _k.N_PANELS - used[:, ::-1].argmax(axis=1),
                                  0).astype(np.int64)
         self.n_evaluations = 0
+        self._kernel: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     # -- pieces -----------------------------------------------------------------------
     def background(self, pb: FloatArray) -> tuple[FloatArray, float]:
         """``bk`` at every event and ``integ0`` for background probabilities ``pb``."""
         cat = self.catalog
-        bk = _k.background_density(self.x, self.y, self.bandwidth, pb,
-                                   1.0 / (cat.t_end - cat.t_start))
+        if self._kernel is None:
+            self._kernel = _k.gaussian_neighbours(self.x, self.y, self.bandwidth, 50.0)
+        bk = _k.sparse_matvec(*self._kernel, pb, 1.0 / (cat.t_end - cat.t_start))
         return bk, float(np.dot(pb, self.gauss_integ))
 
     def triggering(self, theta: FloatArray) -> FloatArray:
@@ -191,7 +195,8 @@ class MarkedETASResult:
         Estimates of ``mu, A, c, alpha, p, D, q, gamma``.
     std_errors : dict
         Standard errors from the observed information (numerical Hessian of the analytic
-        gradient at the estimate, background held fixed).
+        gradient at the estimate, background held fixed). The reference prints SEs from
+        its quasi-Newton inverse Hessian instead, which can differ a lot.
     beta, beta_se : float
         Gutenberg-Richter ``1/mean(m - m0)`` and ``beta / sqrt(n)``.
     loglik, aic : float
@@ -299,25 +304,23 @@ def _maximise(lik: MarkedETASLikelihood, theta0: FloatArray, bk: FloatArray,
 
 def _observed_information_se(lik: MarkedETASLikelihood, theta: FloatArray, bk: FloatArray,
                              integ0: float) -> FloatArray:
-    """SEs from a central-difference Hessian of the analytic gradient (log scale steps)."""
+    """SEs from the inverse of minus the Hessian of logL in theta (forward differences of
+    the analytic gradient, relative step 1e-6; 8 extra gradient evaluations)."""
     k = theta.size
+    g0 = lik.loglik(theta, bk, integ0, True)[1]
     hess = np.zeros((k, k))
     for i in range(k):
-        step = 1e-5 * theta[i]
+        step = 1e-6 * theta[i]
         up = theta.copy()
         up[i] += step
-        dn = theta.copy()
-        dn[i] -= step
-        g_up = lik.loglik(up, bk, integ0, True)[1]
-        g_dn = lik.loglik(dn, bk, integ0, True)[1]
-        hess[:, i] = (g_up - g_dn) / (2 * step)
+        hess[:, i] = (lik.loglik(up, bk, integ0, True)[1] - g0) / step
     hess = 0.5 * (hess + hess.T)
     try:
         cov = np.linalg.inv(-hess)
-        se = np.sqrt(np.where(np.diag(cov) > 0, np.diag(cov), np.nan))
     except np.linalg.LinAlgError:
-        se = np.full(k, np.nan)
-    return se
+        return np.full(k, np.nan)
+    diag = np.diag(cov)
+    return np.sqrt(np.where(diag > 0, diag, np.nan))
 
 
 def fit_marked_etas(
@@ -359,7 +362,7 @@ def fit_marked_etas(
         ``"uniform"`` fixes ``u`` to 1/area (then ``mu`` is background events per day);
         used for simulate-then-fit checks.
     standard_errors : bool
-        Compute the observed-information standard errors (16 extra gradient evaluations).
+        Compute the observed-information standard errors (9 extra gradient evaluations).
 
     Returns
     -------
