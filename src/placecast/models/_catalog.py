@@ -27,6 +27,7 @@ from placecast.exceptions import DataError, ParameterError
 __all__ = [
     "MarkedCatalog",
     "build_catalog",
+    "catalog_from_arrays",
     "catalog_from_events",
     "parse_region",
     "point_in_polygon",
@@ -372,3 +373,34 @@ def catalog_from_events(events: Any, **kwargs: Any) -> MarkedCatalog:
     if getattr(events, "mark", None) is None:
         raise DataError("the catalog has no magnitude column; name it with --magnitude.")
     return build_catalog(events.time, events.x, events.y, events.mark, **kwargs)
+
+
+def catalog_from_arrays(t: Any, x: Any, y: Any, magnitude: Any, *, m0: float,
+                        polygon: Any, t_start: float, t_end: float,
+                        distance_unit: str = "km") -> MarkedCatalog:
+    """A catalog from already projected coordinates and times in days (e.g. simulations).
+
+    Events are sorted by time; those after ``t_end`` or below ``m0`` are dropped; targets
+    are inside ``polygon`` (any orientation, closed or not) at ``t >= t_start``.
+    """
+    t = np.asarray(t, dtype=float)
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    mag = np.asarray(magnitude, dtype=float)
+    keep = (t <= t_end) & (mag >= m0)
+    order = np.argsort(t[keep], kind="stable")
+    t, x, y, mag = (a[keep][order] for a in (t, x, y, mag))
+    if t.size == 0:
+        raise DataError("no event above the threshold before the study end.")
+    poly = np.asarray(polygon, dtype=float)
+    px, py = _orient_close(poly[:, 0], poly[:, 1])
+    polygon_c = np.column_stack([px, py])
+    flag = np.where(point_in_polygon(x, y, polygon_c), 1, 0).astype(np.int8)
+    flag[t < t_start] = -1
+    origin = np.datetime64("1970-01-01T00:00:00", "ns")
+    times = origin + (t * _DAY_NS).astype("int64").astype("timedelta64[ns]")
+    return MarkedCatalog(
+        t=t, x=x, y=y, m=mag - m0, flag=flag, polygon=polygon_c, t_start=float(t_start),
+        t_end=float(t_end), m0=float(m0), distance_unit=distance_unit, time_origin=origin,
+        centroid=(float("nan"), float("nan")), time=times, lon=x, lat=y, magnitude=mag,
+    )
