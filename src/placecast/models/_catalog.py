@@ -107,7 +107,7 @@ class MarkedCatalog:
         return int(np.count_nonzero(self.flag == 1))
 
     def summary(self) -> dict[str, Any]:
-        """Counts and extents, JSON-ready."""
+        """Return counts and extents, JSON-ready."""
         return {
             "n_events": self.n_events,
             "n_target": self.n_targets,
@@ -141,7 +141,7 @@ def polygon_centroid(lon: FloatArray, lat: FloatArray) -> tuple[float, float]:
 
 def project_lonlat(lon: FloatArray, lat: FloatArray, distance_unit: str,
                    centroid: tuple[float, float] | None = None) -> tuple[FloatArray, FloatArray]:
-    """The reference's flat projection of lon/lat.
+    """Project lon/lat with the reference's flat projection.
 
     ``degree``: ``x = cos(c_lat) (lon - c_lon)``, ``y = lat - c_lat`` with ``(c_lon, c_lat)``
     the region centroid. ``km``: ``x = 111.32 cos(lat) lon``, ``y = 110.574 lat``.
@@ -251,7 +251,8 @@ def _to_datetime64(value: Any, name: str) -> np.datetime64:
         raise ParameterError(f"{name} {value!r} is not a date (use YYYY-MM-DD).") from None
     if ts.tzinfo is not None:
         ts = ts.tz_convert("UTC").tz_localize(None)
-    return np.datetime64(ts.to_datetime64(), "ns")
+    out: np.datetime64 = ts.to_datetime64().astype("datetime64[ns]")
+    return out
 
 
 def build_catalog(
@@ -378,7 +379,7 @@ def catalog_from_events(events: Any, **kwargs: Any) -> MarkedCatalog:
 def catalog_from_arrays(t: Any, x: Any, y: Any, magnitude: Any, *, m0: float,
                         polygon: Any, t_start: float, t_end: float,
                         distance_unit: str = "km") -> MarkedCatalog:
-    """A catalog from already projected coordinates and times in days (e.g. simulations).
+    """Build a catalog from projected coordinates and times in days (e.g. simulations).
 
     Events are sorted by time; those after ``t_end`` or below ``m0`` are dropped; targets
     are inside ``polygon`` (any orientation, closed or not) at ``t >= t_start``.

@@ -209,7 +209,7 @@ def spatial_precompute(x: np.ndarray, y: np.ndarray, px: np.ndarray, py: np.ndar
 @numba.njit(cache=True, parallel=True)
 def spatial_integral_direct(x: np.ndarray, y: np.ndarray, px: np.ndarray, py: np.ndarray,
                             sigma: np.ndarray, q: float, ndiv: int) -> np.ndarray:
-    """The reference's polygon integral of the ETAS kernel, summed directly (slow check)."""
+    """Sum the reference's polygon integral of the ETAS kernel directly (slow check)."""
     n = x.size
     out = np.zeros(n)
     for j in numba.prange(n):
@@ -238,7 +238,7 @@ def integral_terms(theta: np.ndarray, t: np.ndarray, m: np.ndarray, t_start: flo
                    t_end: float, omega: np.ndarray, node_u: np.ndarray,
                    panel_lo: np.ndarray, panel_hi: np.ndarray,
                    want_grad: bool) -> tuple[float, np.ndarray]:
-    """Expected number of triggered target events and its gradient.
+    """Compute the expected number of triggered target events and its gradient.
 
     ``sum_j A e^{alpha m_j} [G(T - t_j) - 1{t_j <= t_s} G(t_s - t_j)] S_j(sigma_j, q)``
     with ``G(t) = 1 - (1 + t/c)^{1-p}`` and ``S_j`` the kernel mass inside the polygon.

@@ -14,7 +14,8 @@ probabilities (stochastic declustering, Zhuang et al. 2002); outer iteration ``k
     logL = sum_{target j} log lambda_j - [ mu integ0 + sum_j kappa(m_j) (G_j) S_j ]
 
 over ``theta = (mu, A, c, alpha, p, D, q, gamma)`` by quasi-Newton (BFGS on log(theta) with
-log(p - 1), log(q - 1); analytic gradient; inverse Hessian carried over). ``beta`` is ``1 / mean(m - m0)``.
+log(p - 1), log(q - 1); analytic gradient; inverse Hessian carried over).
+``beta`` is ``1 / mean(m - m0)``.
 
 References
 ----------
@@ -304,8 +305,10 @@ def _maximise(lik: MarkedETASLikelihood, theta0: FloatArray, bk: FloatArray,
 
 def _observed_information_se(lik: MarkedETASLikelihood, theta: FloatArray, bk: FloatArray,
                              integ0: float) -> FloatArray:
-    """SEs from the inverse of minus the Hessian of logL in theta (forward differences of
-    the analytic gradient, relative step 1e-6; 8 extra gradient evaluations)."""
+    """Return standard errors: inverse of minus the Hessian of logL in theta.
+
+    Forward differences of the analytic gradient, relative step 1e-6 (9 evaluations).
+    """
     k = theta.size
     g0 = lik.loglik(theta, bk, integ0, True)[1]
     hess = np.zeros((k, k))
