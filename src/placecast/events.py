@@ -14,6 +14,7 @@ Nothing about persons is held: only time, location, category, weight, a magnitud
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -28,6 +29,14 @@ __all__ = ["Events", "LoadReport", "SpatialReference", "to_datetime64"]
 
 #: Columns an ``Events`` can carry; everything else is dropped on read.
 EVENT_FIELDS = ("time", "x", "y", "category", "weight", "incident_id", "mark")
+
+
+@functools.lru_cache(maxsize=64)
+def _transformer(source: str, target: str) -> Any:
+    """A cached pyproj Transformer (building one costs milliseconds)."""
+    from pyproj import Transformer
+
+    return Transformer.from_crs(source, target, always_xy=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,10 +90,7 @@ class SpatialReference:
                 f"cannot convert coordinates of the local grid {self.crs!r} to {target}: "
                 "the data were given without a real CRS (give --crs EPSG:xxxx on input)."
             )
-        from pyproj import Transformer
-
-        transformer = Transformer.from_crs(self.crs, target, always_xy=True)
-        tx, ty = transformer.transform(xs, ys)
+        tx, ty = _transformer(self.crs, target).transform(xs, ys)
         return np.asarray(tx), np.asarray(ty)
 
     def from_crs_coordinates(
@@ -98,10 +104,7 @@ class SpatialReference:
                 raise DataError(
                     f"cannot place {source} coordinates on the local grid {self.crs!r}."
                 )
-            from pyproj import Transformer
-
-            transformer = Transformer.from_crs(source, self.crs, always_xy=True)
-            xs, ys = (np.asarray(v) for v in transformer.transform(xs, ys))
+            xs, ys = (np.asarray(v) for v in _transformer(source, self.crs).transform(xs, ys))
         return xs * self.metres_per_unit, ys * self.metres_per_unit
 
 
@@ -179,7 +182,7 @@ def to_datetime64(value: Any, *, name: str = "time") -> np.datetime64:
         raise ParameterError(f"{name} is missing (expected ISO 8601, e.g. 2017-03-01).")
     if ts.tzinfo is not None:
         ts = ts.tz_localize(None)
-    return np.datetime64(ts.to_datetime64(), "ns")
+    return ts.to_datetime64().astype("datetime64[ns]")
 
 
 def _as_float(values: npt.ArrayLike, name: str) -> np.ndarray:

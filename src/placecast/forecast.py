@@ -46,8 +46,8 @@ class TimeWindow:
         duration = horizon if isinstance(horizon, Duration) else parse_duration(
             horizon, name="horizon")
         begin = pd.Timestamp(to_datetime64(start, name="start"))
-        return cls(np.datetime64(begin.to_datetime64(), "ns"),
-                   np.datetime64(duration.add_to(begin).to_datetime64(), "ns"))
+        return cls(begin.to_datetime64().astype("datetime64[ns]"),
+                   duration.add_to(begin).to_datetime64().astype("datetime64[ns]"))
 
     @property
     def days(self) -> float:

@@ -384,8 +384,8 @@ def square_grid(
         )
     spec = GridSpec((float(origin[0]), float(origin[1])), float(cell_size), n_cols, n_rows,
                     float(rotation))
-    cols, rows = np.meshgrid(np.arange(n_cols), np.arange(n_rows))
-    cols, rows = cols.ravel(), rows.ravel()
+    col_grid, row_grid = np.meshgrid(np.arange(n_cols), np.arange(n_rows))
+    cols, rows = col_grid.ravel(), row_grid.ravel()
     boxes = _cell_polygons(spec, cols, rows)
     shapely.prepare(region)
     keep = shapely.intersects(region, boxes)
@@ -422,8 +422,9 @@ def _cell_polygons(spec: GridSpec, cols: np.ndarray, rows: np.ndarray) -> np.nda
 
 
 def hex_grid(region: Any, cell_size: float, spatial_reference: SpatialReference) -> Units:
-    """H3 hexagons over ``region`` at the resolution whose cell area is closest to
-    ``cell_size`` squared.
+    """H3 hexagons over ``region``, at the resolution whose cell area is nearest cell_size².
+
+    Hexagons overlapping the region are kept.
 
     Raises
     ------
@@ -450,15 +451,17 @@ def hex_grid(region: Any, cell_size: float, spatial_reference: SpatialReference)
     if not cells:
         raise DataError("no H3 hexagon overlaps the region; use a smaller cell size.")
     ids = np.array(sorted(cells), dtype=object)
-    boundaries = []
-    for cell in ids:
-        latlng = np.array(h3.cell_to_boundary(cell))
-        mx, my = spatial_reference.from_crs_coordinates(latlng[:, 1], latlng[:, 0], "EPSG:4326")
-        boundaries.append(shapely.Polygon(np.column_stack([mx, my])))
+    rings = [np.array(h3.cell_to_boundary(cell)) for cell in ids]
+    sizes = np.array([len(r) for r in rings])
+    latlng = np.concatenate(rings)
+    mx, my = spatial_reference.from_crs_coordinates(latlng[:, 1], latlng[:, 0], "EPSG:4326")
+    ring_index = np.repeat(np.arange(len(rings)), sizes)
+    boundaries = shapely.polygons(shapely.linearrings(np.column_stack([mx, my]),
+                                                      indices=ring_index))
     return Units(
         kind="hex",
         unit_id=ids,
-        geometry=np.array(boundaries, dtype=object),
+        geometry=np.asarray(boundaries, dtype=object),
         region=region,
         spatial_reference=spatial_reference,
         description={"kind": "H3 hexagons", "h3_resolution": resolution,

@@ -76,7 +76,9 @@ def read_table_header(path: Path) -> list[str]:
                 "'time,x,y' followed by one row per event."
             ) from None
         except UnicodeDecodeError:
-            raise DataError(f"{path}: not a text CSV file (could not decode it as UTF-8).") from None
+            raise DataError(
+                f"{path}: not a text CSV file (could not decode it as UTF-8)."
+            ) from None
         return [str(c) for c in header.columns]
     if suffix in {".parquet", ".pq"}:
         import pyarrow.parquet as pq
@@ -271,7 +273,7 @@ def _parse_times(
         origin = to_datetime64(time_format.removeprefix("days since "), name="--time-format")
         numbers = pd.to_numeric(raw, errors="coerce")
         parsed = pd.Series(origin + (numbers.to_numpy() * 86400e9).astype("timedelta64[ns]"))
-        parsed[numbers.isna()] = pd.NaT
+        parsed = parsed.where(numbers.notna().to_numpy())
     else:
         fmt = time_format or "ISO8601"
         text = raw.astype("string").str.strip()
@@ -425,12 +427,12 @@ def read_events(
          "with --time-format (e.g. '%m/%d/%Y').")
 
     # ---- coordinates
-    if "lon" in mapping or (is_vector and not ("x" in mapping)):
+    if "lon" in mapping or (is_vector and "x" not in mapping):
         if is_vector and "lon" not in mapping:
             xs = frame["__x"].to_numpy(dtype=float)
             ys = frame["__y"].to_numpy(dtype=float)
             xcol, ycol = "geometry", "geometry"
-            xraw = yraw = pd.Series(np.where(np.isfinite(xs), "point", None))
+            xraw = yraw = pd.Series(np.isfinite(xs)).map({True: "point", False: None})
             source_crs = file_crs
         else:
             xcol, ycol = mapping["lon"], mapping["lat"]

@@ -17,9 +17,9 @@ __all__ = ["KDEHotspot", "bandwidth_rule"]
 
 
 def bandwidth_rule(events: Events, rule: str) -> float:
-    """Bandwidth in metres from a rule of thumb for a 2-D Gaussian kernel.
+    r"""Bandwidth in metres from a rule of thumb for a 2-D Gaussian kernel.
 
-    ``"scott"``: :math:`h = \\sigma n^{-1/6}`; ``"silverman"``: the same here (in two
+    ``"scott"``: :math:`h = \sigma n^{-1/6}`; ``"silverman"``: the same here (in two
     dimensions Silverman's factor ``(4/(d+2))^{1/(d+4)}`` is 1), where ``sigma`` is the
     root mean of the two coordinate variances.
     """
@@ -35,12 +35,12 @@ def bandwidth_rule(events: Events, rule: str) -> float:
 
 
 class KDEHotspot(Forecaster):
-    """Gaussian kernel density of past events, as expected counts per unit.
+    r"""Gaussian kernel density of past events, as expected counts per unit.
 
     The intensity surface is
 
-    .. math:: \\lambda(s) \\propto \\sum_{i: t_i < t_0} w_i \\, e^{-(t_0 - t_i)/\\tau}
-              \\, \\phi_h(s - s_i)
+    .. math:: \lambda(s) \propto \sum_{i: t_i < t_0} w_i \, e^{-(t_0 - t_i)/\tau}
+              \, \phi_h(s - s_i)
 
     over events in the ``lookback_days`` before the window start ``t0`` (no decay when
     ``time_decay`` is None), with an isotropic Gaussian kernel ``phi_h`` of standard
@@ -82,7 +82,7 @@ class KDEHotspot(Forecaster):
         if isinstance(self.bandwidth, str):
             self.bandwidth_ = bandwidth_rule(events, self.bandwidth.lower())
         else:
-            self.bandwidth_ = check_positive(self.bandwidth, "bandwidth")
+            self.bandwidth_ = float(check_positive(self.bandwidth, "bandwidth") or 0.0)
         self.time_decay_ = check_positive(self.time_decay, "time_decay", allow_none=True)
         self.lookback_days_ = check_positive(self.lookback_days, "lookback_days")
         self.events_ = events
@@ -100,7 +100,7 @@ class KDEHotspot(Forecaster):
         if self.time_decay_ is not None:
             age = -recent.days_since(window.start)
             weights *= np.exp(-age / self.time_decay_)
-        bandwidth = float(self.bandwidth_)  # type: ignore[arg-type]
+        bandwidth = float(self.bandwidth_)
         mass = kernel_mass(units, recent.x, recent.y, weights, bandwidth)
         total = mass.sum()
         if total <= 0:

@@ -15,11 +15,11 @@ __all__ = ["NaiveCounts"]
 
 
 class NaiveCounts(Forecaster):
-    """Recent counts per unit, scaled to the window length.
+    r"""Recent counts per unit, scaled to the window length.
 
     The expected count in unit ``u`` over a window of ``W`` days starting at ``t0`` is
 
-    .. math:: \\hat N_u = \\frac{W}{L} \\, \\#\\{i : x_i \\in u,\\ t_0 - L \\le t_i < t0\\}
+    .. math:: \hat N_u = \frac{W}{L} \, \#\{i : x_i \in u,\ t_0 - L \le t_i < t0\}
 
     with lookback ``L`` days (prorated when the data start later than ``t0 - L``).
 

@@ -16,12 +16,12 @@ __all__ = ["ProspectiveHotspot"]
 
 
 class ProspectiveHotspot(Forecaster):
-    """Risk from recent nearby events, decaying with distance and age.
+    r"""Risk from recent nearby events, decaying with distance and age.
 
     The risk of unit ``u`` with centroid ``c_u`` at the window start ``t0`` is
 
-    .. math:: r_u = \\sum_{i:\\ |s_i - c_u| \\le b,\\ t_0 - T \\le t_i < t_0}
-              \\frac{1}{1 + d_i} \\cdot \\frac{1}{1 + a_i}
+    .. math:: r_u = \sum_{i:\ |s_i - c_u| \le b,\ t_0 - T \le t_i < t_0}
+              \frac{1}{1 + d_i} \cdot \frac{1}{1 + a_i}
 
     where ``d_i = |s_i - c_u| / distance_unit`` (in cell widths by default) and
     ``a_i = (t_0 - t_i) / time_unit_days`` (weeks by default). Risks are scaled so that
@@ -89,7 +89,7 @@ class ProspectiveHotspot(Forecaster):
                 cKDTree(units.centroids), float(self.bandwidth_ or 0), output_type="ndarray")
             i, j, d = pairs["i"], pairs["j"], pairs["v"]
             risk = np.bincount(j, weights=time_weight[i] / (1.0 + d / distance_unit),
-                               minlength=len(units))
+                               minlength=len(units)).astype(float)
         total = risk.sum()
         if total <= 0:
             intensity = np.full(len(units), rate * window.days / len(units))
