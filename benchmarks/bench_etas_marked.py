@@ -102,7 +102,8 @@ def main() -> None:
             res = fit_marked_etas(cat, initial=dict(zip(PARAM_NAMES, theta, strict=True)),
                                   beta_events=setup["beta_events"])
             fit_s = time.perf_counter() - start
-            row.update(fit_s=fit_s, fit_cpu_s=time.process_time() - cpu_start, iterations=res.n_iterations,
+            row.update(fit_s=fit_s, fit_cpu_s=time.process_time() - cpu_start,
+                       iterations=res.n_iterations,
                        evaluations=res.n_evaluations,
                        per_eval_s=fit_s / res.n_evaluations, loglik=res.loglik,
                        published=setup["published_loglik"])

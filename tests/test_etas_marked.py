@@ -123,14 +123,16 @@ def small_iran(iran_catalog):
 
 def test_spatial_rules_match_reference_sum(small_iran):
     lik = MarkedETASLikelihood(small_iran)
+    sel = np.arange(0, small_iran.n_events, 3)  # every third event keeps the check quick
     for d, gamma, q in [(0.02, 0.03, 2.3), (1e-4, 1.0, 1.5), (1.5, 0.5, 3.0)]:
         sigma = d * np.exp(gamma * small_iran.m)
-        direct = kernels.spatial_integral_direct(lik.x, lik.y, lik.px, lik.py, sigma, q, 1000)
-        assert np.max(np.abs(lik.spatial_integral(sigma, q) - direct)) < 1e-7
+        direct = kernels.spatial_integral_direct(lik.x[sel], lik.y[sel], lik.px, lik.py,
+                                                 sigma[sel], q, 1000)
+        assert np.max(np.abs(lik.spatial_integral(sigma, q)[sel] - direct)) < 1e-7
     # far sub-segments are integrated exactly instead of by the reference's Simpson sum:
     # the two differ by the reference rule's own error there (~2e-8 of a unit mass)
-    gauss = gaussian_integrals(lik.x, lik.y, small_iran.polygon, lik.bandwidth)
-    assert np.max(np.abs(lik.gauss_integ - gauss)) < 1e-7
+    gauss = gaussian_integrals(lik.x[sel], lik.y[sel], small_iran.polygon, lik.bandwidth[sel])
+    assert np.max(np.abs(lik.gauss_integ[sel] - gauss)) < 1e-7
 
 
 def test_loglik_and_gradient_match_numpy(small_iran):
