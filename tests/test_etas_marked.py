@@ -87,6 +87,24 @@ def test_catalog_counts_match_reference(iran_catalog, japan_catalog):
     assert abs(cx) < 1e-9 and abs(cy) < 1e-9
 
 
+def test_region_from_file_and_vertex_list(tmp_path: Path):
+    text = tmp_path / "region.txt"
+    text.write_text("lon lat\n52 26\n59 25\n58 29\n45 38\n43 35\n")
+    lon, lat = parse_region(str(text))
+    lon2, lat2 = parse_region(IRAN_REGION)
+    np.testing.assert_array_equal(lon, lon2)
+    np.testing.assert_array_equal(lat, lat2)
+    geojson = tmp_path / "region.geojson"
+    ring = [[float(a), float(b)] for a, b in zip(lon, lat, strict=True)]
+    geojson.write_text(json.dumps({"type": "FeatureCollection", "features": [{
+        "type": "Feature", "properties": {},
+        "geometry": {"type": "Polygon", "coordinates": [ring + [ring[0]]]}}]}))
+    lon3, lat3 = parse_region(str(geojson))
+    assert sorted(zip(lon3, lat3, strict=True)) == sorted(zip(lon, lat, strict=True))
+    with pytest.raises(DataError):
+        parse_region(str(tmp_path / "missing.geojson"))
+
+
 def test_catalog_ties_and_bad_input():
     times = np.array(["2000-01-01T00:00", "2000-01-01T00:00", "2000-01-02"],
                      dtype="datetime64[ns]")
