@@ -287,4 +287,6 @@ def test_cli_bad_input_exits_2(tmp_path: Path, shared_data: Path):
     assert result.exit_code == 2
     result = runner.invoke(app, base + ["--distance-unit", "miles"])
     assert result.exit_code == 2
+    result = runner.invoke(app, base + ["--since", "2000-01-01"])
+    assert result.exit_code == 2 and "--study-start" in result.output
     assert not (tmp_path / "f.json").exists()

@@ -33,6 +33,12 @@ def fit_etas_marked(req: FitRequest) -> dict[str, Any]:
     if unknown:
         raise ParameterError(f"--param {sorted(unknown)[0]!r} is not an etas_marked option "
                              f"(known: {', '.join(sorted(_OPTION_PARAMS))}).")
+    for option, hint in (("since", "--study-start"), ("until", "--study-end"),
+                         ("categories", "a catalog filtered beforehand"),
+                         ("category", "a catalog filtered beforehand"),
+                         ("weight", "unweighted events"), ("crs", "lon/lat in degrees")):
+        if opts.get(option):
+            raise ParameterError(f"--{option} is not used by etas_marked; use {hint}.")
     lon_col = opts.get("lon") or opts.get("x")
     lat_col = opts.get("lat") or opts.get("y")
     events = read_events(
