@@ -53,7 +53,7 @@ __all__ = [
 #: Parameter order of the reference (R package ETAS).
 PARAM_NAMES: tuple[str, ...] = ("mu", "A", "c", "alpha", "p", "D", "q", "gamma")
 
-#: Initial values used when none are given (the R package's example defaults).
+#: Initial values used when none are given (those of the reference's Iran example).
 DEFAULT_INITIAL: dict[str, float] = {
     "mu": 0.5, "A": 0.2, "c": 0.05, "alpha": 1.5, "p": 1.2, "D": 0.02, "q": 2.3,
     "gamma": 0.03,
