@@ -1,0 +1,421 @@
+"""``placecast backtest`` and ``placecast tune``: honest evaluation from the command line."""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from placecast.cli._app import (
+    CategoriesOpt,
+    CategoryCol,
+    CrsOpt,
+    EventsPath,
+    LatCol,
+    LonCol,
+    SinceOpt,
+    SkipBadOpt,
+    TimeCol,
+    TimeFormatOpt,
+    TimezoneOpt,
+    UntilOpt,
+    WeightCol,
+    XCol,
+    YCol,
+    command,
+    console,
+    err_console,
+    load_events,
+)
+from placecast.cli._core import (
+    CellOpt,
+    OriginOpt,
+    RegionOpt,
+    RotationOpt,
+    UnitsFileOpt,
+    UnitsIdOpt,
+    UnitsOpt,
+    parse_params,
+    unit_spec_from_options,
+)
+from placecast.exceptions import ParameterError
+
+__all__ = ["render_backtest_html"]
+
+SQMI = 1609.344**2
+_RESULT_FORMATS = (".csv", ".parquet")
+
+ModelsOpt = Annotated[str, typer.Option("--models", "-m", help="Models to compare, "
+                                        "comma-separated: naive,kde,prospective.")]
+AreaOpt = Annotated[str | None, typer.Option("--area", help="Flagged-area budget: 0.25sqmi, "
+                                             "62500sqft or 1% of the region. Default 1% "
+                                             "(nij: the fewest cells covering 0.25 sq mi).")]
+StepOpt = Annotated[str, typer.Option("--step", help="Spacing of origins: 7d, 1M.")]
+HorizonOpt = Annotated[str | None, typer.Option(
+    "--horizon", help="Window length(s), comma-separated: 7d,14d,1M,2M,3M. Default 7d.")]
+JobsOpt = Annotated[int | None, typer.Option("--jobs", "-j", help="Parallel processes "
+                                             "(default: all cores; 1 = serial).")]
+DaskOpt = Annotated[str | None, typer.Option("--dask", help="Run on Dask: 'local' (a "
+                                             "LocalCluster of --jobs workers) or a scheduler "
+                                             "address tcp://host:port.")]
+ModelParamOpt = Annotated[list[str] | None, typer.Option(
+    "--param", "-p", help="Model parameter model.name=value (repeatable), e.g. "
+    "kde.bandwidth=250; a plain name=value applies when one model is given.")]
+
+
+def _jobs(jobs: int | None) -> int:
+    if jobs is None:
+        return max(os.cpu_count() or 1, 1)
+    if jobs < 1:
+        raise ParameterError(f"--jobs must be at least 1, got {jobs}.")
+    return jobs
+
+
+def _model_params(items: list[str] | None, models: list[str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in parse_params(items).items():
+        if "." in key:
+            model, name = key.split(".", 1)
+        elif len(models) == 1:
+            model, name = models[0], key
+        else:
+            raise ParameterError(f"--param {key}=...: say which model it is for, e.g. "
+                                 f"{models[0]}.{key}=... .")
+        if model not in models:
+            raise ParameterError(f"--param {key}: model {model!r} is not in --models "
+                                 f"({', '.join(models)}).")
+        out.setdefault(model, {})[name] = value
+    return out
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=err_console, transient=True)
+
+
+def _check_output(path: Path | None, formats: tuple[str, ...], option: str) -> None:
+    if path is not None and path.suffix.lower() not in formats:
+        raise ParameterError(f"{option} {path}: unknown format {path.suffix or '(none)'!r}; "
+                             f"use {' or '.join(formats)}.")
+
+
+def _write_table(frame: Any, path: Path) -> None:
+    from placecast.io._atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        if path.suffix.lower() == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False, date_format="%Y-%m-%d")
+
+
+@command("backtest")
+def backtest_command(
+    events_path: EventsPath,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Results: one row per "
+                                         "origin x horizon x model (.csv or .parquet).")],
+    models: ModelsOpt = "naive,kde,prospective",
+    start: Annotated[str | None, typer.Option("--start", help="First origin (ISO date).")]
+    = None,
+    end: Annotated[str | None, typer.Option("--end", help="Last possible origin.")] = None,
+    step: StepOpt = "7d",
+    horizon: HorizonOpt = None,
+    area: AreaOpt = None,
+    protocol: Annotated[str | None, typer.Option(
+        "--protocol", help="'nij': the NIJ challenge (origin 2017-03-01, windows "
+        "1w,2w,1M,2M,3M, 250-600 ft cells, 0.25-0.75 sq mi).")] = None,
+    ties: Annotated[str, typer.Option("--ties", help="Ties at the budget edge: first (unit "
+                                      "order) or mean (average over tie-breaks).")] = "first",
+    param: ModelParamOpt = None,
+    jobs: JobsOpt = None,
+    dask: DaskOpt = None,
+    checkpoint: Annotated[Path | None, typer.Option(
+        "--checkpoint", help="Checkpoint folder (default: .<output>.checkpoint beside the "
+        "output; removed after success).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Reuse the origins finished by an "
+                                         "interrupted run with the same settings.")] = False,
+    plot: Annotated[Path | None, typer.Option("--plot", help="PAI and hit-rate plot per "
+                                              "model (.png or .svg).")] = None,
+    report: Annotated[Path | None, typer.Option("--report", help="A minimal HTML summary.")]
+    = None,
+    cell: CellOpt = "150m",
+    units: UnitsOpt = "grid",
+    units_file: UnitsFileOpt = None,
+    units_id: UnitsIdOpt = None,
+    region: RegionOpt = None,
+    origin: OriginOpt = None,
+    rotation: RotationOpt = 0.0,
+    time: TimeCol = None, x: XCol = None, y: YCol = None, lon: LonCol = None,
+    lat: LatCol = None, category: CategoryCol = None, weight: WeightCol = None,
+    crs: CrsOpt = None, time_format: TimeFormatOpt = None, timezone: TimezoneOpt = None,
+    categories: CategoriesOpt = None, since: SinceOpt = None, until: UntilOpt = None,
+    skip_bad_rows: SkipBadOpt = False,
+) -> None:
+    """Rolling-origin backtest: refit each model at each origin, score PAI, PEI*, hit rate.
+
+    Each model sees only events strictly before each origin. Prints a summary per model
+    (mean, median, 10th-90th percentile), the winner, and a paired Wilcoxon signed-rank
+    test of the winner against each other model on per-origin scores.
+    """
+    from placecast.evaluate import NIJ, nij_settings, plot_backtest, resolve_area, run_backtest
+    from placecast.pipeline import build_units
+
+    _check_output(output, _RESULT_FORMATS, "--output")
+    _check_output(plot, (".png", ".svg"), "--plot")
+    _check_output(report, (".html", ".htm"), "--report")
+    n_jobs = _jobs(jobs)
+    model_names = [m.strip().lower() for m in models.split(",") if m.strip()]
+    model_params = _model_params(param, model_names)
+    origins = None
+    if protocol is not None:
+        if protocol.strip().lower() != "nij":
+            raise ParameterError(f"--protocol {protocol!r}: the only preset is 'nij'.")
+        given = [name for name, value in (("--start", start), ("--end", end),
+                                          ("--horizon", horizon)) if value is not None]
+        if given:
+            raise ParameterError(f"--protocol nij fixes the origin and windows; drop "
+                                 f"{', '.join(given)}.")
+        if region is None:
+            raise ParameterError("--protocol nij scores over the police-district union; "
+                                 "give it with --region (Portland_Police_Districts.shp).")
+        origins = [NIJ.origin]
+        horizons = list(NIJ.horizons)
+    else:
+        if start is None or end is None:
+            raise ParameterError("give --start and --end (the first and last origin), or "
+                                 "--protocol nij.")
+        horizons = [h.strip() for h in (horizon or "7d").split(",") if h.strip()]
+    events = load_events(events_path, time=time, x=x, y=y, lon=lon, lat=lat,
+                         category=category, weight=weight, crs=crs, time_format=time_format,
+                         timezone=timezone, categories=categories, since=since, until=until,
+                         skip_bad_rows=skip_bad_rows)
+    spec = unit_spec_from_options(cell, units, units_file, units_id, region, origin, rotation)
+    with console.status("building area units..."):
+        area_units = build_units(events, spec)
+    budget = (nij_settings(area_units, area) if protocol is not None
+              else resolve_area(area or "1%", area_units))
+    folder = checkpoint or output.parent / f".{output.name}.checkpoint"
+    if resume and not (folder / "manifest.json").exists():
+        err_console.print(f"[yellow]--resume: no checkpoint in {folder}; starting afresh."
+                          "[/yellow]")
+    with _progress() as bar:
+        task = bar.add_task("origins", total=None)
+
+        def update(n_done: int, n_total: int) -> None:
+            bar.update(task, completed=n_done, total=n_total)
+
+        result = run_backtest(events, area_units, models=model_names,
+                              model_params=model_params, origins=origins, start=start,
+                              end=end, step=step, horizons=horizons, area=budget, ties=ties,
+                              jobs=n_jobs, dask=dask, checkpoint=folder, resume=resume,
+                              progress=update)
+    _write_table(result.to_frame(), output)
+    written = [str(output)]
+    if plot is not None:
+        plot_backtest(result, plot)
+        written.append(str(plot))
+    if report is not None:
+        from placecast.io._atomic import atomic_path
+
+        with atomic_path(report) as tmp:
+            tmp.write_text(render_backtest_html(result, protocol=protocol))
+        written.append(str(report))
+    if checkpoint is None:
+        shutil.rmtree(folder, ignore_errors=True)
+    _print_summary(result, protocol=protocol)
+    console.print(f"wrote {', '.join(written)}")
+
+
+def _fmt(value: float, digits: int = 2) -> str:
+    return "-" if not np.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _print_summary(result: Any, *, protocol: str | None = None) -> None:
+    flagged_sqmi = result.records["flagged_area"].max() / SQMI
+    region_sqmi = result.units.region_area / SQMI
+    if protocol is not None:
+        table = Table(title=f"NIJ protocol, origin {str(result.origins[0])[:10]}: "
+                      f"{flagged_sqmi:.3f} of {region_sqmi:.1f} sq mi flagged")
+        for column in ("window", "model", "events", "cells", "hits", "PAI", "PEI*",
+                       "log score"):
+            table.add_column(column, justify="left" if column in ("window", "model")
+                             else "right")
+        for row in result.to_frame().itertuples():
+            table.add_row(row.horizon, row.model, f"{row.n_events:g}",
+                          str(row.n_flagged_units), f"{row.hits:g}", _fmt(row.pai),
+                          _fmt(row.pei_star, 3), _fmt(row.log_score))
+        console.print(table)
+        return
+    summary = result.summary()
+    for horizon in result.horizons:
+        part = summary[summary.horizon == horizon].set_index(["model", "metric"])
+        table = Table(title=f"{horizon} windows from {len(result.origins)} origins "
+                      f"({str(result.origins[0])[:10]} .. {str(result.origins[-1])[:10]}), "
+                      f"{flagged_sqmi:.3f} of {region_sqmi:.1f} sq mi flagged")
+        for column in ("model", "PAI mean", "median", "p10-p90", "hit rate", "PEI*",
+                       "log score"):
+            table.add_column(column, justify="left" if column == "model" else "right")
+        for model in result.models:
+            p = part.loc[(model, "pai")]
+            table.add_row(model, _fmt(p["mean"]), _fmt(p["median"]),
+                          f"{_fmt(p['p10'])}-{_fmt(p['p90'])}",
+                          _fmt(part.loc[(model, "hit_rate")]["mean"], 3),
+                          _fmt(part.loc[(model, "pei_star")]["mean"], 3),
+                          _fmt(part.loc[(model, "log_score")]["mean"]))
+        console.print(table)
+        if len(result.models) > 1:
+            best = result.winner("pai", horizon)
+            console.print(f"best mean PAI ({horizon}): [bold]{best}[/bold]")
+            for c in result.compare("pai", horizon):
+                verdict = ("a real difference at the 5% level" if c.p_value < 0.05
+                           else "not distinguishable from noise at the 5% level")
+                console.print(
+                    f"  {c.model} vs {c.other}: mean PAI difference {c.mean_difference:+.2f}, "
+                    f"better at {c.n_better} and worse at {c.n_worse} of {c.n_pairs} origins; "
+                    f"Wilcoxon signed-rank p = {_fmt(c.p_value, 4)} ({verdict})")
+
+
+def render_backtest_html(result: Any, *, protocol: str | None = None) -> str:
+    """Render a minimal self-contained HTML page: settings, summary, paired tests, plot (SVG)."""
+    from placecast.evaluate import plot_backtest
+
+    esc = html.escape
+    summary = result.summary()
+    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'>",
+             "<title>placecast backtest</title><style>body{font-family:sans-serif;"
+             "max-width:60em;margin:2em auto}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}</style></head>"
+             "<body><h1>placecast backtest</h1>"]
+    settings = {"models": ", ".join(result.models), "horizons": ", ".join(result.horizons),
+                "origins": f"{len(result.origins)} ({str(result.origins[0])[:10]} .. "
+                           f"{str(result.origins[-1])[:10]})",
+                "flagged-area budget": f"{result.area / SQMI:.4f} sq mi",
+                "region": f"{result.units.region_area / SQMI:.2f} sq mi, "
+                          f"{len(result.units):,} units",
+                "protocol": protocol or "-",
+                "parameters": json.dumps(result.settings.get("models", {}), default=str)}
+    parts.append("<h2>Settings</h2><table>")
+    parts.extend(f"<tr><th>{esc(k)}</th><td style='text-align:left'>{esc(str(v))}</td></tr>"
+                 for k, v in settings.items())
+    parts.append("</table><h2>Summary over origins</h2>")
+    parts.append(summary.to_html(index=False, float_format=lambda v: f"{v:.3f}",
+                                 na_rep="-"))
+    if len(result.models) > 1:
+        parts.append("<h2>Paired comparison (Wilcoxon signed-rank on per-origin PAI)</h2>")
+        import pandas as pd
+
+        rows = [c.to_dict() for h in result.horizons for c in result.compare("pai", h)]
+        parts.append(pd.DataFrame(rows).to_html(index=False, na_rep="-"))
+    if len(result.origins) > 1:
+        parts.append("<h2>PAI and hit rate per origin</h2>")
+        svg = plot_backtest(result)
+        parts.append(svg[svg.find("<svg"):])
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+@command("tune")
+def tune_command(
+    events_path: EventsPath,
+    model: Annotated[str, typer.Option("--model", "-m", help="Model to tune.")],
+    tuning: Annotated[str, typer.Option("--tuning", help="Tuning origins 'START..END' (ISO "
+                                        "dates); their windows must end before "
+                                        "--evaluation starts.")],
+    evaluation: Annotated[str, typer.Option("--evaluation", help="Evaluation origins "
+                                            "'START..END', after the tuning period.")],
+    grid: Annotated[list[str] | None, typer.Option(
+        "--grid", "-g", help="Parameter values to try, name=v1,v2,... (repeatable), e.g. "
+        "bandwidth=100,200,400 or time_decay=none,30,90.")] = None,
+    cells: Annotated[str, typer.Option("--cells", help="Cell sizes to try, comma-separated: "
+                                       "400ft,600ft.")] = "150m",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Candidate table "
+                                                "(.csv or .parquet).")] = None,
+    step: StepOpt = "7d",
+    horizon: Annotated[str, typer.Option("--horizon", help="Window length.")] = "7d",
+    area: Annotated[str, typer.Option("--area", help="Flagged-area budget.")] = "1%",
+    metric: Annotated[str, typer.Option("--metric", help="pai, hit_rate, pei_star or "
+                                        "log_score.")] = "pai",
+    baselines: Annotated[str, typer.Option("--baselines", help="Models compared on the "
+                                           "evaluation period.")] = "naive",
+    jobs: JobsOpt = None,
+    dask: DaskOpt = None,
+    units: UnitsOpt = "grid",
+    region: RegionOpt = None,
+    rotation: RotationOpt = 0.0,
+    time: TimeCol = None, x: XCol = None, y: YCol = None, lon: LonCol = None,
+    lat: LatCol = None, category: CategoryCol = None, weight: WeightCol = None,
+    crs: CrsOpt = None, time_format: TimeFormatOpt = None, timezone: TimezoneOpt = None,
+    categories: CategoriesOpt = None, since: SinceOpt = None, until: UntilOpt = None,
+    skip_bad_rows: SkipBadOpt = False,
+) -> None:
+    """Grid-search a model's parameters and cell size on a tuning period.
+
+    The choice is then scored on a later evaluation period against the model's defaults
+    and the baselines (the evaluation period is never used for choosing).
+    """
+    from dataclasses import replace
+
+    from placecast.evaluate import tune
+    from placecast.pipeline import build_units
+    from placecast.quantities import parse_length
+
+    _check_output(output, _RESULT_FORMATS, "--output")
+    tune_start, tune_end = _period(tuning, "--tuning")
+    eval_start, eval_end = _period(evaluation, "--evaluation")
+    values: dict[str, list[Any]] = {}
+    for item in grid or []:
+        if "=" not in item:
+            raise ParameterError(f"--grid {item!r} must look like name=v1,v2,...")
+        name, text = item.split("=", 1)
+        values[name.strip()] = [next(iter(parse_params([f"v={v}"]).values()))
+                                for v in text.split(",") if v.strip()]
+    sizes = [parse_length(c.strip(), name="--cells") for c in cells.split(",") if c.strip()]
+    events = load_events(events_path, time=time, x=x, y=y, lon=lon, lat=lat,
+                         category=category, weight=weight, crs=crs, time_format=time_format,
+                         timezone=timezone, categories=categories, since=since, until=until,
+                         skip_bad_rows=skip_bad_rows)
+    spec = unit_spec_from_options(cells.split(",")[0], units, None, None, region, None,
+                                  rotation)
+    with _progress() as bar:
+        task = bar.add_task("candidates x origins", total=None)
+        result = tune(events, lambda size: build_units(events, replace(spec, cell_size=size)),
+                      model=model.strip().lower(), grid=values, cell_sizes=sizes,
+                      tuning_start=tune_start, tuning_end=tune_end,
+                      evaluation_start=eval_start, evaluation_end=eval_end, step=step,
+                      horizon=horizon, area=area, metric=metric,
+                      baselines=[b.strip() for b in baselines.split(",") if b.strip()],
+                      jobs=_jobs(jobs), dask=dask,
+                      progress=lambda n, total: bar.update(task, completed=n, total=total))
+    table = Table(title=f"{model} on {len(result.tuning_origins)} tuning origins "
+                  f"({tune_start} .. {tune_end}), mean {metric}: best first")
+    frame = result.to_frame()
+    for column in frame.columns:
+        table.add_column(str(column), justify="right")
+    for row in frame.head(15).itertuples(index=False):
+        table.add_row(*[_fmt(v) if isinstance(v, float) else str(v) for v in row])
+    console.print(table)
+    console.print(f"chosen: cell {result.best_cell_size:g} m, "
+                  + ", ".join(f"{k}={v}" for k, v in result.best_params.items()))
+    if result.evaluation is not None:
+        console.print(f"[bold]evaluation period {eval_start} .. {eval_end}[/bold] "
+                      "(not used for choosing):")
+        _print_summary(result.evaluation)
+    if output is not None:
+        _write_table(frame, output)
+        console.print(f"wrote {output}")
+
+
+def _period(text: str, option: str) -> tuple[str, str]:
+    if ".." not in text:
+        raise ParameterError(f"{option} {text!r} must look like START..END, e.g. "
+                             "2015-03-01..2016-02-21.")
+    first, last = (s.strip() for s in text.split("..", 1))
+    return first, last

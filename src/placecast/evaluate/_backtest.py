@@ -1,0 +1,670 @@
+"""Rolling-origin backtests: refit every model at every origin, score every window.
+
+At each origin ``t0`` each model is fitted on the events strictly before ``t0`` (the model
+never receives a later event: no look-ahead) and forecasts the windows
+``[t0, t0 + horizon)`` for every horizon; each forecast is scored against the events of
+its window (``placecast.evaluate._metrics``). Origins are independent, so they run in
+parallel processes (``jobs``) or on a Dask cluster (``dask``) with results identical to
+a serial run; each finished origin is checkpointed so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from placecast.evaluate._metrics import DEFAULT_FLOOR, _score_arrays, resolve_area
+from placecast.events import Events, to_datetime64
+from placecast.exceptions import ParameterError, UndefinedMetricWarning
+from placecast.forecast import TimeWindow
+from placecast.models import MODELS, Forecaster, make_model
+from placecast.quantities import AreaBudget, Duration, parse_duration
+from placecast.units import Units
+
+__all__ = [
+    "COLUMNS",
+    "BacktestResult",
+    "PairedComparison",
+    "data_end",
+    "rolling_origins",
+    "run_backtest",
+]
+
+#: Columns of ``BacktestResult.to_frame()``, in order (areas in square metres).
+COLUMNS = ("origin", "horizon", "model", "n_events", "n_flagged_units", "flagged_area",
+           "region_area", "hits", "hit_rate", "pai", "pei_star", "log_score")
+_METRICS = ("hit_rate", "pai", "pei_star", "log_score")
+_DAY = np.timedelta64(1, "D")
+
+ProgressCallback = Callable[[int, int], None]
+
+
+# ---------------------------------------------------------------------- origins and checks
+def rolling_origins(start: Any, end: Any, step: str | Duration = "7d") -> np.ndarray:
+    """Origins ``start, start + step, ...`` up to and including ``end``.
+
+    Examples
+    --------
+    >>> rolling_origins("2016-03-01", "2016-03-20", "7d").astype("datetime64[D]")
+    array(['2016-03-01', '2016-03-08', '2016-03-15'], dtype='datetime64[D]')
+    """
+    duration = step if isinstance(step, Duration) else parse_duration(step, name="--step")
+    first = pd.Timestamp(to_datetime64(start, name="--start"))
+    last = pd.Timestamp(to_datetime64(end, name="--end"))
+    if last < first:
+        raise ParameterError(f"--end {last.date()} is before --start {first.date()}.")
+    origins = []
+    current = first
+    while current <= last:
+        origins.append(current.to_datetime64())
+        current = duration.add_to(current)
+    return np.asarray(origins, dtype="datetime64[ns]")
+
+
+def data_end(events: Events) -> np.datetime64:
+    """Return the end of the period the events cover.
+
+    For date-only data (every time at midnight) the last day is covered in full, so the
+    end is the day after the last event's date; otherwise it is just after the last event.
+    """
+    if len(events) == 0:
+        raise ParameterError("no events to backtest on.")
+    last = events.time.max()
+    day = last.astype("datetime64[D]")
+    if (events.time == events.time.astype("datetime64[D]")).all():
+        return (day + 1).astype("datetime64[ns]")
+    return last + np.timedelta64(1, "ns")
+
+
+def _check_windows(events: Events, origins: np.ndarray, horizons: Sequence[Duration]) -> None:
+    start, end = events.time.min(), data_end(events)
+    first = origins.min()
+    if first <= start:
+        raise ParameterError(
+            f"origin {_day(first)} is not after the data start ({_day(start)}): a model "
+            "needs events before its origin. Use a later --start."
+        )
+    if origins.max() >= end:
+        raise ParameterError(
+            f"origin {_day(origins.max())} is at or after the data end ({_day(end)}). Use an "
+            "earlier --end."
+        )
+    for horizon in horizons:
+        last = TimeWindow.starting(origins.max(), horizon)
+        if last.end > end:
+            raise ParameterError(
+                f"the {horizon.text} window from origin {_day(origins.max())} ends "
+                f"{_day(last.end)}, past the end of the data ({_day(end)}): it could not be "
+                "scored. Use an earlier --end or a shorter --horizon."
+            )
+
+
+def _day(value: Any) -> str:
+    ts = pd.Timestamp(value)
+    return str(ts.date()) if ts == ts.normalize() else ts.isoformat()
+
+
+# ---------------------------------------------------------------------- the plan
+@dataclass(frozen=True, eq=False)
+class _Plan:
+    """Everything a worker needs to run one origin (picklable)."""
+
+    events: Events
+    unit_index: np.ndarray
+    units: Units
+    area: float
+    horizons: tuple[Duration, ...]
+    models: tuple[tuple[str, type[Forecaster], dict[str, Any]], ...]
+    ties: str
+    floor: float
+
+    def fingerprint(self) -> str:
+        """Hash of the settings and data: a checkpoint is only reused for the same one."""
+        digest = hashlib.sha256()
+        for array in (self.events.time.view(np.int64), self.events.x, self.events.y,
+                      self.events.weights, self.unit_index):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        digest.update(json.dumps({
+            "units": self.units.description, "n_units": len(self.units),
+            "region_area": round(self.units.region_area, 3), "area": round(self.area, 3),
+            "horizons": [h.text for h in self.horizons], "ties": self.ties,
+            "floor": self.floor,
+            "models": [[label, f"{cls.__module__}.{cls.__qualname__}", params]
+                       for label, cls, params in self.models],
+        }, sort_keys=True, default=str).encode())
+        return digest.hexdigest()
+
+
+@dataclass(frozen=True, eq=False)
+class _OriginResult:
+    origin: np.datetime64
+    rows: list[dict[str, Any]]
+    flags: dict[tuple[str, str], np.ndarray]   # (model, horizon) -> flagged unit indices
+    observed: dict[str, np.ndarray]            # horizon -> counts per unit
+
+
+def _run_origin(plan: _Plan, origin: np.datetime64) -> _OriginResult:
+    """Fit every model on events before ``origin`` and score every horizon (pure)."""
+    training = plan.events.select(plan.events.time < origin)  # strictly before: no look-ahead
+    rows: list[dict[str, Any]] = []
+    flags: dict[tuple[str, str], np.ndarray] = {}
+    observed_by_horizon: dict[str, np.ndarray] = {}
+    windows = [TimeWindow.starting(origin, h) for h in plan.horizons]
+    n_units = len(plan.units)
+    for horizon, window in zip(plan.horizons, windows, strict=True):
+        inside = ((plan.events.time >= window.start) & (plan.events.time < window.end)
+                  & (plan.unit_index >= 0))
+        observed_by_horizon[horizon.text] = np.bincount(
+            plan.unit_index[inside], weights=plan.events.weights[inside], minlength=n_units)
+    for label, cls, params in plan.models:
+        model = cls(**params).fit(training)
+        for horizon, window in zip(plan.horizons, windows, strict=True):
+            forecast = model.predict(plan.units, window)
+            flagged = forecast.top_units(plan.area)
+            observed = observed_by_horizon[horizon.text]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UndefinedMetricWarning)
+                score = _score_arrays(forecast.intensity, observed, flagged, plan.units.area,
+                                      plan.units.region_area, ties=plan.ties, floor=plan.floor)
+            row: dict[str, Any] = {"origin": origin, "horizon": horizon.text, "model": label}
+            row.update(score.to_dict())
+            rows.append(row)
+            flags[(label, horizon.text)] = np.sort(flagged).astype(np.int64)
+    return _OriginResult(origin, rows, flags, observed_by_horizon)
+
+
+# ---------------------------------------------------------------------- checkpoints
+class _Checkpoint:
+    """One ``.npz`` file per finished origin plus a manifest with the plan's fingerprint."""
+
+    def __init__(self, folder: Path, fingerprint: str, *, resume: bool) -> None:
+        self.folder = folder
+        manifest = folder / "manifest.json"
+        if resume and manifest.exists():
+            saved = json.loads(manifest.read_text()).get("fingerprint")
+            if saved != fingerprint:
+                raise ParameterError(
+                    f"{folder}: the checkpoint was made with other data or settings; drop "
+                    "--resume to start again, or use another checkpoint folder."
+                )
+        else:
+            folder.mkdir(parents=True, exist_ok=True)
+            for old in folder.glob("origin-*.npz"):
+                old.unlink()
+            _write_text(manifest, json.dumps({"fingerprint": fingerprint}))
+
+    def _path(self, origin: np.datetime64) -> Path:
+        return self.folder / f"origin-{int(origin.astype('datetime64[ns]').view(np.int64))}.npz"
+
+    def load(self, origin: np.datetime64) -> _OriginResult | None:
+        path = self._path(origin)
+        if not path.exists():
+            return None
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            rows = meta["rows"]
+            for row in rows:
+                row["origin"] = origin
+            flags = {(m, h): data[f"flag_{i}"] for i, (m, h) in enumerate(meta["flags"])}
+            observed = {h: data[f"observed_{i}"] for i, h in enumerate(meta["observed"])}
+        return _OriginResult(origin, rows, flags, observed)
+
+    def save(self, result: _OriginResult) -> None:
+        from placecast.io._atomic import atomic_path
+
+        rows = [{k: v for k, v in row.items() if k != "origin"} for row in result.rows]
+        meta = {"rows": rows, "flags": [list(k) for k in result.flags],
+                "observed": list(result.observed)}
+        arrays: dict[str, Any] = {f"flag_{i}": v for i, v in enumerate(result.flags.values())}
+        arrays.update({f"observed_{i}": v for i, v in enumerate(result.observed.values())})
+        with atomic_path(self._path(result.origin)) as tmp:
+            with open(tmp, "wb") as handle:
+                np.savez(handle, meta=np.array(json.dumps(meta)), **arrays)
+
+
+def _write_text(path: Path, text: str) -> None:
+    from placecast.io._atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+# ---------------------------------------------------------------------- executors
+_WORKER_PLAN: _Plan | None = None
+
+
+def _init_worker(plan: _Plan) -> None:
+    global _WORKER_PLAN
+    _WORKER_PLAN = plan
+
+
+def _run_in_worker(origin: np.datetime64) -> _OriginResult:
+    assert _WORKER_PLAN is not None
+    return _run_origin(_WORKER_PLAN, origin)
+
+
+def _serial(plan: _Plan, origins: Sequence[np.datetime64]) -> Iterable[_OriginResult]:
+    for origin in origins:
+        yield _run_origin(plan, origin)
+
+
+def _processes(plan: _Plan, origins: Sequence[np.datetime64],
+               jobs: int) -> Iterable[_OriginResult]:
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker,
+                             initargs=(plan,)) as pool:
+        pending = {pool.submit(_run_in_worker, origin) for origin in origins}
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def _dask(plan: _Plan, origins: Sequence[np.datetime64], address: Any,
+          jobs: int) -> Iterable[_OriginResult]:
+    try:
+        from dask.distributed import Client, LocalCluster, as_completed
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ParameterError("--dask needs dask.distributed: pip install 'placecast[dask]'."
+                             ) from None
+    cluster = None
+    if isinstance(address, Client):
+        client, own_client = address, False
+    elif address == "local":
+        cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, dashboard_address=None,
+                               processes=True)
+        client, own_client = Client(cluster), True
+    else:
+        try:
+            client, own_client = Client(str(address), timeout=30), True
+        except OSError as exc:
+            raise ParameterError(f"--dask {address}: cannot reach the Dask scheduler ({exc})."
+                                 ) from None
+    try:
+        plan_future = client.scatter(plan, broadcast=True)
+        futures = [client.submit(_run_origin, plan_future, origin, pure=False)
+                   for origin in origins]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        finally:
+            client.cancel(futures)
+    finally:
+        if own_client:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+# ---------------------------------------------------------------------- result
+@dataclass(frozen=True, slots=True)
+class PairedComparison:
+    """Wilcoxon signed-rank test of one model against another on per-origin scores.
+
+    Attributes
+    ----------
+    model, other : str
+        The two models (``model`` is the better on mean).
+    horizon : str
+        The window length compared.
+    metric : str
+        The compared metric (e.g. ``"pai"``).
+    n_pairs : int
+        Origins where both scores are defined.
+    mean_difference : float
+        Mean of ``model - other``.
+    n_better, n_worse : int
+        Origins where ``model`` scored above / below ``other``.
+    statistic, p_value : float
+        Two-sided ``scipy.stats.wilcoxon`` (zero differences dropped, "wilcox" method);
+        ``nan`` when every difference is zero or there are fewer than two pairs.
+    """
+
+    model: str
+    other: str
+    horizon: str
+    metric: str
+    n_pairs: int
+    mean_difference: float
+    n_better: int
+    n_worse: int
+    statistic: float
+    p_value: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """Field name -> value."""
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+@dataclass(frozen=True, eq=False)
+class BacktestResult:
+    """Scores of every model at every origin and horizon, with what produced them.
+
+    Attributes
+    ----------
+    records : pandas.DataFrame
+        One row per origin x horizon x model with ``COLUMNS`` (areas in m²), sorted by
+        origin, then horizon and model in the order given.
+    origins : ndarray of datetime64[ns]
+        The origins, increasing.
+    horizons : tuple of str
+        Window lengths as given (``"7d"``, ``"1M"``).
+    models : tuple of str
+        Model labels.
+    units : Units
+        The area units scored.
+    area : float
+        The flagged-area budget, m².
+    flag_indices : dict
+        ``(model, horizon) -> list`` (one per origin) of flagged unit indices.
+    observed : dict
+        ``horizon -> ndarray (n_origins, n_units)`` of observed events per unit.
+    settings : dict
+        Model parameters, ties rule, log-score floor.
+    """
+
+    records: pd.DataFrame
+    origins: np.ndarray
+    horizons: tuple[str, ...]
+    models: tuple[str, ...]
+    units: Units
+    area: float
+    flag_indices: dict[tuple[str, str], list[np.ndarray]] = field(repr=False)
+    observed: dict[str, np.ndarray] = field(repr=False)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_frame(self) -> pd.DataFrame:
+        """Return the per-origin table (a copy) with exactly ``COLUMNS``."""
+        return self.records.loc[:, list(COLUMNS)].copy()
+
+    def flags(self, model: str, horizon: str | None = None) -> np.ndarray:
+        """Boolean ``(n_origins, n_units)``: which units ``model`` flagged at each origin."""
+        horizon = self._horizon(horizon)
+        if (model, horizon) not in self.flag_indices:
+            raise ParameterError(f"no model {model!r} in this backtest "
+                                 f"(models: {', '.join(self.models)}).")
+        matrix = np.zeros((len(self.origins), len(self.units)), dtype=bool)
+        for row, index in enumerate(self.flag_indices[(model, horizon)]):
+            matrix[row, index] = True
+        return matrix
+
+    def _horizon(self, horizon: str | None) -> str:
+        if horizon is None:
+            return self.horizons[0]
+        if horizon not in self.horizons:
+            raise ParameterError(f"no horizon {horizon!r} in this backtest "
+                                 f"(horizons: {', '.join(self.horizons)}).")
+        return horizon
+
+    def summary(self, metrics: Sequence[str] = ("pai", "hit_rate", "pei_star", "log_score")
+                ) -> pd.DataFrame:
+        """Summarise each metric per horizon and model.
+
+        Columns: ``horizon, model, metric, n`` (origins scored) and the ``mean, median,
+        p10, p90`` of the metric over origins (undefined scores left out).
+        """
+        out = []
+        for horizon in self.horizons:
+            for model in self.models:
+                part = self.records[(self.records.horizon == horizon)
+                                    & (self.records.model == model)]
+                for metric in metrics:
+                    values = part[metric].to_numpy(dtype=float)
+                    values = values[np.isfinite(values)]
+                    stats = ((float(values.mean()), float(np.median(values)),
+                              float(np.percentile(values, 10)), float(np.percentile(values, 90)))
+                             if len(values) else (np.nan,) * 4)
+                    out.append({"horizon": horizon, "model": model, "metric": metric,
+                                "n": int(len(values)), "mean": stats[0], "median": stats[1],
+                                "p10": stats[2], "p90": stats[3]})
+        return pd.DataFrame(out)
+
+    def winner(self, metric: str = "pai", horizon: str | None = None) -> str:
+        """Return the model with the highest mean ``metric`` (ties: first given)."""
+        horizon = self._horizon(horizon)
+        table = self.summary([metric])
+        table = table[table.horizon == horizon]
+        means = table.set_index("model")["mean"].reindex(list(self.models))
+        if means.isna().all():
+            return self.models[0]
+        return str(means.idxmax())
+
+    def compare(self, metric: str = "pai", horizon: str | None = None
+                ) -> list[PairedComparison]:
+        """Test the winner against every other model (paired Wilcoxon signed-rank)."""
+        from scipy.stats import wilcoxon
+
+        horizon = self._horizon(horizon)
+        best = self.winner(metric, horizon)
+        part = self.records[self.records.horizon == horizon]
+        wide = part.pivot(index="origin", columns="model", values=metric)
+        out = []
+        for other in self.models:
+            if other == best:
+                continue
+            pair = wide[[best, other]].dropna()
+            diff = (pair[best] - pair[other]).to_numpy(dtype=float)
+            statistic = p_value = float("nan")
+            if len(diff) >= 2 and np.any(diff != 0):
+                test = wilcoxon(diff, zero_method="wilcox", alternative="two-sided")
+                statistic, p_value = float(test.statistic), float(test.pvalue)
+            out.append(PairedComparison(best, other, horizon, metric, int(len(diff)),
+                                        float(diff.mean()) if len(diff) else float("nan"),
+                                        int((diff > 0).sum()), int((diff < 0).sum()),
+                                        statistic, p_value))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return settings, summary and paired comparisons, JSON-ready (no per-unit values)."""
+        return {
+            "origins": [_day(o) for o in self.origins],
+            "horizons": list(self.horizons),
+            "models": list(self.models),
+            "area_m2": self.area,
+            "region_area_m2": self.units.region_area,
+            "n_units": len(self.units),
+            "units": self.units.description,
+            "settings": self.settings,
+            "summary": self.summary().to_dict(orient="records"),
+            "comparisons": [c.to_dict() for h in self.horizons for c in self.compare("pai", h)],
+        }
+
+
+# ---------------------------------------------------------------------- the runner
+def _model_specs(models: Sequence[str | Forecaster] | Mapping[str, str | Forecaster],
+                 model_params: Mapping[str, Mapping[str, Any]] | None
+                 ) -> tuple[tuple[str, type[Forecaster], dict[str, Any]], ...]:
+    items = list(models.items()) if isinstance(models, Mapping) else [
+        (m if isinstance(m, str) else (m.name or type(m).__name__), m) for m in models]
+    if not items:
+        raise ParameterError("no model to backtest; give at least one (e.g. naive,kde).")
+    specs = []
+    for label, model in items:
+        if isinstance(model, str):
+            params = dict((model_params or {}).get(label, {}))
+            instance = make_model(model, **params)  # checks the name and parameter names
+        else:
+            instance = model
+        specs.append((str(label).strip(), type(instance), dict(instance.get_params())))
+    labels = [s[0] for s in specs]
+    if len(set(labels)) != len(labels):
+        raise ParameterError(f"model names repeat ({', '.join(labels)}); give each a "
+                             "distinct label.")
+    unknown = set(model_params or {}) - set(labels)
+    if unknown:
+        raise ParameterError(f"parameters given for models not in the backtest: "
+                             f"{', '.join(sorted(unknown))} (models: {', '.join(labels)}).")
+    return tuple(specs)
+
+
+def run_backtest(
+    events: Events,
+    units: Units,
+    *,
+    models: Sequence[str | Forecaster] | Mapping[str, str | Forecaster] = ("naive", "kde"),
+    model_params: Mapping[str, Mapping[str, Any]] | None = None,
+    origins: Sequence[Any] | np.ndarray | None = None,
+    start: Any = None,
+    end: Any = None,
+    step: str = "7d",
+    horizons: Sequence[str] | str = ("7d",),
+    area: str | float | AreaBudget = "1%",
+    ties: str = "first",
+    floor: float = DEFAULT_FLOOR,
+    jobs: int = 1,
+    dask: Any = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    progress: ProgressCallback | None = None,
+) -> BacktestResult:
+    """Rolling-origin backtest of several models over several horizons.
+
+    Parameters
+    ----------
+    events : Events
+        All events (training and scoring).
+    units : Units
+        Area units to forecast and score on.
+    models : sequence or mapping
+        Model names from ``placecast.models.MODELS`` or ``Forecaster`` instances (cloned
+        at every origin with their parameters), or ``{label: model}``.
+    model_params : mapping, optional
+        ``{label: {param: value}}`` for models given by name.
+    origins : sequence of dates, optional
+        Explicit origins; otherwise ``rolling_origins(start, end, step)``.
+    start, end, step
+        First origin, last possible origin, spacing (``"7d"``, ``"1M"``).
+    horizons : str or sequence of str
+        Window lengths (``"7d,14d,1M"`` or a list).
+    area : str, float or AreaBudget
+        Flagged-area budget (``"0.25sqmi"``, ``"1%"``, m²).
+    ties : {"first", "mean"}
+        Tie rule at the budget edge (see ``placecast.evaluate``).
+    floor : float
+        Intensity floor of the log score.
+    jobs : int
+        Processes on this machine (1: serial). With ``dask``, the ``LocalCluster`` size.
+    dask : str or distributed.Client, optional
+        ``"local"`` for a ``LocalCluster``, a scheduler address ``tcp://host:port`` or a
+        ``Client``.
+    checkpoint : path, optional
+        Folder for one file per finished origin (and a manifest).
+    resume : bool
+        Reuse finished origins in ``checkpoint`` (same data and settings only).
+    progress : callable, optional
+        ``progress(n_done, n_total)`` after each origin is finished and checkpointed.
+
+    Returns
+    -------
+    BacktestResult
+
+    Raises
+    ------
+    ParameterError
+        For an unknown model, an origin not inside the data, a window running past the
+        end of the data, or an area budget below one unit or above the region.
+
+    Notes
+    -----
+    Cost: origins x models x (fit + predict) plus O(n_events + n_units) scoring per
+    forecast. Results do not depend on ``jobs`` or ``dask``: each origin is a pure
+    function of the data and settings, and rows are sorted afterwards.
+    """
+    if isinstance(horizons, str):
+        horizons = [h for h in horizons.split(",") if h.strip()]
+    durations = tuple(parse_duration(h.strip(), name="--horizon") for h in horizons)
+    if not durations:
+        raise ParameterError("give at least one --horizon, e.g. 7d.")
+    if len({d.text for d in durations}) != len(durations):
+        raise ParameterError("a --horizon is repeated.")
+    specs = _model_specs(models, model_params)
+    if origins is None:
+        if start is None or end is None:
+            raise ParameterError("give origins, or --start and --end.")
+        origin_array = rolling_origins(start, end, step)
+    else:
+        origin_array = np.asarray([to_datetime64(o, name="origin") for o in origins],
+                                  dtype="datetime64[ns]")
+        if len(origin_array) == 0:
+            raise ParameterError("no origin to backtest.")
+    origin_array = np.unique(origin_array)
+    if len(events) == 0:
+        raise ParameterError("no events to backtest on.")
+    _check_windows(events, origin_array, durations)
+    area_m2 = resolve_area(area, units)
+    if ties not in ("first", "mean"):
+        raise ParameterError(f"ties={ties!r}; use 'first' or 'mean'.")
+    if not (isinstance(jobs, int) and jobs >= 1):
+        raise ParameterError(f"--jobs must be a positive whole number, got {jobs!r}.")
+
+    ordered = events.sorted_by_time()
+    plan = _Plan(ordered, units.assign(ordered.x, ordered.y), units, area_m2, durations,
+                 specs, ties, float(floor))
+    store = (_Checkpoint(Path(checkpoint), plan.fingerprint(), resume=resume)
+             if checkpoint is not None else None)
+    results: dict[np.datetime64, _OriginResult] = {}
+    todo = []
+    for origin in origin_array:
+        saved = store.load(origin) if (store is not None and resume) else None
+        if saved is not None:
+            results[origin] = saved
+        else:
+            todo.append(origin)
+    total = len(origin_array)
+    if progress is not None:
+        progress(len(results), total)
+    if dask is not None:
+        stream = _dask(plan, todo, dask, jobs)
+    elif jobs > 1 and len(todo) > 1:
+        stream = _processes(plan, todo, min(jobs, len(todo)))
+    else:
+        stream = _serial(plan, todo)
+    for result in stream:
+        if store is not None:
+            store.save(result)
+        results[result.origin] = result
+        if progress is not None:
+            progress(len(results), total)
+    return _assemble(plan, origin_array, results, [h.text for h in durations])
+
+
+def _assemble(plan: _Plan, origins: np.ndarray, results: Mapping[np.datetime64, _OriginResult],
+              horizons: list[str]) -> BacktestResult:
+    labels = tuple(label for label, _, _ in plan.models)
+    rows = [row for origin in origins for row in results[origin].rows]
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    frame["origin"] = pd.to_datetime(frame["origin"])
+    frame["horizon"] = pd.Categorical(frame["horizon"], categories=horizons, ordered=True)
+    frame["model"] = pd.Categorical(frame["model"], categories=list(labels), ordered=True)
+    frame = frame.sort_values(["origin", "horizon", "model"], kind="stable")
+    frame["horizon"] = frame["horizon"].astype(str)
+    frame["model"] = frame["model"].astype(str)
+    frame["n_flagged_units"] = frame["n_flagged_units"].astype(np.int64)
+    frame = frame.reset_index(drop=True)
+    flag_indices = {(label, h): [results[o].flags[(label, h)] for o in origins]
+                    for label in labels for h in horizons}
+    observed = {h: np.vstack([results[o].observed[h] for o in origins]) for h in horizons}
+    n_undefined = int(frame["pai"].isna().sum())
+    if n_undefined:
+        warnings.warn(f"{n_undefined} of {len(frame)} scores are undefined (windows without "
+                      "events); they are nan in the results and left out of the summary.",
+                      UndefinedMetricWarning, stacklevel=3)
+    settings = {"models": {label: params for label, _, params in plan.models},
+                "ties": plan.ties, "log_score_floor": plan.floor,
+                "registered_models": sorted(MODELS)}
+    return BacktestResult(frame, np.asarray(origins, dtype="datetime64[ns]"), tuple(horizons),
+                          labels, plan.units, plan.area, flag_indices, observed, settings)
