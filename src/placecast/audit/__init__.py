@@ -1,0 +1,72 @@
+"""Accountability for place-based forecasting policies: exposure, disparity, feedback loops.
+
+Everything here is about **area units** (cells, beats, districts, tracts), never persons.
+Group attributes (population, census shares) are area-level figures the user supplies and
+are used only to audit. The functions take plain arrays - a flags matrix
+``(n_periods, n_units)`` of booleans and the observed events per unit per period - so any
+backtest can feed them.
+"""
+
+from placecast.audit._disparity import (
+    DisparityResult,
+    GroupAssignment,
+    assign_groups,
+    disparity_audit,
+    plot_disparity,
+    polygon_overlaps,
+)
+from placecast.audit._exposure import (
+    ExposureResult,
+    exposure_audit,
+    gini,
+    persistence,
+    run_lengths,
+    top_share,
+)
+from placecast.audit._feedback import (
+    FEEDBACK_VARIANTS,
+    URN_VARIANTS,
+    FeedbackResult,
+    UrnResult,
+    plot_feedback,
+    select_top,
+    simulate_feedback,
+    simulate_urn,
+    sum_refit,
+    total_variation,
+)
+from placecast.audit._model_card import (
+    DEFAULT_LIMITATIONS,
+    ModelCard,
+    build_model_card,
+    summarise_performance,
+)
+
+__all__ = [
+    "DEFAULT_LIMITATIONS",
+    "FEEDBACK_VARIANTS",
+    "URN_VARIANTS",
+    "DisparityResult",
+    "ExposureResult",
+    "FeedbackResult",
+    "GroupAssignment",
+    "ModelCard",
+    "UrnResult",
+    "assign_groups",
+    "build_model_card",
+    "disparity_audit",
+    "exposure_audit",
+    "gini",
+    "persistence",
+    "plot_disparity",
+    "plot_feedback",
+    "polygon_overlaps",
+    "run_lengths",
+    "select_top",
+    "simulate_feedback",
+    "simulate_urn",
+    "sum_refit",
+    "summarise_performance",
+    "top_share",
+    "total_variation",
+]
