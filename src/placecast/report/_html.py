@@ -1,0 +1,696 @@
+"""The offline HTML report: one self-contained file with the map, plots and tables.
+
+Leaflet (JavaScript, CSS and its images) is inlined from the ``XStatic-Leaflet`` package,
+plots are inline SVG, and the forecast cells are embedded as GeoJSON in WGS 84: the file
+opens from disk with no network and never asks for a basemap tile.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import shapely
+
+from placecast.events import Events, LoadReport
+from placecast.exceptions import DataError, ParameterError
+from placecast.forecast import Forecast
+from placecast.report._plots import hit_rate_curve_svg, pai_over_origins_svg
+from placecast.report._privacy import DEFAULT_K, PublicAreas, check_k, public_areas
+from placecast.units import Units, aggregate
+
+__all__ = ["BACKTEST_COLUMNS", "build_report", "compare_models", "write_report"]
+
+#: Columns of a backtest results table (``placecast.evaluate.run_backtest``).
+BACKTEST_COLUMNS = ("origin", "horizon", "model", "n_events", "n_flagged_units",
+                    "flagged_area", "region_area", "hits", "hit_rate", "pai", "pei_star",
+                    "log_score")
+_REQUIRED_BACKTEST = ("origin", "model", "hit_rate", "pai")
+_SQ_MI = 1609.344**2
+#: Colour ramp of the forecast classes, low to high (ColorBrewer YlOrRd, 8 classes).
+_RAMP = ("#ffffcc", "#ffeda0", "#fed976", "#feb24c", "#fd8d3c", "#fc4e2a", "#e31a1c",
+         "#b10026")
+#: Cell shares (from the top) that bound the colour classes.
+_TOP_SHARES = (0.005, 0.01, 0.02, 0.05, 0.10, 0.25, 0.50)
+_HOTSPOT_COLOURS = ("#6a4c93", "#1982c4", "#8ac926", "#ff595e", "#ffca3a", "#00798c",
+                    "#8c564b", "#e377c2")
+
+
+# ---------------------------------------------------------------------- assets
+@cache
+def _leaflet_assets() -> tuple[str, str]:
+    """Leaflet's JS and CSS, with the CSS images turned into ``data:`` URIs."""
+    try:
+        import xstatic.pkg.leaflet as xleaflet
+    except ImportError:  # pragma: no cover - a declared dependency
+        raise ParameterError("the HTML report needs the XStatic-Leaflet package: "
+                             "pip install XStatic-Leaflet") from None
+    base = Path(xleaflet.BASE_DIR)
+    script = (base / "leaflet.js").read_text(encoding="utf-8")
+    script = re.sub(r"//# sourceMappingURL=\S+", "", script)
+    css = (base / "leaflet.css").read_text(encoding="utf-8")
+
+    def inline(match: re.Match[str]) -> str:
+        image = base / match.group(1)
+        data = base64.b64encode(image.read_bytes()).decode("ascii")
+        return f"url(data:image/png;base64,{data})"
+
+    css = re.sub(r"url\((images/[\w.-]+\.png)\)", inline, css)
+    return script.replace("</script", "<\\/script"), css
+
+
+@cache
+def _template() -> Any:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("placecast.report", "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"], default=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["num"] = _fmt_number
+    return env.get_template("report.html.j2")
+
+
+# ---------------------------------------------------------------------- formatting
+def _fmt_number(value: Any, digits: int = 3) -> str:
+    """Numbers for tables: integers with separators, floats to ``digits`` significant."""
+    if value is None:
+        return "-"
+    if isinstance(value, (bool, np.bool_)):
+        return str(value)
+    if isinstance(value, (int, np.integer)):
+        return f"{int(value):,}"
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        if not np.isfinite(v):
+            return "n/a"
+        if v == int(v) and abs(v) < 1e15:
+            return f"{int(v):,}"
+        if abs(v) >= 1000:
+            return f"{v:,.0f}"
+        return f"{v:.{digits}g}"
+    return str(value)
+
+
+def _area_text(area_m2: float) -> str:
+    return f"{area_m2 / _SQ_MI:.3g} sq mi ({area_m2 / 1e6:.3g} km²)"
+
+
+def _frame_table(frame: pd.DataFrame) -> dict[str, Any]:
+    """A DataFrame as ``{"columns": [...], "rows": [[str, ...], ...]}`` for the template."""
+    rows = [[_fmt_number(v) for v in row] for row in frame.itertuples(index=False)]
+    return {"columns": [str(c) for c in frame.columns], "rows": rows}
+
+
+# ---------------------------------------------------------------------- geometry
+def _to_display(units: Units, geometries: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Geometries in WGS 84 (or metres on a local grid), rounded for a compact file."""
+    sref = units.spatial_reference
+    if sref.is_local:
+        return shapely.transform(geometries, lambda c: np.round(c, 1)), True
+
+    def convert(coords: np.ndarray) -> np.ndarray:
+        lon, lat = sref.to_crs_coordinates(coords[:, 0], coords[:, 1], "EPSG:4326")
+        return np.round(np.column_stack([lon, lat]), 5)
+
+    return shapely.transform(geometries, convert), False
+
+
+def _features(geometries: np.ndarray, properties: Sequence[dict[str, Any]]) -> str:
+    """A GeoJSON FeatureCollection as JSON text (geometries already in display units)."""
+    texts = shapely.to_geojson(geometries)
+    parts = [f'{{"type":"Feature","geometry":{g},"properties":{json.dumps(p)}}}'
+             for g, p in zip(texts, properties, strict=True)]
+    return '{"type":"FeatureCollection","features":[' + ",".join(parts) + "]}"
+
+
+def _classes(values: np.ndarray) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """Colour class of each value (0 = lowest) and the legend entries, highest first."""
+    finite = np.sort(values)[::-1]
+    breaks: list[float] = []
+    labels: list[float] = []
+    for share in reversed(_TOP_SHARES):
+        if len(finite) == 0:
+            break
+        index = min(int(np.ceil(share * len(finite))) - 1, len(finite) - 1)
+        value = float(finite[max(index, 0)])
+        if value > 0 and (not breaks or value > breaks[-1]):
+            breaks.append(value)
+            labels.append(share)
+    breaks_arr = np.asarray(breaks)
+    cls = np.searchsorted(breaks_arr, values, side="right")  # 0 .. len(breaks)
+    offset = len(_RAMP) - 1 - len(breaks)
+    colour_index = cls + offset
+    legend = []
+    for c in range(len(breaks), -1, -1):
+        n = int((cls == c).sum())
+        if c == 0:
+            text = f"below {_fmt_number(breaks[0])}" if breaks else "all cells"
+        else:
+            text = f"≥ {_fmt_number(breaks[c - 1])}"
+        legend.append({"colour": _RAMP[c + offset], "text": text, "n": n,
+                       "share": n / len(values) if len(values) else 0.0})
+    return colour_index, legend
+
+
+# ---------------------------------------------------------------------- backtest
+def _check_backtest(frame: pd.DataFrame, source: str = "the backtest table") -> pd.DataFrame:
+    if not isinstance(frame, pd.DataFrame):
+        raise ParameterError(f"{source} must be a pandas DataFrame, got {type(frame).__name__}.")
+    missing = [c for c in _REQUIRED_BACKTEST if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{source} lacks the column(s) {', '.join(missing)} (has: "
+            f"{', '.join(map(str, frame.columns)) or 'none'}); a backtest table has "
+            f"{', '.join(BACKTEST_COLUMNS)}, as written by placecast.evaluate.run_backtest."
+        )
+    frame = frame.copy()
+    try:
+        frame["origin"] = pd.to_datetime(frame["origin"])
+    except (ValueError, TypeError):
+        raise DataError(f"{source}: column 'origin' holds values that are not dates.") from None
+    if "horizon" not in frame:
+        frame["horizon"] = "-"
+    frame["horizon"] = frame["horizon"].astype(str)
+    frame["model"] = frame["model"].astype(str)
+    for column in ("hit_rate", "pai", "pei_star", "log_score", "hits", "n_events",
+                   "flagged_area", "region_area", "n_flagged_units"):
+        if column in frame:
+            values = pd.to_numeric(frame[column], errors="coerce")
+            bad = values.isna() & frame[column].notna()
+            if bad.any():
+                row = int(np.flatnonzero(bad.to_numpy())[0])
+                raise DataError(f"{source} row {row + 1}: column {column!r} holds "
+                                f"{frame[column].iloc[row]!r}, not a number.")
+            frame[column] = values
+    return frame
+
+
+def compare_models(backtest: pd.DataFrame, reference: str | None = None,
+                   metrics: Sequence[str] = ("pai", "log_score")) -> pd.DataFrame:
+    """Paired Wilcoxon signed-rank tests of each model against a reference model.
+
+    Rows are paired on ``(origin, horizon)`` (and ``flagged_area`` when present), so that
+    each difference compares two models forecasting the same window with the same budget.
+
+    Parameters
+    ----------
+    backtest : DataFrame
+        Backtest results (``origin``, ``model`` and the metric columns).
+    reference : str, optional
+        Reference model; default the model with the highest mean PAI.
+    metrics : sequence of str
+        Metrics to compare (those present in ``backtest``).
+
+    Returns
+    -------
+    DataFrame
+        One row per (model, metric): ``model, reference, metric, n_pairs,
+        median_difference`` (model minus reference), ``mean_difference``, ``statistic``
+        (Wilcoxon W) and ``p_value`` (two-sided; ``nan`` with fewer than two non-zero
+        differences).
+
+    References
+    ----------
+    Wilcoxon, F. (1945). Individual comparisons by ranking methods. *Biometrics
+    Bulletin* 1(6), 80-83.
+    """
+    from scipy import stats
+
+    frame = _check_backtest(backtest)
+    models = sorted(frame["model"].unique())
+    if reference is None:
+        reference = str(frame.groupby("model")["pai"].mean().idxmax())
+    if reference not in models:
+        raise ParameterError(f"reference model {reference!r} is not in the backtest "
+                             f"(models: {', '.join(models)}).")
+    keys = ["origin", "horizon"] + (["flagged_area"] if "flagged_area" in frame else [])
+    rows = []
+    for metric in (m for m in metrics if m in frame):
+        wide = frame.pivot_table(index=keys, columns="model", values=metric, aggfunc="mean")
+        for model in models:
+            if model == reference:
+                continue
+            pair = wide[[model, reference]].dropna()
+            diff = (pair[model] - pair[reference]).to_numpy()
+            statistic = p_value = float("nan")
+            if np.count_nonzero(diff) >= 2:
+                result = stats.wilcoxon(pair[model], pair[reference])
+                statistic, p_value = float(result.statistic), float(result.pvalue)
+            rows.append({"model": model, "reference": reference, "metric": metric,
+                         "n_pairs": len(diff),
+                         "median_difference": float(np.median(diff)) if len(diff) else np.nan,
+                         "mean_difference": float(np.mean(diff)) if len(diff) else np.nan,
+                         "statistic": statistic, "p_value": p_value})
+    return pd.DataFrame(rows, columns=["model", "reference", "metric", "n_pairs",
+                                       "median_difference", "mean_difference", "statistic",
+                                       "p_value"])
+
+
+def _backtest_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    metrics = [c for c in ("hits", "n_events", "hit_rate", "pai", "pei_star", "log_score")
+               if c in frame]
+    grouped = frame.groupby(["model", "horizon"], sort=True)
+    summary = grouped[metrics].mean()
+    summary.insert(0, "origins", grouped["origin"].nunique())
+    summary = summary.rename(columns={m: f"mean {m}" for m in metrics}).reset_index()
+    return summary.sort_values("mean pai", ascending=False, kind="stable")
+
+
+# ---------------------------------------------------------------------- inputs
+def _resolve_area(area: float | str | None, region_area: float) -> tuple[float, str]:
+    from placecast.quantities import parse_area
+
+    if area is None:
+        area = "1%"
+    if isinstance(area, str):
+        return float(parse_area(area, name="--area").resolve(region_area)), area
+    value = float(area)
+    if not value > 0:
+        raise ParameterError(f"area budget must be positive (m²), got {area!r}.")
+    return value, _area_text(value)
+
+
+def _hotspot_series(hotspots: Any, units: Units) -> pd.Series:
+    if isinstance(hotspots, pd.DataFrame):
+        if not {"unit_id", "category"} <= set(hotspots.columns):
+            raise DataError("emerging hot spots need columns unit_id and category (has: "
+                            f"{', '.join(map(str, hotspots.columns))}).")
+        series = pd.Series(hotspots["category"].to_numpy(),
+                           index=hotspots["unit_id"].astype(str))
+    elif isinstance(hotspots, (pd.Series, Mapping)):
+        series = pd.Series(hotspots)
+        series.index = series.index.astype(str)
+    else:
+        raise ParameterError("hotspots must be a DataFrame (unit_id, category), a Series or "
+                             f"a dict unit_id -> category, got {type(hotspots).__name__}.")
+    known = set(map(str, units.unit_id))
+    unknown = [u for u in series.index if u not in known]
+    if unknown:
+        raise DataError(f"emerging hot spots name {len(unknown)} unit(s) not in the forecast's "
+                        f"units, e.g. {unknown[0]!r}; use the same cell size and region.")
+    return series.astype(str)
+
+
+def _cluster_features(clusters: Any) -> list[dict[str, Any]]:
+    if isinstance(clusters, (str, os.PathLike)):
+        path = Path(clusters)
+        try:
+            clusters = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{path}: could not read the clusters as GeoJSON ({exc}).") from None
+    if isinstance(clusters, Mapping):
+        features = clusters.get("features")
+        if features is None:
+            raise DataError("clusters must be a GeoJSON FeatureCollection (no 'features').")
+    else:
+        features = list(clusters)
+    out = []
+    for i, feature in enumerate(features):
+        props = dict(feature.get("properties") or {})
+        if feature.get("geometry") is None:
+            raise DataError(f"cluster {i + 1} has no geometry.")
+
+        def pick(*names: str, props: dict[str, Any] = props) -> Any:
+            for name in names:
+                if name in props:
+                    return props[name]
+            return None
+
+        out.append({"geometry": feature["geometry"], "id": pick("id", "cluster_id") or i + 1,
+                    "observed": pick("observed", "n_observed", "n_events"),
+                    "expected": pick("expected", "n_expected"),
+                    "p_value": pick("p_value", "p-value", "pvalue", "p")})
+    return out
+
+
+@dataclass(frozen=True)
+class _MapData:
+    payload: str
+    legend: list[dict[str, Any]]
+    n_drawn: int
+    n_points: int
+    local: bool
+
+
+# ---------------------------------------------------------------------- the report
+def build_report(
+    forecast: Forecast,
+    *,
+    events: Events | None = None,
+    summary: Mapping[str, Any] | None = None,
+    load_report: LoadReport | None = None,
+    area: float | str | None = None,
+    backtest: pd.DataFrame | None = None,
+    reference_model: str | None = None,
+    clusters: Any = None,
+    hotspots: Any = None,
+    audit: Mapping[str, pd.DataFrame] | None = None,
+    model_card: str | None = None,
+    public: bool = False,
+    k: int = DEFAULT_K,
+    title: str | None = None,
+) -> str:
+    """Render a self-contained HTML report of a forecast and whatever else is available.
+
+    Parameters
+    ----------
+    forecast : Forecast
+        The forecast to map (required).
+    events : Events, optional
+        The events behind it. Gives the data summary, the per-cell counts (needed for
+        ``public``) and the events observed in the forecast window (hit rate, PAI, PEI*).
+    summary : dict, optional
+        ``Events.summary()`` when ``events`` are not given.
+    load_report : LoadReport, optional
+        How the events were read (rows, dropped rows); default ``events.report``.
+    area : float or str, optional
+        Flagged-area budget: m², or a quantity such as ``"0.25sqmi"`` or ``"1%"`` of the
+        region (default ``"1%"``). The top units within it are outlined.
+    backtest : DataFrame, optional
+        Backtest results with columns ``origin, horizon, model, n_events,
+        n_flagged_units, flagged_area, region_area, hits, hit_rate, pai, pei_star,
+        log_score`` (at least ``origin, model, hit_rate, pai``).
+    reference_model : str, optional
+        Model the paired tests compare against; default the best mean PAI.
+    clusters : FeatureCollection dict, list of features or path, optional
+        Clusters in WGS 84 with properties ``observed``, ``expected``, ``p_value``.
+    hotspots : DataFrame, Series or dict, optional
+        Emerging hot-spot category per unit id.
+    audit : dict of str -> DataFrame, optional
+        Audit tables, shown under their titles.
+    model_card : str, optional
+        Model card text (plain text; blank lines separate paragraphs).
+    public : bool
+        Report for sharing: counts only for areas of at least ``k`` events (smaller grid
+        cells merged into blocks, the rest left out), no event points.
+    k : int
+        Minimum events per shown area in a public report (default 5).
+    title : str, optional
+        Page title.
+
+    Returns
+    -------
+    str
+        The HTML document.
+
+    Raises
+    ------
+    ParameterError
+        If ``public`` is asked without ``events`` or ``k`` is not a positive integer.
+    DataError
+        If a backtest table, cluster or hot-spot input lacks what the report needs.
+    """
+    if not isinstance(forecast, Forecast):
+        raise ParameterError(f"build_report needs a Forecast, got {type(forecast).__name__}.")
+    k = check_k(k)
+    if public and events is None:
+        raise ParameterError("a public report needs the events, to count them per cell and "
+                             "hide cells with fewer than k; pass events=...")
+    units = forecast.units
+    window = forecast.window
+    budget, budget_text = _resolve_area(area, units.region_area)
+    flagged = forecast.top_units(budget)
+    is_flagged = np.zeros(len(units), dtype=bool)
+    is_flagged[flagged] = True
+
+    counts = observed = window_events = None
+    if events is not None:
+        index = units.assign(events.x, events.y)
+        counts = aggregate(events, units, unit_index=index, weighted=False)
+        in_window = (events.time >= window.start) & (events.time < window.end)
+        window_events = events.select(in_window & (index >= 0))
+        observed = aggregate(window_events, units, weighted=False)
+        load_report = load_report if load_report is not None else events.report
+        summary = events.summary()
+    privacy = public_areas(units, counts, k) if public and counts is not None else None
+
+    headline = _headline(forecast, budget, budget_text, flagged, observed,
+                         k if public else None)
+    map_data = _map_data(forecast, is_flagged, counts, observed, window_events, privacy,
+                         _hotspot_series(hotspots, units) if hotspots is not None else None,
+                         _cluster_features(clusters) if clusters is not None else None, k)
+
+    sections: dict[str, Any] = dict.fromkeys(
+        ("backtest", "clusters", "hotspots", "audit", "model_card"))
+    plots: dict[str, str] = {}
+    # a public report draws no per-window curve: its steps would place single events in cells
+    curve = hit_rate_curve_svg(forecast.intensity, units.area, None if public else observed,
+                               units.region_area,
+                               budget_area=budget, model=forecast.model,
+                               backtest=_check_backtest(backtest) if backtest is not None
+                               else None)
+    if curve:
+        plots["curve"] = curve
+    if backtest is not None:
+        frame = _check_backtest(backtest)
+        if len(frame):
+            reference = reference_model or (forecast.model if forecast.model in
+                                            set(frame["model"]) else None)
+            tests = compare_models(frame, reference)
+            sections["backtest"] = {
+                "summary": _frame_table(_backtest_summary(frame)),
+                "tests": _frame_table(tests) if len(tests) else None,
+                "reference": tests["reference"].iloc[0] if len(tests) else None,
+                "n_origins": int(frame["origin"].nunique()),
+                "span": f"{frame['origin'].min():%Y-%m-%d} .. {frame['origin'].max():%Y-%m-%d}",
+            }
+            pai_plot = pai_over_origins_svg(frame)
+            if pai_plot:
+                plots["pai"] = pai_plot
+    if clusters is not None:
+        sections["clusters"] = _clusters_section(_cluster_features(clusters), public, k)
+    if hotspots is not None:
+        series = _hotspot_series(hotspots, units)
+        table = series.value_counts().rename_axis("category").reset_index(name="units")
+        sections["hotspots"] = _frame_table(table)
+    if audit:
+        sections["audit"] = [{"title": str(name), "table": _frame_table(pd.DataFrame(frame))}
+                             for name, frame in audit.items()]
+    if model_card:
+        sections["model_card"] = [p.strip() for p in re.split(r"\n\s*\n", model_card)
+                                  if p.strip()]
+
+    script, css = _leaflet_assets()
+    return str(_template().render(
+        title=title or f"placecast report: {forecast.model} forecast, {window}",
+        forecast=forecast.to_dict(),
+        window=str(window),
+        headline=headline,
+        data_rows=_data_rows(forecast, summary, load_report),
+        map=map_data,
+        plots={name: "data:image/svg+xml;base64," + base64.b64encode(plots[name].encode())
+               .decode() if name in plots else None for name in ("curve", "pai")},
+        sections=sections,
+        public=public,
+        privacy=privacy.to_dict() if privacy else None,
+        k=k,
+        leaflet_js=script,
+        leaflet_css=css,
+    ))
+
+
+def write_report(path: str | os.PathLike[str], forecast: Forecast, **kwargs: Any) -> Path:
+    """Write :func:`build_report`'s HTML to ``path`` atomically (whole file or nothing).
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    from placecast.io._atomic import atomic_path
+
+    path = Path(path)
+    document = build_report(forecast, **kwargs)
+    with atomic_path(path) as tmp:
+        tmp.write_text(document, encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------------- pieces
+def _headline(forecast: Forecast, budget: float, budget_text: str, flagged: np.ndarray,
+              observed: np.ndarray | None, public_k: int | None = None
+              ) -> list[tuple[str, str]]:
+    units = forecast.units
+    flagged_area = float(units.area[flagged].sum())
+    expected_flagged = float(forecast.intensity[flagged].sum())
+    rows = [
+        ("area budget", _area_text(budget) + (f" ({budget_text} of the region)"
+                                               if budget_text.endswith("%") else "")),
+        ("flagged", f"{len(flagged):,} of {len(units):,} units"),
+        ("flagged area", f"{_area_text(flagged_area)}, {flagged_area / units.region_area:.2%} "
+                         "of the region"),
+        ("region", _area_text(units.region_area)),
+        ("expected events", f"{forecast.expected_total:.1f} in the region, "
+                            f"{expected_flagged:.1f} in the flagged units"),
+    ]
+    if observed is not None:
+        total = float(observed.sum())
+        hits = float(observed[flagged].sum())
+        if public_k and (0 < total < public_k or 0 < hits < public_k):
+            rows.append(("observed in the window",
+                         f"{total:,.0f} events" if total >= public_k else
+                         f"fewer than {public_k} events (suppressed)"))
+            rows.append(("caught in flagged units", f"fewer than {public_k} events: hit rate, "
+                                                    "PAI and PEI* suppressed in a public report"))
+        elif total > 0:
+            best = float(np.sort(observed)[::-1][:len(flagged)].sum())
+            hit_rate = hits / total
+            pai = hit_rate / (flagged_area / units.region_area) if flagged_area else np.nan
+            pei = hits / best if best else np.nan
+            rows += [("observed in the window", f"{total:,.0f} events"),
+                     ("caught in flagged units", f"{hits:,.0f} (hit rate {hit_rate:.3f})"),
+                     ("PAI", _fmt_number(pai)),
+                     ("PEI* (same number of units)", _fmt_number(pei))]
+        else:
+            rows.append(("observed in the window", "no events (the window is in the future "
+                                                   "or outside the data)"))
+    return rows
+
+
+def _data_rows(forecast: Forecast, summary: Mapping[str, Any] | None,
+               report: LoadReport | None) -> list[tuple[str, str]]:
+    rows: list[tuple[str, str]] = []
+    if report is not None:
+        rows.append(("source", Path(report.source).name))
+        rows.append(("rows read", f"{report.n_rows:,}"))
+        rows.append(("events kept", f"{report.n_kept:,}"))
+        dropped = ", ".join(f"{n:,} {reason}" for reason, n in report.dropped.items())
+        rows.append(("dropped rows", f"{report.n_dropped:,}" + (f" ({dropped})" if dropped
+                                                                 else "")))
+        if report.filtered:
+            rows.append(("filtered out", ", ".join(f"{n:,} by {key}" for key, n in
+                                                   report.filtered.items())))
+        if report.crs_note:
+            rows.append(("CRS", report.crs_note))
+    if summary:
+        if report is None:
+            rows.append(("events", f"{summary.get('n_events', 0):,}"))
+        if "start" in summary:
+            rows.append(("span", f"{str(summary['start'])[:10]} .. {str(summary['end'])[:10]}"))
+        categories = summary.get("categories")
+        if categories:
+            shown = ", ".join(f"{name} ({n:,})" for name, n in list(categories.items())[:8])
+            more = f" and {len(categories) - 8} more" if len(categories) > 8 else ""
+            rows.append(("categories", shown + more))
+    info = forecast.to_dict()
+    described = info["units"] or {}
+    unit_text = str(described.get("kind", forecast.units.kind))
+    if "cell_size_m" in described:
+        unit_text += f", {described['cell_size_m']:.4g} m cells"
+    rows.append(("area units", f"{unit_text}, {len(forecast.units):,} units"))
+    rows.append(("model", forecast.model))
+    params = ", ".join(f"{k}={_fmt_number(v)}" for k, v in (forecast.params or {}).items())
+    if params:
+        rows.append(("parameters", params))
+    rows.append(("forecast window", f"{forecast.window} ({forecast.window.days:g} days)"))
+    return rows
+
+
+def _map_data(forecast: Forecast, is_flagged: np.ndarray, counts: np.ndarray | None,
+              observed: np.ndarray | None, window_events: Events | None,
+              privacy: PublicAreas | None, hotspots: pd.Series | None,
+              clusters: list[dict[str, Any]] | None, k: int) -> _MapData:
+    units = forecast.units
+    intensity = forecast.intensity
+    rank = forecast.rank
+    drawn = privacy.shown if privacy is not None else np.ones(len(units), dtype=bool)
+    density = intensity / units.area * float(np.median(units.area))
+
+    block_density = np.zeros(0)
+    if privacy is not None and privacy.blocks:
+        block_density = np.array([
+            intensity[b["members"]].sum() / units.area[b["members"]].sum()
+            * float(np.median(units.area)) for b in privacy.blocks])
+    colour_index, legend = _classes(np.concatenate([density[drawn], block_density]))
+    cell_colour = colour_index[:int(drawn.sum())]
+    block_colour = colour_index[int(drawn.sum()):]
+
+    index = np.flatnonzero(drawn)
+    geometry, local = _to_display(units, units.geometry[index])
+    properties = []
+    for j, i in enumerate(index):
+        props: dict[str, Any] = {"id": str(units.unit_id[i]), "r": int(rank[i]),
+                                 "v": float(f"{intensity[i]:.4g}"), "c": int(cell_colour[j])}
+        if is_flagged[i]:
+            props["f"] = 1
+        if counts is not None:
+            props["n"] = int(counts[i])
+        if observed is not None and privacy is None:
+            props["o"] = int(observed[i])
+        if hotspots is not None and str(units.unit_id[i]) in hotspots.index:
+            props["h"] = str(hotspots[str(units.unit_id[i])])
+        properties.append(props)
+    parts = {"cells": _features(geometry, properties)}
+
+    if privacy is not None and privacy.blocks:
+        block_geometry, _ = _to_display(units, np.array([b["geometry"] for b in
+                                                         privacy.blocks]))
+        block_props = [{"v": float(f"{intensity[b['members']].sum():.4g}"),
+                        "n": int(b["count"]), "m": int(len(b["members"])),
+                        "f": int(is_flagged[b["members"]].any()), "c": int(c)}
+                       for b, c in zip(privacy.blocks, block_colour, strict=True)]
+        parts["blocks"] = _features(block_geometry, block_props)
+    region_geometry, _ = _to_display(units, np.array([units.region]))
+    parts["region"] = shapely.to_geojson(region_geometry[0])
+    if clusters is not None:
+        shown = [c for c in clusters if privacy is None or _enough(c["observed"], k)]
+        parts["clusters"] = json.dumps({"type": "FeatureCollection", "features": [
+            {"type": "Feature", "geometry": c["geometry"],
+             "properties": {key: c[key] for key in ("id", "observed", "expected",
+                                                    "p_value")}} for c in shown]})
+    payload: dict[str, Any] = {
+        "local": local,
+        "ramp": list(_RAMP),
+        "public": privacy is not None,
+        "k": k,
+        "hotspotColours": dict(zip(sorted(hotspots.unique()), _HOTSPOT_COLOURS * 4,
+                                   strict=False)) if hotspots is not None else {},
+    }
+    if window_events is not None and privacy is None and len(window_events):
+        sref = units.spatial_reference
+        if local:
+            px, py = window_events.x, window_events.y
+        else:
+            px, py = sref.to_crs_coordinates(window_events.x, window_events.y, "EPSG:4326")
+        payload["points"] = np.round(np.column_stack([py, px]), 5 if not local else 1).tolist()
+    text = json.dumps(payload)[:-1] + "," + ",".join(
+        f'"{name}":{value}' for name, value in parts.items()) + "}"
+    return _MapData(payload=text.replace("</", "<\\/"), legend=legend,
+                    n_drawn=int(drawn.sum()), n_points=len(payload.get("points", [])),
+                    local=local)
+
+
+def _enough(value: Any, k: int) -> bool:
+    try:
+        return float(value) >= k
+    except (TypeError, ValueError):
+        return False
+
+
+def _clusters_section(clusters: list[dict[str, Any]], public: bool, k: int) -> dict[str, Any]:
+    rows = []
+    hidden = 0
+    for cluster in clusters:
+        if public and not _enough(cluster["observed"], k):
+            hidden += 1
+            continue
+        observed, expected = cluster["observed"], cluster["expected"]
+        ratio = (float(observed) / float(expected)
+                 if _enough(expected, 1e-300) and observed is not None else None)
+        rows.append([str(cluster["id"]), _fmt_number(observed),
+                     _fmt_number(expected), _fmt_number(ratio), _fmt_number(cluster["p_value"])])
+    return {"table": {"columns": ["cluster", "observed", "expected", "observed / expected",
+                                  "p-value"], "rows": rows}, "hidden": hidden}
