@@ -28,7 +28,6 @@ GET /audit-log                             admin    who read or changed what, wh
 =========================================  =======  ======================================
 """
 
-from __future__ import annotations
 
 import contextlib
 import json

@@ -332,7 +332,8 @@ def audit_job(store: LockedStore, request: Any, *, max_cells: int, dask: str | N
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return _jsonable(frame.reset_index().to_dict(orient="records"))
+    return _jsonable(frame.reset_index(drop=isinstance(frame.index, pd.RangeIndex))
+                    .to_dict(orient="records"))
 
 
 def _jsonable(value: Any) -> Any:
