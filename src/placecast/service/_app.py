@@ -140,8 +140,18 @@ class _Limits:
         csp = DASHBOARD_CSP if is_shell else API_CSP
         status_box = [0]
         started = [False]
+        exceeded = [False]
 
         async def send_with_headers(message: Message) -> None:
+            if exceeded[0]:
+                # The body went over the limit: whatever the app answers, reply 413 once.
+                if message["type"] == "http.response.start" and not started[0]:
+                    started[0] = True
+                    await _Limits._reply(send_secured, 413, self._too_large())
+                return
+            await send_secured(message)
+
+        async def send_secured(message: Message) -> None:
             if message["type"] == "http.response.start":
                 started[0] = True
                 status_box[0] = message["status"]
@@ -160,8 +170,8 @@ class _Limits:
         if scope["method"] in ("POST", "PUT", "PATCH") and _UPLOAD_PATH.match(path):
             declared = dict(scope.get("headers", [])).get(b"content-length")
             if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-                await self._reply(send_with_headers, 413, self._too_large())
-                self._log(scope, status_box[0] or 413)
+                await self._reply(send_secured, 413, self._too_large())
+                self._log(scope, 413)
                 return
             seen = [0]
             inner_receive = receive
@@ -171,6 +181,7 @@ class _Limits:
                 if message["type"] == "http.request":
                     seen[0] += len(message.get("body", b""))
                     if seen[0] > self.max_bytes:
+                        exceeded[0] = True
                         raise _BodyTooLarge
                 return message
 
@@ -179,7 +190,8 @@ class _Limits:
             await self.app(scope, receive, send_with_headers)
         except _BodyTooLarge:
             if not started[0]:
-                await self._reply(send_with_headers, 413, self._too_large())
+                started[0] = True
+                await self._reply(send_secured, 413, self._too_large())
         finally:
             if not is_shell:
                 self._log(scope, status_box[0] or 500)
@@ -394,6 +406,7 @@ def create_app(store: Any = "placecast.duckdb", settings: ServiceSettings | None
         crs: Annotated[Crs | None, Form()] = None,
         time_format: Annotated[TimeFormat | None, Form()] = None,
         timezone: Annotated[Timezone | None, Form()] = None,
+        skip_bad_rows: Annotated[bool, Form()] = False,
     ) -> dict[str, Any]:
         """Add events from a file to dataset ``name`` (created on first upload).
 
@@ -429,6 +442,7 @@ def create_app(store: Any = "placecast.duckdb", settings: ServiceSettings | None
             def ingest() -> dict[str, Any]:
                 events = read_upload(target, label, columns=columns, crs=crs,
                                      time_format=time_format, timezone=timezone,
+                                     skip_bad_rows=skip_bad_rows,
                                      max_rows=settings.max_rows)
                 report = locked.add_events(name, events, source=label)
                 return report.to_dict()

@@ -67,7 +67,8 @@ class JobManager:
 
     def _update(self, job_id: str, sql: str, params: tuple[Any, ...]) -> None:
         # Only this boot's workers may touch their own rows.
-        self._state.execute(f"UPDATE jobs SET {sql} WHERE id = ? AND boot = ?",
+        self._state.execute(f"UPDATE jobs SET {sql} WHERE id = ? AND boot = ? "
+                            "AND status IN ('queued', 'running')",
                             (*params, job_id, self.boot))
 
     def _run(self, job_id: str, function: JobFunction) -> None:

@@ -80,7 +80,8 @@ class LockedStore:
 
 # ---------------------------------------------------------------------- uploads
 def read_upload(path: Path, label: str, *, columns: dict[str, str | None], crs: str | None,
-                time_format: str | None, timezone: str | None, max_rows: int) -> Events:
+                time_format: str | None, timezone: str | None, max_rows: int,
+                skip_bad_rows: bool = False) -> Events:
     """Read an uploaded file with ``placecast.io.read_events`` (mapped columns only).
 
     ``path`` is a server-made temporary file; ``label`` (the checked client file name)
@@ -97,7 +98,8 @@ def read_upload(path: Path, label: str, *, columns: dict[str, str | None], crs: 
 
     try:
         events = read_events(path, columns=ColumnMap(**columns), crs=crs,
-                             time_format=time_format, timezone=timezone)
+                             time_format=time_format, timezone=timezone,
+                             skip_bad_rows=skip_bad_rows)
     except PlacecastError as exc:
         message = str(exc).replace(str(path), label).replace(path.name, label)
         raise type(exc)(message) from None
@@ -174,7 +176,9 @@ def run_forecast_request(store: LockedStore, request: Any, *, max_cells: int
     _check_model(request.model)
     events = _load(store, request.dataset, request.category)
     units = _grid(events, request.cell_size, max_cells)
-    at = request.at if request.at is not None else data_end(events)
+    # Default start: the end of the data, rounded up to a whole minute.
+    at = (request.at if request.at is not None
+          else pd.Timestamp(data_end(events)).ceil("min"))
     forecast = run_forecast(events, model=request.model, at=at, horizon=request.horizon,
                             units=units, model_params=dict(request.model_params or {}))
     area_m2 = resolve_area(request.area, units)

@@ -1,6 +1,6 @@
 /* placecast dashboard: a static shell that calls the API with the user's bearer token.
    No data is embedded in the page, nothing is loaded from outside, and every value
-   from the API is written with textContent (never innerHTML). */
+   from the API is written with textContent (never as HTML). */
 (function () {
   "use strict";
 
