@@ -284,8 +284,8 @@ def create_app(store: Any = "placecast.duckdb", settings: ServiceSettings | None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
+        # Jobs keep running across lifespans; ``app.state.close()`` stops everything.
         yield
-        jobs.shutdown(wait=False)
 
     app = FastAPI(
         title="placecast",
