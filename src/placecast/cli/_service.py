@@ -7,13 +7,17 @@ Tokens live in the service's state file beside the store (``placecast.duckdb`` -
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from placecast.cli._app import app, command, console, err_console
 from placecast.exceptions import ParameterError
+
+if TYPE_CHECKING:
+    from placecast.service import TokenStore
 
 __all__ = ["token_app"]
 
@@ -32,21 +36,21 @@ def _state_path(db: str, state: Path | None) -> Path:
     return state if state is not None else state_path_for(db)
 
 
-def _tokens(db: str, state: Path | None):  # type: ignore[no-untyped-def]
+def _tokens(db: str, state: Path | None) -> TokenStore:
     from placecast.service import StateDB, TokenStore
 
     return TokenStore(StateDB(_state_path(db, state)))
 
 
-def _token_command(name: str):  # type: ignore[no-untyped-def]
+def _token_command(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register on ``token_app`` with the same error handling as ``command``."""
     import functools
 
     from placecast.exceptions import PlacecastError
 
-    def decorate(function):  # type: ignore[no-untyped-def]
+    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(function)
-        def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
                 return function(*args, **kwargs)
             except PlacecastError as exc:
