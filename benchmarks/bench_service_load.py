@@ -64,7 +64,8 @@ def _serve(db: str, port: int) -> None:
     from placecast.service import create_app
 
     app = create_app(db)
-    uvicorn.run(app, host=HOST, port=port, log_level="warning", access_log=False)
+    uvicorn.run(app, host=HOST, port=port, log_level="warning", access_log=False,
+                timeout_keep_alive=60)
 
 
 async def _load(url: str, headers: dict[str, str], clients: int, seconds: float
@@ -73,6 +74,7 @@ async def _load(url: str, headers: dict[str, str], clients: int, seconds: float
 
     latencies: list[float] = []
     errors = 0
+    kinds: dict[str, int] = {}
     n_bytes = 0
     deadline = time.perf_counter() + seconds
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
@@ -86,11 +88,14 @@ async def _load(url: str, headers: dict[str, str], clients: int, seconds: float
                     response = await client.get(url)
                     ok = response.status_code == 200
                     n_bytes += len(response.content)
-                except httpx.HTTPError:
+                    kind = f"HTTP {response.status_code}"
+                except httpx.HTTPError as exc:
                     ok = False
+                    kind = type(exc).__name__
                 latencies.append(time.perf_counter() - start)
                 if not ok:
                     errors += 1
+                    kinds[kind] = kinds.get(kind, 0) + 1
 
         began = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(clients)))
@@ -99,7 +104,7 @@ async def _load(url: str, headers: dict[str, str], clients: int, seconds: float
     return {"requests": len(lat), "throughput": len(lat) / elapsed,
             "mb_s": n_bytes / elapsed / 1e6, "p50": float(np.percentile(lat, 50)),
             "p99": float(np.percentile(lat, 99)), "errors": errors,
-            "body_kb": n_bytes / max(len(lat), 1) / 1e3}
+            "body_kb": n_bytes / max(len(lat), 1) / 1e3, "kinds": kinds}
 
 
 def main() -> None:
@@ -153,6 +158,8 @@ def main() -> None:
                       f"{stats['mb_s']:7.1f} {stats['body_kb']:8.1f} {stats['p50']:8.1f} "
                       f"{stats['p99']:8.1f} {stats['errors']:6d} "
                       f"{stats['throughput'] / baseline:8.3f}")
+                if stats["kinds"]:
+                    print(f"{'':34} errors: {stats['kinds']}")
         finally:
             server.terminate()
             server.join(10)

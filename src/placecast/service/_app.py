@@ -256,10 +256,12 @@ def create_app(store: Any = "placecast.duckdb", settings: ServiceSettings | None
             File,
             Form,
             HTTPException,
-            Path as PathParam,
             Query,
             Request,
             UploadFile,
+        )
+        from fastapi import (
+            Path as PathParam,
         )
         from fastapi.exceptions import RequestValidationError
         from fastapi.responses import FileResponse, JSONResponse, Response
@@ -372,7 +374,7 @@ def create_app(store: Any = "placecast.duckdb", settings: ServiceSettings | None
 
     # ------------------------------------------------------------------ health, models
     @app.get("/health", tags=["service"])
-    def health() -> dict[str, Any]:
+    async def health() -> dict[str, Any]:
         """Liveness: always answers, needs no token, tells nothing about the data."""
         return {"status": "ok", "version": app.version}
 
