@@ -307,21 +307,21 @@ def disparity_audit(
     random_state: int | None = 0,
     description: dict[str, Any] | None = None,
 ) -> DisparityResult:
-    """Compare the flagged exposure of area groups with their share of events.
+    r"""Compare the flagged exposure of area groups with their share of events.
 
     For group :math:`g` over periods :math:`t = 1..T`, with flags :math:`f_{tu}`, unit
     areas :math:`a_u`, events :math:`n_{tu}` and unit population :math:`p_u`:
 
     .. math::
 
-        \\text{flag share}_g = \\frac{\\sum_t \\sum_{u \\in g} f_{tu} a_u}
-                                    {\\sum_t \\sum_u f_{tu} a_u}, \\quad
-        \\text{event share}_g = \\frac{\\sum_t \\sum_{u \\in g} n_{tu}}{\\sum_t \\sum_u n_{tu}},
-        \\quad \\text{ratio}_g = \\frac{\\text{flag share}_g}{\\text{event share}_g}
+        \text{flag share}_g = \frac{\sum_t \sum_{u \in g} f_{tu} a_u}
+                                    {\sum_t \sum_u f_{tu} a_u}, \quad
+        \text{event share}_g = \frac{\sum_t \sum_{u \in g} n_{tu}}{\sum_t \sum_u n_{tu}},
+        \quad \text{ratio}_g = \frac{\text{flag share}_g}{\text{event share}_g}
 
-        \\text{exposure per area}_g = \\frac{\\sum_t \\sum_{u \\in g} f_{tu} a_u}{T A_g},
-        \\quad
-        \\text{exposure per capita}_g = \\frac{\\sum_t \\sum_{u \\in g} f_{tu} p_u}{T P_g}
+        \text{exposure per area}_g = \frac{\sum_t \sum_{u \in g} f_{tu} a_u}{T A_g},
+        \quad
+        \text{exposure per capita}_g = \frac{\sum_t \sum_{u \in g} f_{tu} p_u}{T P_g}
 
     A ratio above 1 means the group's areas are flagged more than their share of events
     would justify. Intervals are percentile bootstrap intervals from resampling the periods
@@ -462,7 +462,7 @@ def plot_disparity(result: DisparityResult, path: str | os.PathLike[str], *,
     axes[0].legend(loc="lower right", fontsize="small")
     axes[0].set_title("flags vs events by area group")
     ratio = table["ratio"].to_numpy()
-    finite = np.isfinite(ratio) & (ratio > 0)
+    finite = np.isfinite(ratio)
     low = table["ratio_low"].to_numpy()
     high = table["ratio_high"].to_numpy()
     axes[1].errorbar(np.where(finite, ratio, np.nan), y,
@@ -471,8 +471,8 @@ def plot_disparity(result: DisparityResult, path: str | os.PathLike[str], *,
                                         posinf=0.0),
                      fmt="o", color="#333333", ms=4, elinewidth=0.8, capsize=2)
     axes[1].axvline(1.0, color="#c44e52", lw=1)
-    if finite.any():
-        axes[1].set_xscale("symlog", linthresh=0.1)
+    axes[1].set_xscale("symlog", linthresh=1.0)  # linear on [0, 1], logarithmic above
+    axes[1].set_xlim(left=0)
     axes[1].set_xlabel("flag share / event share (1 = proportional)")
     axes[1].set_title(f"disparity ratio ({result.level:.0%} bootstrap CI)")
     fig.tight_layout()

@@ -69,10 +69,10 @@ def check_flags(flags: npt.ArrayLike, observed: npt.ArrayLike | None = None
 
 
 def gini(values: npt.ArrayLike) -> float:
-    """Gini coefficient of non-negative values (0 = equal, (n-1)/n = one holds all).
+    r"""Gini coefficient of non-negative values (0 = equal, (n-1)/n = one holds all).
 
-    .. math:: G = \\frac{\\sum_i \\sum_j |x_i - x_j|}{2 n^2 \\bar x}
-              = \\frac{2 \\sum_{i=1}^n i\\, x_{(i)}}{n \\sum_i x_i} - \\frac{n+1}{n}
+    .. math:: G = \frac{\sum_i \sum_j |x_i - x_j|}{2 n^2 \bar x}
+              = \frac{2 \sum_{i=1}^n i\, x_{(i)}}{n \sum_i x_i} - \frac{n+1}{n}
 
     with :math:`x_{(i)}` sorted increasingly. O(n log n).
 

@@ -1,4 +1,4 @@
-"""Feedback-loop simulation: does the policy learn where events are, or where it looked?
+"""Feedback-loop simulation: does a policy learn where events are, or where it looked.
 
 Two simulations:
 
@@ -46,16 +46,18 @@ __all__ = [
     "plot_feedback",
     "select_top",
     "simulate_feedback",
+    "model_refit",
     "simulate_urn",
     "sum_refit",
     "total_variation",
 ]
 
 #: Urn update rules: ``discovered`` (plain feedback), ``corrected`` (Ensign et al.'s
-#: inverse-visit-probability weights), ``reported`` (only incidents reported by residents,
+#: inverse-visit-probability weights), ``thinned`` (the same by rejection sampling),
+#: ``reported`` (only incidents reported by residents,
 #: independent of patrols), ``randomised`` (a share of patrols sent uniformly at random,
 #: discovered incidents only).
-URN_VARIANTS = ("discovered", "corrected", "reported", "randomised")
+URN_VARIANTS = ("discovered", "corrected", "thinned", "reported", "randomised")
 
 #: Policy variants of ``simulate_feedback``: ``policy`` (as configured, all recorded events),
 #: ``no_feedback`` (reference: no detection uplift), ``citizen_only`` (only citizen-reported
@@ -146,19 +148,24 @@ def simulate_urn(
     random_share: float = 0.1,
     random_state: int | None = None,
 ) -> UrnResult:
-    """Simulate Ensign et al.'s two-area predictive-policing urn.
+    r"""Simulate Ensign et al.'s two-area predictive-policing urn.
 
     Each step one patrol goes to area A with probability :math:`p_A = n_A / (n_A + n_B)`
-    (the urn's share of A; with ``randomised``, :math:`(1-\\varepsilon) p_A + \\varepsilon/2`).
+    (the urn's share of A; with ``randomised``, :math:`(1-\varepsilon) p_A + \varepsilon/2`).
     The patrol discovers an incident with probability equal to the visited area's true
-    rate :math:`\\lambda`. Updates:
+    rate :math:`\lambda`. Updates:
 
     * ``discovered``: add 1 to the visited area per discovered incident (the plain loop);
-      for :math:`\\lambda_A > \\lambda_B` the share of A tends to 1 (runaway).
+      for :math:`\lambda_A > \lambda_B` the share of A tends to 1 (runaway).
     * ``corrected``: add :math:`1/p_{visited}` (Ensign et al.'s fix: weight by the inverse
       of the probability of having looked). The expected update of A per step is
-      :math:`p_A \\lambda_A / p_A = \\lambda_A`, so the share tends to
-      :math:`\\lambda_A / (\\lambda_A + \\lambda_B)`.
+      :math:`p_A \lambda_A / p_A = \lambda_A`, so the share tends to
+      :math:`\lambda_A / (\lambda_A + \lambda_B)`.
+    * ``thinned``: the same correction by rejection sampling - a discovered incident is
+      added (weight 1) with probability :math:`\min(p_A, p_B) / p_{visited}`; expected
+      updates are proportional to :math:`\lambda_A` and :math:`\lambda_B` as above, without
+      the heavy tail of ``1/p`` weights (with ``corrected`` a few runs per hundred sit at
+      an extreme for thousands of steps until the rarely-visited area is found once).
     * ``reported``: each area adds a reported incident with probability ``reported_rates``
       (default ``rates``) regardless of the patrol; discovered incidents are ignored.
     * ``randomised``: a share ``random_share`` of patrols are sent uniformly at random;
@@ -226,6 +233,9 @@ def simulate_urn(
             weight = np.ones(n_runs)
             if variant == "corrected":
                 weight = 1.0 / np.where(visit_b == 0, p_a, 1 - p_a)
+            elif variant == "thinned":
+                p_visit = np.where(visit_b == 0, p_a, 1 - p_a)
+                found &= rng.random(n_runs) < np.minimum(p_a, 1 - p_a) / p_visit
             balls[rows, visit_b] += found * weight
         share[:, step + 1] = balls[:, 0] / balls.sum(axis=1)
     params = {"rates": lam.tolist(), "n_steps": n_steps, "n_runs": n_runs,
@@ -241,12 +251,58 @@ def simulate_urn(
 
 # ---------------------------------------------------------------------- many units
 def sum_refit(lookback: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
-    """Refit rule that scores units by their (weighted) recorded events over the last
-    ``lookback`` periods (all periods when None): the ``naive`` model on counts."""
+    """Return a refit rule scoring units by their (weighted) recorded events.
+
+    The sum over the last ``lookback`` periods (all periods when None): the ``naive``
+    model on counts.
+    """
 
     def refit(history: np.ndarray) -> np.ndarray:
         recent = history if lookback is None else history[-int(lookback):]
         return recent.sum(axis=0)
+
+    return refit
+
+
+def model_refit(model: Any, units: Any, start: Any, period_days: float, n_history: int
+                ) -> Callable[[np.ndarray], np.ndarray]:
+    """Refit rule that refits a placecast model on the recorded counts each period.
+
+    The weighted count of unit ``u`` in history row ``i`` becomes one event at the unit's
+    centroid with that weight, at the middle of period ``i``; row ``n_history`` is the first
+    simulated period, starting at ``start``. The model is refitted on these events and
+    predicts the next period.
+
+    Parameters
+    ----------
+    model : Forecaster
+        An unfitted model (``placecast.models.make_model(...)``); refitted each call.
+    units : Units
+        The area units.
+    start : datetime-like
+        Start of the first simulated period.
+    period_days : float
+        Period length, days.
+    n_history : int
+        Rows of history before ``start``.
+    """
+    from placecast.events import Events, to_datetime64
+    from placecast.forecast import TimeWindow
+
+    origin = to_datetime64(start, name="start")
+    step = np.timedelta64(int(round(period_days * 86400e9)), "ns")
+    centroids = units.centroids
+    sref = units.spatial_reference
+
+    def refit(history: np.ndarray) -> np.ndarray:
+        rows, cols = np.nonzero(history > 0)
+        at = origin + (history.shape[0] - n_history) * step
+        times = origin + (rows - n_history) * step + step // 2
+        events = Events.from_arrays(times, centroids[cols, 0], centroids[cols, 1],
+                                    crs=sref.crs, metres_per_unit=sref.metres_per_unit,
+                                    weight=history[rows, cols])
+        model.fit(events)
+        return np.asarray(model.predict(units, TimeWindow(at, at + step)).intensity)
 
     return refit
 
@@ -261,8 +317,9 @@ class FeedbackResult:
         Long table: ``run``, ``variant``, ``period``, ``allocation_tv`` (total variation
         between the flagged area and the area the true intensity would flag),
         ``intensity_tv`` (between the refitted scores and the true intensity, both
-        normalised), ``captured_share`` (share of true expected events in flagged units)
-        and ``recorded`` (events recorded that period).
+        normalised), ``captured_share`` (share of true expected events in flagged units),
+        ``turnover`` (share of the flagged area not flagged the period before: 0 = locked
+        in) and ``recorded`` (events recorded that period).
     params : dict
         Uplift, detection probability, budget, periods, runs, seed.
     """
@@ -278,7 +335,7 @@ class FeedbackResult:
         """Per variant: mean drift over the first and last ``n_edge`` periods, and overall.
 
         Columns ``variant``, ``tv_start``, ``tv_end``, ``tv_mean``, ``intensity_tv_end``,
-        ``captured_end`` (means over runs).
+        ``captured_end``, ``turnover_mean`` (means over runs).
         """
         frame = self.periods
         last = frame["period"].max()
@@ -290,6 +347,7 @@ class FeedbackResult:
             "tv_mean": frame.groupby("variant", sort=False)["allocation_tv"].mean(),
             "intensity_tv_end": end["intensity_tv"].mean(),
             "captured_end": end["captured_share"].mean(),
+            "turnover_mean": frame.groupby("variant", sort=False)["turnover"].mean(),
         })
         return out.reset_index().rename(columns={"index": "variant"})
 
@@ -313,20 +371,20 @@ def simulate_feedback(
     n_runs: int = 1,
     random_state: int | None = None,
 ) -> FeedbackResult:
-    """Simulate periods of flag -> patrol -> record -> refit and measure the drift.
+    r"""Simulate periods of flag -> patrol -> record -> refit and measure the drift.
 
     Each period :math:`t` and unit :math:`u`: the policy refits on the recorded history
-    and flags the top units within the area budget; :math:`N_{tu} \\sim
-    \\text{Poisson}(\\lambda_u)` true events occur; each is recorded by a citizen report
+    and flags the top units within the area budget; :math:`N_{tu} \sim
+    \text{Poisson}(\lambda_u)` true events occur; each is recorded by a citizen report
     with probability :math:`d` (``detection``), and a flagged unit's events are recorded
-    with total probability :math:`d_1 = \\min(1, d(1 + \\text{uplift}))` (the extra ones
+    with total probability :math:`d_1 = \min(1, d(1 + \text{uplift}))` (the extra ones
     are *discovered* by the patrol). The drift is
 
-    .. math:: \\text{TV}_t = \\tfrac12 \\sum_u |a_{tu} - a^*_u|
+    .. math:: \text{TV}_t = \tfrac12 \sum_u |a_{tu} - a^*_u|
 
     between the flagged-area allocation :math:`a_t` (each flagged unit's share of flagged
     area) and :math:`a^*`, the allocation of the same rule applied to the true
-    :math:`\\lambda`.
+    :math:`\lambda`.
 
     Variants (``FEEDBACK_VARIANTS``): ``policy`` refits on all recorded events;
     ``no_feedback`` is the same with no uplift (the noise floor); ``citizen_only`` refits
@@ -418,6 +476,7 @@ def simulate_feedback(
                                np.random.SeedSequence(int(seed)).spawn(2))
             weight0 = 1.0 / detection if variant == "ipw" else 1.0
             records = [base_history.astype(float) * weight0]
+            previous: np.ndarray | None = None
             for period in range(int(n_periods)):
                 scores = np.asarray(refit(np.vstack(records)), dtype=float)
                 if variant == "randomised":
@@ -437,11 +496,16 @@ def simulate_feedback(
                 records.append(recorded[None, :])
                 alloc = area * flags
                 total = scores.sum()
+                turnover = (float(alloc[~previous].sum() / alloc.sum())
+                            if previous is not None else float("nan"))
+                previous = flags
                 rows.append((run, variant, period, total_variation(alloc, truth_alloc),
                              total_variation(scores, lam) if total > 0 else float("nan"),
-                             float(truth_share[flags].sum()), float((citizen + extra).sum())))
+                             float(truth_share[flags].sum()), turnover,
+                             float((citizen + extra).sum())))
     periods = pd.DataFrame(rows, columns=["run", "variant", "period", "allocation_tv",
-                                          "intensity_tv", "captured_share", "recorded"])
+                                          "intensity_tv", "captured_share", "turnover",
+                                          "recorded"])
     params = {"uplift": float(uplift), "detection": float(detection),
               "detection_flagged": float(detect_flagged), "budget": float(budget),
               "n_periods": int(n_periods), "n_runs": int(n_runs),

@@ -40,7 +40,9 @@ err_console = Console(stderr=True)
 
 # ---------------------------------------------------------------------- shared options
 EventsPath = Annotated[Path, typer.Argument(help="Events file: .csv, .parquet, .geojson, "
-                                            ".gpkg, .shp or .fgb.", show_default=False)]
+                                            ".gpkg, .shp or .fgb; or a stored dataset, "
+                                            "DB#DATASET (placecast.duckdb#burglary).",
+                                            show_default=False)]
 TimeCol = Annotated[str | None, typer.Option("--time", help="Time column (or two joined: "
                                              "'date,time'). Default: auto-detect.")]
 XCol = Annotated[str | None, typer.Option("--x", help="Projected x column (needs --crs).")]
@@ -96,14 +98,29 @@ def load_events(
     until: str | None = None,
     skip_bad_rows: bool = False,
     quiet: bool = False,
+    incident_id: str | None = None,
 ) -> Events:
-    """Read events with the shared CLI options and report what was detected or dropped."""
-    from placecast.io import ColumnMap, read_events
+    """Read events with the shared CLI options and report what was detected or dropped.
 
+    ``path`` may name a dataset in a store, ``DB#DATASET`` (``placecast.duckdb#burglary``,
+    ``postgresql://user@host/db#burglary``): its events are loaded with ``since``, ``until``
+    and ``categories`` applied; column and CRS options belong to ``placecast ingest``.
+    """
+    from placecast.io import ColumnMap, read_events
+    from placecast.store import split_store_reference
+
+    reference = split_store_reference(path)
+    if reference is not None:
+        return _load_store_events(
+            reference, categories=categories, since=since, until=until, quiet=quiet,
+            ignored={"--time": time, "--x": x, "--y": y, "--lon": lon, "--lat": lat,
+                     "--category": category, "--weight": weight, "--crs": crs,
+                     "--time-format": time_format, "--timezone": timezone,
+                     "--skip-bad-rows": skip_bad_rows or None, "--id": incident_id})
     events = read_events(
         path,
         columns=ColumnMap(time=time, x=x, y=y, lon=lon, lat=lat, category=category,
-                          weight=weight),
+                          weight=weight, incident_id=incident_id),
         crs=crs,
         time_format=time_format,
         timezone=timezone,
@@ -121,6 +138,30 @@ def load_events(
         if report.dropped:
             detail = "; ".join(f"{n} {reason}" for reason, n in report.dropped.items())
             err_console.print(f"[yellow]dropped {report.n_dropped} bad rows: {detail}[/yellow]")
+    return events
+
+
+def _load_store_events(reference: tuple[str, str], *, categories: str | None,
+                       since: str | None, until: str | None, quiet: bool,
+                       ignored: dict[str, Any]) -> Events:
+    """Load a stored dataset for ``load_events``."""
+    from placecast.exceptions import ParameterError
+    from placecast.store import open_store
+
+    given = [name for name, value in ignored.items() if value is not None]
+    if given:
+        raise ParameterError(
+            f"{', '.join(given)} cannot be used with a stored dataset ({reference[0]}#"
+            f"{reference[1]}): columns, CRS and time zone were fixed when it was ingested. "
+            "Drop them, or give the events file instead."
+        )
+    with open_store(reference[0], create=False) as store:
+        events = store.load_events(
+            reference[1], since=since, until=until,
+            categories=[c.strip() for c in categories.split(",")] if categories else None)
+    if not quiet:
+        err_console.print(f"[dim]loaded {len(events):,} events from dataset "
+                          f"{reference[1]!r} in {reference[0]}[/dim]")
     return events
 
 

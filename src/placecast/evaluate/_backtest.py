@@ -63,10 +63,11 @@ def rolling_origins(start: Any, end: Any, step: str | Duration = "7d") -> np.nda
     if last < first:
         raise ParameterError(f"--end {last.date()} is before --start {first.date()}.")
     origins = []
-    current = first
-    while current <= last:
-        origins.append(current.to_datetime64())
-        current = duration.add_to(current)
+    current, i = first, 0
+    while current <= last:  # start + i * step, so month ends do not drift (Jan 31, Feb 29,
+        origins.append(current.to_datetime64())  # Mar 31, ...)
+        i += 1
+        current = Duration(duration.amount * i, duration.unit, duration.text).add_to(first)
     return np.asarray(origins, dtype="datetime64[ns]")
 
 

@@ -4,13 +4,17 @@ from typing import Any
 
 from placecast.exceptions import ParameterError
 from placecast.models._base import Forecaster, check_is_fitted
+from placecast.models.etas import GridETAS
 from placecast.models.kde import KDEHotspot
 from placecast.models.naive import NaiveCounts
 from placecast.models.prospective import ProspectiveHotspot
+from placecast.models.sepp import SEPP
 
 __all__ = [
     "MODELS",
+    "SEPP",
     "Forecaster",
+    "GridETAS",
     "KDEHotspot",
     "NaiveCounts",
     "ProspectiveHotspot",
@@ -20,9 +24,11 @@ __all__ = [
 
 #: Model name on the command line -> class.
 MODELS: dict[str, type[Forecaster]] = {
+    "etas": GridETAS,
     "kde": KDEHotspot,
     "naive": NaiveCounts,
     "prospective": ProspectiveHotspot,
+    "sepp": SEPP,
 }
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from placecast.evaluate import COLUMNS
 from placecast.events import Events, LoadReport
 from placecast.exceptions import DataError, ParameterError
 from placecast.forecast import Forecast
@@ -31,9 +32,7 @@ from placecast.units import Units, aggregate
 __all__ = ["BACKTEST_COLUMNS", "build_report", "compare_models", "write_report"]
 
 #: Columns of a backtest results table (``placecast.evaluate.run_backtest``).
-BACKTEST_COLUMNS = ("origin", "horizon", "model", "n_events", "n_flagged_units",
-                    "flagged_area", "region_area", "hits", "hit_rate", "pai", "pei_star",
-                    "log_score")
+BACKTEST_COLUMNS = COLUMNS
 _REQUIRED_BACKTEST = ("origin", "model", "hit_rate", "pai")
 _SQ_MI = 1609.344**2
 #: Colour ramp of the forecast classes, low to high (ColorBrewer YlOrRd, 8 classes).
@@ -109,7 +108,7 @@ def _area_text(area_m2: float) -> str:
 
 
 def _frame_table(frame: pd.DataFrame) -> dict[str, Any]:
-    """A DataFrame as ``{"columns": [...], "rows": [[str, ...], ...]}`` for the template."""
+    """Turn a DataFrame into ``{"columns": [...], "rows": [[str, ...], ...]}`` for the template."""
     rows = [[_fmt_number(v) for v in row] for row in frame.itertuples(index=False)]
     return {"columns": [str(c) for c in frame.columns], "rows": rows}
 
@@ -129,7 +128,7 @@ def _to_display(units: Units, geometries: np.ndarray) -> tuple[np.ndarray, bool]
 
 
 def _features(geometries: np.ndarray, properties: Sequence[dict[str, Any]]) -> str:
-    """A GeoJSON FeatureCollection as JSON text (geometries already in display units)."""
+    """Write a GeoJSON FeatureCollection as JSON text (geometries in display units)."""
     texts = shapely.to_geojson(geometries)
     parts = [f'{{"type":"Feature","geometry":{g},"properties":{json.dumps(p)}}}'
              for g, p in zip(texts, properties, strict=True)]
@@ -202,8 +201,9 @@ def compare_models(backtest: pd.DataFrame, reference: str | None = None,
                    metrics: Sequence[str] = ("pai", "log_score")) -> pd.DataFrame:
     """Paired Wilcoxon signed-rank tests of each model against a reference model.
 
-    Rows are paired on ``(origin, horizon)`` (and ``flagged_area`` when present), so that
-    each difference compares two models forecasting the same window with the same budget.
+    Rows are paired on ``(origin, horizon)`` and, when a window was scored at several
+    budgets, on the rank of ``flagged_area`` within it: each difference compares two
+    models forecasting the same window with the same budget.
 
     Parameters
     ----------
@@ -236,7 +236,10 @@ def compare_models(backtest: pd.DataFrame, reference: str | None = None,
     if reference not in models:
         raise ParameterError(f"reference model {reference!r} is not in the backtest "
                              f"(models: {', '.join(models)}).")
-    keys = ["origin", "horizon"] + (["flagged_area"] if "flagged_area" in frame else [])
+    # several budgets per window: pair the i-th smallest flagged area of each model
+    frame["budget_level"] = (frame.groupby(["origin", "horizon", "model"])["flagged_area"]
+                             .rank(method="first") if "flagged_area" in frame else 1)
+    keys = ["origin", "horizon", "budget_level"]
     rows = []
     for metric in (m for m in metrics if m in frame):
         wide = frame.pivot_table(index=keys, columns="model", values=metric, aggfunc="mean")
@@ -353,7 +356,7 @@ def build_report(
     summary: Mapping[str, Any] | None = None,
     load_report: LoadReport | None = None,
     area: float | str | None = None,
-    backtest: pd.DataFrame | None = None,
+    backtest: Any = None,
     reference_model: str | None = None,
     clusters: Any = None,
     hotspots: Any = None,
@@ -379,10 +382,11 @@ def build_report(
     area : float or str, optional
         Flagged-area budget: m², or a quantity such as ``"0.25sqmi"`` or ``"1%"`` of the
         region (default ``"1%"``). The top units within it are outlined.
-    backtest : DataFrame, optional
-        Backtest results with columns ``origin, horizon, model, n_events,
-        n_flagged_units, flagged_area, region_area, hits, hit_rate, pai, pei_star,
-        log_score`` (at least ``origin, model, hit_rate, pai``).
+    backtest : DataFrame or BacktestResult, optional
+        Backtest results (``placecast.evaluate.run_backtest``) or its table with columns
+        ``origin, horizon, model, n_events, n_flagged_units, flagged_area, region_area,
+        hits, hit_rate, pai, pei_star, log_score`` (at least ``origin, model, hit_rate,
+        pai``).
     reference_model : str, optional
         Model the paired tests compare against; default the best mean PAI.
     clusters : FeatureCollection dict, list of features or path, optional
@@ -421,6 +425,13 @@ def build_report(
                              "hide cells with fewer than k; pass events=...")
     units = forecast.units
     window = forecast.window
+    if backtest is not None and not isinstance(backtest, pd.DataFrame) and hasattr(
+            backtest, "to_frame"):
+        backtest = backtest.to_frame()  # a placecast.evaluate.BacktestResult
+    # validate every input before the (slow) map is built
+    frame = _check_backtest(backtest) if backtest is not None else None
+    hotspot_series = _hotspot_series(hotspots, units) if hotspots is not None else None
+    cluster_list = _cluster_features(clusters) if clusters is not None else None
     budget, budget_text = _resolve_area(area, units.region_area)
     flagged = forecast.top_units(budget)
     is_flagged = np.zeros(len(units), dtype=bool)
@@ -440,8 +451,7 @@ def build_report(
     headline = _headline(forecast, budget, budget_text, flagged, observed,
                          k if public else None)
     map_data = _map_data(forecast, is_flagged, counts, observed, window_events, privacy,
-                         _hotspot_series(hotspots, units) if hotspots is not None else None,
-                         _cluster_features(clusters) if clusters is not None else None, k)
+                         hotspot_series, cluster_list, k)
 
     sections: dict[str, Any] = dict.fromkeys(
         ("backtest", "clusters", "hotspots", "audit", "model_card"))
@@ -449,32 +459,27 @@ def build_report(
     # a public report draws no per-window curve: its steps would place single events in cells
     curve = hit_rate_curve_svg(forecast.intensity, units.area, None if public else observed,
                                units.region_area,
-                               budget_area=budget, model=forecast.model,
-                               backtest=_check_backtest(backtest) if backtest is not None
-                               else None)
+                               budget_area=budget, model=forecast.model, backtest=frame)
     if curve:
         plots["curve"] = curve
-    if backtest is not None:
-        frame = _check_backtest(backtest)
-        if len(frame):
-            reference = reference_model or (forecast.model if forecast.model in
-                                            set(frame["model"]) else None)
-            tests = compare_models(frame, reference)
-            sections["backtest"] = {
-                "summary": _frame_table(_backtest_summary(frame)),
-                "tests": _frame_table(tests) if len(tests) else None,
-                "reference": tests["reference"].iloc[0] if len(tests) else None,
-                "n_origins": int(frame["origin"].nunique()),
-                "span": f"{frame['origin'].min():%Y-%m-%d} .. {frame['origin'].max():%Y-%m-%d}",
-            }
-            pai_plot = pai_over_origins_svg(frame)
-            if pai_plot:
-                plots["pai"] = pai_plot
-    if clusters is not None:
-        sections["clusters"] = _clusters_section(_cluster_features(clusters), public, k)
-    if hotspots is not None:
-        series = _hotspot_series(hotspots, units)
-        table = series.value_counts().rename_axis("category").reset_index(name="units")
+    if frame is not None and len(frame):
+        reference = reference_model or (forecast.model if forecast.model in
+                                        set(frame["model"]) else None)
+        tests = compare_models(frame, reference)
+        sections["backtest"] = {
+            "summary": _frame_table(_backtest_summary(frame)),
+            "tests": _frame_table(tests) if len(tests) else None,
+            "reference": tests["reference"].iloc[0] if len(tests) else None,
+            "n_origins": int(frame["origin"].nunique()),
+            "span": f"{frame['origin'].min():%Y-%m-%d} .. {frame['origin'].max():%Y-%m-%d}",
+        }
+        pai_plot = pai_over_origins_svg(frame)
+        if pai_plot:
+            plots["pai"] = pai_plot
+    if cluster_list is not None:
+        sections["clusters"] = _clusters_section(cluster_list, public, k)
+    if hotspot_series is not None:
+        table = hotspot_series.value_counts().rename_axis("category").reset_index(name="units")
         sections["hotspots"] = _frame_table(table)
     if audit:
         sections["audit"] = [{"title": str(name), "table": _frame_table(pd.DataFrame(frame))}
@@ -599,6 +604,42 @@ def _data_rows(forecast: Forecast, summary: Mapping[str, Any] | None,
     return rows
 
 
+def _grid_nodes(units: Units, cols: np.ndarray, rows: np.ndarray) -> tuple[dict[str, Any], bool]:
+    """Project the grid's corner lattice over the drawn cells to display coordinates."""
+    grid = units.grid
+    assert grid is not None
+    c0, r0 = int(cols.min()), int(rows.min())
+    n_cols, n_rows = int(cols.max()) - c0 + 1, int(rows.max()) - r0 + 1
+    node_rows, node_cols = np.meshgrid(np.arange(r0, r0 + n_rows + 1),
+                                       np.arange(c0, c0 + n_cols + 1), indexing="ij")
+    x, y = node_cols.ravel() * grid.cell_size, node_rows.ravel() * grid.cell_size
+    if grid.rotation:
+        theta = np.deg2rad(grid.rotation)
+        x, y = np.cos(theta) * x - np.sin(theta) * y, np.sin(theta) * x + np.cos(theta) * y
+    points, local = _to_display(units, shapely.points(x + grid.origin[0], y + grid.origin[1]))
+    nodes = shapely.get_coordinates(points).ravel()
+    return {"c0": c0, "r0": r0, "nc": n_cols, "nr": n_rows, "nodes": nodes.tolist(),
+            "col": cols.tolist(), "row": rows.tolist()}, local
+
+
+def _cells_json(units: Units, index: np.ndarray, columns: dict[str, Any]) -> tuple[str, bool]:
+    """Encode the drawn units as compact columns: a grid as (col, row) over its corners.
+
+    The page rebuilds GeoJSON features from it (``decodeCells`` in the template); a grid of
+    12,000 cells takes about a quarter of the space of plain GeoJSON.
+    """
+    if units.grid is not None and units.grid_cells is not None and len(index):
+        cells = np.asarray(units.grid_cells)[index]
+        grid, local = _grid_nodes(units, cells[:, 0], cells[:, 1])
+        return json.dumps({"grid": grid, **columns}), local
+    geometry, local = _to_display(units, units.geometry[index])
+    texts = ",".join(shapely.to_geojson(geometry))
+    ids = json.dumps([str(u) for u in units.unit_id[index]])
+    body = json.dumps(columns)[1:-1]
+    return (f'{{"geometries":[{texts}],"id":{ids}' + (f",{body}" if body else "") + "}",
+            local)
+
+
 def _map_data(forecast: Forecast, is_flagged: np.ndarray, counts: np.ndarray | None,
               observed: np.ndarray | None, window_events: Events | None,
               privacy: PublicAreas | None, hotspots: pd.Series | None,
@@ -619,21 +660,20 @@ def _map_data(forecast: Forecast, is_flagged: np.ndarray, counts: np.ndarray | N
     block_colour = colour_index[int(drawn.sum()):]
 
     index = np.flatnonzero(drawn)
-    geometry, local = _to_display(units, units.geometry[index])
-    properties = []
-    for j, i in enumerate(index):
-        props: dict[str, Any] = {"id": str(units.unit_id[i]), "r": int(rank[i]),
-                                 "v": float(f"{intensity[i]:.4g}"), "c": int(cell_colour[j])}
-        if is_flagged[i]:
-            props["f"] = 1
-        if counts is not None:
-            props["n"] = int(counts[i])
-        if observed is not None and privacy is None:
-            props["o"] = int(observed[i])
-        if hotspots is not None and str(units.unit_id[i]) in hotspots.index:
-            props["h"] = str(hotspots[str(units.unit_id[i])])
-        properties.append(props)
-    parts = {"cells": _features(geometry, properties)}
+    columns: dict[str, Any] = {
+        "r": rank[index].tolist(),
+        "v": [float(f"{v:.4g}") for v in intensity[index]],
+        "c": cell_colour.tolist(),
+        "f": np.flatnonzero(is_flagged[index]).tolist(),
+    }
+    if counts is not None:
+        columns["n"] = counts[index].astype(int).tolist()
+    if observed is not None and privacy is None:
+        columns["o"] = observed[index].astype(int).tolist()
+    if hotspots is not None:
+        columns["h"] = [hotspots.get(str(u)) for u in units.unit_id[index]]
+    cells_json, local = _cells_json(units, index, columns)
+    parts = {"cells": cells_json}
 
     if privacy is not None and privacy.blocks:
         block_geometry, _ = _to_display(units, np.array([b["geometry"] for b in
@@ -673,7 +713,7 @@ def _map_data(forecast: Forecast, is_flagged: np.ndarray, counts: np.ndarray | N
                     local=local)
 
 
-def _enough(value: Any, k: int) -> bool:
+def _enough(value: Any, k: float) -> bool:
     try:
         return float(value) >= k
     except (TypeError, ValueError):

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["coverage_curve", "hit_rate_curve_svg", "pai_over_origins_svg"]
+__all__ = ["coverage_curve", "hit_rate_curve_svg", "model_colours", "pai_over_origins_svg"]
 
 _COLOURS = ("#1f5fa8", "#d1495b", "#2e933c", "#edae49", "#6a4c93", "#00798c", "#8c564b")
 
@@ -46,11 +46,26 @@ def coverage_curve(intensity: np.ndarray, area: np.ndarray, observed: np.ndarray
     return coverage / region_area, hits / total if total > 0 else hits * np.nan
 
 
+def model_colours(models: Any) -> dict[str, str]:
+    """One colour per model name (sorted), the same in every plot of a report."""
+    return {name: _COLOURS[i % len(_COLOURS)]
+            for i, name in enumerate(sorted({str(m) for m in models}))}
+
+
 def _figure(width: float, height: float) -> Any:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), layout="constrained")
+    fig = Figure(figsize=(width, height))
+    fig.subplots_adjust(left=0.11, right=0.97, bottom=0.16, top=0.96)
     return fig
+
+
+def _step_points(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drop the points of a post-step curve where ``y`` does not change (same drawing)."""
+    keep = np.ones(len(y), dtype=bool)
+    keep[1:] = y[1:] != y[:-1]
+    keep[-1] = True
+    return x[keep], y[keep]
 
 
 def _to_svg(fig: Any) -> str:
@@ -112,6 +127,9 @@ def hit_rate_curve_svg(
     fig = _figure(6.4, 3.6)
     ax = fig.add_subplot()
     _style(ax)
+    names = [model] + (list(backtest["model"].astype(str)) if has_backtest and
+                       backtest is not None else [])
+    colours = model_colours(names)
     low = 1e-4
     if has_window:
         assert observed is not None
@@ -119,19 +137,24 @@ def hit_rate_curve_svg(
         best_cov, best_hits = coverage_curve(np.asarray(observed) / np.asarray(area), area,
                                              observed, region_area)
         low = max(min(low, float(coverage[1]) if len(coverage) > 1 else low), 1e-6)
+        best_cov, best_hits = _step_points(best_cov, best_hits)
+        coverage, hit_rate = _step_points(coverage, hit_rate)
         ax.step(best_cov, best_hits, where="post", color="#9aa5b1", linewidth=1.2,
                 linestyle=":", label="best possible (hindsight)")
-        ax.step(coverage, hit_rate, where="post", color=_COLOURS[0], linewidth=1.8,
+        ax.step(coverage, hit_rate, where="post", color=colours[model], linewidth=1.8,
                 label=f"{model} (this window)")
     grid = np.logspace(np.log10(low), 0, 100)
     ax.plot(grid, grid, color="#9aa5b1", linewidth=1.0, linestyle="--", label="chance")
     if has_backtest:
         assert backtest is not None
-        frame = backtest.assign(coverage=backtest["flagged_area"] / backtest["region_area"])
-        for i, (name, group) in enumerate(frame.groupby("model", sort=True)):
-            means = group.groupby("coverage")["hit_rate"].mean()
-            ax.plot(means.index, means.to_numpy(), marker="o", linestyle="none",
-                    color=_COLOURS[(i + 1) % len(_COLOURS)], markersize=6,
+        frame = backtest.assign(
+            coverage=backtest["flagged_area"] / backtest["region_area"],
+            level=backtest.groupby(["origin", "horizon", "model"])["flagged_area"]
+            .rank(method="first"))
+        for name, group in frame.groupby("model", sort=True):
+            means = group.groupby("level")[["coverage", "hit_rate"]].mean()
+            ax.plot(means["coverage"], means["hit_rate"], marker="D", linestyle="none",
+                    color=colours[str(name)], markersize=6, markeredgecolor="white",
                     label=f"{name} (backtest mean)")
     if budget_area:
         ax.axvline(budget_area / region_area, color="#333", linewidth=0.9, linestyle="-.",
@@ -171,12 +194,15 @@ def pai_over_origins_svg(backtest: pd.DataFrame) -> str | None:
     fig = _figure(6.4, 3.4)
     ax = fig.add_subplot()
     _style(ax)
-    for i, ((name, horizon), group) in enumerate(
-            frame.groupby(["model", frame["horizon"].astype(str)], sort=True)):
-        group = group.groupby("origin")["pai"].mean().sort_index()
+    colours = model_colours(frame["model"])
+    styles = ("-", "--", ":", "-.")
+    horizon_style = {h: styles[i % len(styles)] for i, h in enumerate(sorted(horizons))}
+    for (name, horizon), group in frame.groupby(["model", frame["horizon"].astype(str)],
+                                                sort=True):
+        series = group.groupby("origin")["pai"].mean().sort_index()
         label = name if len(horizons) == 1 else f"{name} ({horizon})"
-        ax.plot(group.index, group.to_numpy(), marker="o", markersize=4, linewidth=1.5,
-                color=_COLOURS[i % len(_COLOURS)], label=label)
+        ax.plot(series.index, series.to_numpy(), marker="o", markersize=4, linewidth=1.5,
+                color=colours[str(name)], linestyle=horizon_style[horizon], label=label)
     ax.set_xlabel("forecast origin")
     ax.set_ylabel("PAI")
     ax.set_ylim(bottom=0)

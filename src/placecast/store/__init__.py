@@ -44,7 +44,7 @@ from typing import Any
 import pandas as pd
 
 from placecast.events import Events
-from placecast.exceptions import ParameterError
+from placecast.exceptions import DataError, ParameterError
 from placecast.forecast import Forecast
 from placecast.units import Units
 
@@ -204,9 +204,11 @@ class Store(ABC):
         """Add events to ``dataset`` (created on first use), skipping duplicates.
 
         A row is a duplicate when the dataset already holds its ``incident_id`` (rows with
-        an id) or the same ``(time, x, y, category)`` (rows without one); duplicates inside
-        the batch count too. The whole batch is one transaction. Cost: O(n) with hash
-        anti-joins against the dataset.
+        an id; repeats inside the batch count too) or, for rows without one, as many rows
+        with the same ``(time, x, y, category)`` as the batch has up to and including it:
+        identical rows are kept as separate events (two burglaries at one address on one
+        day), and re-importing a file adds nothing. The whole batch is one transaction.
+        Cost: O(n) with hash anti-joins against the dataset.
 
         Raises
         ------
@@ -218,8 +220,11 @@ class Store(ABC):
     @abstractmethod
     def load_events(self, dataset: str, since: Any = None, until: Any = None,
                     categories: list[str] | None = None) -> Events:
-        """The dataset's events (``since <= time < until``; categories case-insensitive),
-        in import order, with the CRS and time zone they were stored with."""
+        """Return the dataset's events, in import order, as they were stored.
+
+        Keeps ``since <= time < until``; categories match case-insensitively. The CRS and
+        time zone are the dataset's.
+        """
 
     @abstractmethod
     def list_datasets(self) -> list[DatasetInfo]:
@@ -245,7 +250,7 @@ class Store(ABC):
 
     @abstractmethod
     def load_forecast(self, forecast_id: int) -> Forecast:
-        """The forecast saved under ``forecast_id``."""
+        """Return the forecast saved under ``forecast_id``."""
 
     @abstractmethod
     def list_forecasts(self) -> list[ForecastInfo]:
@@ -254,12 +259,11 @@ class Store(ABC):
     # ------------------------------------------------------------------ backtests
     @abstractmethod
     def save_backtest(self, frame: pd.DataFrame, meta: dict[str, Any] | None = None) -> int:
-        """Save a backtest table (columns ``BACKTEST_COLUMNS`` and any others); return
-        its id."""
+        """Save a backtest table (``BACKTEST_COLUMNS`` and any others); return its id."""
 
     @abstractmethod
     def load_backtest(self, backtest_id: int) -> tuple[pd.DataFrame, dict[str, Any]]:
-        """The backtest table and its metadata."""
+        """Return the backtest table and its metadata."""
 
     @abstractmethod
     def list_backtests(self) -> list[BacktestInfo]:
@@ -310,7 +314,8 @@ def _repair_url(text: str) -> str:
     return _POSTGRES_URL.sub(lambda m: m.group(0).rstrip("/") + "//", text, count=1)
 
 
-def open_store(url_or_path: str | os.PathLike[str], *, schema: str | None = None) -> Store:
+def open_store(url_or_path: str | os.PathLike[str], *, schema: str | None = None,
+               create: bool = True) -> Store:
     """Open (creating if needed) the store at a path or PostgreSQL URL.
 
     Parameters
@@ -320,6 +325,9 @@ def open_store(url_or_path: str | os.PathLike[str], *, schema: str | None = None
         (PostGIS; ``?schema=NAME`` selects a schema).
     schema : str, optional
         PostgreSQL schema for the tables (default ``public``, or the URL's ``schema``).
+    create : bool
+        Create a missing DuckDB file (``False``: a missing file is an error, for commands
+        that only read).
 
     Raises
     ------
@@ -331,6 +339,11 @@ def open_store(url_or_path: str | os.PathLike[str], *, schema: str | None = None
         from placecast.store._postgis import PostGISStore
 
         return PostGISStore(text, schema=schema)
+    if not create and text != ":memory:" and not Path(text).exists():
+        raise DataError(
+            f"{text}: no such store; create one with 'placecast ingest EVENTS --dataset "
+            f"NAME --db {text}'."
+        )
     from placecast.store._duckdb import DuckDBStore
 
     return DuckDBStore(text)
@@ -366,7 +379,7 @@ def split_store_reference(text: str | os.PathLike[str]) -> tuple[str, str] | Non
 
 
 def is_store_reference(text: str | os.PathLike[str]) -> bool:
-    """True when ``text`` names a dataset in a store (``DB#DATASET``)."""
+    """Return True when ``text`` names a dataset in a store (``DB#DATASET``)."""
     return split_store_reference(text) is not None
 
 

@@ -85,9 +85,11 @@ class DuckDBStore(SQLStore):
     def _stage_events(self, frame: pd.DataFrame) -> None:
         self._con.register("_staging_frame", frame)
         self._con.execute(
-            "CREATE OR REPLACE TEMP TABLE _staging AS SELECT seq, CAST(time AS TIMESTAMP) AS time, x, y, "
+            "CREATE OR REPLACE TEMP TABLE _staging AS SELECT seq, "
+            "CAST(time AS TIMESTAMP) AS time, x, y, "
             "CAST(category AS VARCHAR) AS category, weight, "
-            "CAST(incident_id AS VARCHAR) AS incident_id, mark FROM _staging_frame").fetchall()
+            "CAST(incident_id AS VARCHAR) AS incident_id, mark, occurrence "
+            "FROM _staging_frame").fetchall()
         self._con.unregister("_staging_frame")
 
     def _drop_staging(self) -> None:

@@ -9,7 +9,7 @@ Tables (one set per database or schema)::
                     n_events, next_seq, created, updated
     imports         id, dataset, source, imported, n_read, n_new, n_duplicates
     events          dataset, seq, import_id, time, x, y, category, weight, incident_id,
-                    mark (+ geom on PostGIS)
+                    mark, occurrence (+ geom on PostGIS)
     units           id, name, fingerprint, kind, crs, ..., description, grid, region (WKB)
     unit_cells      units_id, idx, unit_id, grid_col, grid_row, geometry (WKB) (+ geom)
     forecasts       id, name, created, model, params, window_start, window_end, units_id,
@@ -60,7 +60,8 @@ __all__ = ["SQLStore"]
 
 SCHEMA_VERSION = "1"
 OPTIONAL_FIELDS = tuple(f for f in EVENT_FIELDS if f not in ("time", "x", "y"))
-STAGING_COLUMNS = ("seq", "time", "x", "y", "category", "weight", "incident_id", "mark")
+STAGING_COLUMNS = ("seq", "time", "x", "y", "category", "weight", "incident_id", "mark",
+                   "occurrence")
 
 _TABLES = """
 CREATE SEQUENCE IF NOT EXISTS placecast_ids START 1;
@@ -77,7 +78,8 @@ CREATE TABLE IF NOT EXISTS imports (
 CREATE TABLE IF NOT EXISTS events (
     dataset {text} NOT NULL, seq BIGINT NOT NULL, import_id BIGINT NOT NULL,
     time TIMESTAMP NOT NULL, x {double} NOT NULL, y {double} NOT NULL, category {text},
-    weight {double}, incident_id {text}, mark {double}{event_geometry});
+    weight {double}, incident_id {text}, mark {double}, occurrence BIGINT NOT NULL
+    {event_geometry});
 CREATE TABLE IF NOT EXISTS units (
     id BIGINT PRIMARY KEY, name {text}, fingerprint {text} NOT NULL, kind {text} NOT NULL,
     crs {text} NOT NULL, metres_per_unit {double} NOT NULL, input_crs {text},
@@ -136,7 +138,7 @@ def dumps(value: Any) -> str:
 
 
 def srid_of(crs: str) -> int:
-    """The EPSG code of ``crs`` (``"EPSG:2913"`` -> 2913), else 0."""
+    """Return the EPSG code of ``crs`` (``"EPSG:2913"`` -> 2913), else 0."""
     head, _, code = crs.partition(":")
     if head.upper() == "EPSG" and code.isdigit():
         return int(code)
@@ -200,7 +202,7 @@ class SQLStore(Store):
         return srid > 0
 
     def _before_commit(self, dataset: str) -> None:
-        """Called inside an ingest transaction after the rows are written (a test seam)."""
+        """Run inside an ingest transaction after the rows are written (a test seam)."""
 
     # ------------------------------------------------------------------ schema
     def _create_schema(self) -> None:
@@ -284,7 +286,7 @@ class SQLStore(Store):
             x, y = self._check_compatible(dataset, info, events, fields, source)
             import_id = self._next_id()
             frame = self._staging_frame(events, x, y, int(info["next_seq"]))
-            keep = ~self._batch_duplicates(frame)
+            keep = ~self._mark_batch(frame)
             n_new = self._insert_new_events(dataset, info, import_id,
                                             frame[keep].reset_index(drop=True))
             n_duplicates = len(events) - n_new
@@ -332,11 +334,11 @@ class SQLStore(Store):
         n = len(events)
 
         def text(values: np.ndarray | None) -> pd.Series:
-            if values is None:
-                return pd.Series([None] * n, dtype=object)
-            series = pd.Series(values, dtype=object)
-            return series.where(series.notna(), None).map(
-                lambda v: v if v is None or isinstance(v, str) else str(v))
+            out = np.full(n, None, dtype=object)
+            if values is not None:
+                present = pd.notna(values)
+                out[present] = [v if isinstance(v, str) else str(v) for v in values[present]]
+            return pd.Series(out, dtype=object)  # object, not str: missing stays None
 
         def number(values: np.ndarray | None) -> np.ndarray:
             return np.full(n, np.nan) if values is None else np.asarray(values, dtype=float)
@@ -350,11 +352,20 @@ class SQLStore(Store):
             "weight": number(events.weight),
             "incident_id": text(events.incident_id),
             "mark": number(events.mark),
+            "occurrence": np.zeros(n, dtype=np.int64),
         })
 
     @staticmethod
-    def _batch_duplicates(frame: pd.DataFrame) -> np.ndarray:
-        """Rows repeating an earlier row of the same batch (same id, or same time/place)."""
+    def _mark_batch(frame: pd.DataFrame) -> np.ndarray:
+        """Set ``occurrence`` of identical rows; return the rows that repeat an incident id.
+
+        Rows with an incident id repeating an earlier row's id are duplicates. Rows without
+        one get ``occurrence`` = how many identical ``(time, x, y, category)`` rows came
+        before them in the batch: with date-only times, two burglaries at one address on
+        one day are two events, so the k-th copy is matched only with a stored k-th copy
+        (a multiset difference: re-importing a file adds nothing, a longer export adds only
+        what is new). O(n) hashing.
+        """
         has_id = frame["incident_id"].notna().to_numpy()
         duplicated = np.zeros(len(frame), dtype=bool)
         if has_id.any():
@@ -362,7 +373,8 @@ class SQLStore(Store):
         if (~has_id).any():
             rest = frame.loc[~has_id, ["time", "x", "y", "category"]].copy()
             rest["category"] = rest["category"].fillna("")
-            duplicated[~has_id] = rest.duplicated().to_numpy()
+            occurrence = rest.groupby(["time", "x", "y", "category"], sort=False).cumcount()
+            frame.loc[~has_id, "occurrence"] = occurrence.to_numpy(dtype=np.int64)
         return duplicated
 
     def _insert_new_events(self, dataset: str, info: dict[str, Any], import_id: int,
@@ -375,8 +387,9 @@ class SQLStore(Store):
                                                            int(info["srid"]))
             insert = (
                 "INSERT INTO events (dataset, seq, import_id, time, x, y, category, weight, "
-                f"incident_id, mark{geom_col}) SELECT ?, s.seq, ?, s.time, s.x, s.y, "
-                f"s.category, s.weight, s.incident_id, s.mark{geom_expr} FROM _staging s "
+                f"incident_id, mark, occurrence{geom_col}) SELECT ?, s.seq, ?, s.time, s.x, "
+                f"s.y, s.category, s.weight, s.incident_id, s.mark, s.occurrence{geom_expr} "
+                "FROM _staging s "
             )
             n_new = 0
             if frame["incident_id"].notna().any():
@@ -388,7 +401,8 @@ class SQLStore(Store):
                 n_new += self._rowcount(self._execute(
                     insert + "WHERE s.incident_id IS NULL AND NOT EXISTS (SELECT 1 FROM "
                     "events e WHERE e.dataset = ? AND e.time = s.time AND e.x = s.x AND "
-                    "e.y = s.y AND COALESCE(e.category, '') = COALESCE(s.category, ''))",
+                    "e.y = s.y AND COALESCE(e.category, '') = COALESCE(s.category, '') AND "
+                    "e.occurrence = s.occurrence)",
                     (dataset, import_id, dataset)))
         finally:
             self._drop_staging()
@@ -475,8 +489,7 @@ class SQLStore(Store):
         return int(info["n_events"])
 
     def imports(self, dataset: str) -> pd.DataFrame:
-        """The import log of ``dataset``: id, source, imported (UTC), n_read, n_new,
-        n_duplicates."""
+        """Return the import log: id, source, imported (UTC), n_read, n_new, n_duplicates."""
         self._require_dataset(dataset)
         return self._fetch_frame(
             "SELECT id, source, imported, n_read, n_new, n_duplicates FROM imports "
@@ -602,8 +615,7 @@ class SQLStore(Store):
             (int(forecast_id),))
         return Forecast(
             units=self.load_units(int(units_id)),
-            window=TimeWindow(np.datetime64(pd.Timestamp(start).to_datetime64(), "ns"),
-                              np.datetime64(pd.Timestamp(end).to_datetime64(), "ns")),
+            window=TimeWindow(to_datetime64(start), to_datetime64(end)),
             intensity=values["intensity"].to_numpy(dtype=float),
             model=model,
             params=json.loads(params) if params else {},
@@ -690,7 +702,8 @@ class SQLStore(Store):
 
     def list_alerts(self, *, kind: str | None = None, acknowledged: bool | None = None
                     ) -> list[dict[str, Any]]:  # noqa: D102
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if kind is not None:
             where.append("kind = ?")
             params.append(kind)

@@ -1,0 +1,170 @@
+"""The ``report`` command: forecast (and optionally backtest) and write one offline HTML file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from placecast.cli._app import (
+    CategoriesOpt,
+    CategoryCol,
+    CrsOpt,
+    EventsPath,
+    LatCol,
+    LonCol,
+    SinceOpt,
+    SkipBadOpt,
+    TimeCol,
+    TimeFormatOpt,
+    TimezoneOpt,
+    UntilOpt,
+    WeightCol,
+    XCol,
+    YCol,
+    command,
+    console,
+    load_events,
+)
+from placecast.cli._core import (
+    CellOpt,
+    ModelOpt,
+    OriginOpt,
+    ParamOpt,
+    RegionOpt,
+    RotationOpt,
+    UnitsFileOpt,
+    UnitsIdOpt,
+    UnitsOpt,
+    parse_params,
+    unit_spec_from_options,
+)
+from placecast.exceptions import DataError, ParameterError
+
+__all__: list[str] = []
+
+
+def _read_table(path: Path, what: str) -> Any:
+    import pandas as pd
+
+    if not path.exists():
+        raise DataError(f"{path}: no such {what} file.")
+    try:
+        if path.suffix.lower() == ".parquet":
+            return pd.read_parquet(path)
+        return pd.read_csv(path)
+    except Exception as exc:
+        raise DataError(f"{path}: could not read the {what} table ({exc}).") from None
+
+
+@command("report")
+def report_command(
+    events_path: EventsPath,
+    at: Annotated[str, typer.Option("--at", help="Forecast start (ISO date); the model sees "
+                                    "only events before it.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")]
+    = Path("report.html"),
+    model: ModelOpt = "kde",
+    horizon: Annotated[str, typer.Option("--horizon", help="Window length: 7d, 2w, 1M.")]
+    = "7d",
+    cell: CellOpt = "150m",
+    units: UnitsOpt = "grid",
+    units_file: UnitsFileOpt = None,
+    units_id: UnitsIdOpt = None,
+    region: RegionOpt = None,
+    origin: OriginOpt = None,
+    rotation: RotationOpt = 0.0,
+    param: ParamOpt = None,
+    area: Annotated[str, typer.Option("--area", help="Area budget to flag: 0.25sqmi, 2km2 "
+                                      "or 1% of the region.")] = "1%",
+    start: Annotated[str | None, typer.Option("--start", help="First backtest origin: run a "
+                                              "rolling backtest of --models.")] = None,
+    end: Annotated[str | None, typer.Option("--end", help="Last backtest origin.")] = None,
+    step: Annotated[str | None, typer.Option("--step", help="Time between backtest origins "
+                                             "(default: --horizon).")] = None,
+    models: Annotated[str | None, typer.Option("--models", help="Models the backtest "
+                                               "compares, comma-separated (default: --model "
+                                               "and naive).")] = None,
+    backtest: Annotated[Path | None, typer.Option("--backtest", help="Backtest results "
+                                                  "table (.csv or .parquet) to compare "
+                                                  "models.")] = None,
+    clusters: Annotated[Path | None, typer.Option("--clusters", help="Clusters as GeoJSON "
+                                                  "(WGS 84) with observed, expected, "
+                                                  "p_value.")] = None,
+    hotspots: Annotated[Path | None, typer.Option("--hotspots", help="Emerging hot-spot "
+                                                  "table with columns unit_id, category.")]
+    = None,
+    model_card: Annotated[Path | None, typer.Option("--model-card", help="Model card text "
+                                                    "file to include.")] = None,
+    public: Annotated[bool, typer.Option("--public", help="Report for sharing: counts only "
+                                         "for areas with at least --k events, no event "
+                                         "points.")] = False,
+    k: Annotated[int, typer.Option("--k", help="Minimum events per shown area with "
+                                   "--public.")] = 5,
+    title: Annotated[str | None, typer.Option("--title", help="Page title.")] = None,
+    time: TimeCol = None, x: XCol = None, y: YCol = None, lon: LonCol = None,
+    lat: LatCol = None, category: CategoryCol = None, weight: WeightCol = None,
+    crs: CrsOpt = None, time_format: TimeFormatOpt = None, timezone: TimezoneOpt = None,
+    categories: CategoriesOpt = None, since: SinceOpt = None, until: UntilOpt = None,
+    skip_bad_rows: SkipBadOpt = False,
+) -> None:
+    """Forecast and write a self-contained HTML report (map, plots, tables) that opens offline.
+
+    The report has the forecast map with the top units within --area outlined, the hit
+    rate over coverage for the forecast window when its events are in the data, a
+    backtest comparison (--backtest, or --start/--end), clusters, emerging hot spots and
+    a model card when given, and a data summary. --public hides areas with fewer than
+    --k events and never draws event points.
+    """
+    from placecast.pipeline import build_units, run_forecast
+    from placecast.report import write_report
+    from placecast.report._privacy import check_k
+
+    if output.suffix.lower() not in (".html", ".htm"):
+        raise ParameterError(f"{output}: the report is HTML; give an output ending in .html.")
+    check_k(k)
+    if (start is None) != (end is None):
+        raise ParameterError("give both --start and --end for a backtest, or neither.")
+    if models is not None and start is None:
+        raise ParameterError("--models chooses the models of a backtest; give --start and "
+                             "--end too.")
+    if start is not None and backtest is not None:
+        raise ParameterError("give either --start/--end (run a backtest) or --backtest FILE "
+                             "(use one already run), not both.")
+    events = load_events(events_path, time=time, x=x, y=y, lon=lon, lat=lat,
+                         category=category, weight=weight, crs=crs, time_format=time_format,
+                         timezone=timezone, categories=categories, since=since, until=until,
+                         skip_bad_rows=skip_bad_rows)
+    spec = unit_spec_from_options(cell, units, units_file, units_id, region, origin, rotation)
+    params = parse_params(param)
+    with console.status("building area units..."):
+        area_units = build_units(events, spec)
+    with console.status(f"fitting {model} and forecasting..."):
+        forecast = run_forecast(events, model=model, at=at, horizon=horizon, units=area_units,
+                                model_params=params)
+    results = None
+    if backtest is not None:
+        results = _read_table(backtest, "backtest")
+    elif start is not None:
+        from placecast.evaluate import run_backtest
+
+        names = ([m.strip().lower() for m in models.split(",") if m.strip()] if models
+                 else list(dict.fromkeys([model, "naive"])))
+        with console.status(f"backtesting {', '.join(names)}..."):
+            results = run_backtest(events, area_units, models=names,
+                                   model_params={model: params} if model in names else None,
+                                   start=start, end=end, step=step or horizon,
+                                   horizons=[horizon], area=area)
+    card = None
+    if model_card is not None:
+        if not model_card.exists():
+            raise DataError(f"{model_card}: no such model card file.")
+        card = model_card.read_text(encoding="utf-8")
+    write_report(
+        output, forecast, events=events, area=area, backtest=results,
+        clusters=clusters, hotspots=_read_table(hotspots, "hot-spot") if hotspots else None,
+        model_card=card, public=public, k=k, title=title,
+    )
+    kind = f"public report (k={k})" if public else "report"
+    console.print(f"wrote {kind} {output} ({output.stat().st_size / 1e6:.1f} MB)")

@@ -1,0 +1,187 @@
+"""Self-exciting models on the command line: ``placecast fit --model etas|sepp`` and
+``placecast simulate``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from placecast.cli._app import CrsOpt, command, console, err_console, load_events
+from placecast.cli._core import ParamOpt, parse_params
+from placecast.cli._fit import FitRequest, register_fit_handler
+from placecast.exceptions import DataError, ParameterError
+
+__all__ = ["fit_etas", "fit_sepp", "simulate_command"]
+
+
+def _summary(model: Any, events: Any) -> dict[str, Any]:
+    fit = model.fit_
+    out = fit.to_dict()
+    out["background"] = {
+        "rate_per_day": fit.background_rate,
+        "expected_events": fit.n_background,
+        "fraction": fit.n_background / fit.n_events,
+    }
+    out["period"] = {"start": str(events.start), "end": str(events.end),
+                     "days": fit.period_days}
+    out["crs"] = events.spatial_reference.source_crs
+    out["params"] = {k: v for k, v in model.get_params().items() if k != "random_state"}
+    return _finite(out)
+
+
+def _finite(value: Any) -> Any:
+    """Replace NaN/inf by None so the JSON is strict (``NaN`` is not JSON)."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+@register_fit_handler("etas")
+def fit_etas(request: FitRequest) -> dict[str, Any]:
+    """Fit grid ETAS on ``--cell`` squares (over ``--region`` when given)."""
+    from placecast.models import make_model
+    from placecast.pipeline import UnitSpec, build_units
+    from placecast.quantities import parse_length
+
+    events = load_events(request.events_path, **request.event_options)
+    params = dict(request.params)
+    cell_size = float(params.pop("cell_size", parse_length(request.cell, name="--cell")))
+    model = make_model("etas", cell_size=cell_size, **params)
+    units = None
+    if request.region is not None:
+        region = Path(request.region)
+        if not region.exists():
+            raise DataError(f"--region {request.region}: no such polygon file (etas takes a "
+                            "region file, such as police districts).")
+        units = build_units(events, UnitSpec(cell_size=cell_size, region=region))
+    model.fit(events, units=units)  # type: ignore[call-arg]
+    out = _summary(model, events)
+    out["cell_size_m"] = cell_size
+    return out
+
+
+@register_fit_handler("sepp")
+def fit_sepp(request: FitRequest) -> dict[str, Any]:
+    """Fit the continuous self-exciting model."""
+    from placecast.models import make_model
+
+    events = load_events(request.events_path, **request.event_options)
+    model = make_model("sepp", **request.params)
+    model.fit(events)
+    return _summary(model, events)
+
+
+def _parse_bbox(text: str) -> tuple[float, float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ParameterError(f"--bbox {text!r} must be 'xmin,ymin,xmax,ymax' numbers "
+                             "(metres).") from None
+    if len(values) != 4 or not (values[2] > values[0] and values[3] > values[1]):
+        raise ParameterError(f"--bbox {text!r} must be 'xmin,ymin,xmax,ymax' with max > min.")
+    return values  # type: ignore[return-value]
+
+
+_SIMULATION_PARAMS = {"theta", "omega", "sigma", "background_rate", "time_cutoff",
+                      "distance_cutoff", "cell_size"}
+
+
+@command("simulate")
+def simulate_command(
+    output: Annotated[Path, typer.Option("--output", "-o", help="CSV file for the simulated "
+                                         "events (time, x, y, parent, generation).")],
+    model: Annotated[str, typer.Option("--model", "-m", help="etas or sepp.")] = "sepp",
+    params_file: Annotated[Path | None, typer.Option("--params", help="JSON written by "
+                                                     "'placecast fit' to take the "
+                                                     "parameters from.")] = None,
+    param: ParamOpt = None,
+    days: Annotated[float, typer.Option("--days", help="Length of the period, days.")]
+    = 365.0,
+    start: Annotated[str, typer.Option("--start", help="Date of day 0.")] = "2020-01-01",
+    bbox: Annotated[str, typer.Option("--bbox", help="Region 'xmin,ymin,xmax,ymax' in "
+                                      "metres (local grid).")] = "0,0,10000,10000",
+    region: Annotated[Path | None, typer.Option("--region", help="Region polygon file "
+                                                "(instead of --bbox); needs --crs.")] = None,
+    crs: CrsOpt = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Random seed.")] = None,
+) -> None:
+    """Simulate a self-exciting model (etas or sepp) with a uniform background.
+
+    Parameters come from --params (a fit's JSON) and/or --param name=value: theta, omega
+    (per day), sigma (metres, sepp), background_rate (events per day over the region),
+    time_cutoff, distance_cutoff (sepp) and cell_size (metres, etas).
+    """
+    import shapely
+
+    from placecast.events import SpatialReference
+    from placecast.io._atomic import atomic_path
+    from placecast.models.simulate import simulate_grid_etas, simulate_sepp
+    from placecast.units import read_region, square_grid
+
+    name = model.strip().lower()
+    if name not in ("etas", "sepp"):
+        raise ParameterError(f"--model {model!r}: simulate knows 'etas' and 'sepp'.")
+    values: dict[str, Any] = {"theta": 0.5, "omega": 0.1, "sigma": 100.0,
+                              "background_rate": 5.0, "cell_size": 150.0}
+    if params_file is not None:
+        try:
+            fitted = json.loads(Path(params_file).read_text())
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{params_file}: cannot read the fit's JSON ({exc}).") from None
+        for key in ("theta", "omega", "sigma", "background_rate"):
+            if fitted.get(key) is not None:
+                values[key] = float(fitted[key])
+        details = fitted.get("details", {})
+        for key, source in (("time_cutoff", "time_cutoff_days"),
+                            ("distance_cutoff", "distance_cutoff_m"),
+                            ("cell_size", "cell_size_m")):
+            if details.get(source) is not None:
+                values[key] = float(details[source])
+    for key, value in parse_params(param).items():
+        if key not in _SIMULATION_PARAMS:
+            raise ParameterError(f"--param {key}: unknown; use one of "
+                                 f"{', '.join(sorted(_SIMULATION_PARAMS))}.")
+        values[key] = value
+    if not days > 0:
+        raise ParameterError(f"--days must be positive, got {days}.")
+    if region is not None:
+        if crs is None:
+            raise ParameterError("--region needs --crs (the CRS to write coordinates in).")
+        from placecast.io._events import _spatial_reference_for
+
+        sref = _spatial_reference_for(crs)
+        area = read_region(region, sref)
+    else:
+        sref = SpatialReference("local:m")
+        area = shapely.box(*_parse_bbox(bbox))
+    if name == "sepp":
+        sim = simulate_sepp(background_rate=float(values["background_rate"]), region=area,
+                            theta=float(values["theta"]), omega=float(values["omega"]),
+                            sigma=float(values["sigma"]), days=days,
+                            time_cutoff=values.get("time_cutoff"),
+                            distance_cutoff=values.get("distance_cutoff"),
+                            random_state=seed)
+    else:
+        cells = square_grid(area, float(values["cell_size"]), sref)
+        share = cells.area / cells.area.sum()
+        sim = simulate_grid_etas(mu=float(values["background_rate"]) * share, units=cells,
+                                 theta=float(values["theta"]), omega=float(values["omega"]),
+                                 days=days, random_state=seed)
+    events = sim.to_events(start=start, spatial_reference=sref)
+    frame = sim.to_frame().drop(columns=["time_days"])
+    frame.insert(0, "time", events.time)
+    frame["x"], frame["y"] = sref.to_crs_coordinates(sim.x, sim.y)
+    with atomic_path(output) as tmp:
+        frame.to_csv(tmp, index=False, date_format="%Y-%m-%dT%H:%M:%S")
+    err_console.print(f"[dim]{len(sim):,} events, {sim.n_background:,} background "
+                      f"({1 - sim.n_background / max(len(sim), 1):.1%} triggered)[/dim]")
+    console.print(f"wrote {output}")

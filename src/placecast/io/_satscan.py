@@ -1,0 +1,435 @@
+"""SaTScan's own files: parameter (.prm), case (.cas) and coordinates (.geo) files in, report out.
+
+Only what the prospective space-time permutation scan needs is read; any other analysis
+or model in a parameter file is an error naming the setting.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+import re
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from placecast.clusters._scan import ScanCluster, ScanData, ScanResult, SpaceTimeScan
+from placecast.exceptions import DataError, ParameterError
+from placecast.io._atomic import atomic_path
+
+__all__ = [
+    "SatscanRun",
+    "format_satscan_report",
+    "read_satscan",
+    "read_satscan_parameters",
+    "write_satscan_report",
+]
+
+_RULE = "_" * 95
+
+
+@dataclass(frozen=True)
+class SatscanRun:
+    """A SaTScan parameter file turned into placecast objects.
+
+    Attributes
+    ----------
+    data : ScanData
+        Cases and locations from the case and coordinates files.
+    scan : SpaceTimeScan
+        The scan configured as the parameter file says.
+    parameters : dict
+        Every ``key=value`` of the parameter file (after overrides).
+    case_file, coordinates_file : Path
+        The input files actually read.
+    prm_path : Path
+        The parameter file.
+    """
+
+    data: ScanData
+    scan: SpaceTimeScan
+    parameters: dict[str, str] = field(repr=False)
+    case_file: Path
+    coordinates_file: Path
+    prm_path: Path
+
+
+def read_satscan_parameters(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Read a SaTScan ``.prm`` file into ``{key: value}`` (sections flattened, comments dropped).
+
+    Raises
+    ------
+    DataError
+        If the file is missing or a line is neither a section, a comment nor ``key=value``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"SaTScan parameter file {path} does not exist.")
+    params: dict[str, str] = {}
+    for number, raw in enumerate(path.read_text(encoding="utf-8", errors="replace")
+                                 .splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith(";") or (line.startswith("[") and line.endswith("]")):
+            continue
+        if "=" not in line:
+            raise DataError(f"{path} line {number}: {raw!r} is not 'key=value'.")
+        key, value = line.split("=", 1)
+        params[key.strip()] = value.strip()
+    return params
+
+
+def _locate(value: str, prm: Path, key: str) -> Path:
+    """Find a file named in the parameter file, else the same name beside the .prm."""
+    if not value:
+        raise DataError(f"{prm}: {key} is empty; give the file name in the parameter file.")
+    as_given = Path(value)
+    if as_given.is_file():
+        return as_given
+    name = re.split(r"[\\/]", value)[-1]
+    beside = prm.parent / name
+    if beside.is_file():
+        return beside
+    raise DataError(f"{prm}: {key}={value} was not found, nor {beside}; put the file beside "
+                    "the parameter file or correct the path.")
+
+
+def _rows(path: Path) -> list[list[str]]:
+    """Split a SaTScan input file (whitespace- or comma-separated, optional header)."""
+    rows = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if not line.strip():
+            continue
+        parts = [p.strip().strip('"') for p in re.split(r"[,\s]+", line.strip()) if p.strip()]
+        rows.append(parts)
+    return rows
+
+
+def _parse_time(text: str, precision: int, where: str) -> int:
+    """Parse a case time into an integer count of time units (generic units or days)."""
+    if precision == 4:
+        try:
+            value = float(text)
+        except ValueError:
+            raise DataError(f"{where}: time {text!r} is not a number (generic time "
+                            "precision).") from None
+        if value != int(value):
+            raise DataError(f"{where}: generic time {text!r} must be a whole number.")
+        return int(value)
+    if precision == 3:
+        m = re.fullmatch(r"(\d{4})[/-](\d{1,2})[/-](\d{1,2})", text)
+        if not m:
+            raise DataError(f"{where}: date {text!r} is not YYYY/MM/DD (day time precision).")
+        try:
+            return dt.date(int(m[1]), int(m[2]), int(m[3])).toordinal()
+        except ValueError:
+            raise DataError(f"{where}: {text!r} is not a calendar date.") from None
+    raise ParameterError(f"PrecisionCaseTimes={precision} is not supported; use 3 (day) or "
+                         "4 (generic).")
+
+
+def _label(value: int, precision: int) -> str:
+    if precision == 4:
+        return str(value)
+    d = dt.date.fromordinal(value)
+    return f"{d.year}/{d.month}/{d.day}"
+
+
+def _int(params: dict[str, str], key: str, default: int) -> int:
+    value = params.get(key, "")
+    if value == "":
+        return default
+    try:
+        return int(float(value))
+    except ValueError:
+        raise ParameterError(f"parameter {key}={value!r} must be a number.") from None
+
+
+def _float(params: dict[str, str], key: str, default: float) -> float:
+    value = params.get(key, "")
+    if value == "":
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ParameterError(f"parameter {key}={value!r} must be a number.") from None
+
+
+def _yes(params: dict[str, str], key: str) -> bool:
+    return params.get(key, "n").strip().lower() in ("y", "yes", "true", "1")
+
+
+def read_satscan(
+    prm_path: str | os.PathLike[str],
+    *,
+    overrides: dict[str, str] | None = None,
+    n_permutations: int | None = None,
+    random_state: int | None = None,
+    n_jobs: int | None = None,
+) -> SatscanRun:
+    """Read a SaTScan parameter file and the case and coordinates files it names.
+
+    Input paths that do not exist as written (often Windows paths) are looked up by file
+    name beside the ``.prm``. Supported: prospective space-time analysis
+    (``AnalysisType=4``) with the space-time permutation model (``ModelType=2``), high
+    rates, circular windows, Cartesian or latitude/longitude coordinates, generic or day
+    time precision, maximum spatial size as a share of cases and/or a distance, maximum
+    temporal size as a share of the study period or a length, and SaTScan's p-value
+    reporting (default and early termination use the sequential procedure).
+
+    Parameters
+    ----------
+    prm_path : path
+        The parameter file.
+    overrides : dict, optional
+        ``{key: value}`` replacing settings of the file (e.g. ``{"EndDate": "1000"}``).
+    n_permutations : int, optional
+        Replications instead of ``MonteCarloReps``.
+    random_state : int, optional
+        Seed of the permutations.
+    n_jobs : int, optional
+        Threads for the replications.
+
+    Returns
+    -------
+    SatscanRun
+
+    Raises
+    ------
+    DataError
+        Missing files, unreadable rows, unknown location ids, cases outside the study period.
+    ParameterError
+        Settings this scan does not implement.
+    """
+    prm = Path(prm_path)
+    params = read_satscan_parameters(prm)
+    params.update(overrides or {})
+    if _int(params, "AnalysisType", 4) != 4:
+        raise ParameterError(f"{prm}: AnalysisType={params['AnalysisType']} is not supported; "
+                             "placecast runs prospective space-time analyses (4).")
+    if _int(params, "ModelType", 2) != 2:
+        raise ParameterError(f"{prm}: ModelType={params['ModelType']} is not supported; "
+                             "placecast runs the space-time permutation model (2).")
+    if _int(params, "ScanAreas", 1) != 1:
+        raise ParameterError(f"{prm}: ScanAreas={params['ScanAreas']} is not supported; "
+                             "placecast scans for high rates (1).")
+    if _int(params, "SpatialWindowShapeType", 0) != 0:
+        raise ParameterError(f"{prm}: only circular windows (SpatialWindowShapeType=0) are "
+                             "supported.")
+    if _yes(params, "UseGridFile") or _yes(params, "UseNeighborsFile"):
+        raise ParameterError(f"{prm}: grid and neighbours files are not supported.")
+    precision = _int(params, "PrecisionCaseTimes", 3)
+    agg_units = _int(params, "TimeAggregationUnits", precision)
+    if agg_units != precision:
+        raise ParameterError(f"{prm}: TimeAggregationUnits={agg_units} must equal "
+                             f"PrecisionCaseTimes={precision}.")
+    agg_len = _int(params, "TimeAggregationLength", 1)
+    if agg_len < 1:
+        raise ParameterError(f"{prm}: TimeAggregationLength must be a positive integer.")
+    start = _parse_time(params.get("StartDate", ""), precision, f"{prm} StartDate")
+    end = _parse_time(params.get("EndDate", ""), precision, f"{prm} EndDate")
+    if end < start:
+        raise ParameterError(f"{prm}: EndDate is before StartDate.")
+    latlon = _int(params, "CoordinatesType", 0) == 1
+
+    case_file = _locate(params.get("CaseFile", ""), prm, "CaseFile")
+    geo_file = _locate(params.get("CoordinatesFile", ""), prm, "CoordinatesFile")
+
+    ids: list[str] = []
+    coords: list[tuple[float, float]] = []
+    index: dict[str, int] = {}
+    for number, row in enumerate(_rows(geo_file), start=1):
+        try:
+            a, b = float(row[1]), float(row[2])
+        except (ValueError, IndexError):
+            if number == 1:
+                continue  # a header line
+            raise DataError(f"{geo_file} line {number}: expected 'id x y' (or 'id latitude "
+                            f"longitude'), got {' '.join(row)!r}.") from None
+        if row[0] in index:
+            raise DataError(f"{geo_file} line {number}: location {row[0]!r} appears twice.")
+        index[row[0]] = len(ids)
+        ids.append(row[0])
+        coords.append((a, b))
+    if not ids:
+        raise DataError(f"{geo_file} holds no locations.")
+
+    n_units = end - start + 1
+    n_int = math.ceil(n_units / agg_len)
+    case_loc: list[int] = []
+    case_int: list[int] = []
+    for number, row in enumerate(_rows(case_file), start=1):
+        where = f"{case_file} line {number}"
+        if len(row) < 3:
+            raise DataError(f"{where}: expected 'location count time', got {' '.join(row)!r}.")
+        try:
+            count = float(row[1])
+        except ValueError:
+            if number == 1:
+                continue
+            raise DataError(f"{where}: case count {row[1]!r} is not a number.") from None
+        if count < 0 or count != int(count):
+            raise DataError(f"{where}: case count {row[1]!r} must be a whole number >= 0.")
+        if row[0] not in index:
+            raise DataError(f"{where}: location {row[0]!r} is not in {geo_file.name}.")
+        t = _parse_time(row[2], precision, where)
+        if not start <= t <= end:
+            raise DataError(f"{where}: time {row[2]} is outside the study period "
+                            f"{_label(start, precision)} to {_label(end, precision)}; fix "
+                            "StartDate/EndDate.")
+        i = n_int - 1 - (end - t) // agg_len
+        case_loc.extend([index[row[0]]] * int(count))
+        case_int.extend([i] * int(count))
+
+    labels = []
+    for i in range(n_int):
+        last = end - (n_int - 1 - i) * agg_len
+        first = max(start, last - agg_len + 1)
+        labels.append((_label(first, precision), _label(last, precision)))
+
+    if _int(params, "MaxTemporalSizeInterpretation", 0) == 1:
+        max_len = int(_float(params, "MaxTemporalSize", 1) // agg_len)
+    else:
+        max_len = int(math.floor(_float(params, "MaxTemporalSize", 50) / 100 * n_units
+                                 + 1e-9) // agg_len)
+    min_len = max(1, math.ceil(_float(params, "MinimumTemporalClusterSize", 1) / agg_len))
+    max_radius = (_float(params, "MaxSpatialSizeInDistanceFromCenter", 1.0)
+                  if _yes(params, "UseDistanceFromCenterOption") else None)
+    report_type = _int(params, "PValueReportType", 0)
+    early = _int(params, "EarlyTerminationThreshold", 50) if report_type in (0, 2) else None
+    reps = _int(params, "MonteCarloReps", 999) if n_permutations is None else n_permutations
+
+    data = ScanData(
+        location_ids=np.asarray(ids, dtype=object),
+        coordinates=np.asarray(coords, dtype=float),
+        case_location=np.asarray(case_loc, dtype=np.int64),
+        case_interval=np.asarray(case_int, dtype=np.int64),
+        interval_labels=labels,
+        coordinate_system="latlon" if latlon else "cartesian",
+        time_unit="unit" if precision == 4 else "day",
+        interval_length=float(agg_len),
+        study_period=(_label(start, precision), _label(end, precision)),
+        crs="EPSG:4326" if latlon else None,
+    )
+    scan = SpaceTimeScan(
+        max_share=_float(params, "MaxSpatialSizeInPopulationAtRisk", 50) / 100,
+        max_radius=max_radius,
+        min_intervals=min_len,
+        max_intervals=max_len,
+        n_permutations=reps,
+        early_stop=early,
+        min_cases=_int(params, "MinimumCasesInHighRateClusters", 2),
+        random_state=random_state,
+        n_jobs=n_jobs,
+    )
+    return SatscanRun(data=data, scan=scan, parameters=params, case_file=case_file,
+                      coordinates_file=geo_file, prm_path=prm)
+
+
+# ---------------------------------------------------------------------------- report
+def _number(value: float, decimals: int = 2) -> str:
+    """SaTScan-style: ``decimals`` places, more for small values so two digits show."""
+    if value != 0 and abs(value) < 10 ** -(decimals - 1):
+        decimals = max(decimals, -math.floor(math.log10(abs(value))) + 1)
+    return f"{value:.{decimals}f}"
+
+
+def _coordinates(cluster: ScanCluster, latlon: bool) -> str:
+    if latlon:
+        lat, lon = cluster.centre
+        return (f"({abs(lat):.6f} {'N' if lat >= 0 else 'S'}, "
+                f"{abs(lon):.6f} {'E' if lon >= 0 else 'W'}) / "
+                f"{_number(cluster.radius) if cluster.radius > 0 else '0'} km")
+    x, y = cluster.centre
+    radius = f"{cluster.radius:.2f}" if cluster.radius > 0 else "0"
+    return f"({x:g},{y:g}) / {radius}"
+
+
+def _p_text(p: float, n_done: int) -> str:
+    if math.isnan(p):
+        return "n/a (no replications)"
+    decimals = max(1, math.ceil(math.log10(n_done + 1)))
+    return f"{p:.{decimals}f}"
+
+
+def _recurrence_text(ri: float, unit: str) -> str:
+    if math.isinf(ri) or math.isnan(ri):
+        return "n/a"
+    if unit == "day":
+        if ri >= 365.25:
+            years = ri / 365.25
+            return f"{years:.0f} year" if round(years) == 1 else f"{years:.0f} years"
+        return f"{ri:.0f} day" if round(ri) == 1 else f"{ri:.0f} days"
+    return f"{ri:.1f} {unit}" if f"{ri:.1f}" == "1.0" else f"{ri:.1f} {unit}s"
+
+
+def format_satscan_report(result: ScanResult, *, title: str = "placecast",
+                          parameters: dict[str, str] | None = None) -> str:
+    """Format the results as SaTScan's main text report: same fields, same decimals.
+
+    Fields: locations, coordinates / radius, time frame, cases, expected cases (2
+    decimals), observed / expected (2), test statistic (6), p-value (as many decimals as
+    the replications resolve) and recurrence interval.
+    """
+    latlon = result.coordinate_system == "latlon"
+    lines = [
+        " " * 33 + "_" * 29, "",
+        " " * 40 + f"{title} (SaTScan-compatible report)",
+        " " * 33 + "_" * 29, "", "",
+        "Prospective Space-Time analysis",
+        "scanning for clusters with high rates",
+        "using the Space-Time Permutation model.",
+        _RULE, "",
+        "SUMMARY OF DATA", "",
+        f"Study period.......................: {result.study_period[0]} to "
+        f"{result.study_period[1]}",
+        f"Number of locations................: {result.n_locations}",
+        f"Total number of cases..............: {result.n_cases}",
+        _RULE, "",
+        "CLUSTERS DETECTED", "",
+    ]
+    if not result.clusters:
+        lines += ["No clusters were found.", ""]
+    for c in result.clusters:
+        head = f"{c.rank}.Location IDs included.: "
+        wrapped = textwrap.wrap(", ".join(c.location_ids), width=95 - len(head),
+                                break_on_hyphens=False) or [""]
+        lines.append(head + wrapped[0])
+        lines += [" " * len(head) + w for w in wrapped[1:]]
+        pad = " " * (len(str(c.rank)) + 1)
+        lines += [
+            f"{pad}Coordinates / radius..: {_coordinates(c, latlon)}",
+            f"{pad}Time frame............: {c.time_frame[0]} to {c.time_frame[1]}",
+            f"{pad}Number of cases.......: {c.observed}",
+            f"{pad}Expected cases........: {_number(c.expected)}",
+            f"{pad}Observed / expected...: {_number(c.observed_over_expected)}",
+            f"{pad}Test statistic........: {c.test_statistic:.6f}",
+            f"{pad}P-value...............: {_p_text(c.p_value, result.n_permutations)}",
+            f"{pad}Recurrence interval...: {_recurrence_text(c.recurrence_interval, result.time_unit)}",  # noqa: E501
+            "",
+        ]
+    if result.stopped_early:
+        note = ("NOTE: The sequential Monte Carlo procedure was used to terminate the "
+                f"calculations after {result.n_permutations} replications.")
+        lines += textwrap.wrap(note, width=95) + [""]
+    lines += [_RULE, "", "PARAMETER SETTINGS", ""]
+    settings = dict(result.parameters)
+    for key in sorted(settings):
+        lines.append(f"  {key:<24}: {settings[key]}")
+    if parameters:
+        lines += ["", "Parameter file", "--------------"]
+        for key in sorted(parameters):
+            lines.append(f"  {key} = {parameters[key]}")
+    lines += [_RULE, ""]
+    return "\n".join(lines)
+
+
+def write_satscan_report(result: ScanResult, path: str | os.PathLike[str], **options: Any) -> Path:
+    """Write :func:`format_satscan_report` atomically to ``path``."""
+    target = Path(path)
+    with atomic_path(target) as tmp:
+        tmp.write_text(format_satscan_report(result, **options), encoding="utf-8")
+    return target

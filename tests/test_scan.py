@@ -1,0 +1,261 @@
+"""Space-time permutation scan: SaTScan reproduction, brute force, simulate-then-recover, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from _helpers_clusters import (
+    brute_force_max_llr,
+    parse_satscan_report,
+    planted_events_frame,
+    random_scan_data,
+)
+from placecast.cli import app
+from placecast.clusters import ScanData, SpaceTimeScan, scan_data_from_events
+from placecast.events import Events
+from placecast.exceptions import DataError, ParameterError
+from placecast.io import read_satscan, read_satscan_parameters
+from placecast.io._satscan import format_satscan_report
+
+FIELDS = ("Location IDs included", "Coordinates / radius", "Number of cases", "Expected cases",
+          "Observed / expected", "Test statistic")
+
+
+@pytest.fixture(scope="module")
+def satscan_dir(shared_data: Path) -> Path:
+    return shared_data / "satscan"
+
+
+@pytest.fixture(scope="module")
+def reference(satscan_dir: Path) -> dict:
+    return parse_satscan_report(satscan_dir / "satscan_test1.txt")
+
+
+def _report_fields(result) -> dict:  # noqa: ANN001
+    return parse_satscan_report_text(format_satscan_report(result))
+
+
+def parse_satscan_report_text(text: str) -> dict:
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as handle:
+        handle.write(text)
+    return parse_satscan_report(Path(handle.name))
+
+
+def test_satscan_test1_from_prm_as_given(satscan_dir: Path, reference: dict) -> None:
+    run = read_satscan(satscan_dir / "satscan_test1.prm", n_permutations=99, random_state=0)
+    # the Windows paths in the .prm do not exist; the files beside it were used
+    assert run.case_file == satscan_dir / "satscan_test1.cas"
+    result = run.scan.run(run.data)
+    ours = _report_fields(result)
+    assert ours["n_locations"] == reference["n_locations"]
+    assert ours["n_cases"] == reference["n_cases"]
+    assert len(ours["clusters"]) == len(reference["clusters"])
+    end = read_satscan_parameters(satscan_dir / "satscan_test1.prm")["EndDate"]
+    for mine, theirs in zip(ours["clusters"], reference["clusters"], strict=True):
+        for key in FIELDS:
+            assert mine[key] == theirs[key], key
+        # the .prm says EndDate=999 while the reference run used 1000 (its report says
+        # "End Time : 1000"): same start, our end is the file's
+        assert mine["Time frame"].split(" to ")[0] == theirs["Time frame"].split(" to ")[0]
+        assert mine["Time frame"].split(" to ")[1] == end
+
+
+def test_satscan_test1_with_reference_end_date_matches_report(satscan_dir: Path,
+                                                              reference: dict) -> None:
+    run = read_satscan(satscan_dir / "satscan_test1.prm", overrides={"EndDate": "1000"},
+                       n_permutations=99, random_state=0)
+    ours = _report_fields(run.scan.run(run.data))
+    assert ours["study_period"] == reference["study_period"]
+    for mine, theirs in zip(ours["clusters"], reference["clusters"], strict=True):
+        for key in (*FIELDS, "Time frame"):
+            assert mine[key] == theirs[key], key
+
+
+def test_secondary_p_value_within_monte_carlo_error(satscan_dir: Path, reference: dict) -> None:
+    run = read_satscan(satscan_dir / "satscan_test1.prm", overrides={"PValueReportType": "1"},
+                       n_permutations=999, random_state=11)
+    result = run.scan.run(run.data)
+    assert result.n_permutations == 999 and not result.stopped_early
+    theirs = float(reference["clusters"][1]["P-value"])
+    n_ref = reference["replications"]
+    ours = result.clusters[1].p_value
+    se = math.sqrt(theirs * (1 - theirs) / n_ref + ours * (1 - ours) / 999)
+    assert abs(ours - theirs) <= 4 * se
+    # recurrence interval of a one-analysis-per-unit prospective scan: 1 / p units
+    assert result.clusters[1].recurrence_interval == pytest.approx(1 / ours)
+
+
+def test_sequential_monte_carlo_stops_at_threshold(satscan_dir: Path) -> None:
+    run = read_satscan(satscan_dir / "satscan_test1.prm", n_permutations=999, random_state=3)
+    result = run.scan.run(run.data)
+    top = result.clusters[0]
+    assert result.stopped_early and result.n_permutations < 999
+    exceed = int((result.simulated_statistics >= top.test_statistic * (1 - 1e-10)).sum())
+    assert exceed == 50
+    assert top.p_value == pytest.approx(50 / result.n_permutations)
+    report = format_satscan_report(result)
+    assert f"after {result.n_permutations}\nreplications." in report
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_observed_statistic_matches_brute_force(seed: int) -> None:
+    data = random_scan_data(seed)
+    scan = SpaceTimeScan(max_intervals=6, n_permutations=0)
+    result = scan.run(data)
+    expected = brute_force_max_llr(data, data.case_interval, max_share=0.5, min_len=1,
+                                   max_len=6)
+    assert result.clusters[0].test_statistic == pytest.approx(expected, rel=1e-12)
+
+
+def test_replications_match_brute_force_on_the_same_permutations() -> None:
+    data = random_scan_data(7)
+    seed = 123
+    result = SpaceTimeScan(max_intervals=5, n_permutations=4, random_state=seed).run(data)
+    rng = np.random.default_rng(seed)
+    perms = rng.permuted(np.broadcast_to(data.case_interval, (4, data.n_cases)), axis=1)
+    for k in range(4):
+        want = brute_force_max_llr(data, perms[k], max_share=0.5, min_len=1, max_len=5)
+        assert result.simulated_statistics[k] == pytest.approx(want, rel=1e-12)
+
+
+def test_same_seed_same_result_whatever_the_threads() -> None:
+    data = random_scan_data(4)
+    a = SpaceTimeScan(max_intervals=5, n_permutations=80, random_state=9, n_jobs=1).run(data)
+    b = SpaceTimeScan(max_intervals=5, n_permutations=80, random_state=9, n_jobs=2).run(data)
+    np.testing.assert_array_equal(a.simulated_statistics, b.simulated_statistics)
+    assert a.to_dict()["clusters"] == b.to_dict()["clusters"]
+
+
+def test_secondary_clusters_share_no_location() -> None:
+    data = random_scan_data(5, n_locations=30, n_cases=200)
+    result = SpaceTimeScan(max_intervals=8, n_permutations=0).run(data)
+    seen: set[str] = set()
+    for c in result.clusters:
+        assert not seen & set(c.location_ids)
+        seen |= set(c.location_ids)
+        assert c.observed > c.expected
+    stats = [c.test_statistic for c in result.clusters]
+    assert stats == sorted(stats, reverse=True)
+
+
+def test_tie_break_by_smaller_coordinate() -> None:
+    # four locations at the same distance from the centre: SaTScan takes smaller x, then y
+    coords = np.array([[0, 0], [1, 0], [-1, 0], [0, 1], [0, -1], [5, 5]], dtype=float)
+    data = ScanData(location_ids=np.array(list("cabdef")), coordinates=coords,
+                    case_location=np.array([0, 2, 4, 0, 1, 3, 5, 5, 5, 5]),
+                    case_interval=np.array([9, 9, 9, 0, 0, 0, 0, 1, 2, 3]),
+                    interval_labels=[(str(k), str(k)) for k in range(10)])
+    scan = SpaceTimeScan(max_share=0.5, max_intervals=2, n_permutations=0)
+    nb_ptr, nb_idx, _ = scan._neighbours(data, np.bincount(data.case_location,
+                                                           minlength=6).astype(float))
+    order = data.location_ids[nb_idx[nb_ptr[0]:nb_ptr[1]]].tolist()
+    assert order[:3] == ["c", "b", "e"]  # (-1, 0) then (0, -1) before (0, 1) and (1, 0)
+
+
+def test_nyc_fever_with_satscan_manual_settings(satscan_dir: Path, tmp_path: Path) -> None:
+    # rsatscan vignette / SaTScan manual: prospective STP, day precision, 3 km, 7 days
+    prm = tmp_path / "NYCfever.prm"
+    prm.write_text("\n".join([
+        "[Input]", f"CaseFile={satscan_dir / 'nycfever_cases.csv'}", "PrecisionCaseTimes=3",
+        "StartDate=2001/11/1", "EndDate=2001/11/24",
+        f"CoordinatesFile={satscan_dir / 'nycfever_zip_centroids.csv'}", "CoordinatesType=1",
+        "[Analysis]", "AnalysisType=4", "ModelType=2", "TimeAggregationUnits=3",
+        "[Spatial Window]", "UseDistanceFromCenterOption=y",
+        "MaxSpatialSizeInDistanceFromCenter=3", "NonCompactnessPenalty=0",
+        "[Temporal Window]", "MaxTemporalSizeInterpretation=1", "MaxTemporalSize=7",
+        "[Inference]", "ProspectiveStartDate=2001/11/24", "MonteCarloReps=999", ""]))
+    run = read_satscan(prm, n_permutations=99, random_state=1)
+    assert (run.data.n_locations, run.data.n_cases) == (192, 194)
+    result = run.scan.run(run.data)
+    assert result.study_period == ("2001/11/1", "2001/11/24")
+    assert result.clusters
+    for c in result.clusters:
+        assert c.radius <= 3.0
+        assert c.time_frame[1] == "2001/11/24"
+        assert 1 <= c.end_interval - c.start_interval + 1 <= 7
+    text = format_satscan_report(result)
+    assert re.search(r"Coordinates / radius\.\.: \(40\.\d{6} N, 73\.\d{6} W\) / [\d.]+ km", text)
+    geometry = result.to_geojson()["features"][0]["geometry"]
+    lon, lat = np.array(geometry["coordinates"][0]).mean(axis=0)
+    assert -74.3 < lon < -73.6 and 40.4 < lat < 41.0
+
+
+def test_events_scan_recovers_planted_cluster(tmp_path: Path) -> None:
+    frame = planted_events_frame()
+    events = Events.from_arrays(frame["time"], frame["x"], frame["y"])
+    data = scan_data_from_events(events, round_to=100.0)
+    result = SpaceTimeScan(max_radius=600.0, max_intervals=7, n_permutations=99,
+                           random_state=0).run(data)
+    top = result.most_likely
+    assert top is not None
+    assert math.dist(top.centre, (5_000, 5_000)) < 300
+    assert top.p_value <= 0.02
+    assert top.observed >= 10
+
+
+def test_scan_cli_satscan_writes_all_outputs(satscan_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["scan", "--satscan", str(satscan_dir / "satscan_test1.prm"),
+                                   "--set", "EndDate=1000", "--permutations", "99",
+                                   "--seed", "1", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert {p.name for p in out.iterdir()} == {"report.txt", "clusters.geojson",
+                                               "clusters.csv", "result.json"}
+    assert "Time frame............: 993 to 1000" in (out / "report.txt").read_text()
+    features = json.loads((out / "clusters.geojson").read_text())["features"]
+    assert features[0]["properties"]["location_ids"] == "23;6;16"
+    assert json.loads((out / "result.json").read_text())["n_cases"] == 100
+
+
+def test_scan_cli_events(tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    planted_events_frame().to_csv(path, index=False)
+    res = CliRunner().invoke(app, ["scan", str(path), "--x", "x", "--y", "y", "--crs",
+                                   "local:m", "--cell", "250m", "--max-radius", "600m",
+                                   "--permutations", "49", "--seed", "2", "-o",
+                                   str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    assert "Location IDs included" in (tmp_path / "o" / "report.txt").read_text()
+
+
+def test_unsupported_prm_settings_are_errors(satscan_dir: Path) -> None:
+    with pytest.raises(ParameterError, match="AnalysisType=3 is not supported"):
+        read_satscan(satscan_dir / "satscan_test1.prm", overrides={"AnalysisType": "3"})
+    with pytest.raises(ParameterError, match="ModelType=0"):
+        read_satscan(satscan_dir / "satscan_test1.prm", overrides={"ModelType": "0"})
+
+
+def test_missing_input_file_is_named(tmp_path: Path) -> None:
+    prm = tmp_path / "x.prm"
+    prm.write_text("CaseFile=C:\\nowhere\\x.cas\nCoordinatesFile=x.geo\nPrecisionCaseTimes=4\n"
+                   "StartDate=0\nEndDate=10\n")
+    with pytest.raises(DataError, match=r"CaseFile=C:\\nowhere\\x.cas was not found"):
+        read_satscan(prm)
+
+
+def test_case_outside_study_period_is_an_error(satscan_dir: Path) -> None:
+    with pytest.raises(DataError, match=r"satscan_test1.cas line \d+: time \d+ is outside"):
+        read_satscan(satscan_dir / "satscan_test1.prm", overrides={"EndDate": "900"})
+
+
+def test_bad_scan_parameters() -> None:
+    data = random_scan_data(1)
+    with pytest.raises(ParameterError, match="max_share must be in"):
+        SpaceTimeScan(max_share=0.8).run(data)
+    with pytest.raises(ParameterError, match="time windows of 5 to 3 intervals"):
+        SpaceTimeScan(min_intervals=5, max_intervals=3).run(data)
+
+
+def test_cli_bad_input_exits_2(tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, ["scan", "--satscan", str(tmp_path / "missing.prm")])
+    assert res.exit_code == 2
+    assert "does not exist" in res.output
