@@ -82,6 +82,9 @@ def test_result_table_and_flags(serial, portland):
     row = summary[(summary.model == "kde") & (summary.metric == "pai")
                   & (summary.horizon == "7d")].iloc[0]
     assert row["mean"] == pytest.approx(pai_kde.mean())
+    part = frame[(frame.model == "kde") & (frame.horizon == "7d")]
+    assert row["pooled"] == pytest.approx(
+        part.hits.sum() / part.n_events.sum() / (part.flagged_area.iloc[0] / units.region_area))
     comparisons = serial.compare("pai", "7d")
     assert len(comparisons) == 2 and all(c.model == serial.winner("pai", "7d")
                                          for c in comparisons)

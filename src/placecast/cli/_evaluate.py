@@ -260,13 +260,14 @@ def _print_summary(result: Any, *, protocol: str | None = None) -> None:
         table = Table(title=f"{horizon} windows from {len(result.origins)} origins "
                       f"({str(result.origins[0])[:10]} .. {str(result.origins[-1])[:10]}), "
                       f"{flagged_sqmi:.3f} of {region_sqmi:.1f} sq mi flagged")
-        for column in ("model", "PAI mean", "median", "p10-p90", "hit rate", "PEI*",
-                       "log score"):
-            table.add_column(column, justify="left" if column == "model" else "right")
+        for column in ("model", "PAI mean", "median", "p10-p90", "pooled", "hit rate",
+                       "PEI*", "log score"):
+            table.add_column(column, justify="left" if column == "model" else "right",
+                             no_wrap=column == "model")
         for model in result.models:
             p = part.loc[(model, "pai")]
             table.add_row(model, _fmt(p["mean"]), _fmt(p["median"]),
-                          f"{_fmt(p['p10'])}-{_fmt(p['p90'])}",
+                          f"{_fmt(p['p10'])}-{_fmt(p['p90'])}", _fmt(p["pooled"]),
                           _fmt(part.loc[(model, "hit_rate")]["mean"], 3),
                           _fmt(part.loc[(model, "pei_star")]["mean"], 3),
                           _fmt(part.loc[(model, "log_score")]["mean"]))

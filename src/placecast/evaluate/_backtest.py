@@ -415,8 +415,11 @@ class BacktestResult:
                 ) -> pd.DataFrame:
         """Summarise each metric per horizon and model.
 
-        Columns: ``horizon, model, metric, n`` (origins scored) and the ``mean, median,
-        p10, p90`` of the metric over origins (undefined scores left out).
+        Columns: ``horizon, model, metric, n`` (origins scored), the ``mean, median,
+        p10, p90`` of the metric over origins (undefined scores left out) and, for
+        ``hit_rate`` and ``pai``, ``pooled``: the metric of all windows taken together,
+        ``(sum n / sum N) / (a / A)``, steadier than the mean when windows hold few events
+        (nan for the other metrics).
         """
         out = []
         for horizon in self.horizons:
@@ -429,9 +432,15 @@ class BacktestResult:
                     stats = ((float(values.mean()), float(np.median(values)),
                               float(np.percentile(values, 10)), float(np.percentile(values, 90)))
                              if len(values) else (np.nan,) * 4)
+                    pooled = float("nan")
+                    total = float(part["n_events"].sum())
+                    if metric in ("hit_rate", "pai") and total > 0:
+                        pooled = float(part["hits"].sum()) / total
+                        if metric == "pai":
+                            pooled /= float(part["flagged_area"].mean()) / self.units.region_area
                     out.append({"horizon": horizon, "model": model, "metric": metric,
                                 "n": int(len(values)), "mean": stats[0], "median": stats[1],
-                                "p10": stats[2], "p90": stats[3]})
+                                "p10": stats[2], "p90": stats[3], "pooled": pooled})
         return pd.DataFrame(out)
 
     def winner(self, metric: str = "pai", horizon: str | None = None) -> str:
