@@ -57,7 +57,11 @@ def test_dashboard_in_headless_chromium(tmp_path, shared_data):
             "dataset": "memphis", "models": ["naive", "kde"], "cell_size": CELL,
             "n_origins": 3, "area": "3%"})
         assert r.status_code == 202
-        assert svc.app.state.jobs.wait_idle(60)
+        r = svc.client.post("/scans", headers=svc.headers("analyst"), json={
+            "dataset": "memphis", "cell_size": CELL, "n_intervals": 30,
+            "n_permutations": 9})
+        assert r.status_code == 202
+        assert svc.app.state.jobs.wait_idle(120)
         svc.app.state.store.save_alert({
             "id": "scan1", "kind": "space-time scan", "observed": 12, "expected": 3.1,
             "geometry": {"type": "Point", "coordinates": [-90.0, 35.1]}})
@@ -109,6 +113,8 @@ def test_dashboard_in_headless_chromium(tmp_path, shared_data):
                 page.wait_for_selector("#chart svg polyline")
                 assert page.locator("#chart svg polyline").count() == 2
                 assert "space-time scan" in page.inner_text("#alerts")
+                # Scan clusters are drawn.
+                page.wait_for_selector("#map:not([data-n-clusters='0'])[data-n-clusters]")
                 page.wait_for_timeout(300)
 
                 shot = tmp_path / "dashboard.png"

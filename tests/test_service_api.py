@@ -216,6 +216,73 @@ def test_audit_job(loaded):
         "/audits", headers=svc.headers("viewer")).json()["audits"]][0] == r.json()["id"]
 
 
+def test_scan_job_matches_the_library_and_raises_alerts_once(loaded, shared_data):
+    from placecast.clusters import SpaceTimeScan, scan_data_from_events
+    from placecast.io import read_events
+    from placecast.pipeline import UnitSpec, build_units
+
+    svc, _ = loaded
+    body = {"dataset": "memphis", "cell_size": CELL, "n_intervals": 30,
+            "n_permutations": 19, "random_state": 3, "alpha": 0.99}
+    r = svc.client.post("/scans", headers=svc.headers("analyst"), json=body)
+    assert r.status_code == 202, r.text
+    assert svc.app.state.jobs.wait_idle(120)
+    job = svc.client.get(f"/scans/{r.json()['id']}", headers=svc.headers("viewer")).json()
+    assert job["status"] == "succeeded", job
+    result = job["result"]
+    events = read_events(memphis_csv(shared_data))
+    units = build_units(events, UnitSpec(cell_size=1000.0))
+    direct = SpaceTimeScan(n_permutations=19, random_state=3, max_clusters=20).run(
+        scan_data_from_events(events, n_intervals=30, units=units))
+    assert result["n_clusters"] == len(direct.clusters) > 0
+    top = result["clusters"]["features"][0]["properties"]
+    assert top["observed"] == direct.most_likely.observed
+    assert top["test_statistic"] == pytest.approx(direct.most_likely.test_statistic)
+    assert top["p_value"] == pytest.approx(direct.most_likely.p_value)
+    # Clusters with p <= 0.99 became alerts, with their circle as geometry.
+    significant = direct.significant(0.99)
+    assert result["n_significant"] == len(significant) == len(result["new_alerts"]) > 0
+    alerts = {a["id"]: a for a in svc.client.get(
+        "/alerts?kind=space-time%20cluster", headers=svc.headers("viewer")).json()["alerts"]}
+    assert set(result["new_alerts"]) <= set(alerts)
+    first = alerts[result["new_alerts"][0]]
+    assert first["geometry"]["type"] == "Polygon" and first["dataset"] == "memphis"
+    svc.client.post(f"/alerts/{first['id']}/acknowledge", headers=svc.headers("analyst"))
+    # The same scan again: no new alert, and the acknowledgement stays.
+    r = svc.client.post("/scans", headers=svc.headers("analyst"), json=body)
+    assert svc.app.state.jobs.wait_idle(120)
+    again = svc.client.get(f"/scans/{r.json()['id']}", headers=svc.headers("viewer")).json()
+    assert again["result"]["new_alerts"] == []
+    acked = {a["id"]: a["acknowledged"] for a in svc.client.get(
+        "/alerts", headers=svc.headers("viewer")).json()["alerts"]}
+    assert acked[first["id"]] is True
+
+
+def test_hotspot_job_matches_the_library(loaded, shared_data):
+    from placecast.clusters import SpaceTimeCube, emerging_hot_spots
+    from placecast.io import read_events
+    from placecast.pipeline import UnitSpec, build_units
+
+    svc, _ = loaded
+    r = svc.client.post("/hotspots", headers=svc.headers("analyst"), json={
+        "dataset": "memphis", "cell_size": CELL, "step": "7d", "n_steps": 10,
+        "distance": "2000m"})
+    assert r.status_code == 202, r.text
+    assert svc.app.state.jobs.wait_idle(120)
+    job = svc.client.get(f"/hotspots/{r.json()['id']}", headers=svc.headers("viewer")).json()
+    assert job["status"] == "succeeded", job
+    events = read_events(memphis_csv(shared_data))
+    units = build_units(events, UnitSpec(cell_size=1000.0))
+    direct = emerging_hot_spots(SpaceTimeCube.from_events(events, units, step="7d",
+                                                          n_steps=10), distance=2000.0)
+    assert job["result"]["counts"] == direct.counts()
+    features = job["result"]["units"]["features"]
+    assert len(features) == len(units) - direct.counts().get("no pattern detected", 0)
+    alerting = sum(direct.counts().get(p, 0) for p in
+                   ("new hot spot", "consecutive hot spot", "intensifying hot spot"))
+    assert len(job["result"]["new_alerts"]) == alerting
+
+
 def test_job_failure_is_reported(loaded):
     svc, _ = loaded
     # A window past the end of the data: the job fails with the library's message.

@@ -92,7 +92,8 @@ def test_roles(svc, shared_data):
     assert svc.upload("viewer-upload", svc.csv, role="viewer").status_code == 403
     for path, body in (("/forecasts", {"dataset": "base", "model": "naive"}),
                        ("/backtests", {"dataset": "base"}),
-                       ("/audits", {"dataset": "base"})):
+                       ("/audits", {"dataset": "base"}), ("/scans", {"dataset": "base"}),
+                       ("/hotspots", {"dataset": "base"})):
         r = svc.client.post(path, headers=viewer, json=body)
         assert r.status_code == 403 and "analyst" in r.json()["detail"]
     assert svc.client.post("/alerts/alert1/acknowledge", headers=viewer).status_code == 403
@@ -102,7 +103,8 @@ def test_roles(svc, shared_data):
     assert svc.client.get("/audit-log", headers=viewer).status_code == 403
     assert svc.snapshot() == before
     for path in ("/datasets", "/forecasts", f"/forecasts/{svc.forecast_id}/geojson",
-                 "/backtests", "/alerts", "/jobs", "/audits", "/models"):
+                 "/backtests", "/alerts", "/jobs", "/audits", "/models", "/scans",
+                 "/hotspots"):
         assert svc.client.get(path, headers=viewer).status_code == 200, path
 
 
@@ -226,7 +228,15 @@ def _sqlish_requests(svc, value):
     for field in ("dataset", "model", "cell_size", "horizon", "start", "end", "step", "area"):
         requests.append((f"audit {field}", post("/audits", **{**au, field: value})))
     requests.append(("audit category", post("/audits", **au, category=[value])))
+    for field in ("dataset", "cell_size", "at", "interval", "max_radius"):
+        requests.append((f"scan {field}", post("/scans", **{**au, field: value})))
+    requests.append(("scan category", post("/scans", **au, category=[value])))
+    for field in ("dataset", "cell_size", "step", "distance"):
+        requests.append((f"hotspots {field}", post("/hotspots", **{**au, field: value})))
+    requests.append(("hotspots category", post("/hotspots", **au, category=[value])))
     requests += [
+        ("scan id", get(f"/scans/{value}")),
+        ("hotspots id", get(f"/hotspots/{value}")),
         ("forecasts ?dataset", get("/forecasts", dataset=value)),
         ("forecasts ?model", get("/forecasts", model=value)),
         ("geojson ?area", get(f"/forecasts/{fid}/geojson", area=value)),

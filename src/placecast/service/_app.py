@@ -21,6 +21,10 @@ POST /backtests                            analyst  start a backtest job (202)
 GET /backtests, /backtests/{id}            viewer   saved backtests and their rows
 POST /audits                               analyst  start an exposure-audit job (202)
 GET /audits, /audits/{job_id}              viewer   audit jobs and their results
+POST /scans                                analyst  start a space-time scan job (202)
+GET /scans, /scans/{job_id}                viewer   scan jobs, clusters as GeoJSON
+POST /hotspots                             analyst  start an emerging-hot-spot job (202)
+GET /hotspots, /hotspots/{job_id}          viewer   hot spot jobs, patterns per unit
 GET /jobs, /jobs/{job_id}                  viewer   job status and progress
 GET /alerts                                viewer   alerts (filter by acknowledged)
 POST /alerts/{id}/acknowledge              analyst  acknowledge an alert
@@ -53,7 +57,9 @@ from placecast.service._schemas import (
     Crs,
     DatasetName,
     ForecastRequest,
+    HotSpotRequest,
     JobId,
+    ScanRequest,
     TimeColumn,
     TimeFormat,
     Timezone,
@@ -69,8 +75,10 @@ from placecast.service._work import (
     backtest_job,
     forecast_csv,
     forecast_geojson,
+    hotspot_job,
     read_upload,
     run_forecast_request,
+    scan_job,
 )
 
 __all__ = ["ServiceSettings", "create_app"]
@@ -595,9 +603,44 @@ def create_app(store: Any = "placecast.duckdb", settings: ServiceSettings | None
         """One audit job with its result when finished."""
         return _job_or_404(job_id, "audit")
 
+    @app.post("/scans", tags=["clusters"], status_code=202)
+    def start_scan(who: Analyst, request: Annotated[ScanRequest, Body()]) -> dict[str, Any]:
+        """Start a space-time permutation scan job; significant clusters become alerts."""
+        work = scan_job(locked, request, max_cells=settings.max_cells)
+        job_id = jobs.submit("scan", request.model_dump(), work, owner=who.name)
+        return _job_or_404(job_id)
+
+    @app.get("/scans", tags=["clusters"])
+    def list_scans(who: Viewer) -> dict[str, Any]:
+        """Scan jobs, newest first."""
+        return {"scans": jobs.list("scan")}
+
+    @app.get("/scans/{job_id}", tags=["clusters"])
+    def get_scan(who: Viewer, job_id: Annotated[JobId, PathParam()]) -> dict[str, Any]:
+        """One scan job; its result has the clusters as GeoJSON circles (WGS 84)."""
+        return _job_or_404(job_id, "scan")
+
+    @app.post("/hotspots", tags=["clusters"], status_code=202)
+    def start_hotspots(who: Analyst, request: Annotated[HotSpotRequest, Body()]
+                       ) -> dict[str, Any]:
+        """Start an emerging hot spot job (new/consecutive/intensifying hot spots alert)."""
+        work = hotspot_job(locked, request, max_cells=settings.max_cells)
+        job_id = jobs.submit("hotspots", request.model_dump(), work, owner=who.name)
+        return _job_or_404(job_id)
+
+    @app.get("/hotspots", tags=["clusters"])
+    def list_hotspots(who: Viewer) -> dict[str, Any]:
+        """Emerging hot spot jobs, newest first."""
+        return {"hotspots": jobs.list("hotspots")}
+
+    @app.get("/hotspots/{job_id}", tags=["clusters"])
+    def get_hotspots(who: Viewer, job_id: Annotated[JobId, PathParam()]) -> dict[str, Any]:
+        """One emerging hot spot job; its result maps the units with a pattern."""
+        return _job_or_404(job_id, "hotspots")
+
     @app.get("/jobs", tags=["jobs"])
     def list_jobs(who: Viewer, kind: Annotated[str | None, Query(
-            pattern=r"^(backtest|audit)$")] = None) -> dict[str, Any]:
+            pattern=r"^(backtest|audit|scan|hotspots)$")] = None) -> dict[str, Any]:
         """Background jobs, newest first."""
         return {"jobs": jobs.list(kind)}
 
@@ -609,7 +652,7 @@ def create_app(store: Any = "placecast.duckdb", settings: ServiceSettings | None
     # ------------------------------------------------------------------ alerts
     @app.get("/alerts", tags=["alerts"])
     def list_alerts(who: Viewer, acknowledged: bool | None = None,
-                    kind: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_\-]{0,31}$")
+                    kind: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9 _\-]{0,39}$")
                                     ] = None) -> dict[str, Any]:
         """Alerts, newest first."""
         return {"alerts": locked.list_alerts(kind=kind, acknowledged=acknowledged)}

@@ -27,7 +27,7 @@ from placecast.service._state import StateDB, utc_now
 
 __all__ = ["JOB_KINDS", "JobManager", "ProgressCallback"]
 
-JOB_KINDS = ("backtest", "audit")
+JOB_KINDS = ("backtest", "audit", "scan", "hotspots")
 ProgressCallback = Callable[[int, int], None]
 JobFunction = Callable[[ProgressCallback], dict[str, Any]]
 

@@ -24,9 +24,11 @@ __all__ = [
     "DateText",
     "DurationText",
     "ForecastRequest",
+    "HotSpotRequest",
     "JobId",
     "LengthText",
     "ModelName",
+    "ScanRequest",
     "TimeColumn",
     "TimeFormat",
     "Timezone",
@@ -99,6 +101,39 @@ class BacktestRequest(_Strict):
     step: DurationText = "7d"
     n_origins: int = Field(default=8, ge=1, le=104)
     area: Area = "1%"
+
+
+class ScanRequest(_Strict):
+    """Start a prospective space-time permutation scan job (SaTScan's model)."""
+
+    dataset: DatasetName
+    category: list[Category] | None = Field(default=None, max_length=20)
+    cell_size: LengthText = Field(default="500m", description="Events are located at the "
+                                  "centroids of grid cells of this size.")
+    at: DateText | None = Field(default=None, description="Analysis time; default the end "
+                                "of the data.")
+    interval: DurationText = "1d"
+    n_intervals: int = Field(default=60, ge=2, le=730)
+    max_share: float = Field(default=0.5, gt=0.0, le=0.5)
+    max_radius: LengthText | None = None
+    n_permutations: int = Field(default=99, ge=9, le=999)
+    random_state: int = Field(default=0, ge=0, le=2**31)
+    alpha: float = Field(default=0.05, gt=0.0, lt=1.0, description="Clusters with p <= "
+                         "alpha raise alerts.")
+
+
+class HotSpotRequest(_Strict):
+    """Start an emerging hot spot analysis job (Gi* + Mann-Kendall over a cube)."""
+
+    dataset: DatasetName
+    category: list[Category] | None = Field(default=None, max_length=20)
+    cell_size: LengthText = "500m"
+    step: DurationText = "7d"
+    n_steps: int = Field(default=12, ge=2, le=104)
+    distance: LengthText = Field(default="1000m", description="Neighbourhood radius.")
+    time_steps: int = Field(default=1, ge=0, le=12)
+    alpha: float = Field(default=0.1, gt=0.0, lt=1.0)
+    fdr: bool = True
 
 
 class AuditRequest(_Strict):

@@ -30,6 +30,8 @@ __all__ = [
     "audit_job",
     "forecast_csv",
     "forecast_geojson",
+    "hotspot_job",
+    "scan_job",
     "read_upload",
     "run_forecast_request",
 ]
@@ -331,6 +333,120 @@ def audit_job(store: LockedStore, request: Any, *, max_cells: int, dask: str | N
         return {"kind": "exposure", "model": request.model, "horizon": request.horizon,
                 "n_origins": len(result.origins), "summary": _jsonable(out["summary"]),
                 "over_under": _jsonable(out["over_under"][:500])}
+
+    return work
+
+
+#: Emerging hot spot patterns that raise an alert.
+ALERT_PATTERNS = ("new hot spot", "consecutive hot spot", "intensifying hot spot")
+
+
+def _alert_id(*parts: str) -> str:
+    import hashlib
+
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
+
+
+def _raise_alerts(store: LockedStore, alerts: list[dict[str, Any]]) -> list[str]:
+    """Save alerts not yet in the store (an acknowledged alert stays acknowledged)."""
+    with store.lock:
+        known = {a["id"] for a in store.list_alerts()}
+        new = [a for a in alerts if a["id"] not in known]
+        for alert in new:
+            store.save_alert(alert)
+    return [a["id"] for a in new]
+
+
+def scan_job(store: LockedStore, request: Any, *, max_cells: int
+             ) -> Callable[[Callable[[int, int], None]], dict[str, Any]]:
+    """Check a scan request now; return the job function that runs it and raises alerts."""
+    from placecast.quantities import parse_length
+
+    store.require_dataset(request.dataset)
+    max_radius = (parse_length(request.max_radius, name="max_radius")
+                  if request.max_radius is not None else None)
+
+    def work(progress: Callable[[int, int], None]) -> dict[str, Any]:
+        from placecast.clusters import SpaceTimeScan, scan_data_from_events
+
+        progress(0, 2)
+        events = _load(store, request.dataset, request.category)
+        units = _grid(events, request.cell_size, max_cells)
+        data = scan_data_from_events(events, at=request.at, interval=request.interval,
+                                     n_intervals=request.n_intervals, units=units)
+        scan = SpaceTimeScan(max_share=request.max_share, max_radius=max_radius,
+                             n_permutations=request.n_permutations,
+                             random_state=request.random_state, max_clusters=20)
+        result = scan.run(data)
+        progress(1, 2)
+        alerts = []
+        for cluster in result.significant(request.alpha):
+            alerts.append({
+                "id": _alert_id("scan", request.dataset, *cluster.location_ids,
+                                str(cluster.time_frame[0])),
+                "kind": "space-time cluster", "geometry": result.cluster_geometry(cluster),
+                "observed": float(cluster.observed), "expected": float(cluster.expected),
+                "p_value": float(cluster.p_value), "dataset": request.dataset,
+                "start": str(cluster.time_frame[0]), "end": str(cluster.time_frame[1]),
+                "n_locations": len(cluster.location_ids)})
+        new = _raise_alerts(store, alerts)
+        progress(2, 2)
+        summary = result.to_dict()
+        return {"kind": "scan", "dataset": request.dataset,
+                "n_clusters": len(result.clusters),
+                "n_significant": len(alerts), "new_alerts": new,
+                "summary": _jsonable({k: v for k, v in summary.items() if k != "clusters"}),
+                "clusters": _jsonable(result.to_geojson())}
+
+    return work
+
+
+def hotspot_job(store: LockedStore, request: Any, *, max_cells: int
+                ) -> Callable[[Callable[[int, int], None]], dict[str, Any]]:
+    """Check an emerging-hot-spot request now; return the job function."""
+    from placecast.quantities import parse_length
+
+    store.require_dataset(request.dataset)
+    distance = parse_length(request.distance, name="distance")
+
+    def work(progress: Callable[[int, int], None]) -> dict[str, Any]:
+        import shapely
+
+        from placecast.clusters import SpaceTimeCube, emerging_hot_spots
+
+        progress(0, 2)
+        events = _load(store, request.dataset, request.category)
+        units = _grid(events, request.cell_size, max_cells)
+        cube = SpaceTimeCube.from_events(events, units, step=request.step,
+                                         n_steps=request.n_steps)
+        result = emerging_hot_spots(cube, distance=distance, time_steps=request.time_steps,
+                                    alpha=request.alpha, fdr=request.fdr)
+        progress(1, 2)
+        local = units.spatial_reference.source_crs.startswith("local:")
+        geometry = units.geometry if local else units.geometry_in("EPSG:4326")
+        start = str(cube.step_edges[-2])[:10]
+        end = str(cube.step_edges[-1])[:10]
+        features, alerts = [], []
+        for u in np.flatnonzero(result.pattern != "no pattern detected"):
+            pattern = str(result.pattern[u])
+            shape = json.loads(shapely.to_geojson(geometry[u]))
+            features.append({"type": "Feature", "geometry": shape, "properties": {
+                "unit_id": str(cube.unit_ids[u]), "pattern": pattern,
+                "trend_z": float(result.trend_z[u]), "last_count": float(cube.counts[u, -1])}})
+            if pattern in ALERT_PATTERNS:
+                alerts.append({
+                    "id": _alert_id("hotspots", request.dataset, str(cube.unit_ids[u]),
+                                    pattern, start),
+                    "kind": pattern, "geometry": shape,
+                    "observed": float(cube.counts[u, -1]),
+                    "expected": round(float(cube.counts[u].mean()), 4),
+                    "p_value": float(result.p_values[u, -1]), "dataset": request.dataset,
+                    "start": start, "end": end, "unit_id": str(cube.unit_ids[u])})
+        new = _raise_alerts(store, alerts)
+        progress(2, 2)
+        return {"kind": "hotspots", "dataset": request.dataset, "counts": result.counts(),
+                "new_alerts": new, "parameters": _jsonable(dict(result.parameters)),
+                "units": {"type": "FeatureCollection", "features": _jsonable(features)}}
 
     return work
 

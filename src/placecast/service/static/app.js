@@ -7,7 +7,8 @@
   var TOKEN_KEY = "placecast-token";
   var COLORS = ["#fff5eb", "#fdd0a2", "#fd8d3c", "#d94801", "#7f2704"];
   var SERIES = ["#0b57d0", "#d94801", "#188038", "#8e24aa"];
-  var state = { map: null, layer: null, alertLayer: null, forecasts: [], token: null, role: null };
+  var state = { map: null, layer: null, alertLayer: null, clusterLayer: null, forecasts: [],
+                token: null, role: null };
 
   function $(id) { return document.getElementById(id); }
 
@@ -85,6 +86,7 @@
     if (state.map) { return; }
     state.map = L.map("map", { preferCanvas: true, zoomSnap: 0.25, attributionControl: false })
       .setView([0, 0], 2);
+    state.clusterLayer = L.layerGroup().addTo(state.map);
     state.alertLayer = L.layerGroup().addTo(state.map);
     var legend = $("legend");
     legend.textContent = "";
@@ -96,6 +98,11 @@
     legend.appendChild(el("br"));
     legend.appendChild(el("span", null, "swatch swf"));
     legend.appendChild(document.createTextNode("flagged (area budget)"));
+    legend.appendChild(el("br"));
+    legend.appendChild(el("span", null, "swatch swc"));
+    legend.appendChild(document.createTextNode("cluster (scan)"));
+    legend.appendChild(el("span", null, "swatch swa"));
+    legend.appendChild(document.createTextNode("alert"));
   }
 
   function colorFor(rank, n) {
@@ -192,6 +199,7 @@
         return n + " (" + data.categories[n] + ")"; })));
     }).catch(function () { fill($("category"), [""], ["all"]); });
     loadAlerts();
+    loadClusters(dataset);
     loadBacktest(dataset);
     return refreshForecast();
   }
@@ -229,8 +237,33 @@
         if (at) {
           L.circleMarker(at, { radius: 8, color: "#b00020", weight: 2, fillOpacity: 0.2 })
             .bindTooltip(alert.kind || "alert").addTo(state.alertLayer);
+        } else if (alert.geometry && (alert.geometry.type === "Polygon" ||
+                                      alert.geometry.type === "MultiPolygon")) {
+          L.geoJSON(alert.geometry, { style: { color: "#b00020", weight: 2, fill: false } })
+            .bindTooltip(alert.kind || "alert").addTo(state.alertLayer);
         }
       });
+    }).catch(function (err) { setStatus(err.message, true); });
+  }
+
+  // ------------------------------------------------------------------ clusters
+  function loadClusters(dataset) {
+    return api("/scans").then(function (data) {
+      state.clusterLayer.clearLayers();
+      var done = data.scans.filter(function (job) {
+        return job.status === "succeeded" && job.params.dataset === dataset && job.result;
+      });
+      if (!done.length) { $("map").setAttribute("data-n-clusters", "0"); return; }
+      var clusters = done[0].result.clusters;
+      L.geoJSON(clusters, {
+        style: { color: "#6a1b9a", weight: 2, dashArray: "6 4", fillOpacity: 0.05 },
+        onEachFeature: function (feature, layer) {
+          var p = feature.properties;
+          layer.bindTooltip("cluster #" + p.rank + ": " + p.observed + " events vs " +
+                            Number(p.expected).toFixed(1) + " expected, p = " + p.p_value);
+        }
+      }).addTo(state.clusterLayer);
+      $("map").setAttribute("data-n-clusters", String(clusters.features.length));
     }).catch(function (err) { setStatus(err.message, true); });
   }
 
