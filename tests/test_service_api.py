@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sqlite3
 import threading
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -489,6 +491,42 @@ def test_token_cli_create_list_revoke(tmp_path):
         app.state.close()
     again = runner.invoke(cli, ["token", "revoke", token_id, "--db", db])
     assert again.exit_code == 2 and "no active token" in again.output
+
+
+def test_placecast_serve_runs_uvicorn_on_loopback(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from _helpers_service import free_port
+
+    port = free_port()
+    db = str(tmp_path / "served.duckdb")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).resolve().parents[1] / "src"), os.environ.get("PYTHONPATH", "")])}
+    server = subprocess.Popen(
+        [sys.executable, "-c", "from placecast.cli import main; main()", "serve", "--db", db,
+         "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except httpx.HTTPError:
+                assert server.poll() is None, server.stderr.read().decode()
+                assert time.monotonic() < deadline, "placecast serve did not start"
+                time.sleep(0.2)
+        assert health.json()["status"] == "ok"
+        assert httpx.get(f"http://127.0.0.1:{port}/datasets", timeout=5).status_code == 401
+        assert "server" not in health.headers
+    finally:
+        server.terminate()
+        _, err = server.communicate(timeout=20)
+    assert b"no token yet" in err
+    assert (tmp_path / "served.service.sqlite").exists()
 
 
 def test_serve_refuses_wildcard_cors(tmp_path):

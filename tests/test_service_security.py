@@ -164,6 +164,15 @@ def test_malformed_file_names_the_row(svc, tmp_path):
     assert svc.snapshot() == before
 
 
+@pytest.mark.parametrize("form", [{"category": "victim_name"}, {"incident_id": "Suspect ID"},
+                                  {"mark": "age"}, {"weight": "offender.race"}])
+def test_person_columns_cannot_be_mapped(svc, form):
+    before = svc.snapshot()
+    r = svc.upload("persons", svc.csv, **form)
+    assert r.status_code == 422 and "persons" in r.json()["detail"]
+    assert svc.snapshot() == before
+
+
 @pytest.mark.parametrize("filename", [
     "../../etc/passwd.csv", "..\\..\\windows\\x.csv", "/etc/cron.d/x.csv", "a/b.csv",
     "..csv", ".hidden.csv", "x.csv\x00.txt", "events.exe", "events", "x" * 200 + ".csv",

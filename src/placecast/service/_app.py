@@ -145,6 +145,8 @@ class _Limits:
             return
         path = scope.get("path", "")
         is_shell = path == "/" or path.startswith("/static/")
+        # The static shell and the liveness probe read nothing: they are not logged.
+        logged = not is_shell and path != "/health"
         csp = DASHBOARD_CSP if is_shell else API_CSP
         status_box = [0]
         started = [False]
@@ -201,7 +203,7 @@ class _Limits:
                 started[0] = True
                 await self._reply(send_secured, 413, self._too_large())
         finally:
-            if not is_shell:
+            if logged:
                 self._log(scope, status_box[0] or 500)
 
     def _too_large(self) -> dict[str, str]:

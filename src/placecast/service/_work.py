@@ -38,6 +38,34 @@ __all__ = [
 
 UPLOAD_SUFFIXES = (".csv", ".gpkg", ".geojson", ".json")
 
+#: Words that mark a column as being about persons; such a column is never mapped.
+PERSON_WORDS = frozenset({
+    "name", "names", "firstname", "lastname", "surname", "victim", "suspect", "offender",
+    "arrestee", "person", "persons", "people", "dob", "birth", "birthdate", "age", "race",
+    "ethnicity", "ethnic", "gender", "sex", "phone", "ssn", "email", "licence", "license",
+    "plate", "passport"})
+
+
+def check_not_person_column(field: str, column: str | None) -> None:
+    """Refuse a column mapping whose column name says it is about persons.
+
+    Raises
+    ------
+    ParameterError
+        When a word of the column name (split at non-letters) is in ``PERSON_WORDS``.
+    """
+    import re
+
+    if column is None:
+        return
+    words = set(re.split(r"[^a-z]+", column.lower()))
+    hit = sorted(words & PERSON_WORDS)
+    if hit:
+        raise ParameterError(
+            f"column {column!r} for the event {field} looks like a field about persons "
+            f"({', '.join(hit)}); placecast never reads such fields. Map a place-based "
+            "column (time, location, offence category) instead.")
+
 
 class NotFound(PlacecastError):
     """A dataset, forecast, backtest, job or alert that does not exist (HTTP 404)."""
@@ -98,6 +126,8 @@ def read_upload(path: Path, label: str, *, columns: dict[str, str | None], crs: 
     """
     from placecast.io import ColumnMap, read_events
 
+    for field, column in columns.items():
+        check_not_person_column(field, column)
     try:
         events = read_events(path, columns=ColumnMap(**columns), crs=crs,
                              time_format=time_format, timezone=timezone,
