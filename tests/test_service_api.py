@@ -285,6 +285,30 @@ def test_hotspot_job_matches_the_library(loaded, shared_data):
     assert len(job["result"]["new_alerts"]) == alerting
 
 
+def test_backtest_runs_on_dask_when_configured(tmp_path, shared_data):
+    distributed = pytest.importorskip("dask.distributed")
+    from placecast.service import ServiceSettings
+
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                       dashboard_address=None)
+    try:
+        settings = ServiceSettings(dask=cluster.scheduler_address)
+        with make_service(tmp_path, settings) as svc:
+            svc.upload("memphis", memphis_csv(shared_data))
+            r = svc.client.post("/backtests", headers=svc.headers("analyst"), json={
+                "dataset": "memphis", "models": ["naive"], "cell_size": CELL,
+                "n_origins": 2})
+            assert svc.app.state.jobs.wait_idle(120)
+            job = svc.client.get(f"/jobs/{r.json()['id']}",
+                                 headers=svc.headers("viewer")).json()
+            assert job["status"] == "succeeded", job
+            assert job["n_done"] == 2
+        # The origins ran as tasks on the Dask scheduler.
+        assert any("run_origin" in prefix for prefix in cluster.scheduler.task_prefixes)
+    finally:
+        cluster.close()
+
+
 def test_job_failure_is_reported(loaded):
     svc, _ = loaded
     # A window past the end of the data: the job fails with the library's message.
@@ -389,6 +413,55 @@ def test_concurrent_uploads_and_forecasts_are_consistent(service, shared_data, t
     assert len(ids) == 3
     totals = {round(r.json()["expected_total"], 9) for r in forecasts}
     assert len(totals) == 1  # same data, same model: same forecast
+
+
+@pytest.mark.postgis
+def test_service_over_postgis(tmp_path, shared_data):
+    url = os.environ.get("PLACECAST_TEST_POSTGIS_URL")
+    if url is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must provide PLACECAST_TEST_POSTGIS_URL (.ci/run starts PostGIS)")
+        pytest.skip("no PostgreSQL + PostGIS server: set PLACECAST_TEST_POSTGIS_URL")
+    import uuid
+
+    import psycopg
+    from fastapi.testclient import TestClient
+
+    from placecast.service import ServiceSettings, create_app
+    from placecast.store import open_store
+
+    schema = f"svc_{uuid.uuid4().hex[:12]}"
+    settings = ServiceSettings(state_path=tmp_path / "state.sqlite")
+    path = small_csv(shared_data, tmp_path, n=200)
+    try:
+        for run in range(2):  # the second run is a restart over the same database
+            store = open_store(url, schema=schema)
+            app = create_app(store, settings)
+            try:
+                with TestClient(app) as client:
+                    if run == 0:
+                        token, _ = app.state.tokens.create("analyst", "pg")
+                    h = {"Authorization": f"Bearer {token}"}
+                    if run == 0:
+                        with open(path, "rb") as handle:
+                            r = client.post("/datasets/small", headers=h,
+                                            files={"file": ("small.csv", handle, "text/csv")})
+                        assert r.status_code == 201, r.text
+                        r = client.post("/forecasts", headers=h, json={
+                            "dataset": "small", "model": "naive", "cell_size": CELL})
+                        assert r.status_code == 201, r.text
+                        fid = r.json()["id"]
+                        n_units = r.json()["n_units"]
+                    datasets = client.get("/datasets", headers=h).json()["datasets"]
+                    assert [d["name"] for d in datasets] == ["small"]
+                    geo = client.get(f"/forecasts/{fid}/geojson", headers=h).json()
+                    assert len(geo["features"]) == n_units
+            finally:
+                app.state.close()
+                store.close()
+    finally:
+        with psycopg.connect(url, autocommit=True) as con:
+            con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def test_restart_keeps_everything(tmp_path, shared_data):

@@ -47,7 +47,7 @@ from typing import Annotated, Any
 from placecast.exceptions import ParameterError, PlacecastError
 from placecast.service._audit_log import AuditLog
 from placecast.service._auth import ROLES, Principal, TokenStore, role_at_least
-from placecast.service._jobs import JobManager
+from placecast.service._jobs import DaskBackend, JobManager
 from placecast.service._schemas import (
     AREA,
     AlertId,
@@ -292,6 +292,7 @@ def create_app(store: Any = "placecast.duckdb", settings: ServiceSettings | None
     tokens = TokenStore(state)
     audit = AuditLog(state)
     jobs = JobManager(state, workers=settings.job_workers)
+    dask = DaskBackend(settings.dask)
     cache = ForecastCache(locked)
 
     @contextlib.asynccontextmanager
@@ -316,6 +317,7 @@ def create_app(store: Any = "placecast.duckdb", settings: ServiceSettings | None
 
     def close() -> None:
         jobs.shutdown(wait=True)
+        dask.close()
         state.close()
         if owns_store:
             raw_store.close()
@@ -569,7 +571,7 @@ def create_app(store: Any = "placecast.duckdb", settings: ServiceSettings | None
                        ) -> dict[str, Any]:
         """Start a rolling-origin backtest as a background job; poll GET /jobs/{id}."""
         work = backtest_job(locked, request, max_cells=settings.max_cells,
-                            dask=settings.dask)
+                            dask=dask.address)
         job_id = jobs.submit("backtest", request.model_dump(), work, owner=who.name)
         return _job_or_404(job_id)
 
@@ -591,7 +593,7 @@ def create_app(store: Any = "placecast.duckdb", settings: ServiceSettings | None
     def start_audit(who: Analyst, request: Annotated[AuditRequest, Body()]
                     ) -> dict[str, Any]:
         """Start an exposure audit (how one model's flags fall on cells) as a job."""
-        work = audit_job(locked, request, max_cells=settings.max_cells, dask=settings.dask)
+        work = audit_job(locked, request, max_cells=settings.max_cells, dask=dask.address)
         job_id = jobs.submit("audit", request.model_dump(), work, owner=who.name)
         return _job_or_404(job_id)
 

@@ -25,7 +25,7 @@ from typing import Any
 from placecast.exceptions import PlacecastError
 from placecast.service._state import StateDB, utc_now
 
-__all__ = ["JOB_KINDS", "JobManager", "ProgressCallback"]
+__all__ = ["JOB_KINDS", "DaskBackend", "JobManager", "ProgressCallback"]
 
 JOB_KINDS = ("backtest", "audit", "scan", "hotspots")
 ProgressCallback = Callable[[int, int], None]
@@ -122,6 +122,46 @@ class JobManager:
     def shutdown(self, wait: bool = False) -> None:
         """Stop taking jobs (running ones finish when ``wait``)."""
         self._pool.shutdown(wait=wait, cancel_futures=True)
+
+
+class DaskBackend:
+    """Where jobs send their heavy part when the service is configured with Dask.
+
+    ``"local"`` starts one ``LocalCluster`` (worker processes, no dashboard) on first use
+    and keeps it for the life of the service; any other value is a scheduler address
+    (``tcp://host:8786``) handed to the work as is.
+    """
+
+    def __init__(self, setting: str | None, *, n_workers: int = 2) -> None:
+        self.setting = setting
+        self.n_workers = n_workers
+        self._cluster: Any = None
+        self._lock = threading.Lock()
+
+    def address(self) -> str | None:
+        """The scheduler address for the work, or ``None`` to run in-process."""
+        if self.setting is None:
+            return None
+        if self.setting != "local":
+            return self.setting
+        with self._lock:
+            if self._cluster is None:
+                import tempfile
+
+                from dask.distributed import LocalCluster
+
+                self._cluster = LocalCluster(
+                    n_workers=self.n_workers, threads_per_worker=1, processes=True,
+                    dashboard_address=None, local_directory=tempfile.mkdtemp(
+                        prefix="placecast-dask-"))
+            return str(self._cluster.scheduler_address)
+
+    def close(self) -> None:
+        """Stop the local cluster, if one was started."""
+        with self._lock:
+            if self._cluster is not None:
+                self._cluster.close()
+                self._cluster = None
 
 
 def _as_dict(row: tuple[Any, ...]) -> dict[str, Any]:

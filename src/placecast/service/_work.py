@@ -311,7 +311,8 @@ def forecast_csv(forecast: Forecast, area: str) -> bytes:
 
 
 # ---------------------------------------------------------------------- jobs
-def backtest_job(store: LockedStore, request: Any, *, max_cells: int, dask: str | None
+def backtest_job(store: LockedStore, request: Any, *, max_cells: int,
+                 dask: Callable[[], str | None]
                  ) -> Callable[[Callable[[int, int], None]], dict[str, Any]]:
     """Check a backtest request now; return the job function that runs and saves it."""
     for name in request.models:
@@ -327,7 +328,7 @@ def backtest_job(store: LockedStore, request: Any, *, max_cells: int, dask: str 
                               request.n_origins, request.horizons)
         result = run_backtest(events, units, models=list(request.models), start=start,
                               end=end, step=request.step, horizons=list(request.horizons),
-                              area=request.area, dask=dask, progress=progress)
+                              area=request.area, dask=dask(), progress=progress)
         meta = {"dataset": request.dataset, "models": list(request.models),
                 "category": request.category, "cell_size": request.cell_size,
                 "horizons": list(request.horizons), "step": request.step,
@@ -339,7 +340,8 @@ def backtest_job(store: LockedStore, request: Any, *, max_cells: int, dask: str 
     return work
 
 
-def audit_job(store: LockedStore, request: Any, *, max_cells: int, dask: str | None
+def audit_job(store: LockedStore, request: Any, *, max_cells: int,
+              dask: Callable[[], str | None]
               ) -> Callable[[Callable[[int, int], None]], dict[str, Any]]:
     """Check an audit request now; return the job function that runs it."""
     _check_model(request.model)
@@ -355,7 +357,7 @@ def audit_job(store: LockedStore, request: Any, *, max_cells: int, dask: str | N
                               request.n_origins, [request.horizon])
         result = run_backtest(events, units, models=[request.model], start=start, end=end,
                               step=request.step, horizons=[request.horizon],
-                              area=request.area, dask=dask, progress=progress)
+                              area=request.area, dask=dask(), progress=progress)
         exposure = exposure_audit(result.flags(request.model, request.horizon),
                                   result.observed[request.horizon],
                                   unit_id=units.unit_id, factor=request.factor)
