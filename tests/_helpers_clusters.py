@@ -13,13 +13,15 @@ from placecast.clusters import ScanData
 
 
 def brute_force_max_llr(data: ScanData, case_interval: np.ndarray, *, max_share: float,
-                        min_len: int, max_len: int, min_cases: int = 2) -> float:
+                        min_len: int, max_len: int, min_cases: int = 2,
+                        case_location: np.ndarray | None = None) -> float:
     """Max LLR over every cylinder by explicit loops (slow, obviously correct)."""
     pts = data.distance_space()
-    loc = data.case_location
+    loc = data.case_location if case_location is None else case_location
     total = len(loc)
     n_int = data.n_intervals
-    loc_total = np.array([np.sum(loc == k) for k in range(data.n_locations)], dtype=float)
+    loc_total = np.array([np.sum(data.case_location == k) for k in range(data.n_locations)],
+                         dtype=float)
     best = 0.0
     for c in range(data.n_locations):
         dist = [math.dist(pts[c], pts[k]) for k in range(data.n_locations)]

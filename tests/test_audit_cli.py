@@ -92,6 +92,8 @@ def test_audit_writes_tables_plots_and_model_card(synthetic, tmp_path):
     (["--groups", "GROUPS", "--group-by", "district"], "no column 'district'"),
     (["--plot-format", "gif"], "png or svg"),
     (["--area", "0.0001%"], "smaller than one unit"),
+    (["--simulate-feedback", "--truth", "oracle"], "use history or forecast"),
+    (["--model", "etas", "--simulate-feedback"], "needs a model with a lookback_days"),
 ])
 def test_audit_bad_input_exits_2_and_writes_nothing(synthetic, tmp_path, extra, message):
     events, groups = synthetic

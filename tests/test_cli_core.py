@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import geopandas as gpd
@@ -122,3 +123,8 @@ def test_demo_writes_outputs_and_scores(tmp_path: Path) -> None:
     assert summary["pai"] > 5
     assert (tmp_path / "demo" / "forecast.csv").exists()
     assert (tmp_path / "demo" / "forecast.geojson").exists()
+    html = (tmp_path / "demo" / "report.html").read_text()
+    assert "leaflet" in html.lower()
+    # nothing loaded from elsewhere (the browser test checks the requests themselves)
+    assert not re.search(r"""<(script|link|img|iframe)[^>]+(src|href)\s*=\s*["']?(https?:)?//""",
+                         html)

@@ -45,6 +45,7 @@ def grid():
 WINDOW = TimeWindow.starting("2020-07-01", "7d")
 
 
+@pytest.mark.filterwarnings("ignore::placecast.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_contract(name: str, grid) -> None:
     cls = MODELS[name]
@@ -67,6 +68,7 @@ def test_contract(name: str, grid) -> None:
         cls().set_params(no_such_parameter=1)
 
 
+@pytest.mark.filterwarnings("ignore::placecast.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_no_look_ahead(name: str, grid) -> None:
     """Events at or after the window start must not change the forecast."""

@@ -237,7 +237,8 @@ def test_public_needs_events(case):
 
 # ---------------------------------------------------------------------- sections
 def test_sections_are_omitted_without_inputs(case):
-    html = build_report(case[2])  # only the forecast
+    html = build_report(case[2], title="<script>alert(1)</script>")  # only the forecast
+    assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)" in html
     for section in ("backtest", "clusters", "hotspots", "audit", "model-card"):
         assert f'id="{section}"' not in html
     assert 'id="forecast-map"' in html and 'id="data-summary"' in html
@@ -419,3 +420,26 @@ def test_forecast_beyond_the_data_says_so():
     assert "no events (the window is in the future or outside the data)" in html
     assert "caught in flagged units" not in html and 'id="performance"' not in html
     assert "points" not in map_payload(html)
+
+
+@pytest.mark.parametrize(("values", "expected"), [
+    (np.zeros(10), {0}),                              # nothing forecast: palest only
+    (np.r_[np.zeros(98), 1.0, 2.0], {0, 4, 7}),       # two units stand out: 3 classes
+    (np.arange(1000.0), set(range(8))),               # the full ramp
+])
+def test_colour_classes_use_the_ends_of_the_ramp(values, expected):
+    from placecast.report._html import _classes
+
+    colour, legend = _classes(values)
+    assert set(colour.tolist()) == expected
+    assert sum(entry["n"] for entry in legend) == len(values)
+    assert colour[np.argmax(values)] == max(expected)
+
+
+def test_summary_and_load_report_without_events(case):
+    events, _, forecast = case
+    html = build_report(forecast, summary=events.summary(), load_report=events.report)
+    assert "<td>rows read</td><td>5,364</td>" in html
+    assert "<td>dropped rows</td><td>0</td>" in html
+    assert "<td>span</td><td>2012-03-01 .. 2017-05-31</td>" in html
+    assert "points" not in map_payload(html)  # no events given, none drawn

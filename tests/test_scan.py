@@ -120,10 +120,16 @@ def test_replications_match_brute_force_on_the_same_permutations() -> None:
     data = random_scan_data(7)
     seed = 123
     result = SpaceTimeScan(max_intervals=5, n_permutations=4, random_state=seed).run(data)
+    # the scan pairs the cases of the last 5 intervals with a uniform random ordered sample
+    # of the case locations (equivalent to permuting times over cases)
     rng = np.random.default_rng(seed)
-    perms = rng.permuted(np.broadcast_to(data.case_interval, (4, data.n_cases)), axis=1)
+    recent = np.flatnonzero(data.case_interval >= data.n_intervals - 5)
     for k in range(4):
-        want = brute_force_max_llr(data, perms[k], max_share=0.5, min_len=1, max_len=5)
+        locations = data.case_location.copy()
+        locations[recent] = data.case_location[rng.choice(data.n_cases, size=len(recent),
+                                                          replace=False)]
+        want = brute_force_max_llr(data, data.case_interval, max_share=0.5, min_len=1,
+                                   max_len=5, case_location=locations)
         assert result.simulated_statistics[k] == pytest.approx(want, rel=1e-12)
 
 

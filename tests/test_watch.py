@@ -173,3 +173,48 @@ def test_bad_watch_configs(tmp_path: Path) -> None:
                     '[[sinks]]\ntype = "file"\npath = "a.jsonl"\n')
     cfg = load_watch_config(toml)
     assert cfg.check == "hotspots" and cfg.sinks[0]["path"] == str(tmp_path / "a.jsonl")
+
+
+def test_watch_emerging_hot_spots(tmp_path: Path) -> None:
+    from placecast.datasets import portland_burglary_path
+
+    config = tmp_path / "hot.toml"
+    config.write_text(f'name = "hot"\ncheck = "hotspots"\n'
+                      f'[events]\npath = "{portland_burglary_path()}"\ncrs = "EPSG:2913"\n'
+                      '[hotspots]\ncell = "1000m"\nstep = "91d"\ndistance = "1200m"\n'
+                      'patterns = ["new hot spot", "intensifying hot spot", '
+                      '"persistent hot spot", "sporadic hot spot"]\n'
+                      '[[sinks]]\ntype = "file"\npath = "alerts.jsonl"\n')
+    watcher = Watcher(load_watch_config(config))
+    first = watcher.run_once()
+    assert first.new_alerts and first.queued == 0
+    kinds = {a.kind for a in first.new_alerts}
+    assert kinds <= {"new hot spot", "intensifying hot spot", "persistent hot spot",
+                     "sporadic hot spot"}
+    alert = json.loads((tmp_path / "alerts.jsonl").read_text().splitlines()[0])
+    assert set(alert) == ALERT_KEYS and alert["geometry"]["type"] == "Polygon"
+    lon, lat = alert["geometry"]["coordinates"][0][0]
+    assert -123 < lon < -122 and 45 < lat < 46  # Portland, WGS 84
+    assert watcher.run_once(force=True).new_alerts == ()
+
+
+def test_watch_satscan_check_reruns_only_when_inputs_change(shared_data: Path,
+                                                            tmp_path: Path) -> None:
+    import shutil
+
+    for name in ("satscan_test1.prm", "satscan_test1.cas", "satscan_test1.geo"):
+        shutil.copy(shared_data / "satscan" / name, tmp_path / name)
+        (tmp_path / name).chmod(0o644)
+    config = tmp_path / "sat.json"
+    config.write_text(json.dumps({
+        "name": "sat", "check": "satscan",
+        "satscan": {"prm": "satscan_test1.prm", "permutations": 99, "random_state": 1},
+        "threshold": {"p_value": 1.0}, "sinks": [{"type": "file", "path": "a.jsonl"}]}))
+    watcher = Watcher(load_watch_config(config))
+    first = watcher.run_once()
+    assert first.ran_check and [a.location_ids for a in first.new_alerts] == [
+        ("23", "6", "16"), ("10",)]
+    assert not watcher.run_once().ran_check
+    with open(tmp_path / "satscan_test1.cas", "a") as handle:
+        handle.write("3\t1\t990\n")  # a new case: the check runs again
+    assert watcher.run_once().ran_check

@@ -294,7 +294,11 @@ def build_model_card(
     if performance is not None:
         blocks.append(_Block("h2", "Backtest performance"))
         blocks.append(_Block("table", performance, "Mean over forecast origins with a 95% "
-                             "percentile bootstrap interval (resampling origins)."))
+                             "percentile bootstrap interval (resampling origins). hit_rate = "
+                             "share of events in flagged units; pai = hit rate / share of "
+                             "area flagged; pei_star = events caught / most any same number "
+                             "of units could catch; log_score = Poisson predictive "
+                             "log-likelihood per event (higher is better)."))
         facts["performance"] = performance.to_dict(orient="records")
     if exposure is not None:
         s = exposure.summary

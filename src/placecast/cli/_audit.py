@@ -215,6 +215,13 @@ def audit_command(
     if output_dir.exists() and not output_dir.is_dir():
         raise ParameterError(f"{output_dir} exists and is not a directory; give -o DIR.")
     params = parse_params(param)
+    if simulate_feedback:  # check before the backtest: fail early
+        if truth_source not in ("history", "forecast"):
+            raise ParameterError(f"--truth {truth_source!r}: use history or forecast.")
+        if (truth_source == "history"
+                and "lookback_days" not in make_model(model, **params).get_params()):
+            raise ParameterError(f"--truth history needs a model with a lookback_days "
+                                 f"parameter ({model} has none); use --truth forecast.")
     events = load_events(events_path, time=time, x=x, y=y, lon=lon, lat=lat,
                          category=category, weight=weight, crs=crs, time_format=time_format,
                          timezone=timezone, categories=categories, since=since, until=until,
@@ -317,6 +324,10 @@ def audit_command(
         "backtest": "placecast.evaluate.run_backtest: rolling origins, refit on the events "
                     "before each",
     }
+    if feedback is not None:
+        policy["feedback ground truth"] = (
+            f"{model} fitted on all events before --start, / detection" if truth_source ==
+            "history" else f"{model} forecast at --start, / detection")
     card = build_model_card(
         title=f"Model card: {model} on {cell} {units}, {area} per {horizon}",
         provenance=provenance, policy=policy, performance=performance, exposure=exposure,
@@ -347,11 +358,9 @@ def _ground_truth(events: Any, units: Any, model: str, params: dict[str, Any],
 
     estimator = make_model(model, **params)
     before = events.before(first)
-    if source == "history" and "lookback_days" in estimator.get_params():
+    if source == "history":
         span = (first - pd.Timestamp(before.start)) / pd.Timedelta(days=1)
         estimator.set_params(lookback_days=float(max(span, period_days)) + 1.0)
-    elif source not in ("history", "forecast"):
-        raise ParameterError(f"--truth {source!r}: use history or forecast.")
     window = TimeWindow(to_datetime64(first),
                         to_datetime64(first + pd.Timedelta(days=period_days)))
     return np.asarray(estimator.fit(before).predict(units, window).intensity)

@@ -41,10 +41,6 @@ PermutationsOpt = Annotated[int | None, typer.Option("--permutations", help="Mon
                                                      "replications.")]
 
 
-def _event_options(**options: Any) -> dict[str, Any]:
-    return options
-
-
 def _numbers(text: str, name: str, lengths: bool = False) -> list[float]:
     from placecast.quantities import parse_length
 

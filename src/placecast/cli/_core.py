@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import typer
 from rich.table import Table
 
@@ -256,6 +255,12 @@ def demo_command(
     summary = {"forecast": forecast.to_dict(), "window": window.to_dict(),
                "n_events_in_window": int(n_total), "flagged_units": len(flagged),
                "hits": int(hits), "hit_rate": hit_rate, "pai": pai}
-    (output_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    console.print(f"wrote {csv_path}, {geojson_path} and {output_dir / 'summary.json'}")
-    _ = np  # numpy used by callers of this module's helpers
+    from placecast.io._atomic import atomic_path
+    from placecast.report import write_report
+
+    with atomic_path(output_dir / "summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2, default=str))
+    report_path = write_report(output_dir / "report.html", forecast, events=events, area=budget,
+                               title="placecast demo: Portland burglary, week of 2017-03-01")
+    console.print(f"wrote {csv_path}, {geojson_path}, {output_dir / 'summary.json'} and "
+                  f"{report_path} (open the report in any browser; it works offline)")

@@ -306,11 +306,25 @@ class Watcher:
             tmp.write_text(text, encoding="utf-8")
 
     def _signature(self) -> list[Any] | None:
-        target = self.config.events.get("path") or self.config.options.get("prm")
-        if not target:
-            return None
-        st = Path(target).stat() if Path(target).exists() else None
-        return [str(target), st.st_mtime_ns, st.st_size] if st else None
+        """Path, modification time and size of every input file (``None`` if unknown)."""
+        if self.config.check == "satscan":
+            from placecast.io._satscan import _locate, read_satscan_parameters
+
+            prm = Path(self.config.options["prm"])
+            if not prm.is_file():
+                return None
+            params = read_satscan_parameters(prm)
+            targets = [prm] + [_locate(params.get(key, ""), prm, key)
+                               for key in ("CaseFile", "CoordinatesFile")]
+        else:
+            targets = [Path(self.config.events["path"])]
+        signature: list[Any] = []
+        for target in targets:
+            if not target.exists():
+                return None
+            st = target.stat()
+            signature += [str(target), st.st_mtime_ns, st.st_size]
+        return signature
 
     def _log(self, message: str) -> None:
         logger.warning(message)

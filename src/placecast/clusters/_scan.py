@@ -60,6 +60,9 @@ class ScanData:
     metres_per_unit : float
         Metres per unit of ``crs`` (planar coordinates are in metres; GeoJSON divides by
         this before projecting).
+    location_extent : float
+        Half the size of the area a location stands for (e.g. half a cell's diagonal);
+        added to cluster radii when drawing cluster areas.
     """
 
     location_ids: np.ndarray
@@ -73,6 +76,7 @@ class ScanData:
     study_period: tuple[str, str] = ("", "")
     crs: str | None = None
     metres_per_unit: float = 1.0
+    location_extent: float = 0.0
 
     def __post_init__(self) -> None:
         ids = np.asarray(self.location_ids, dtype=object)
@@ -214,8 +218,10 @@ def scan_data_from_events(
         used, loc = np.unique(unit_index, return_inverse=True)
         coords = units.centroids[used]
         ids = np.asarray(units.unit_id, dtype=object)[used]
+        extent = units.typical_size * math.sqrt(0.5)
     else:
         xy = np.column_stack([ev.x, ev.y])
+        extent = (round_to or 0.0) * math.sqrt(0.5)
         if round_to:
             if round_to <= 0:
                 raise ParameterError(f"round_to must be positive metres, got {round_to}.")
@@ -246,6 +252,7 @@ def scan_data_from_events(
         study_period=(labels[0][0], labels[-1][1]),
         crs=events.crs,
         metres_per_unit=events.spatial_reference.metres_per_unit,
+        location_extent=extent,
     )
 
 
@@ -368,6 +375,7 @@ class ScanResult:
     location_coordinates: dict[str, tuple[float, float]] = field(default_factory=dict,
                                                                  repr=False)
     metres_per_unit: float = 1.0
+    location_extent: float = 0.0
 
     @property
     def most_likely(self) -> ScanCluster | None:
@@ -411,11 +419,14 @@ class ScanResult:
     def cluster_geometry(self, cluster: ScanCluster, n_vertices: int = 64) -> dict[str, Any]:
         """GeoJSON polygon of the cluster's circle (lon/lat when known, else planar).
 
+        The circle's radius is the cluster radius plus ``location_extent`` (so a cluster of
+        one grid cell covers the cell).
+
         For lat/lon data the circle is drawn on the sphere; for planar data in a known CRS
         it is transformed to WGS 84; for local planar data it stays in data units.
         """
         angles = np.linspace(0, 2 * np.pi, n_vertices, endpoint=False)
-        radius = max(cluster.radius, 0.0)
+        radius = max(cluster.radius, 0.0) + self.location_extent
         if self.coordinate_system == "latlon":
             lat0, lon0 = np.radians(cluster.centre[0]), np.radians(cluster.centre[1])
             d = max(radius, 0.05) / EARTH_RADIUS_KM
@@ -463,9 +474,15 @@ def _llr(n: float, mu: float, total: float) -> float:
 
 @numba.njit(cache=True)
 def _best_per_centre(nb_ptr, nb_idx, tail, loc_total, win_total, total, min_cases):  # noqa: ANN001
-    """Best cylinder per centre: O(sum over centres of n_neighbours x n_windows)."""
+    """Best cylinder per centre: O(sum over centres of n_neighbours x n_windows).
+
+    Windows are ordered by length, so counts grow with ``j``. A neighbour with no case in
+    the longest window only enlarges ``mu`` (the LLR cannot rise), so it is skipped; the
+    window loop stops at the first window with fewer than ``min_cases`` cases.
+    """
     n_centres = nb_ptr.shape[0] - 1
     n_windows = tail.shape[1]
+    last = n_windows - 1
     best = np.zeros(n_centres)
     best_k = np.full(n_centres, -1, dtype=np.int64)
     best_j = np.full(n_centres, -1, dtype=np.int64)
@@ -476,11 +493,14 @@ def _best_per_centre(nb_ptr, nb_idx, tail, loc_total, win_total, total, min_case
         for p in range(nb_ptr[c], nb_ptr[c + 1]):
             loc = nb_idx[p]
             zone += loc_total[loc]
+            if tail[loc, last] == 0.0:
+                continue
             for j in range(n_windows):
                 cum[j] += tail[loc, j]
+            for j in range(last, -1, -1):
                 n = cum[j]
                 if n < min_cases:
-                    continue
+                    break
                 mu = zone * win_total[j] / total
                 if n > mu:
                     value = _llr(n, mu, total)
@@ -493,7 +513,9 @@ def _best_per_centre(nb_ptr, nb_idx, tail, loc_total, win_total, total, min_case
 
 @numba.njit(cache=True)
 def _max_llr(nb_ptr, nb_idx, tail, loc_total, win_total, total, min_cases, cum):  # noqa: ANN001
+    """Largest LLR over all cylinders (the pruning of :func:`_best_per_centre`)."""
     n_windows = tail.shape[1]
+    last = n_windows - 1
     best = 0.0
     for c in range(nb_ptr.shape[0] - 1):
         cum[:] = 0.0
@@ -501,11 +523,14 @@ def _max_llr(nb_ptr, nb_idx, tail, loc_total, win_total, total, min_cases, cum):
         for p in range(nb_ptr[c], nb_ptr[c + 1]):
             loc = nb_idx[p]
             zone += loc_total[loc]
+            if tail[loc, last] == 0.0:
+                continue
             for j in range(n_windows):
                 cum[j] += tail[loc, j]
+            for j in range(last, -1, -1):
                 n = cum[j]
                 if n < min_cases:
-                    continue
+                    break
                 mu = zone * win_total[j] / total
                 if n > mu:
                     value = _llr(n, mu, total)
@@ -533,12 +558,13 @@ def _tails(case_loc, case_t, n_loc, first, offsets, width):  # noqa: ANN001
 
 
 @numba.njit(parallel=True, cache=True)
-def _replicates(perm_t, case_loc, n_loc, first, offsets, width, nb_ptr, nb_idx,  # noqa: ANN001
+def _replicates(perm_loc, case_t, n_loc, first, offsets, width, nb_ptr, nb_idx,  # noqa: ANN001
                 loc_total, win_total, total, min_cases):
-    n_rep = perm_t.shape[0]
+    """Maximum LLR of each replication (row of ``perm_loc``), in parallel threads."""
+    n_rep = perm_loc.shape[0]
     out = np.zeros(n_rep)
     for b in numba.prange(n_rep):
-        tail = _tails(case_loc, perm_t[b], n_loc, first, offsets, width)
+        tail = _tails(perm_loc[b], case_t, n_loc, first, offsets, width)
         cum = np.zeros(offsets.shape[0])
         out[b] = _max_llr(nb_ptr, nb_idx, tail, loc_total, win_total, total, min_cases, cum)
     return out
@@ -563,7 +589,8 @@ class SpaceTimeScan:
 
     The most likely cluster maximises the LLR. Its p-value is Monte Carlo: case times are
     permuted over cases (keeping every location's and every interval's total) and the
-    maximum LLR recomputed, ``p = (1 + #{sim >= obs}) / (1 + R)``; with
+    maximum LLR recomputed (implemented as the equivalent permutation of locations over
+    cases with fixed times), ``p = (1 + #{sim >= obs}) / (1 + R)``; with
     ``early_stop = h`` the sequential procedure of Besag & Clifford (1991) stops at the
     ``h``-th exceedance after ``L`` replications with ``p = h / L`` (SaTScan's default).
     The recurrence interval is ``interval_length / p`` time units (one analysis per
@@ -601,7 +628,8 @@ class SpaceTimeScan:
     Cylinders are enumerated without Python loops per cylinder: for each centre the
     windows' case counts accumulate over sorted neighbours (cumulative sums), in
     ``O(sum_c K_c x W)`` time for ``K_c`` neighbours and ``W`` windows; each replication
-    costs the same plus ``O(C)`` to rebuild the counts, and replications run in parallel
+    costs the same plus ``O(C)`` to permute and ``O(C_W)`` to rebuild the counts of the
+    ``C_W`` cases inside the longest window, and replications run in parallel
     threads in batches of fixed size (results do not depend on the thread count).
 
     References
@@ -662,23 +690,37 @@ class SpaceTimeScan:
         return min_len, max_len
 
     def _neighbours(self, data: ScanData, loc_total: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Sorted neighbour lists per centre (CSR), truncated by share and radius."""
+        """Sorted neighbour lists per centre (CSR), truncated by share and radius.
+
+        One sort per centre (not per cylinder): O(n^2 log n) without a radius, or
+        O(n log n + sum_c K_c log K_c) with one (k-d tree).
+        """
+        from scipy.spatial import cKDTree
+
         pts = data.distance_space()
         limit = self.max_share * data.n_cases * (1 + 1e-12)
+        candidates: list[Any] | None = None
+        if self.max_radius is not None:
+            radius = float(self.max_radius)
+            if data.coordinate_system == "latlon":
+                radius = 2 * EARTH_RADIUS_KM * math.sin(min(radius / (2 * EARTH_RADIUS_KM),
+                                                            math.pi / 2))
+            candidates = cKDTree(pts).query_ball_point(pts, radius * (1 + 1e-9) + 1e-12)
+        everyone = np.arange(data.n_locations)
         ptr = [0]
         idx: list[np.ndarray] = []
         dist: list[np.ndarray] = []
-        for c in range(data.n_locations):  # one sort per centre (not per cylinder)
-            d = np.sqrt(((pts - pts[c]) ** 2).sum(axis=1))
-            keys = tuple(data.coordinates[:, k] for k in range(data.coordinates.shape[1] - 1,
-                                                               -1, -1))
-            order = np.lexsort((*keys, d))
-            cum = np.cumsum(loc_total[order])
+        for c in range(data.n_locations):
+            near = everyone if candidates is None else np.asarray(candidates[c], dtype=np.int64)
+            d = np.sqrt(((pts[near] - pts[c]) ** 2).sum(axis=1))
+            coords = data.coordinates[near]
+            order = np.lexsort((*(coords[:, k] for k in range(coords.shape[1] - 1, -1, -1)), d))
+            cum = np.cumsum(loc_total[near[order]])
             ok = cum <= limit
             if self.max_radius is not None:
                 ok &= data.surface_distance(d[order]) <= self.max_radius * (1 + 1e-12)
             k = int(np.argmin(ok)) if not ok.all() else len(order)
-            idx.append(order[:k])
+            idx.append(near[order[:k]])
             dist.append(d[order[:k]])
             ptr.append(ptr[-1] + k)
         return (np.asarray(ptr, dtype=np.int64),
@@ -774,6 +816,7 @@ class SpaceTimeScan:
             parameters=params,
             crs=data.crs,
             metres_per_unit=data.metres_per_unit,
+            location_extent=data.location_extent,
             location_coordinates={str(i): (float(a), float(b)) for i, (a, b)
                                   in zip(data.location_ids, data.coordinates, strict=True)},
         )
@@ -807,14 +850,21 @@ class SpaceTimeScan:
         exceed = 0
         threshold = observed_max * (1 - 1e-10)
         try:
-            case_t = data.case_interval.astype(np.int64)
+            # Permuting times over cases pairs times and locations uniformly at random, as
+            # permuting locations over cases does; the latter lets each replication touch
+            # only the cases whose (fixed) time falls in some window.
+            recent = np.flatnonzero(data.case_interval >= first)
+            case_t = np.ascontiguousarray(data.case_interval[recent])
             done = 0
             while done < n_rep:
                 size = min(_BATCH, n_rep - done)
-                perm = rng.permuted(np.broadcast_to(case_t, (size, len(case_t))), axis=1)
-                sims = _replicates(np.ascontiguousarray(perm), data.case_location, data.n_locations,
-                                   first, offsets, width, nb_ptr, nb_idx, loc_total, win_total,
-                                   total, float(self.min_cases))
+                perm = np.empty((size, len(recent)), dtype=np.int64)
+                for b in range(size):  # a uniform ordered sample = the head of a permutation
+                    perm[b] = data.case_location[rng.choice(data.n_cases, size=len(recent),
+                                                            replace=False)]
+                sims = _replicates(perm, case_t,
+                                   data.n_locations, first, offsets, width, nb_ptr, nb_idx,
+                                   loc_total, win_total, total, float(self.min_cases))
                 if self.early_stop is not None:
                     hits = np.cumsum(sims >= threshold) + exceed
                     if hits[-1] >= self.early_stop:

@@ -343,9 +343,9 @@ def _coordinates(cluster: ScanCluster, latlon: bool) -> str:
         return (f"({abs(lat):.6f} {'N' if lat >= 0 else 'S'}, "
                 f"{abs(lon):.6f} {'E' if lon >= 0 else 'W'}) / "
                 f"{_number(cluster.radius) if cluster.radius > 0 else '0'} km")
-    x, y = cluster.centre
+    x, y = (np.format_float_positional(v, precision=3, trim="-") for v in cluster.centre)
     radius = f"{cluster.radius:.2f}" if cluster.radius > 0 else "0"
-    return f"({x:g},{y:g}) / {radius}"
+    return f"({x},{y}) / {radius}"
 
 
 def _p_text(p: float, n_done: int) -> str:

@@ -100,7 +100,8 @@ class HawkesFit:
 
 class Horizons:
     """The times ``c_i`` each event can trigger within the period, as distinct values with
-    multiplicities (most events share the time cut-off, so this is often much shorter)."""
+    multiplicities (most events share the time cut-off, so this is often much shorter).
+    """
 
     def __init__(self, horizon: np.ndarray) -> None:
         values, counts = np.unique(np.asarray(horizon, dtype=float), return_counts=True)

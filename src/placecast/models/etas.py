@@ -434,7 +434,8 @@ class GridETAS(Forecaster):
 
     def simulate(self, window: TimeWindow) -> Events:
         """Draw events over ``window`` from the fitted model (fresh history, cells
-        ``units_``, positions uniform within cells), seeded by ``random_state``."""
+        ``units_``, positions uniform within cells), seeded by ``random_state``.
+        """
         check_is_fitted(self)
         from placecast.models.simulate import simulate_grid_etas
 

@@ -139,7 +139,6 @@ def _classes(values: np.ndarray) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Colour class of each value (0 = lowest) and the legend entries, highest first."""
     finite = np.sort(values)[::-1]
     breaks: list[float] = []
-    labels: list[float] = []
     for share in reversed(_TOP_SHARES):
         if len(finite) == 0:
             break
@@ -147,19 +146,20 @@ def _classes(values: np.ndarray) -> tuple[np.ndarray, list[dict[str, Any]]]:
         value = float(finite[max(index, 0)])
         if value > 0 and (not breaks or value > breaks[-1]):
             breaks.append(value)
-            labels.append(share)
     breaks_arr = np.asarray(breaks)
     cls = np.searchsorted(breaks_arr, values, side="right")  # 0 .. len(breaks)
-    offset = len(_RAMP) - 1 - len(breaks)
-    colour_index = cls + offset
+    # the lowest class is always the palest colour and the highest the darkest
+    ramp_index = (np.rint(np.arange(len(breaks) + 1) * (len(_RAMP) - 1) / len(breaks))
+                  .astype(int) if breaks else np.zeros(1, dtype=int))
+    colour_index = ramp_index[cls]
     legend = []
     for c in range(len(breaks), -1, -1):
         n = int((cls == c).sum())
         if c == 0:
-            text = f"below {_fmt_number(breaks[0])}" if breaks else "all cells"
+            text = f"below {_fmt_number(breaks[0])}" if breaks else "all units"
         else:
             text = f"≥ {_fmt_number(breaks[c - 1])}"
-        legend.append({"colour": _RAMP[c + offset], "text": text, "n": n,
+        legend.append({"colour": _RAMP[ramp_index[c]], "text": text, "n": n,
                        "share": n / len(values) if len(values) else 0.0})
     return colour_index, legend
 
