@@ -234,6 +234,13 @@ def backtest_command(
     console.print(f"wrote {', '.join(written)}")
 
 
+def _print_wide(table: Table) -> None:
+    """Print a table at least 110 characters wide (rich shrinks tables to 80 in pipes)."""
+    from rich.console import Console
+
+    Console(width=max(console.width, 110)).print(table)
+
+
 def _fmt(value: float, digits: int = 2) -> str:
     return "-" if not np.isfinite(value) else f"{value:.{digits}f}"
 
@@ -252,7 +259,7 @@ def _print_summary(result: Any, *, protocol: str | None = None) -> None:
             table.add_row(row.horizon, row.model, f"{row.n_events:g}",
                           str(row.n_flagged_units), f"{row.hits:g}", _fmt(row.pai),
                           _fmt(row.pei_star, 3), _fmt(row.log_score))
-        console.print(table)
+        _print_wide(table)
         return
     summary = result.summary()
     for horizon in result.horizons:
@@ -263,7 +270,7 @@ def _print_summary(result: Any, *, protocol: str | None = None) -> None:
         for column in ("model", "PAI mean", "median", "p10-p90", "pooled", "hit rate",
                        "PEI*", "log score"):
             table.add_column(column, justify="left" if column == "model" else "right",
-                             no_wrap=column == "model")
+                             no_wrap=True)
         for model in result.models:
             p = part.loc[(model, "pai")]
             table.add_row(model, _fmt(p["mean"]), _fmt(p["median"]),
@@ -271,7 +278,7 @@ def _print_summary(result: Any, *, protocol: str | None = None) -> None:
                           _fmt(part.loc[(model, "hit_rate")]["mean"], 3),
                           _fmt(part.loc[(model, "pei_star")]["mean"], 3),
                           _fmt(part.loc[(model, "log_score")]["mean"]))
-        console.print(table)
+        _print_wide(table)
         if len(result.models) > 1:
             best = result.winner("pai", horizon)
             console.print(f"best mean PAI ({horizon}): [bold]{best}[/bold]")
@@ -402,7 +409,7 @@ def tune_command(
         table.add_column(str(column), justify="right")
     for row in frame.head(15).itertuples(index=False):
         table.add_row(*[_fmt(v) if isinstance(v, float) else str(v) for v in row])
-    console.print(table)
+    _print_wide(table)
     console.print(f"chosen: cell {result.best_cell_size:g} m, "
                   + ", ".join(f"{k}={v}" for k, v in result.best_params.items()))
     if result.evaluation is not None:

@@ -26,7 +26,7 @@ from placecast.evaluate._metrics import DEFAULT_FLOOR, _score_arrays, resolve_ar
 from placecast.events import Events, to_datetime64
 from placecast.exceptions import ParameterError, UndefinedMetricWarning
 from placecast.forecast import TimeWindow
-from placecast.models import MODELS, Forecaster, make_model
+from placecast.models import Forecaster, make_model
 from placecast.quantities import AreaBudget, Duration, parse_duration
 from placecast.units import Units
 
@@ -674,7 +674,6 @@ def _assemble(plan: _Plan, origins: np.ndarray, results: Mapping[np.datetime64, 
                       "events); they are nan in the results and left out of the summary.",
                       UndefinedMetricWarning, stacklevel=3)
     settings = {"models": {label: params for label, _, params in plan.models},
-                "ties": plan.ties, "log_score_floor": plan.floor,
-                "registered_models": sorted(MODELS)}
+                "ties": plan.ties, "log_score_floor": plan.floor}
     return BacktestResult(frame, np.asarray(origins, dtype="datetime64[ns]"), tuple(horizons),
                           labels, plan.units, plan.area, flag_indices, observed, settings)
