@@ -170,6 +170,25 @@ def test_forecast_csv_list_and_get(loaded):
     assert svc.client.get("/forecasts/999999", headers=h).status_code == 404
 
 
+def test_forecast_report_download(loaded):
+    svc, ids = loaded
+    r = svc.client.get(f"/forecasts/{ids['kde']}/report?area=2%25",
+                       headers=svc.headers("viewer"))
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/html")
+    assert r.headers["content-disposition"] == (
+        f'attachment; filename="forecast-{ids["kde"]}.html"')
+    assert "<html" in r.text.lower() and "kde" in r.text
+    import re
+
+    # Nothing loaded from outside (links a reader may click are fine).
+    assert not re.search(r"""src\s*=\s*["']https?://""", r.text)
+    assert not re.search(r"""<link[^>]+href\s*=\s*["']https?://""", r.text)
+    public = svc.client.get(f"/forecasts/{ids['kde']}/report?public=true",
+                            headers=svc.headers("viewer"))
+    assert public.status_code == 200 and public.text != r.text
+
+
 def test_backtest_job_matches_run_backtest(loaded, shared_data):
     from placecast.evaluate import run_backtest
     from placecast.io import read_events

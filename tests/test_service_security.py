@@ -250,6 +250,7 @@ def _sqlish_requests(svc, value):
         ("forecasts ?model", get("/forecasts", model=value)),
         ("geojson ?area", get(f"/forecasts/{fid}/geojson", area=value)),
         ("csv ?area", get(f"/forecasts/{fid}/csv", area=value)),
+        ("report ?area", get(f"/forecasts/{fid}/report", area=value)),
         ("alerts ?kind", get("/alerts", kind=value)),
         ("jobs ?kind", get("/jobs", kind=value)),
         ("categories name", get(f"/datasets/{value}/categories")),

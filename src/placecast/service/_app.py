@@ -17,6 +17,7 @@ GET /forecasts                             viewer   saved forecasts, newest firs
 GET /forecasts/{id}                        viewer   one forecast's description
 GET /forecasts/{id}/geojson                viewer   cells with intensity, rank, flagged
 GET /forecasts/{id}/csv                    viewer   the same as CSV
+GET /forecasts/{id}/report                 viewer   offline HTML report (download)
 POST /backtests                            analyst  start a backtest job (202)
 GET /backtests, /backtests/{id}            viewer   saved backtests and their rows
 POST /audits                               analyst  start an exposure-audit job (202)
@@ -558,6 +559,37 @@ def create_app(store: Any = "placecast.duckdb", settings: ServiceSettings | None
                               lambda: forecast_csv(forecast, area))
         return Response(body, media_type="text/csv", headers={
             "content-disposition": f'attachment; filename="forecast-{forecast_id}.csv"'})
+
+    @app.get("/forecasts/{forecast_id}/report", tags=["forecasts"], response_class=Response,
+             responses={200: {"content": {"text/html": {}}}})
+    def forecast_report(who: Viewer, forecast_id: ForecastId, area: AreaQuery = "1%",
+                        public: bool = False) -> Response:
+        """The forecast as a self-contained offline HTML report (a download).
+
+        Adds the dataset's events (counts, scores in the window), its newest backtest and
+        the clusters of its newest scan when they exist. ``public=true`` suppresses areas
+        with fewer than 5 events, for sharing.
+        """
+        from placecast.report import build_report
+
+        forecast = cache.forecast(forecast_id)
+        info = next(i for i in locked.list_forecasts() if i.id == forecast_id)
+        kwargs: dict[str, Any] = {"area": area, "public": public,
+                                  "title": f"placecast forecast {forecast_id}: {info.name}"}
+        if info.dataset is not None and info.dataset in locked.dataset_names():
+            kwargs["events"] = locked.load_events(info.dataset)
+            for backtest in locked.list_backtests():
+                if backtest.meta.get("dataset") == info.dataset:
+                    kwargs["backtest"] = locked.load_backtest(backtest.id)[0]
+                    break
+            for job in jobs.list("scan"):
+                if job["status"] == "succeeded" and job["params"].get(
+                        "dataset") == info.dataset and job["result"]:
+                    kwargs["clusters"] = job["result"]["clusters"]
+                    break
+        html = build_report(forecast, **kwargs)
+        return Response(html, media_type="text/html", headers={
+            "content-disposition": f'attachment; filename="forecast-{forecast_id}.html"'})
 
     # ------------------------------------------------------------------ backtests, audits
     def _job_or_404(job_id: str, kind: str | None = None) -> dict[str, Any]:
