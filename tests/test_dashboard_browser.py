@@ -91,6 +91,7 @@ def test_dashboard_in_headless_chromium(tmp_path, shared_data):
                 # The latest kde forecast (the default model) is drawn.
                 page.wait_for_selector(f"#map[data-forecast-id='{ids['kde']}']", timeout=20000)
                 assert "kde" in page.inner_text("#status")
+                assert page.inner_text("#who") == "test analyst (analyst)"
                 # Pick a model: the map switches to the latest naive forecast.
                 page.select_option("#model", "naive")
                 page.wait_for_selector(f"#map[data-forecast-id='{ids['naive']}']",

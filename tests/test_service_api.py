@@ -54,6 +54,11 @@ def test_health_and_openapi_need_no_token(service):
     assert service.client.get("/docs").status_code == 404
 
 
+def test_me(service):
+    me = service.client.get("/me", headers=service.headers("analyst")).json()
+    assert me["role"] == "analyst" and me["name"] == "test analyst"
+
+
 def test_upload_keeps_only_event_fields(service, shared_data, tmp_path):
     path = small_csv(shared_data, tmp_path)
     frame = pd.read_csv(path)

@@ -391,6 +391,11 @@ def create_app(store: Any = "placecast.duckdb", settings: ServiceSettings | None
         """Liveness: always answers, needs no token, tells nothing about the data."""
         return {"status": "ok", "version": app.version}
 
+    @app.get("/me", tags=["service"])
+    def me(who: Viewer) -> dict[str, Any]:
+        """The token's name and role."""
+        return {"name": who.name, "role": who.role, "token_id": who.token_id}
+
     @app.get("/models", tags=["forecasts"])
     def models(who: Viewer) -> dict[str, Any]:
         """Model names usable in forecasts and backtests."""

@@ -69,7 +69,13 @@
 
   function signIn(token) {
     state.token = token;
-    return api("/models").then(function (data) {
+    return api("/me").then(function (who) {
+      state.role = who.role;
+      $("who").textContent = who.name + " (" + who.role + ")";
+      $("run").disabled = who.role === "viewer";
+      $("run").title = who.role === "viewer" ? "Running forecasts needs an analyst token." : "";
+      return api("/models");
+    }).then(function (data) {
       sessionStorage.setItem(TOKEN_KEY, token);
       $("login").hidden = true;
       $("app").hidden = false;
@@ -130,6 +136,7 @@
         var bounds = state.layer.getBounds();
         if (bounds.isValid()) { state.map.fitBounds(bounds, { padding: [10, 10] }); }
         var meta = collection.forecast;
+        if (info.cell_size) { $("cell").value = Math.round(info.cell_size) + "m"; }
         $("map").setAttribute("data-forecast-id", String(info.id));
         $("map").setAttribute("data-model", meta.model);
         $("map").setAttribute("data-n-flagged", String(meta.n_flagged));
@@ -177,7 +184,7 @@
     return api("/forecasts", { method: "POST", body: body })
       .then(function () { return refreshForecast(); })
       .catch(function (err) { setStatus(err.message, true); })
-      .then(function () { $("run").disabled = false; });
+      .then(function () { $("run").disabled = state.role === "viewer"; });
   }
 
   // ------------------------------------------------------------------ datasets
