@@ -590,40 +590,86 @@ def test_token_cli_create_list_revoke(tmp_path):
     assert again.exit_code == 2 and "no active token" in again.output
 
 
-def test_placecast_serve_runs_uvicorn_on_loopback(tmp_path):
+def _start_server(db: str, port: int):
     import subprocess
     import sys
     import time
 
     import httpx
 
-    from _helpers_service import free_port
-
-    port = free_port()
-    db = str(tmp_path / "served.duckdb")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(Path(__file__).resolve().parents[1] / "src"), os.environ.get("PYTHONPATH", "")])}
     server = subprocess.Popen(
         [sys.executable, "-c", "from placecast.cli import main; main()", "serve", "--db", db,
-         "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+         "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+            return server
+        except httpx.HTTPError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                raise AssertionError(server.stderr.read().decode()) from None
+            time.sleep(0.2)
+
+
+def test_placecast_serve_killed_mid_job_leaves_the_job_failed(tmp_path, shared_data):
+    """`placecast serve` in a real process, SIGKILLed during a backtest, then reopened."""
+    import time
+
+    import httpx
+
+    from _helpers_service import free_port
+    from placecast.service import StateDB, TokenStore
+
+    db = str(tmp_path / "crash.duckdb")
+    state = StateDB(tmp_path / "crash.service.sqlite")
+    token, _ = TokenStore(state).create("analyst", "crash test")
+    state.close()
+    h = {"Authorization": f"Bearer {token}"}
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = _start_server(db, port)
     try:
+        health = httpx.get(f"{base}/health", timeout=10)
+        assert health.json()["status"] == "ok" and "server" not in health.headers
+        assert httpx.get(f"{base}/datasets", timeout=10).status_code == 401
+        with open(memphis_csv(shared_data), "rb") as handle:
+            r = httpx.post(f"{base}/datasets/memphis", headers=h, timeout=60,
+                           files={"file": ("memphis.csv", handle, "text/csv")})
+        assert r.status_code == 201, r.text
+        r = httpx.post(f"{base}/backtests", headers=h, timeout=60, json={
+            "dataset": "memphis", "models": ["kde"], "cell_size": CELL,
+            "n_origins": 100, "step": "3d"})
+        job_id = r.json()["id"]
         deadline = time.monotonic() + 60
-        while True:
-            try:
-                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+        while True:  # wait until the job is part-way through
+            job = httpx.get(f"{base}/jobs/{job_id}", headers=h, timeout=10).json()
+            if job["status"] == "running" and job["n_done"] >= 1:
                 break
-            except httpx.HTTPError:
-                assert server.poll() is None, server.stderr.read().decode()
-                assert time.monotonic() < deadline, "placecast serve did not start"
-                time.sleep(0.2)
-        assert health.json()["status"] == "ok"
-        assert httpx.get(f"http://127.0.0.1:{port}/datasets", timeout=5).status_code == 401
-        assert "server" not in health.headers
+            assert job["status"] in ("queued", "running"), job
+            assert time.monotonic() < deadline, job
+            time.sleep(0.1)
     finally:
-        server.terminate()
-        _, err = server.communicate(timeout=20)
-    assert b"no token yet" in err
-    assert (tmp_path / "served.service.sqlite").exists()
+        server.kill()  # SIGKILL: no clean shutdown
+        server.wait(20)
+    # Restart (in-process here, over the same files).
+    from fastapi.testclient import TestClient
+
+    from placecast.service import create_app
+
+    app = create_app(db)
+    try:
+        with TestClient(app) as client:
+            job = client.get(f"/jobs/{job_id}", headers=h).json()
+            assert job["status"] == "failed" and "interrupted" in job["error"]
+            assert job["result"] is None
+            assert client.get("/backtests", headers=h).json() == {"backtests": []}
+            datasets = client.get("/datasets", headers=h).json()["datasets"]
+            assert datasets[0]["n_events"] == 2245
+    finally:
+        app.state.close()
 
 
 def test_serve_refuses_wildcard_cors(tmp_path):
