@@ -148,6 +148,13 @@ def test_forecast_matches_the_library(loaded, shared_data):
     xs = [pt[0] for f in flagged for pt in f["geometry"]["coordinates"][0]]
     ys = [pt[1] for f in flagged for pt in f["geometry"]["coordinates"][0]]
     assert -90.5 < min(xs) and max(xs) < -89.5 and 34.8 < min(ys) and max(ys) < 35.5
+    # Served gzip-compressed to clients that accept it: the same document, smaller.
+    raw = svc.client.get(f"/forecasts/{ids['kde']}/geojson?area=2%25",
+                         headers={**svc.headers("viewer"), "Accept-Encoding": "identity"})
+    assert "content-encoding" not in raw.headers
+    assert r.headers["content-encoding"] == "gzip"  # httpx asks for gzip by default
+    assert int(r.headers["content-length"]) < len(raw.content) / 3
+    assert r.content == raw.content  # httpx decompressed it
     # Only flagged cells on request.
     only = svc.client.get(f"/forecasts/{ids['kde']}/geojson?area=2%25&flagged_only=true",
                           headers=svc.headers("viewer")).json()

@@ -34,14 +34,13 @@ GET /audit-log                             admin    who read or changed what, wh
 """
 
 
-import contextlib
 import json
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -129,7 +128,6 @@ class ServiceSettings:
     cors_origins: tuple[str, ...] = ()
     job_workers: int = 1
     dask: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class _Limits:
@@ -257,7 +255,9 @@ def create_app(store: Any = "placecast.duckdb", settings: ServiceSettings | None
     -------
     fastapi.FastAPI
         With ``app.state.tokens`` (``TokenStore``), ``app.state.jobs`` (``JobManager``),
-        ``app.state.audit`` (``AuditLog``) and ``app.state.store`` (``LockedStore``).
+        ``app.state.audit`` (``AuditLog``), ``app.state.store`` (``LockedStore``) and
+        ``app.state.close()``, which waits for running jobs and closes what the app
+        opened (call it when done; ``placecast serve`` does).
     """
     try:
         from fastapi import (
@@ -296,18 +296,13 @@ def create_app(store: Any = "placecast.duckdb", settings: ServiceSettings | None
     dask = DaskBackend(settings.dask)
     cache = ForecastCache(locked)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Any) -> AsyncIterator[None]:
-        # Jobs keep running across lifespans; ``app.state.close()`` stops everything.
-        yield
-
     app = FastAPI(
         title="placecast",
         version=getattr(placecast, "__version__", "0"),
         description="Place-based forecasts, backtests, audits and alerts for a team. "
                     "Every route except /health, /openapi.json and the dashboard needs "
                     "`Authorization: Bearer <token>` (see `placecast token create`).",
-        docs_url=None, redoc_url=None, lifespan=lifespan,
+        docs_url=None, redoc_url=None,
     )
     app.state.store = locked
     app.state.tokens = tokens
@@ -545,14 +540,25 @@ def create_app(store: Any = "placecast.duckdb", settings: ServiceSettings | None
     @app.get("/forecasts/{forecast_id}/geojson", tags=["forecasts"],
              response_class=Response,
              responses={200: {"content": {"application/geo+json": {}}}})
-    def forecast_as_geojson(who: Viewer, forecast_id: ForecastId, area: AreaQuery = "1%",
-                            flagged_only: bool = False) -> Response:
-        """The forecast's cells as GeoJSON (WGS 84) with intensity, rank and flagged."""
+    def forecast_as_geojson(request: Request, who: Viewer, forecast_id: ForecastId,
+                            area: AreaQuery = "1%", flagged_only: bool = False) -> Response:
+        """The forecast's cells as GeoJSON (WGS 84) with intensity, rank and flagged.
+
+        Rendered once per forecast and area budget and served from memory afterwards
+        (gzip-compressed when the client accepts it).
+        """
         forecast = cache.forecast(forecast_id)
-        body = cache.rendered(("geojson", forecast_id, area, flagged_only),
-                              lambda: forecast_geojson(forecast_id, forecast, area,
-                                                       flagged_only))
-        return Response(body, media_type="application/geo+json")
+        key = ("geojson", forecast_id, area, flagged_only)
+        body = cache.rendered(key, lambda: forecast_geojson(forecast_id, forecast, area,
+                                                            flagged_only))
+        if "gzip" in request.headers.get("accept-encoding", "").lower():
+            import gzip
+
+            packed = cache.rendered((*key, "gzip"), lambda: gzip.compress(body, 6, mtime=0))
+            return Response(packed, media_type="application/geo+json", headers={
+                "content-encoding": "gzip", "vary": "Accept-Encoding"})
+        return Response(body, media_type="application/geo+json",
+                        headers={"vary": "Accept-Encoding"})
 
     @app.get("/forecasts/{forecast_id}/csv", tags=["forecasts"], response_class=Response,
              responses={200: {"content": {"text/csv": {}}}})
