@@ -163,6 +163,22 @@ def test_interrupted_run_resumes(serial, portland, tmp_path):
         run_backtest(events, units, resume=True, **{**options, "area": "2%"})
 
 
+def test_compare_treats_rounding_as_ties(serial):
+    import dataclasses
+
+    frame = serial.records.copy()
+    # a copy of kde whose PAI differs from kde only by rounding
+    twin = frame[frame.model == "kde"].assign(model="twin")
+    twin["pai"] = twin["pai"] * (1 + 1e-13)
+    records = pd.concat([frame, twin], ignore_index=True)
+    result = dataclasses.replace(serial, records=records, models=("kde", "twin"))
+    for horizon in result.horizons:
+        assert result.winner("pai", horizon) == "kde"
+        (comparison,) = result.compare("pai", horizon)
+        assert comparison.n_better == comparison.n_worse == 0
+        assert np.isnan(comparison.p_value)
+
+
 def test_rolling_origins_and_data_end(portland):
     events, _, _ = portland
     origins = rolling_origins("2016-03-01", "2017-02-28", "7d")

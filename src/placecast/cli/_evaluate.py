@@ -245,6 +245,12 @@ def _fmt(value: float, digits: int = 2) -> str:
     return "-" if not np.isfinite(value) else f"{value:.{digits}f}"
 
 
+def _fmt_p(value: float) -> str:
+    if not np.isfinite(value):
+        return "- (no difference)"
+    return f"{value:.1e}" if value < 1e-4 else f"{value:.4f}"
+
+
 def _print_summary(result: Any, *, protocol: str | None = None) -> None:
     flagged_sqmi = result.records["flagged_area"].max() / SQMI
     region_sqmi = result.units.region_area / SQMI
@@ -288,7 +294,7 @@ def _print_summary(result: Any, *, protocol: str | None = None) -> None:
                 console.print(
                     f"  {c.model} vs {c.other}: mean PAI difference {c.mean_difference:+.2f}, "
                     f"better at {c.n_better} and worse at {c.n_worse} of {c.n_pairs} origins; "
-                    f"Wilcoxon signed-rank p = {_fmt(c.p_value, 4)} ({verdict})")
+                    f"Wilcoxon signed-rank p = {_fmt_p(c.p_value)} ({verdict})")
 
 
 def render_backtest_html(result: Any, *, protocol: str | None = None) -> str:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
+import uuid
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -253,6 +255,17 @@ def _run_in_worker(origin: np.datetime64) -> _OriginResult:
     return _run_origin(_WORKER_PLAN, origin)
 
 
+_PICKLED_PLANS: dict[str, _Plan] = {}
+
+
+def _run_origin_pickled(key: str, payload: bytes, origin: np.datetime64) -> _OriginResult:
+    plan = _PICKLED_PLANS.get(key)
+    if plan is None:
+        _PICKLED_PLANS.clear()  # keep only the current backtest's plan
+        plan = _PICKLED_PLANS[key] = pickle.loads(payload)
+    return _run_origin(plan, origin)
+
+
 def _serial(plan: _Plan, origins: Sequence[np.datetime64]) -> Iterable[_OriginResult]:
     for origin in origins:
         yield _run_origin(plan, origin)
@@ -296,8 +309,12 @@ def _dask(plan: _Plan, origins: Sequence[np.datetime64], address: Any,
             raise ParameterError(f"--dask {address}: cannot reach the Dask scheduler ({exc})."
                                  ) from None
     try:
-        plan_future = client.scatter(plan, broadcast=True)
-        futures = [client.submit(_run_origin, plan_future, origin, pure=False)
+        # one pickled payload (Dask's own serialisation of the plan's object arrays is
+        # several times slower); each worker unpickles it once and keeps it
+        key = uuid.uuid4().hex
+        payload = client.scatter(pickle.dumps(plan, protocol=pickle.HIGHEST_PROTOCOL),
+                                 broadcast=True, hash=False)
+        futures = [client.submit(_run_origin_pickled, key, payload, origin, pure=False)
                    for origin in origins]
         try:
             for future in as_completed(futures):
@@ -451,7 +468,9 @@ class BacktestResult:
         means = table.set_index("model")["mean"].reindex(list(self.models))
         if means.isna().all():
             return self.models[0]
-        return str(means.idxmax())
+        best = float(means.max())
+        tolerance = 1e-9 * max(abs(best), 1e-12)  # equal up to rounding: first given wins
+        return str(means.index[(means >= best - tolerance).to_numpy()][0])
 
     def compare(self, metric: str = "pai", horizon: str | None = None
                 ) -> list[PairedComparison]:
@@ -467,7 +486,10 @@ class BacktestResult:
             if other == best:
                 continue
             pair = wide[[best, other]].dropna()
-            diff = (pair[best] - pair[other]).to_numpy(dtype=float)
+            first, second = pair[best].to_numpy(float), pair[other].to_numpy(float)
+            # scores equal up to rounding (areas summed in another order) count as ties
+            diff = np.where(np.isclose(first, second, rtol=1e-9, atol=1e-12), 0.0,
+                            first - second)
             statistic = p_value = float("nan")
             if len(diff) >= 2 and np.any(diff != 0):
                 test = wilcoxon(diff, zero_method="wilcox", alternative="two-sided")
