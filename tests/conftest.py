@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-#: ``../shared/data`` relative to the repository root (as laid out for CI and developers).
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+#: ``../shared/data`` relative to the repository root (as laid out for CI and developers);
+#: ``PLACECAST_SHARED_DATA`` overrides it (e.g. for a git worktree elsewhere).
+SHARED_DATA = Path(os.environ.get("PLACECAST_SHARED_DATA")
+                   or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 @pytest.fixture(scope="session")

@@ -82,6 +82,9 @@ def test_result_table_and_flags(serial, portland):
     row = summary[(summary.model == "kde") & (summary.metric == "pai")
                   & (summary.horizon == "7d")].iloc[0]
     assert row["mean"] == pytest.approx(pai_kde.mean())
+    part = frame[(frame.model == "kde") & (frame.horizon == "7d")]
+    assert row["pooled"] == pytest.approx(
+        part.hits.sum() / part.n_events.sum() / (part.flagged_area.iloc[0] / units.region_area))
     comparisons = serial.compare("pai", "7d")
     assert len(comparisons) == 2 and all(c.model == serial.winner("pai", "7d")
                                          for c in comparisons)
@@ -116,17 +119,20 @@ def test_future_events_do_not_change_forecasts(portland):
     assert not np.array_equal(first.observed["7d"], second.observed["7d"])
 
 
-def test_processes_and_dask_identical_to_serial(serial, portland):
+@pytest.mark.slow  # starting two Dask worker processes dominates (imports)
+def test_processes_and_dask_identical_to_serial(portland):
     events, units, _ = portland
-    parallel = run_backtest(events, units, models=["naive", "kde", "prospective"],
-                            origins=ORIGINS, horizons="7d,14d", area="1%", jobs=2)
+    options = dict(models=["naive", "kde"], origins=ORIGINS[:3], horizons="7d,14d",
+                   area="1%")
+    serial = run_backtest(events, units, **options)
+    parallel = run_backtest(events, units, jobs=2, **options)
     pd.testing.assert_frame_equal(parallel.to_frame(), serial.to_frame())
-    from dask.distributed import Client, LocalCluster
+    from dask.distributed import LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None,
-                      processes=True) as cluster, Client(cluster) as client:
-        on_dask = run_backtest(events, units, models=["naive", "kde", "prospective"],
-                               origins=ORIGINS, horizons="7d,14d", area="1%", dask=client)
+                      processes=True) as cluster:
+        # by scheduler address, as --dask tcp://host:port does
+        on_dask = run_backtest(events, units, dask=cluster.scheduler_address, **options)
     pd.testing.assert_frame_equal(on_dask.to_frame(), serial.to_frame())
     for model in serial.models:
         np.testing.assert_array_equal(on_dask.flags(model, "14d"), serial.flags(model, "14d"))
@@ -155,6 +161,22 @@ def test_interrupted_run_resumes(serial, portland, tmp_path):
         np.testing.assert_array_equal(resumed.flags(model, "14d"), serial.flags(model, "14d"))
     with pytest.raises(ParameterError, match="other data or settings"):
         run_backtest(events, units, resume=True, **{**options, "area": "2%"})
+
+
+def test_compare_treats_rounding_as_ties(serial):
+    import dataclasses
+
+    frame = serial.records.copy()
+    # a copy of kde whose PAI differs from kde only by rounding
+    twin = frame[frame.model == "kde"].assign(model="twin")
+    twin["pai"] = twin["pai"] * (1 + 1e-13)
+    records = pd.concat([frame, twin], ignore_index=True)
+    result = dataclasses.replace(serial, records=records, models=("kde", "twin"))
+    for horizon in result.horizons:
+        assert result.winner("pai", horizon) == "kde"
+        (comparison,) = result.compare("pai", horizon)
+        assert comparison.n_better == comparison.n_worse == 0
+        assert np.isnan(comparison.p_value)
 
 
 def test_rolling_origins_and_data_end(portland):

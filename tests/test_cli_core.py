@@ -128,3 +128,24 @@ def test_demo_writes_outputs_and_scores(tmp_path: Path) -> None:
     # nothing loaded from elsewhere (the browser test checks the requests themselves)
     assert not re.search(r"""<(script|link|img|iframe)[^>]+(src|href)\s*=\s*["']?(https?:)?//""",
                          html)
+
+
+def test_forecast_saved_in_store(tmp_path: Path, portland_args: list[str], region: str) -> None:
+    from placecast.store import open_store
+
+    db = tmp_path / "pc.duckdb"
+    out = tmp_path / "f.csv"
+    result = runner.invoke(app, ["forecast", *portland_args, "--at", "2017-03-01", "--cell",
+                                 "600ft", "--region", region, "-o", str(out), "--save",
+                                 "weekly", "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    store = open_store(db)
+    try:
+        saved = store.list_forecasts()
+        assert len(saved) == 1
+        assert saved[0].name == "weekly"
+        forecast = store.load_forecast(saved[0].id)
+    finally:
+        store.close()
+    frame = pd.read_csv(out)
+    assert forecast.expected_total == pytest.approx(frame["intensity"].sum())

@@ -112,3 +112,35 @@ def test_tune_command(files, tmp_path):
         "--grid", "bandwidth=150", "--cells", "1500ft", "--tuning", "2016-04-01..2016-05-01",
         "--evaluation", "2016-05-01..2016-05-08", "--jobs", "1"])
     assert bad.exit_code == 2 and "evaluation period" in bad.output
+
+
+def test_cli_resumes_an_interrupted_run(files, tmp_path):
+    from placecast.evaluate import run_backtest
+    from placecast.io import read_events
+    from placecast.pipeline import UnitSpec, build_units
+    from placecast.quantities import parse_length
+
+    events_path, region = files
+    out = tmp_path / "results.csv"
+    args = base(files, "--models", "naive,kde", "--cell", "1500ft", "--area", "1%",
+                "--start", "2016-06-01", "--end", "2016-06-22", "-o", str(out))
+    # an interrupted run of the same backtest leaves two origins in the default checkpoint
+    events = read_events(events_path, crs="EPSG:2913", since="2015-06-01")
+    units = build_units(events, UnitSpec(cell_size=parse_length("1500ft"), region=region))
+    folder = tmp_path / ".results.csv.checkpoint"
+
+    def interrupt(n_done, n_total):
+        if n_done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_backtest(events, units, models=["naive", "kde"], start="2016-06-01",
+                     end="2016-06-22", area="1%", checkpoint=folder, progress=interrupt)
+    assert not out.exists() and len(list(folder.glob("origin-*.npz"))) == 2
+    resumed = runner.invoke(app, [*args, "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert not folder.exists()
+    fresh_out = tmp_path / "fresh.csv"
+    fresh = runner.invoke(app, [*args[:-1], str(fresh_out)])
+    assert fresh.exit_code == 0, fresh.output
+    pd.testing.assert_frame_equal(pd.read_csv(out), pd.read_csv(fresh_out))

@@ -200,6 +200,26 @@ def test_invariants(pairs, scale):
     assert pai(scaled, counts, area=200) == pytest.approx(pai(fc, counts, area=200))
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 2), min_size=4, max_size=4),
+       st.lists(st.integers(0, 4), min_size=4, max_size=4), st.integers(1, 3))
+def test_ties_mean_is_the_average_over_every_tie_break(levels, counts, k):
+    import itertools
+
+    units = four_cells()
+    intensity = np.array(levels, dtype=float)
+    observed = np.array(counts, dtype=float)
+    if observed.sum() == 0:
+        return
+    fc = forecast_of(units, intensity)
+    outcomes = []
+    for tie_break in itertools.permutations(range(4)):  # every order within tie groups
+        ranked = sorted(range(4), key=lambda u: (-intensity[u], tie_break[u]))
+        outcomes.append(observed[ranked[:k]].sum() / observed.sum())
+    assert hit_rate(fc, observed, area=100.0 * k, ties="mean") == pytest.approx(
+        np.mean(outcomes))
+
+
 # ---------------------------------------------------------------------- real data, brute force
 def brute_force_scores(forecast, x, y, area_budget):
     """Slow, independent PAI and PEI*: sort with Python, count points with polygons."""

@@ -166,6 +166,12 @@ def forecast_command(
     origin: OriginOpt = None,
     rotation: RotationOpt = 0.0,
     param: ParamOpt = None,
+    save: Annotated[str | None, typer.Option(
+        "--save", help="Also keep the forecast in a store under this name (see --db).")]
+    = None,
+    db: Annotated[str, typer.Option("--db", envvar="PLACECAST_DB", help="Store for --save: "
+                                    "a DuckDB file or postgresql://... URL.")]
+    = "placecast.duckdb",
     time: TimeCol = None, x: XCol = None, y: YCol = None, lon: LonCol = None,
     lat: LatCol = None, category: CategoryCol = None, weight: WeightCol = None,
     crs: CrsOpt = None, time_format: TimeFormatOpt = None, timezone: TimezoneOpt = None,
@@ -193,6 +199,15 @@ def forecast_command(
     write_forecast(forecast, output)
     _print_forecast_summary(forecast)
     console.print(f"wrote {output}")
+    if save:
+        from placecast.store import open_store
+
+        store = open_store(db)
+        try:
+            forecast_id = store.save_forecast(forecast, save)
+        finally:
+            store.close()
+        console.print(f"saved forecast {save!r} as id {forecast_id} in {db}")
 
 
 def _print_forecast_summary(forecast: Any, n_top: int = 5) -> None:

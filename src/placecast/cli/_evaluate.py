@@ -234,8 +234,21 @@ def backtest_command(
     console.print(f"wrote {', '.join(written)}")
 
 
+def _print_wide(table: Table) -> None:
+    """Print a table at least 110 characters wide (rich shrinks tables to 80 in pipes)."""
+    from rich.console import Console
+
+    Console(width=max(console.width, 110)).print(table)
+
+
 def _fmt(value: float, digits: int = 2) -> str:
     return "-" if not np.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _fmt_p(value: float) -> str:
+    if not np.isfinite(value):
+        return "- (no difference)"
+    return f"{value:.1e}" if value < 1e-4 else f"{value:.4f}"
 
 
 def _print_summary(result: Any, *, protocol: str | None = None) -> None:
@@ -252,7 +265,7 @@ def _print_summary(result: Any, *, protocol: str | None = None) -> None:
             table.add_row(row.horizon, row.model, f"{row.n_events:g}",
                           str(row.n_flagged_units), f"{row.hits:g}", _fmt(row.pai),
                           _fmt(row.pei_star, 3), _fmt(row.log_score))
-        console.print(table)
+        _print_wide(table)
         return
     summary = result.summary()
     for horizon in result.horizons:
@@ -260,17 +273,18 @@ def _print_summary(result: Any, *, protocol: str | None = None) -> None:
         table = Table(title=f"{horizon} windows from {len(result.origins)} origins "
                       f"({str(result.origins[0])[:10]} .. {str(result.origins[-1])[:10]}), "
                       f"{flagged_sqmi:.3f} of {region_sqmi:.1f} sq mi flagged")
-        for column in ("model", "PAI mean", "median", "p10-p90", "hit rate", "PEI*",
-                       "log score"):
-            table.add_column(column, justify="left" if column == "model" else "right")
+        for column in ("model", "PAI mean", "median", "p10-p90", "pooled", "hit rate",
+                       "PEI*", "log score"):
+            table.add_column(column, justify="left" if column == "model" else "right",
+                             no_wrap=True)
         for model in result.models:
             p = part.loc[(model, "pai")]
             table.add_row(model, _fmt(p["mean"]), _fmt(p["median"]),
-                          f"{_fmt(p['p10'])}-{_fmt(p['p90'])}",
+                          f"{_fmt(p['p10'])}-{_fmt(p['p90'])}", _fmt(p["pooled"]),
                           _fmt(part.loc[(model, "hit_rate")]["mean"], 3),
                           _fmt(part.loc[(model, "pei_star")]["mean"], 3),
                           _fmt(part.loc[(model, "log_score")]["mean"]))
-        console.print(table)
+        _print_wide(table)
         if len(result.models) > 1:
             best = result.winner("pai", horizon)
             console.print(f"best mean PAI ({horizon}): [bold]{best}[/bold]")
@@ -280,7 +294,7 @@ def _print_summary(result: Any, *, protocol: str | None = None) -> None:
                 console.print(
                     f"  {c.model} vs {c.other}: mean PAI difference {c.mean_difference:+.2f}, "
                     f"better at {c.n_better} and worse at {c.n_worse} of {c.n_pairs} origins; "
-                    f"Wilcoxon signed-rank p = {_fmt(c.p_value, 4)} ({verdict})")
+                    f"Wilcoxon signed-rank p = {_fmt_p(c.p_value)} ({verdict})")
 
 
 def render_backtest_html(result: Any, *, protocol: str | None = None) -> str:
@@ -401,7 +415,7 @@ def tune_command(
         table.add_column(str(column), justify="right")
     for row in frame.head(15).itertuples(index=False):
         table.add_row(*[_fmt(v) if isinstance(v, float) else str(v) for v in row])
-    console.print(table)
+    _print_wide(table)
     console.print(f"chosen: cell {result.best_cell_size:g} m, "
                   + ", ".join(f"{k}={v}" for k, v in result.best_params.items()))
     if result.evaluation is not None:

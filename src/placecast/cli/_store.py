@@ -52,7 +52,8 @@ def ingest_command(
     """Add events from a file to a dataset in the store, skipping ones already there.
 
     Events are de-duplicated on the incident number (--id) when there is one, else on
-    time, place and category. The import is one transaction: if it fails nothing is kept.
+    time, place and category (k identical rows stay k events; re-importing a file adds
+    nothing). The import is one transaction: if it fails nothing is kept.
     """
     from placecast.store import open_store
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
+import uuid
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +28,7 @@ from placecast.evaluate._metrics import DEFAULT_FLOOR, _score_arrays, resolve_ar
 from placecast.events import Events, to_datetime64
 from placecast.exceptions import ParameterError, UndefinedMetricWarning
 from placecast.forecast import TimeWindow
-from placecast.models import MODELS, Forecaster, make_model
+from placecast.models import Forecaster, make_model
 from placecast.quantities import AreaBudget, Duration, parse_duration
 from placecast.units import Units
 
@@ -253,6 +255,17 @@ def _run_in_worker(origin: np.datetime64) -> _OriginResult:
     return _run_origin(_WORKER_PLAN, origin)
 
 
+_PICKLED_PLANS: dict[str, _Plan] = {}
+
+
+def _run_origin_pickled(key: str, payload: bytes, origin: np.datetime64) -> _OriginResult:
+    plan = _PICKLED_PLANS.get(key)
+    if plan is None:
+        _PICKLED_PLANS.clear()  # keep only the current backtest's plan
+        plan = _PICKLED_PLANS[key] = pickle.loads(payload)
+    return _run_origin(plan, origin)
+
+
 def _serial(plan: _Plan, origins: Sequence[np.datetime64]) -> Iterable[_OriginResult]:
     for origin in origins:
         yield _run_origin(plan, origin)
@@ -296,8 +309,12 @@ def _dask(plan: _Plan, origins: Sequence[np.datetime64], address: Any,
             raise ParameterError(f"--dask {address}: cannot reach the Dask scheduler ({exc})."
                                  ) from None
     try:
-        plan_future = client.scatter(plan, broadcast=True)
-        futures = [client.submit(_run_origin, plan_future, origin, pure=False)
+        # one pickled payload (Dask's own serialisation of the plan's object arrays is
+        # several times slower); each worker unpickles it once and keeps it
+        key = uuid.uuid4().hex
+        payload = client.scatter(pickle.dumps(plan, protocol=pickle.HIGHEST_PROTOCOL),
+                                 broadcast=True, hash=False)
+        futures = [client.submit(_run_origin_pickled, key, payload, origin, pure=False)
                    for origin in origins]
         try:
             for future in as_completed(futures):
@@ -415,8 +432,11 @@ class BacktestResult:
                 ) -> pd.DataFrame:
         """Summarise each metric per horizon and model.
 
-        Columns: ``horizon, model, metric, n`` (origins scored) and the ``mean, median,
-        p10, p90`` of the metric over origins (undefined scores left out).
+        Columns: ``horizon, model, metric, n`` (origins scored), the ``mean, median,
+        p10, p90`` of the metric over origins (undefined scores left out) and, for
+        ``hit_rate`` and ``pai``, ``pooled``: the metric of all windows taken together,
+        ``(sum n / sum N) / (a / A)``, steadier than the mean when windows hold few events
+        (nan for the other metrics).
         """
         out = []
         for horizon in self.horizons:
@@ -429,9 +449,15 @@ class BacktestResult:
                     stats = ((float(values.mean()), float(np.median(values)),
                               float(np.percentile(values, 10)), float(np.percentile(values, 90)))
                              if len(values) else (np.nan,) * 4)
+                    pooled = float("nan")
+                    total = float(part["n_events"].sum())
+                    if metric in ("hit_rate", "pai") and total > 0:
+                        pooled = float(part["hits"].sum()) / total
+                        if metric == "pai":
+                            pooled /= float(part["flagged_area"].mean()) / self.units.region_area
                     out.append({"horizon": horizon, "model": model, "metric": metric,
                                 "n": int(len(values)), "mean": stats[0], "median": stats[1],
-                                "p10": stats[2], "p90": stats[3]})
+                                "p10": stats[2], "p90": stats[3], "pooled": pooled})
         return pd.DataFrame(out)
 
     def winner(self, metric: str = "pai", horizon: str | None = None) -> str:
@@ -442,7 +468,9 @@ class BacktestResult:
         means = table.set_index("model")["mean"].reindex(list(self.models))
         if means.isna().all():
             return self.models[0]
-        return str(means.idxmax())
+        best = float(means.max())
+        tolerance = 1e-9 * max(abs(best), 1e-12)  # equal up to rounding: first given wins
+        return str(means.index[(means >= best - tolerance).to_numpy()][0])
 
     def compare(self, metric: str = "pai", horizon: str | None = None
                 ) -> list[PairedComparison]:
@@ -458,7 +486,10 @@ class BacktestResult:
             if other == best:
                 continue
             pair = wide[[best, other]].dropna()
-            diff = (pair[best] - pair[other]).to_numpy(dtype=float)
+            first, second = pair[best].to_numpy(float), pair[other].to_numpy(float)
+            # scores equal up to rounding (areas summed in another order) count as ties
+            diff = np.where(np.isclose(first, second, rtol=1e-9, atol=1e-12), 0.0,
+                            first - second)
             statistic = p_value = float("nan")
             if len(diff) >= 2 and np.any(diff != 0):
                 test = wilcoxon(diff, zero_method="wilcox", alternative="two-sided")
@@ -665,7 +696,6 @@ def _assemble(plan: _Plan, origins: np.ndarray, results: Mapping[np.datetime64, 
                       "events); they are nan in the results and left out of the summary.",
                       UndefinedMetricWarning, stacklevel=3)
     settings = {"models": {label: params for label, _, params in plan.models},
-                "ties": plan.ties, "log_score_floor": plan.floor,
-                "registered_models": sorted(MODELS)}
+                "ties": plan.ties, "log_score_floor": plan.floor}
     return BacktestResult(frame, np.asarray(origins, dtype="datetime64[ns]"), tuple(horizons),
                           labels, plan.units, plan.area, flag_indices, observed, settings)

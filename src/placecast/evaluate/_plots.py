@@ -58,8 +58,9 @@ def plot_backtest(result: BacktestResult, path: str | os.PathLike[str] | None = 
     axes[1].set_ylabel("hit rate")
     axes[1].set_xlabel("forecast origin")
     axes[0].legend(loc="upper left", fontsize=8)
-    axes[0].set_title(f"Backtest, {horizon} windows, {result.area / 1609.344**2:.3f} sq mi "
-                      f"flagged of {result.units.region_area / 1609.344**2:.1f}")
+    sqmi = 1609.344**2
+    axes[0].set_title(f"Backtest, {horizon} windows, budget {result.area / sqmi:.3f} sq mi "
+                      f"of {result.units.region_area / sqmi:.1f}")
     fig.autofmt_xdate()
     fig.tight_layout()
     try:

@@ -272,7 +272,12 @@ class Store(ABC):
     # ------------------------------------------------------------------ alerts
     @abstractmethod
     def save_alert(self, alert: dict[str, Any]) -> str:
-        """Save (or replace) an alert dict; return its id (made up when it has none)."""
+        """Save (or replace) an alert dict; return its id (made up when it has none).
+
+        Keys ``id`` (or ``alert_id``), ``created`` (or ``detected_at``), ``kind``,
+        ``geometry`` (GeoJSON, WGS 84), ``observed``, ``expected``, ``p_value`` and
+        ``acknowledged`` are columns; any other keys are kept and returned as given.
+        """
 
     @abstractmethod
     def list_alerts(self, *, kind: str | None = None, acknowledged: bool | None = None

@@ -110,7 +110,26 @@ class PostGISStore(SQLStore):
 
     # ------------------------------------------------------------------ backend hooks
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        return self._con.execute(_placeholders(sql), list(params))
+        import psycopg
+
+        try:
+            return self._con.execute(_placeholders(sql), list(params))
+        except (psycopg.errors.UniqueViolation, psycopg.OperationalError) as exc:
+            raise self._translate(exc) from None
+
+    def _translate(self, exc: Exception) -> DataError:
+        """A ``DataError`` for a concurrent write or a lost connection."""
+        import psycopg
+
+        if isinstance(exc, psycopg.errors.UniqueViolation):
+            return DataError(
+                f"{self.url}: another process wrote the same record at the same time "
+                f"({str(exc).strip()}); nothing of this write was kept - run it again."
+            )
+        return DataError(
+            f"{self.url}: the database connection failed ({str(exc).strip()}); any "
+            "unfinished import was rolled back by the server - run it again."
+        )
 
     def _rowcount(self, result: Any) -> int:
         return int(result.rowcount)
@@ -124,10 +143,14 @@ class PostGISStore(SQLStore):
             finally:
                 self._depth -= 1
             return
+        import psycopg
+
         self._depth = 1
         try:
             with self._con.transaction():
                 yield
+        except (psycopg.errors.UniqueViolation, psycopg.OperationalError) as exc:
+            raise self._translate(exc) from None
         finally:
             self._depth = 0
 

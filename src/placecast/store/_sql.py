@@ -675,8 +675,9 @@ class SQLStore(Store):
     def save_alert(self, alert: dict[str, Any]) -> str:  # noqa: D102
         if not isinstance(alert, dict):
             raise ParameterError(f"an alert is a dict, got {type(alert)!r}.")
-        alert_id = str(alert.get("id") or uuid.uuid4().hex)
-        created = alert.get("created")
+        # ``alert_id``/``detected_at`` are what placecast.clusters.Alert.to_dict() calls them
+        alert_id = str(alert.get("id") or alert.get("alert_id") or uuid.uuid4().hex)
+        created = alert.get("created") or alert.get("detected_at")
         created_at = (pd.Timestamp(to_datetime64(created, name="alert created")).to_pydatetime()
                       if created is not None else _now())
         geometry = alert.get("geometry")

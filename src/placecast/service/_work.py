@@ -1,0 +1,503 @@
+"""The work behind the endpoints: reading uploads, running forecasts, backtests, audits.
+
+Everything here takes plain, already-validated values; the routes in ``_app.py`` only
+check permissions and turn results into responses.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import math
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from placecast.events import Events, to_datetime64
+from placecast.exceptions import DataError, ParameterError, PlacecastError
+from placecast.forecast import Forecast
+from placecast.store import Store
+
+__all__ = [
+    "LockedStore",
+    "NotFound",
+    "TooLarge",
+    "backtest_job",
+    "audit_job",
+    "forecast_csv",
+    "forecast_geojson",
+    "hotspot_job",
+    "scan_job",
+    "read_upload",
+    "run_forecast_request",
+]
+
+UPLOAD_SUFFIXES = (".csv", ".gpkg", ".geojson", ".json")
+
+#: Words that mark a column as being about persons; such a column is never mapped.
+PERSON_WORDS = frozenset({
+    "name", "names", "firstname", "lastname", "surname", "victim", "suspect", "offender",
+    "arrestee", "person", "persons", "people", "dob", "birth", "birthdate", "age", "race",
+    "ethnicity", "ethnic", "gender", "sex", "phone", "ssn", "email", "licence", "license",
+    "plate", "passport"})
+
+
+def check_not_person_column(field: str, column: str | None) -> None:
+    """Refuse a column mapping whose column name says it is about persons.
+
+    Raises
+    ------
+    ParameterError
+        When a word of the column name (split at non-letters) is in ``PERSON_WORDS``.
+    """
+    import re
+
+    if column is None:
+        return
+    words = set(re.split(r"[^a-z]+", column.lower()))
+    hit = sorted(words & PERSON_WORDS)
+    if hit:
+        raise ParameterError(
+            f"column {column!r} for the event {field} looks like a field about persons "
+            f"({', '.join(hit)}); placecast never reads such fields. Map a place-based "
+            "column (time, location, offence category) instead.")
+
+
+class NotFound(PlacecastError):
+    """A dataset, forecast, backtest, job or alert that does not exist (HTTP 404)."""
+
+
+class TooLarge(PlacecastError):
+    """An upload or a request that exceeds the service's limits (HTTP 413)."""
+
+
+class LockedStore:
+    """A store whose every call holds one lock.
+
+    The store's connection is not meant for concurrent use; serialising the calls (each
+    of which is its own transaction) makes concurrent requests on the same dataset see
+    and leave consistent states. Work on loaded data (fitting, scoring) runs outside it.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.inner = store
+        self.lock = threading.RLock()
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self.inner, name)
+        if not callable(attribute):
+            return attribute
+
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            with self.lock:
+                return attribute(*args, **kwargs)
+
+        return locked
+
+    def dataset_names(self) -> set[str]:
+        """Names of the datasets held."""
+        return {info.name for info in self.list_datasets()}
+
+    def require_dataset(self, name: str) -> None:
+        """Raise ``NotFound`` unless the dataset exists."""
+        if name not in self.dataset_names():
+            raise NotFound(f"no dataset {name!r}; see GET /datasets.")
+
+
+# ---------------------------------------------------------------------- uploads
+def read_upload(path: Path, label: str, *, columns: dict[str, str | None], crs: str | None,
+                time_format: str | None, timezone: str | None, max_rows: int,
+                skip_bad_rows: bool = False) -> Events:
+    """Read an uploaded file with ``placecast.io.read_events`` (mapped columns only).
+
+    ``path`` is a server-made temporary file; ``label`` (the checked client file name)
+    replaces it in every message.
+
+    Raises
+    ------
+    DataError, ParameterError
+        For a malformed file (the message names the row and column).
+    TooLarge
+        If the file holds more than ``max_rows`` events.
+    """
+    from placecast.io import ColumnMap, read_events
+
+    for field, column in columns.items():
+        check_not_person_column(field, column)
+    try:
+        events = read_events(path, columns=ColumnMap(**columns), crs=crs,
+                             time_format=time_format, timezone=timezone,
+                             skip_bad_rows=skip_bad_rows)
+    except PlacecastError as exc:
+        message = str(exc).replace(str(path), label).replace(path.name, label)
+        raise type(exc)(message) from None
+    except Exception as exc:  # a reader library failing on garbage
+        raise DataError(f"{label}: could not read the file ({type(exc).__name__}). "
+                        "Upload a CSV with a header line, a GeoPackage or a GeoJSON "
+                        "file of points.") from None
+    if len(events) > max_rows:
+        raise TooLarge(f"{label}: {len(events):,} events is more than this service's limit "
+                       f"of {max_rows:,} per upload; split the file.")
+    if len(events) == 0:
+        raise DataError(f"{label}: the file holds no events.")
+    return events
+
+
+# ---------------------------------------------------------------------- shared steps
+def _check_model(name: str) -> None:
+    from placecast.models import MODELS
+
+    if name not in MODELS:
+        raise ParameterError(f"unknown model {name!r}; use one of {', '.join(sorted(MODELS))}.")
+
+
+def _load(store: LockedStore, dataset: str, category: list[str] | None) -> Events:
+    store.require_dataset(dataset)
+    events = store.load_events(dataset, categories=category)
+    if len(events) == 0:
+        raise DataError(f"dataset {dataset!r} has no events"
+                        + (f" of categories {', '.join(category)}." if category else "."))
+    return events
+
+
+def _grid(events: Events, cell_size: str, max_cells: int) -> Any:
+    from placecast.pipeline import UnitSpec, build_units
+    from placecast.quantities import parse_length
+
+    cell = parse_length(cell_size, name="cell_size")
+    xmin, ymin, xmax, ymax = events.bbox
+    estimate = math.ceil((xmax - xmin) / cell + 3) * math.ceil((ymax - ymin) / cell + 3)
+    if estimate > max_cells:
+        raise TooLarge(f"cell_size {cell_size!r} would make about {estimate:,} cells, more "
+                       f"than this service's limit of {max_cells:,}; use larger cells.")
+    return build_units(events, UnitSpec(kind="grid", cell_size=cell))
+
+
+def _origins(events: Events, start: str | None, end: str | None, step: str,
+             n_origins: int, horizons: list[str]) -> tuple[Any, Any]:
+    from placecast.evaluate import data_end
+    from placecast.quantities import parse_duration
+
+    if end is None:
+        longest = max((parse_duration(h, name="horizon") for h in horizons),
+                      key=lambda d: d.add_to(pd.Timestamp("2000-01-01")))
+        end_ts = longest.subtract_from(data_end(events))
+    else:
+        end_ts = pd.Timestamp(to_datetime64(end, name="end"))
+    if start is None:
+        step_duration = parse_duration(step, name="step")
+        start_ts = end_ts
+        for _ in range(n_origins - 1):
+            start_ts = step_duration.subtract_from(start_ts)
+    else:
+        start_ts = pd.Timestamp(to_datetime64(start, name="start"))
+    return start_ts.floor("D"), end_ts
+
+
+# ---------------------------------------------------------------------- forecasts
+def run_forecast_request(store: LockedStore, request: Any, *, max_cells: int
+                         ) -> tuple[Forecast, dict[str, Any]]:
+    """Fit ``request.model`` on the dataset and forecast the next window."""
+    from placecast.evaluate import data_end, resolve_area
+    from placecast.pipeline import run_forecast
+
+    _check_model(request.model)
+    events = _load(store, request.dataset, request.category)
+    units = _grid(events, request.cell_size, max_cells)
+    # Default start: the end of the data, rounded up to a whole minute.
+    at = (request.at if request.at is not None
+          else pd.Timestamp(data_end(events)).ceil("min"))
+    forecast = run_forecast(events, model=request.model, at=at, horizon=request.horizon,
+                            units=units, model_params=dict(request.model_params or {}))
+    area_m2 = resolve_area(request.area, units)
+    return forecast, {"area_m2": area_m2}
+
+
+class ForecastCache:
+    """Forecasts and their rendered GeoJSON, kept in memory (forecasts never change)."""
+
+    def __init__(self, store: LockedStore, size: int = 16) -> None:
+        self._store = store
+        self._size = size
+        self._forecasts: collections.OrderedDict[int, Forecast] = collections.OrderedDict()
+        self._rendered: collections.OrderedDict[tuple[Any, ...], bytes] = (
+            collections.OrderedDict())
+        self._lock = threading.Lock()
+
+    def forecast(self, forecast_id: int) -> Forecast:
+        """The saved forecast ``forecast_id`` (``NotFound`` if there is none)."""
+        with self._lock:
+            if forecast_id in self._forecasts:
+                self._forecasts.move_to_end(forecast_id)
+                return self._forecasts[forecast_id]
+        if forecast_id not in {info.id for info in self._store.list_forecasts()}:
+            raise NotFound(f"no forecast {forecast_id}; see GET /forecasts.")
+        forecast = self._store.load_forecast(forecast_id)
+        with self._lock:
+            self._forecasts[forecast_id] = forecast
+            while len(self._forecasts) > self._size:
+                self._forecasts.popitem(last=False)
+        return forecast
+
+    def rendered(self, key: tuple[Any, ...], make: Callable[[], bytes]) -> bytes:
+        """Cached bytes for ``key``, made once by ``make()``."""
+        with self._lock:
+            if key in self._rendered:
+                self._rendered.move_to_end(key)
+                return self._rendered[key]
+        body = make()
+        with self._lock:
+            self._rendered[key] = body
+            while len(self._rendered) > self._size:
+                self._rendered.popitem(last=False)
+        return body
+
+
+def flags_for(forecast: Forecast, area: str) -> tuple[np.ndarray, float]:
+    """Boolean flags of the top units within the area budget, and the budget in m²."""
+    from placecast.evaluate import resolve_area
+
+    area_m2 = resolve_area(area, forecast.units)
+    flagged = np.zeros(len(forecast.units), dtype=bool)
+    flagged[forecast.top_units(area_m2)] = True
+    return flagged, area_m2
+
+
+def forecast_geojson(forecast_id: int, forecast: Forecast, area: str,
+                     flagged_only: bool = False) -> bytes:
+    """The forecast as a GeoJSON FeatureCollection in WGS 84 (lon/lat, 6 decimals).
+
+    Each feature has ``unit_id``, ``intensity``, ``rank`` and ``flagged`` (inside the
+    ``area`` budget). Data in a local planar CRS stay in their own coordinates and the
+    collection says so in ``crs``. O(n_units).
+    """
+    import shapely
+
+    flagged, area_m2 = flags_for(forecast, area)
+    units = forecast.units
+    crs = "EPSG:4326"
+    if units.spatial_reference.source_crs.startswith("local:"):
+        geometry = units.geometry_in(None)
+        crs = units.spatial_reference.source_crs
+    else:
+        geometry = units.geometry_in("EPSG:4326")
+        geometry = shapely.transform(geometry, lambda xy: np.round(xy, 6))
+    keep = np.flatnonzero(flagged) if flagged_only else np.arange(len(units))
+    texts = shapely.to_geojson(geometry[keep])
+    rank = forecast.rank
+    parts = []
+    for index, text in zip(keep.tolist(), texts.tolist(), strict=True):
+        props = json.dumps({"unit_id": str(units.unit_id[index]),
+                            "intensity": round(float(forecast.intensity[index]), 6),
+                            "rank": int(rank[index]), "flagged": bool(flagged[index])})
+        parts.append(f'{{"type":"Feature","geometry":{text},"properties":{props}}}')
+    meta = {"id": forecast_id, **forecast.to_dict(), "area": area, "area_m2": area_m2,
+            "n_flagged": int(flagged.sum()), "crs": crs}
+    head = json.dumps({"type": "FeatureCollection", "forecast": meta}, default=str)[:-1]
+    return (head + ',"features":[' + ",".join(parts) + "]}").encode()
+
+
+def forecast_csv(forecast: Forecast, area: str) -> bytes:
+    """The forecast as CSV: ``unit_id, intensity, rank, flagged`` (best first)."""
+    flagged, _ = flags_for(forecast, area)
+    frame = pd.DataFrame({"unit_id": forecast.units.unit_id, "intensity": forecast.intensity,
+                          "rank": forecast.rank, "flagged": flagged})
+    frame = frame.sort_values("rank", kind="stable")
+    return frame.to_csv(index=False).encode()
+
+
+# ---------------------------------------------------------------------- jobs
+def backtest_job(store: LockedStore, request: Any, *, max_cells: int,
+                 dask: Callable[[], str | None]
+                 ) -> Callable[[Callable[[int, int], None]], dict[str, Any]]:
+    """Check a backtest request now; return the job function that runs and saves it."""
+    for name in request.models:
+        _check_model(name)
+    store.require_dataset(request.dataset)
+
+    def work(progress: Callable[[int, int], None]) -> dict[str, Any]:
+        from placecast.evaluate import run_backtest
+
+        events = _load(store, request.dataset, request.category)
+        units = _grid(events, request.cell_size, max_cells)
+        start, end = _origins(events, request.start, request.end, request.step,
+                              request.n_origins, request.horizons)
+        result = run_backtest(events, units, models=list(request.models), start=start,
+                              end=end, step=request.step, horizons=list(request.horizons),
+                              area=request.area, dask=dask(), progress=progress)
+        meta = {"dataset": request.dataset, "models": list(request.models),
+                "category": request.category, "cell_size": request.cell_size,
+                "horizons": list(request.horizons), "step": request.step,
+                "area": request.area, "area_m2": result.area}
+        backtest_id = store.save_backtest(result.to_frame(), meta)
+        return {"backtest_id": backtest_id, "n_origins": len(result.origins),
+                "summary": _records(result.summary())}
+
+    return work
+
+
+def audit_job(store: LockedStore, request: Any, *, max_cells: int,
+              dask: Callable[[], str | None]
+              ) -> Callable[[Callable[[int, int], None]], dict[str, Any]]:
+    """Check an audit request now; return the job function that runs it."""
+    _check_model(request.model)
+    store.require_dataset(request.dataset)
+
+    def work(progress: Callable[[int, int], None]) -> dict[str, Any]:
+        from placecast.audit import exposure_audit
+        from placecast.evaluate import run_backtest
+
+        events = _load(store, request.dataset, request.category)
+        units = _grid(events, request.cell_size, max_cells)
+        start, end = _origins(events, request.start, request.end, request.step,
+                              request.n_origins, [request.horizon])
+        result = run_backtest(events, units, models=[request.model], start=start, end=end,
+                              step=request.step, horizons=[request.horizon],
+                              area=request.area, dask=dask(), progress=progress)
+        exposure = exposure_audit(result.flags(request.model, request.horizon),
+                                  result.observed[request.horizon],
+                                  unit_id=units.unit_id, factor=request.factor)
+        out = exposure.to_dict()
+        return {"kind": "exposure", "model": request.model, "horizon": request.horizon,
+                "n_origins": len(result.origins), "summary": _jsonable(out["summary"]),
+                "over_under": _jsonable(out["over_under"][:500])}
+
+    return work
+
+
+#: Emerging hot spot patterns that raise an alert.
+ALERT_PATTERNS = ("new hot spot", "consecutive hot spot", "intensifying hot spot")
+
+
+def _alert_id(*parts: str) -> str:
+    import hashlib
+
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
+
+
+def _raise_alerts(store: LockedStore, alerts: list[dict[str, Any]]) -> list[str]:
+    """Save alerts not yet in the store (an acknowledged alert stays acknowledged)."""
+    with store.lock:
+        known = {a["id"] for a in store.list_alerts()}
+        new = [a for a in alerts if a["id"] not in known]
+        for alert in new:
+            store.save_alert(alert)
+    return [a["id"] for a in new]
+
+
+def scan_job(store: LockedStore, request: Any, *, max_cells: int
+             ) -> Callable[[Callable[[int, int], None]], dict[str, Any]]:
+    """Check a scan request now; return the job function that runs it and raises alerts."""
+    from placecast.quantities import parse_length
+
+    store.require_dataset(request.dataset)
+    max_radius = (parse_length(request.max_radius, name="max_radius")
+                  if request.max_radius is not None else None)
+
+    def work(progress: Callable[[int, int], None]) -> dict[str, Any]:
+        from placecast.clusters import SpaceTimeScan, scan_data_from_events
+
+        progress(0, 2)
+        events = _load(store, request.dataset, request.category)
+        units = _grid(events, request.cell_size, max_cells)
+        data = scan_data_from_events(events, at=request.at, interval=request.interval,
+                                     n_intervals=request.n_intervals, units=units)
+        scan = SpaceTimeScan(max_share=request.max_share, max_radius=max_radius,
+                             n_permutations=request.n_permutations,
+                             random_state=request.random_state, max_clusters=20)
+        result = scan.run(data)
+        progress(1, 2)
+        alerts = []
+        for cluster in result.significant(request.alpha):
+            alerts.append({
+                "id": _alert_id("scan", request.dataset, *cluster.location_ids,
+                                str(cluster.time_frame[0])),
+                "kind": "space-time cluster", "geometry": result.cluster_geometry(cluster),
+                "observed": float(cluster.observed), "expected": float(cluster.expected),
+                "p_value": float(cluster.p_value), "dataset": request.dataset,
+                "start": str(cluster.time_frame[0]), "end": str(cluster.time_frame[1]),
+                "n_locations": len(cluster.location_ids)})
+        new = _raise_alerts(store, alerts)
+        progress(2, 2)
+        summary = result.to_dict()
+        return {"kind": "scan", "dataset": request.dataset,
+                "n_clusters": len(result.clusters),
+                "n_significant": len(alerts), "new_alerts": new,
+                "summary": _jsonable({k: v for k, v in summary.items() if k != "clusters"}),
+                "clusters": _jsonable(result.to_geojson())}
+
+    return work
+
+
+def hotspot_job(store: LockedStore, request: Any, *, max_cells: int
+                ) -> Callable[[Callable[[int, int], None]], dict[str, Any]]:
+    """Check an emerging-hot-spot request now; return the job function."""
+    from placecast.quantities import parse_length
+
+    store.require_dataset(request.dataset)
+    distance = parse_length(request.distance, name="distance")
+
+    def work(progress: Callable[[int, int], None]) -> dict[str, Any]:
+        import shapely
+
+        from placecast.clusters import SpaceTimeCube, emerging_hot_spots
+
+        progress(0, 2)
+        events = _load(store, request.dataset, request.category)
+        units = _grid(events, request.cell_size, max_cells)
+        cube = SpaceTimeCube.from_events(events, units, step=request.step,
+                                         n_steps=request.n_steps)
+        result = emerging_hot_spots(cube, distance=distance, time_steps=request.time_steps,
+                                    alpha=request.alpha, fdr=request.fdr)
+        progress(1, 2)
+        local = units.spatial_reference.source_crs.startswith("local:")
+        geometry = units.geometry if local else units.geometry_in("EPSG:4326")
+        start = str(cube.step_edges[-2])[:10]
+        end = str(cube.step_edges[-1])[:10]
+        features, alerts = [], []
+        for u in np.flatnonzero(result.pattern != "no pattern detected"):
+            pattern = str(result.pattern[u])
+            shape = json.loads(shapely.to_geojson(geometry[u]))
+            features.append({"type": "Feature", "geometry": shape, "properties": {
+                "unit_id": str(cube.unit_ids[u]), "pattern": pattern,
+                "trend_z": float(result.trend_z[u]), "last_count": float(cube.counts[u, -1])}})
+            if pattern in ALERT_PATTERNS:
+                alerts.append({
+                    "id": _alert_id("hotspots", request.dataset, str(cube.unit_ids[u]),
+                                    pattern, start),
+                    "kind": pattern, "geometry": shape,
+                    "observed": float(cube.counts[u, -1]),
+                    "expected": round(float(cube.counts[u].mean()), 4),
+                    "p_value": float(result.p_values[u, -1]), "dataset": request.dataset,
+                    "start": start, "end": end, "unit_id": str(cube.unit_ids[u])})
+        new = _raise_alerts(store, alerts)
+        progress(2, 2)
+        return {"kind": "hotspots", "dataset": request.dataset, "counts": result.counts(),
+                "new_alerts": new, "parameters": _jsonable(dict(result.parameters)),
+                "units": {"type": "FeatureCollection", "features": _jsonable(features)}}
+
+    return work
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return _jsonable(frame.reset_index(drop=isinstance(frame.index, pd.RangeIndex))
+                    .to_dict(orient="records"))
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON values: NaN/inf become None, numpy scalars Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, pd.Timestamp | np.datetime64):
+        return str(value)
+    return value

@@ -1,0 +1,345 @@
+/* placecast dashboard: a static shell that calls the API with the user's bearer token.
+   No data is embedded in the page, nothing is loaded from outside, and every value
+   from the API is written with textContent (never as HTML). */
+(function () {
+  "use strict";
+
+  var TOKEN_KEY = "placecast-token";
+  var COLORS = ["#fff5eb", "#fdd0a2", "#fd8d3c", "#d94801", "#7f2704"];
+  var SERIES = ["#0b57d0", "#d94801", "#188038", "#8e24aa"];
+  var state = { map: null, layer: null, alertLayer: null, clusterLayer: null, forecasts: [],
+                token: null, role: null };
+
+  function $(id) { return document.getElementById(id); }
+
+  function el(tag, text, cls) {
+    var node = document.createElement(tag);
+    if (text !== undefined && text !== null) { node.textContent = String(text); }
+    if (cls) { node.className = cls; }
+    return node;
+  }
+
+  function setStatus(text, isError) {
+    var s = $("status");
+    s.textContent = text;
+    s.className = isError ? "status error" : "status";
+  }
+
+  function api(path, options) {
+    options = options || {};
+    var headers = { "Authorization": "Bearer " + state.token };
+    if (options.body) { headers["Content-Type"] = "application/json"; }
+    return fetch(path, {
+      method: options.method || "GET", headers: headers,
+      body: options.body ? JSON.stringify(options.body) : undefined,
+      credentials: "omit", cache: "no-store"
+    }).then(function (response) {
+      if (response.status === 401) { signOut("Your token was not accepted."); throw new Error("401"); }
+      var type = response.headers.get("content-type") || "";
+      var parse = type.indexOf("json") >= 0 ? response.json() : response.text();
+      return parse.then(function (data) {
+        if (!response.ok) {
+          var detail = data && data.detail ? data.detail : response.statusText;
+          throw new Error(response.status + ": " + detail);
+        }
+        return data;
+      });
+    });
+  }
+
+  function fill(select, values, labels) {
+    while (select.firstChild) { select.removeChild(select.firstChild); }
+    values.forEach(function (value, i) {
+      var option = el("option", labels ? labels[i] : value);
+      option.value = value;
+      select.appendChild(option);
+    });
+  }
+
+  // ------------------------------------------------------------------ sign in / out
+  function signOut(message) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    state.token = null;
+    $("app").hidden = true;
+    $("logout").hidden = true;
+    $("who").textContent = "";
+    $("login").hidden = false;
+    $("login-error").textContent = message || "";
+  }
+
+  function signIn(token) {
+    state.token = token;
+    return api("/me").then(function (who) {
+      state.role = who.role;
+      $("who").textContent = who.name + " (" + who.role + ")";
+      $("run").disabled = who.role === "viewer";
+      $("run").title = who.role === "viewer" ? "Running forecasts needs an analyst token." : "";
+      return api("/models");
+    }).then(function (data) {
+      sessionStorage.setItem(TOKEN_KEY, token);
+      $("login").hidden = true;
+      $("app").hidden = false;
+      $("logout").hidden = false;
+      fill($("model"), data.models);
+      if (data.models.indexOf("kde") >= 0) { $("model").value = "kde"; }
+      initMap();
+      return loadDatasets();
+    });
+  }
+
+  // ------------------------------------------------------------------ map
+  function initMap() {
+    if (state.map) { return; }
+    state.map = L.map("map", { preferCanvas: true, zoomSnap: 0.25, attributionControl: false })
+      .setView([0, 0], 2);
+    state.clusterLayer = L.layerGroup().addTo(state.map);
+    state.alertLayer = L.layerGroup().addTo(state.map);
+    var legend = $("legend");
+    legend.textContent = "";
+    ["low", "", "", "", "high"].forEach(function (label, i) {
+      var sw = el("span", null, "swatch sw" + i);
+      legend.appendChild(sw);
+      if (label) { legend.appendChild(document.createTextNode(label + " ")); }
+    });
+    legend.appendChild(el("br"));
+    legend.appendChild(el("span", null, "swatch swf"));
+    legend.appendChild(document.createTextNode("flagged (area budget)"));
+    legend.appendChild(el("br"));
+    legend.appendChild(el("span", null, "swatch swc"));
+    legend.appendChild(document.createTextNode("cluster (scan)"));
+    legend.appendChild(el("span", null, "swatch swa"));
+    legend.appendChild(document.createTextNode("alert"));
+  }
+
+  function colorFor(rank, n) {
+    var q = 1 - (rank - 1) / Math.max(n - 1, 1);
+    var i = Math.min(COLORS.length - 1, Math.floor(Math.pow(q, 3) * COLORS.length));
+    return COLORS[i];
+  }
+
+  function showForecast(info) {
+    var area = $("area").value.trim() || "1%";
+    setStatus("Loading forecast #" + info.id + "\u2026");
+    return api("/forecasts/" + info.id + "/geojson?area=" + encodeURIComponent(area))
+      .then(function (collection) {
+        var n = collection.features.length;
+        if (state.layer) { state.map.removeLayer(state.layer); }
+        var flagged = [];
+        state.layer = L.geoJSON(collection, {
+          style: function (feature) {
+            var p = feature.properties;
+            return { stroke: p.flagged, color: "#0b57d0", weight: p.flagged ? 2 : 0,
+                     fillColor: colorFor(p.rank, n), fillOpacity: 0.75 };
+          },
+          onEachFeature: function (feature) { if (feature.properties.flagged) { flagged.push(feature); } }
+        }).addTo(state.map);
+        var bounds = state.layer.getBounds();
+        if (bounds.isValid()) { state.map.fitBounds(bounds, { padding: [10, 10] }); }
+        var meta = collection.forecast;
+        if (info.cell_size) { $("cell").value = Math.round(info.cell_size) + "m"; }
+        $("map").setAttribute("data-forecast-id", String(info.id));
+        $("map").setAttribute("data-model", meta.model);
+        $("map").setAttribute("data-n-flagged", String(meta.n_flagged));
+        setStatus("Forecast #" + info.id + " \u2013 " + meta.model + ", " +
+                  meta.window.start.slice(0, 10) + " to " + meta.window.end.slice(0, 10) +
+                  ": " + n + " cells, " + meta.n_flagged + " flagged (" + meta.area + "), " +
+                  meta.expected_total.toFixed(1) + " events expected.");
+      });
+  }
+
+  function latestFor(dataset, model) {
+    for (var i = 0; i < state.forecasts.length; i++) {
+      var f = state.forecasts[i];
+      if (f.dataset === dataset && f.model === model) { return f; }
+    }
+    return null;
+  }
+
+  function refreshForecast() {
+    var dataset = $("dataset").value;
+    var model = $("model").value;
+    return api("/forecasts?dataset=" + encodeURIComponent(dataset)).then(function (data) {
+      state.forecasts = data.forecasts;
+      var info = latestFor(dataset, model);
+      if (!info) {
+        if (state.layer) { state.map.removeLayer(state.layer); state.layer = null; }
+        $("map").setAttribute("data-forecast-id", "");
+        $("map").setAttribute("data-model", model);
+        setStatus("No " + model + " forecast for " + dataset + " yet: press Run forecast.");
+        return null;
+      }
+      return showForecast(info);
+    }).catch(function (err) { setStatus(err.message, true); });
+  }
+
+  function runForecast() {
+    var body = {
+      dataset: $("dataset").value, model: $("model").value,
+      cell_size: $("cell").value.trim(), horizon: $("horizon").value,
+      area: $("area").value.trim()
+    };
+    if ($("category").value) { body.category = [$("category").value]; }
+    $("run").disabled = true;
+    setStatus("Running " + body.model + " on " + body.dataset + "\u2026");
+    return api("/forecasts", { method: "POST", body: body })
+      .then(function () { return refreshForecast(); })
+      .catch(function (err) { setStatus(err.message, true); })
+      .then(function () { $("run").disabled = state.role === "viewer"; });
+  }
+
+  // ------------------------------------------------------------------ datasets
+  function loadDatasets() {
+    return api("/datasets").then(function (data) {
+      var names = data.datasets.map(function (d) { return d.name; });
+      var labels = data.datasets.map(function (d) { return d.name + " (" + d.n_events + ")"; });
+      fill($("dataset"), names, labels);
+      if (!names.length) { setStatus("No dataset yet: an analyst uploads one (POST /datasets/NAME)."); return null; }
+      return onDataset();
+    }).catch(function (err) { setStatus(err.message, true); });
+  }
+
+  function onDataset() {
+    var dataset = $("dataset").value;
+    api("/datasets/" + encodeURIComponent(dataset) + "/categories").then(function (data) {
+      var names = Object.keys(data.categories);
+      fill($("category"), [""].concat(names), ["all"].concat(names.map(function (n) {
+        return n + " (" + data.categories[n] + ")"; })));
+    }).catch(function () { fill($("category"), [""], ["all"]); });
+    loadAlerts();
+    loadClusters(dataset);
+    loadBacktest(dataset);
+    return refreshForecast();
+  }
+
+  // ------------------------------------------------------------------ alerts
+  function alertPoint(alert) {
+    var g = alert.geometry;
+    if (g && g.type === "Point" && g.coordinates) { return [g.coordinates[1], g.coordinates[0]]; }
+    if (typeof alert.lat === "number" && typeof alert.lon === "number") { return [alert.lat, alert.lon]; }
+    return null;
+  }
+
+  function loadAlerts() {
+    return api("/alerts").then(function (data) {
+      var list = $("alerts");
+      list.textContent = "";
+      state.alertLayer.clearLayers();
+      if (!data.alerts.length) { list.appendChild(el("li", "none", "muted")); return; }
+      data.alerts.slice(0, 50).forEach(function (alert) {
+        var item = el("li", (alert.kind || "alert") + " \u2013 " + (alert.created || "").slice(0, 10) +
+                      (alert.observed !== null && alert.observed !== undefined ? ", observed " + alert.observed : "") +
+                      (alert.expected !== null && alert.expected !== undefined ? " vs " + Number(alert.expected).toFixed(1) : ""));
+        if (alert.acknowledged) { item.className = "acked"; }
+        else {
+          var ack = el("button", "Acknowledge");
+          ack.type = "button";
+          ack.addEventListener("click", function () {
+            api("/alerts/" + encodeURIComponent(alert.id) + "/acknowledge", { method: "POST" })
+              .then(loadAlerts).catch(function (err) { setStatus(err.message, true); });
+          });
+          item.appendChild(ack);
+        }
+        list.appendChild(item);
+        var at = alertPoint(alert);
+        if (at) {
+          L.circleMarker(at, { radius: 8, color: "#b00020", weight: 2, fillOpacity: 0.2 })
+            .bindTooltip(alert.kind || "alert").addTo(state.alertLayer);
+        } else if (alert.geometry && (alert.geometry.type === "Polygon" ||
+                                      alert.geometry.type === "MultiPolygon")) {
+          L.geoJSON(alert.geometry, { style: { color: "#b00020", weight: 2, fill: false } })
+            .bindTooltip(alert.kind || "alert").addTo(state.alertLayer);
+        }
+      });
+    }).catch(function (err) { setStatus(err.message, true); });
+  }
+
+  // ------------------------------------------------------------------ clusters
+  function loadClusters(dataset) {
+    return api("/scans").then(function (data) {
+      state.clusterLayer.clearLayers();
+      var done = data.scans.filter(function (job) {
+        return job.status === "succeeded" && job.params.dataset === dataset && job.result;
+      });
+      if (!done.length) { $("map").setAttribute("data-n-clusters", "0"); return; }
+      var clusters = done[0].result.clusters;
+      L.geoJSON(clusters, {
+        style: { color: "#6a1b9a", weight: 2, dashArray: "6 4", fillOpacity: 0.05 },
+        onEachFeature: function (feature, layer) {
+          var p = feature.properties;
+          layer.bindTooltip("cluster #" + p.rank + ": " + p.observed + " events vs " +
+                            Number(p.expected).toFixed(1) + " expected, p = " + p.p_value);
+        }
+      }).addTo(state.clusterLayer);
+      $("map").setAttribute("data-n-clusters", String(clusters.features.length));
+    }).catch(function (err) { setStatus(err.message, true); });
+  }
+
+  // ------------------------------------------------------------------ backtest chart
+  var SVG = "http://www.w3.org/2000/svg";
+  function svg(tag, attrs, text) {
+    var node = document.createElementNS(SVG, tag);
+    Object.keys(attrs).forEach(function (k) { node.setAttribute(k, attrs[k]); });
+    if (text !== undefined) { node.textContent = text; }
+    return node;
+  }
+
+  function loadBacktest(dataset) {
+    return api("/backtests").then(function (data) {
+      var match = data.backtests.filter(function (b) { return b.meta && b.meta.dataset === dataset; });
+      if (!match.length) { $("chart").textContent = "No backtest yet for " + dataset + "."; return null; }
+      return api("/backtests/" + match[0].id).then(drawChart);
+    }).catch(function (err) { $("chart").textContent = err.message; });
+  }
+
+  function drawChart(backtest) {
+    var rows = backtest.rows.filter(function (r) { return r.pai !== null && isFinite(r.pai); });
+    var box = $("chart");
+    box.textContent = "";
+    box.className = "";
+    if (!rows.length) { box.textContent = "The backtest has no PAI values."; return; }
+    var models = [], origins = [];
+    rows.forEach(function (r) {
+      if (models.indexOf(r.model) < 0) { models.push(r.model); }
+      if (origins.indexOf(r.origin) < 0) { origins.push(r.origin); }
+    });
+    origins.sort();
+    var W = 640, H = 220, left = 40, right = 110, top = 10, bottom = 30;
+    var maxPai = Math.max.apply(null, rows.map(function (r) { return r.pai; })) || 1;
+    var x = function (i) { return left + (origins.length > 1 ? i / (origins.length - 1) : 0.5) * (W - left - right); };
+    var y = function (v) { return top + (1 - v / maxPai) * (H - top - bottom); };
+    var chart = svg("svg", { viewBox: "0 0 " + W + " " + H, role: "img", "aria-label": "PAI by origin" });
+    chart.appendChild(svg("line", { x1: left, y1: y(0), x2: W - right, y2: y(0), stroke: "#889" }));
+    chart.appendChild(svg("line", { x1: left, y1: top, x2: left, y2: y(0), stroke: "#889" }));
+    [0, maxPai / 2, maxPai].forEach(function (v) {
+      chart.appendChild(svg("text", { x: left - 4, y: y(v) + 4, "text-anchor": "end", "font-size": 10 }, v.toFixed(1)));
+    });
+    [0, origins.length - 1].forEach(function (i) {
+      chart.appendChild(svg("text", { x: x(i), y: H - 10, "text-anchor": "middle", "font-size": 10 },
+                            String(origins[i]).slice(0, 10)));
+    });
+    models.forEach(function (model, m) {
+      var color = SERIES[m % SERIES.length];
+      var pts = rows.filter(function (r) { return r.model === model; })
+        .map(function (r) { return x(origins.indexOf(r.origin)) + "," + y(r.pai); });
+      chart.appendChild(svg("polyline", { points: pts.join(" "), fill: "none", stroke: color, "stroke-width": 2 }));
+      chart.appendChild(svg("text", { x: W - right + 8, y: top + 14 + 14 * m, fill: color, "font-size": 12 }, model));
+    });
+    box.appendChild(chart);
+  }
+
+  // ------------------------------------------------------------------ wiring
+  document.addEventListener("DOMContentLoaded", function () {
+    $("login-form").addEventListener("submit", function (event) {
+      event.preventDefault();
+      var token = $("token").value.trim();
+      signIn(token).catch(function () { signOut("Your token was not accepted."); });
+    });
+    $("logout").addEventListener("click", function () { signOut(""); });
+    $("dataset").addEventListener("change", onDataset);
+    $("model").addEventListener("change", refreshForecast);
+    $("area").addEventListener("change", refreshForecast);
+    $("run").addEventListener("click", runForecast);
+    var saved = sessionStorage.getItem(TOKEN_KEY);
+    if (saved) { signIn(saved).catch(function () { signOut(""); }); } else { signOut(""); }
+  });
+})();
