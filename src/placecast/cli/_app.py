@@ -7,6 +7,7 @@ Every ``PlacecastError`` becomes a one-paragraph message on stderr and exit stat
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,13 +19,14 @@ from placecast.events import Events
 from placecast.exceptions import PlacecastError
 
 __all__ = [
-    "EventOptions",
+    "EVENT_OPTIONS",
     "app",
     "command",
     "console",
     "err_console",
     "load_events",
     "main",
+    "with_event_options",
 ]
 
 app = typer.Typer(
@@ -68,16 +70,48 @@ SkipBadOpt = Annotated[bool, typer.Option(
     "instead of stopping at the first.")]
 
 
-class EventOptions:
-    """The event-reading options every command shares, as one object."""
+#: The event-reading options every command that reads events shares: name -> (type, default).
+EVENT_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "time": (TimeCol, None),
+    "x": (XCol, None),
+    "y": (YCol, None),
+    "lon": (LonCol, None),
+    "lat": (LatCol, None),
+    "category": (CategoryCol, None),
+    "weight": (WeightCol, None),
+    "crs": (CrsOpt, None),
+    "time_format": (TimeFormatOpt, None),
+    "timezone": (TimezoneOpt, None),
+    "categories": (CategoriesOpt, None),
+    "since": (SinceOpt, None),
+    "until": (UntilOpt, None),
+    "skip_bad_rows": (SkipBadOpt, False),
+}
 
-    def __init__(self, path: Path, **options: Any) -> None:
-        self.path = path
-        self.options = options
 
-    def load(self) -> Events:
-        """Read the events (see ``placecast.io.read_events``)."""
-        return load_events(self.path, **self.options)
+def with_event_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a command the shared event-reading options (``--time``, ``--crs``, ...).
+
+    The options are appended to the command's parameters for Typer, and handed to the
+    command as one dict, ``event_options``, ready for ``load_events(path, **event_options)``.
+    Put it under ``@command(...)``.
+    """
+    signature = inspect.signature(function, eval_str=True)
+    own = [p for p in signature.parameters.values() if p.name != "event_options"]
+    shared = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default,
+                                annotation=annotation)
+              for name, (annotation, default) in EVENT_OPTIONS.items()]
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        options = {name: kwargs.pop(name) for name in EVENT_OPTIONS if name in kwargs}
+        return function(*args, event_options=options, **kwargs)
+
+    parameters = own + shared
+    wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+    wrapper.__annotations__["return"] = signature.return_annotation
+    return wrapper
 
 
 def load_events(

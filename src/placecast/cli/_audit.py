@@ -21,25 +21,12 @@ import typer
 from rich.table import Table
 
 from placecast.cli._app import (
-    CategoriesOpt,
-    CategoryCol,
-    CrsOpt,
     EventsPath,
-    LatCol,
-    LonCol,
-    SinceOpt,
-    SkipBadOpt,
-    TimeCol,
-    TimeFormatOpt,
-    TimezoneOpt,
-    UntilOpt,
-    WeightCol,
-    XCol,
-    YCol,
     command,
     console,
     err_console,
     load_events,
+    with_event_options,
 )
 from placecast.cli._core import (
     CellOpt,
@@ -122,6 +109,7 @@ def backtest_policy(events: Any, units: Any, model: str, params: dict[str, Any],
 
 
 @command("audit")
+@with_event_options
 def audit_command(
     events_path: EventsPath,
     start: Annotated[str, typer.Option("--start", help="First forecast origin (ISO date).")],
@@ -176,11 +164,7 @@ def audit_command(
                                       "simulation).")] = 0,
     jobs: Annotated[int, typer.Option("--jobs", help="Processes for the backtest.")] = 1,
     plot_format: Annotated[str, typer.Option("--plot-format", help="png or svg.")] = "png",
-    time: TimeCol = None, x: XCol = None, y: YCol = None, lon: LonCol = None,
-    lat: LatCol = None, category: CategoryCol = None, weight: WeightCol = None,
-    crs: CrsOpt = None, time_format: TimeFormatOpt = None, timezone: TimezoneOpt = None,
-    categories: CategoriesOpt = None, since: SinceOpt = None, until: UntilOpt = None,
-    skip_bad_rows: SkipBadOpt = False,
+    event_options: dict[str, Any] | None = None,
 ) -> None:
     """Audit a forecasting policy: exposure, disparity across area groups, feedback loops.
 
@@ -222,10 +206,7 @@ def audit_command(
                 and "lookback_days" not in make_model(model, **params).get_params()):
             raise ParameterError(f"--truth history needs a model with a lookback_days "
                                  f"parameter ({model} has none); use --truth forecast.")
-    events = load_events(events_path, time=time, x=x, y=y, lon=lon, lat=lat,
-                         category=category, weight=weight, crs=crs, time_format=time_format,
-                         timezone=timezone, categories=categories, since=since, until=until,
-                         skip_bad_rows=skip_bad_rows)
+    events = load_events(events_path, **(event_options or {}))
     spec = unit_spec_from_options(cell, units, units_file, units_id, region, origin, rotation)
     with console.status("building area units..."):
         area_units = build_units(events, spec)

@@ -12,24 +12,11 @@ import typer
 from rich.table import Table
 
 from placecast.cli._app import (
-    CategoriesOpt,
-    CategoryCol,
-    CrsOpt,
-    LatCol,
-    LonCol,
-    SinceOpt,
-    SkipBadOpt,
-    TimeCol,
-    TimeFormatOpt,
-    TimezoneOpt,
-    UntilOpt,
-    WeightCol,
-    XCol,
-    YCol,
     command,
     console,
     err_console,
     load_events,
+    with_event_options,
 )
 from placecast.exceptions import ParameterError
 
@@ -81,6 +68,7 @@ def _print_scan(result: Any) -> None:
 
 
 @command("scan")
+@with_event_options
 def scan_command(
     events_path: Annotated[Path | None, typer.Argument(
         help="Events file (omit with --satscan).", show_default=False)] = None,
@@ -115,11 +103,7 @@ def scan_command(
                                                    "radius, e.g. 1km.")] = None,
     max_share: Annotated[float, typer.Option("--max-share", help="Largest share of cases in a "
                                              "circle (<= 0.5).")] = 0.5,
-    time: TimeCol = None, x: XCol = None, y: YCol = None, lon: LonCol = None,
-    lat: LatCol = None, category: CategoryCol = None, weight: WeightCol = None,
-    crs: CrsOpt = None, time_format: TimeFormatOpt = None, timezone: TimezoneOpt = None,
-    categories: CategoriesOpt = None, since: SinceOpt = None, until: UntilOpt = None,
-    skip_bad_rows: SkipBadOpt = False,
+    event_options: dict[str, Any] | None = None,
 ) -> None:
     """Prospective space-time permutation scan (Kulldorff 2005), SaTScan-compatible.
 
@@ -151,11 +135,7 @@ def scan_command(
     else:
         if events_path is None:
             raise ParameterError("give an EVENTS file or --satscan FILE.prm.")
-        events = load_events(events_path, time=time, x=x, y=y, lon=lon, lat=lat,
-                             category=category, weight=weight, crs=crs,
-                             time_format=time_format, timezone=timezone,
-                             categories=categories, since=since, until=until,
-                             skip_bad_rows=skip_bad_rows)
+        events = load_events(events_path, **(event_options or {}))
         units = None
         if cell:
             from placecast.pipeline import UnitSpec, build_units
@@ -190,6 +170,7 @@ def _days(events: Any) -> np.ndarray:
 
 
 @command("nearrepeat")
+@with_event_options
 def nearrepeat_command(
     events_path: Annotated[Path, typer.Argument(help="Events file.", show_default=False)],
     distance_bands: Annotated[str, typer.Option(
@@ -206,19 +187,12 @@ def nearrepeat_command(
     seed: SeedOpt = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the table as "
                                                 "CSV.")] = None,
-    time: TimeCol = None, x: XCol = None, y: YCol = None, lon: LonCol = None,
-    lat: LatCol = None, category: CategoryCol = None, weight: WeightCol = None,
-    crs: CrsOpt = None, time_format: TimeFormatOpt = None, timezone: TimezoneOpt = None,
-    categories: CategoriesOpt = None, since: SinceOpt = None, until: UntilOpt = None,
-    skip_bad_rows: SkipBadOpt = False,
+    event_options: dict[str, Any] | None = None,
 ) -> None:
     """Near-repeat analysis: observed vs expected pairs per distance x time band."""
     from placecast.clusters import near_repeat
 
-    events = load_events(events_path, time=time, x=x, y=y, lon=lon, lat=lat,
-                         category=category, weight=weight, crs=crs, time_format=time_format,
-                         timezone=timezone, categories=categories, since=since, until=until,
-                         skip_bad_rows=skip_bad_rows)
+    events = load_events(events_path, **(event_options or {}))
     days = _days(events)
     if convention == "calculator":
         days = np.floor(days)
@@ -243,6 +217,7 @@ def nearrepeat_command(
 
 
 @command("knox")
+@with_event_options
 def knox_command(
     events_path: Annotated[Path, typer.Argument(help="Events file.", show_default=False)],
     distance: Annotated[str, typer.Option("--distance", help="Close in space: at most this "
@@ -254,20 +229,13 @@ def knox_command(
     permutations: PermutationsOpt = 0,
     seed: SeedOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    time: TimeCol = None, x: XCol = None, y: YCol = None, lon: LonCol = None,
-    lat: LatCol = None, category: CategoryCol = None, weight: WeightCol = None,
-    crs: CrsOpt = None, time_format: TimeFormatOpt = None, timezone: TimezoneOpt = None,
-    categories: CategoriesOpt = None, since: SinceOpt = None, until: UntilOpt = None,
-    skip_bad_rows: SkipBadOpt = False,
+    event_options: dict[str, Any] | None = None,
 ) -> None:
     """Global Knox test of space-time interaction (2x2 table, Poisson p-value)."""
     from placecast.clusters import knox_test
     from placecast.quantities import parse_length
 
-    events = load_events(events_path, time=time, x=x, y=y, lon=lon, lat=lat,
-                         category=category, weight=weight, crs=crs, time_format=time_format,
-                         timezone=timezone, categories=categories, since=since, until=until,
-                         skip_bad_rows=skip_bad_rows, quiet=as_json)
+    events = load_events(events_path, **(event_options or {}), quiet=as_json)
     result = knox_test(events.x, events.y, _days(events),
                        distance=parse_length(distance, name="--distance"), time=days,
                        metric=metric, n_permutations=permutations or 0, random_state=seed)
@@ -289,6 +257,7 @@ def knox_command(
 
 
 @command("hotspots")
+@with_event_options
 def hotspots_command(
     events_path: Annotated[Path, typer.Argument(help="Events file.", show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Map-ready output: .geojson, "
@@ -306,11 +275,7 @@ def hotspots_command(
                                             "neighbourhood.")] = 1,
     alpha: Annotated[float, typer.Option("--alpha", help="Significance level (after FDR).")]
     = 0.1,
-    time: TimeCol = None, x: XCol = None, y: YCol = None, lon: LonCol = None,
-    lat: LatCol = None, category: CategoryCol = None, weight: WeightCol = None,
-    crs: CrsOpt = None, time_format: TimeFormatOpt = None, timezone: TimezoneOpt = None,
-    categories: CategoriesOpt = None, since: SinceOpt = None, until: UntilOpt = None,
-    skip_bad_rows: SkipBadOpt = False,
+    event_options: dict[str, Any] | None = None,
 ) -> None:
     """Emerging hot spot analysis: Gi* in a space-time cube, trends, ESRI's patterns."""
     from placecast.clusters import SpaceTimeCube, emerging_hot_spots
@@ -320,10 +285,7 @@ def hotspots_command(
     suffix = output.suffix.lower()
     if suffix not in (".geojson", ".gpkg", ".csv"):
         raise ParameterError(f"{output}: use .geojson, .gpkg or .csv.")
-    events = load_events(events_path, time=time, x=x, y=y, lon=lon, lat=lat,
-                         category=category, weight=weight, crs=crs, time_format=time_format,
-                         timezone=timezone, categories=categories, since=since, until=until,
-                         skip_bad_rows=skip_bad_rows)
+    events = load_events(events_path, **(event_options or {}))
     units = build_units(events, UnitSpec(cell_size=parse_length(cell, name="--cell"),
                                          region=region))
     cube = SpaceTimeCube.from_events(events, units, step=step, n_steps=n_steps)

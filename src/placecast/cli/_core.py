@@ -10,25 +10,12 @@ import typer
 from rich.table import Table
 
 from placecast.cli._app import (
-    CategoriesOpt,
-    CategoryCol,
-    CrsOpt,
     EventsPath,
-    LatCol,
-    LonCol,
-    SinceOpt,
-    SkipBadOpt,
-    TimeCol,
-    TimeFormatOpt,
-    TimezoneOpt,
-    UntilOpt,
-    WeightCol,
-    XCol,
-    YCol,
     command,
     console,
     err_console,
     load_events,
+    with_event_options,
 )
 from placecast.exceptions import ParameterError
 
@@ -100,21 +87,15 @@ def unit_spec_from_options(cell: str, units: str, units_file: Path | None,
 
 
 @command("inspect")
+@with_event_options
 def inspect_command(
     events_path: EventsPath,
-    time: TimeCol = None, x: XCol = None, y: YCol = None, lon: LonCol = None,
-    lat: LatCol = None, category: CategoryCol = None, weight: WeightCol = None,
-    crs: CrsOpt = None, time_format: TimeFormatOpt = None, timezone: TimezoneOpt = None,
-    categories: CategoriesOpt = None, since: SinceOpt = None, until: UntilOpt = None,
-    skip_bad_rows: SkipBadOpt = False,
+    event_options: dict[str, Any] | None = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
     = False,
 ) -> None:
     """Summarise an events file: counts, span, CRS, bounding box, categories, dropped rows."""
-    events = load_events(events_path, time=time, x=x, y=y, lon=lon, lat=lat,
-                         category=category, weight=weight, crs=crs, time_format=time_format,
-                         timezone=timezone, categories=categories, since=since, until=until,
-                         skip_bad_rows=skip_bad_rows, quiet=True)
+    events = load_events(events_path, **(event_options or {}), quiet=True)
     summary = events.summary()
     report = events.report.to_dict() if events.report else {}
     if as_json:
@@ -149,6 +130,7 @@ def inspect_command(
 
 
 @command("forecast")
+@with_event_options
 def forecast_command(
     events_path: EventsPath,
     at: Annotated[str, typer.Option("--at", help="Forecast start (ISO date); the model sees "
@@ -172,11 +154,7 @@ def forecast_command(
     db: Annotated[str, typer.Option("--db", envvar="PLACECAST_DB", help="Store for --save: "
                                     "a DuckDB file or postgresql://... URL.")]
     = "placecast.duckdb",
-    time: TimeCol = None, x: XCol = None, y: YCol = None, lon: LonCol = None,
-    lat: LatCol = None, category: CategoryCol = None, weight: WeightCol = None,
-    crs: CrsOpt = None, time_format: TimeFormatOpt = None, timezone: TimezoneOpt = None,
-    categories: CategoriesOpt = None, since: SinceOpt = None, until: UntilOpt = None,
-    skip_bad_rows: SkipBadOpt = False,
+    event_options: dict[str, Any] | None = None,
 ) -> None:
     """Forecast expected events per area unit for the window starting at --at."""
     from placecast.io import write_forecast
@@ -186,10 +164,7 @@ def forecast_command(
     if output.suffix.lower() not in FORECAST_FORMATS:
         raise ParameterError(f"{output}: unknown output format {output.suffix!r}; use .csv, "
                              ".gpkg, .parquet or .geojson.")
-    events = load_events(events_path, time=time, x=x, y=y, lon=lon, lat=lat,
-                         category=category, weight=weight, crs=crs, time_format=time_format,
-                         timezone=timezone, categories=categories, since=since, until=until,
-                         skip_bad_rows=skip_bad_rows)
+    events = load_events(events_path, **(event_options or {}))
     spec = unit_spec_from_options(cell, units, units_file, units_id, region, origin, rotation)
     with console.status("building area units..."):
         area_units = build_units(events, spec)

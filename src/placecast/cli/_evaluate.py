@@ -15,25 +15,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from placecast.cli._app import (
-    CategoriesOpt,
-    CategoryCol,
-    CrsOpt,
     EventsPath,
-    LatCol,
-    LonCol,
-    SinceOpt,
-    SkipBadOpt,
-    TimeCol,
-    TimeFormatOpt,
-    TimezoneOpt,
-    UntilOpt,
-    WeightCol,
-    XCol,
-    YCol,
     command,
     console,
     err_console,
     load_events,
+    with_event_options,
 )
 from placecast.cli._core import (
     CellOpt,
@@ -118,6 +105,7 @@ def _write_table(frame: Any, path: Path) -> None:
 
 
 @command("backtest")
+@with_event_options
 def backtest_command(
     events_path: EventsPath,
     output: Annotated[Path, typer.Option("--output", "-o", help="Results: one row per "
@@ -153,11 +141,7 @@ def backtest_command(
     region: RegionOpt = None,
     origin: OriginOpt = None,
     rotation: RotationOpt = 0.0,
-    time: TimeCol = None, x: XCol = None, y: YCol = None, lon: LonCol = None,
-    lat: LatCol = None, category: CategoryCol = None, weight: WeightCol = None,
-    crs: CrsOpt = None, time_format: TimeFormatOpt = None, timezone: TimezoneOpt = None,
-    categories: CategoriesOpt = None, since: SinceOpt = None, until: UntilOpt = None,
-    skip_bad_rows: SkipBadOpt = False,
+    event_options: dict[str, Any] | None = None,
 ) -> None:
     """Rolling-origin backtest: refit each model at each origin, score PAI, PEI*, hit rate.
 
@@ -193,10 +177,7 @@ def backtest_command(
             raise ParameterError("give --start and --end (the first and last origin), or "
                                  "--protocol nij.")
         horizons = [h.strip() for h in (horizon or "7d").split(",") if h.strip()]
-    events = load_events(events_path, time=time, x=x, y=y, lon=lon, lat=lat,
-                         category=category, weight=weight, crs=crs, time_format=time_format,
-                         timezone=timezone, categories=categories, since=since, until=until,
-                         skip_bad_rows=skip_bad_rows)
+    events = load_events(events_path, **(event_options or {}))
     spec = unit_spec_from_options(cell, units, units_file, units_id, region, origin, rotation)
     with console.status("building area units..."):
         area_units = build_units(events, spec)
@@ -337,6 +318,7 @@ def render_backtest_html(result: Any, *, protocol: str | None = None) -> str:
 
 
 @command("tune")
+@with_event_options
 def tune_command(
     events_path: EventsPath,
     model: Annotated[str, typer.Option("--model", "-m", help="Model to tune.")],
@@ -364,11 +346,7 @@ def tune_command(
     units: UnitsOpt = "grid",
     region: RegionOpt = None,
     rotation: RotationOpt = 0.0,
-    time: TimeCol = None, x: XCol = None, y: YCol = None, lon: LonCol = None,
-    lat: LatCol = None, category: CategoryCol = None, weight: WeightCol = None,
-    crs: CrsOpt = None, time_format: TimeFormatOpt = None, timezone: TimezoneOpt = None,
-    categories: CategoriesOpt = None, since: SinceOpt = None, until: UntilOpt = None,
-    skip_bad_rows: SkipBadOpt = False,
+    event_options: dict[str, Any] | None = None,
 ) -> None:
     """Grid-search a model's parameters and cell size on a tuning period.
 
@@ -392,10 +370,7 @@ def tune_command(
         values[name.strip()] = [next(iter(parse_params([f"v={v}"]).values()))
                                 for v in text.split(",") if v.strip()]
     sizes = [parse_length(c.strip(), name="--cells") for c in cells.split(",") if c.strip()]
-    events = load_events(events_path, time=time, x=x, y=y, lon=lon, lat=lat,
-                         category=category, weight=weight, crs=crs, time_format=time_format,
-                         timezone=timezone, categories=categories, since=since, until=until,
-                         skip_bad_rows=skip_bad_rows)
+    events = load_events(events_path, **(event_options or {}))
     spec = unit_spec_from_options(cells.split(",")[0], units, None, None, region, None,
                                   rotation)
     with _progress() as bar:

@@ -18,23 +18,10 @@ from typing import Annotated, Any
 import typer
 
 from placecast.cli._app import (
-    CategoriesOpt,
-    CategoryCol,
-    CrsOpt,
     EventsPath,
-    LatCol,
-    LonCol,
-    SinceOpt,
-    SkipBadOpt,
-    TimeCol,
-    TimeFormatOpt,
-    TimezoneOpt,
-    UntilOpt,
-    WeightCol,
-    XCol,
-    YCol,
     command,
     console,
+    with_event_options,
 )
 from placecast.cli._core import CellOpt, ParamOpt, RegionOpt, parse_params
 from placecast.exceptions import ParameterError
@@ -126,6 +113,7 @@ def _parse_initial(text: str | None) -> dict[str, float]:
 
 
 @command("fit")
+@with_event_options
 def fit_command(
     events_path: EventsPath,
     model: Annotated[str, typer.Option("--model", "-m", help="Model to fit (see --help of "
@@ -149,11 +137,7 @@ def fit_command(
                                                "(earthquake models).")] = "degree",
     initial: Annotated[str | None, typer.Option("--initial", help="Initial values "
                                                 "'mu=0.5,A=0.2,...'.")] = None,
-    time: TimeCol = None, x: XCol = None, y: YCol = None, lon: LonCol = None,
-    lat: LatCol = None, category: CategoryCol = None, weight: WeightCol = None,
-    crs: CrsOpt = None, time_format: TimeFormatOpt = None, timezone: TimezoneOpt = None,
-    categories: CategoriesOpt = None, since: SinceOpt = None, until: UntilOpt = None,
-    skip_bad_rows: SkipBadOpt = False,
+    event_options: dict[str, Any] | None = None,
 ) -> None:
     """Fit a point-process model (etas, sepp, etas_marked, ...) and write its estimates."""
     _ = RegionOpt  # the region option here also takes vertex lists, hence its own type
@@ -165,10 +149,7 @@ def fit_command(
                              f"(choose one of: {known}).")
     request = FitRequest(
         events_path=events_path,
-        event_options=dict(time=time, x=x, y=y, lon=lon, lat=lat, category=category,
-                           weight=weight, crs=crs, time_format=time_format, timezone=timezone,
-                           categories=categories, since=since, until=until,
-                           skip_bad_rows=skip_bad_rows),
+        event_options=dict(event_options or {}),
         model=name, params=parse_params(param), output=output, cell=cell, region=region,
         magnitude=magnitude, mag_threshold=mag_threshold, study_start=study_start,
         study_end=study_end, distance_unit=distance_unit, initial=_parse_initial(initial),

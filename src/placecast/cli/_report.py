@@ -8,24 +8,11 @@ from typing import Annotated, Any
 import typer
 
 from placecast.cli._app import (
-    CategoriesOpt,
-    CategoryCol,
-    CrsOpt,
     EventsPath,
-    LatCol,
-    LonCol,
-    SinceOpt,
-    SkipBadOpt,
-    TimeCol,
-    TimeFormatOpt,
-    TimezoneOpt,
-    UntilOpt,
-    WeightCol,
-    XCol,
-    YCol,
     command,
     console,
     load_events,
+    with_event_options,
 )
 from placecast.cli._core import (
     CellOpt,
@@ -59,6 +46,7 @@ def _read_table(path: Path, what: str) -> Any:
 
 
 @command("report")
+@with_event_options
 def report_command(
     events_path: EventsPath,
     at: Annotated[str, typer.Option("--at", help="Forecast start (ISO date); the model sees "
@@ -103,11 +91,7 @@ def report_command(
     k: Annotated[int, typer.Option("--k", help="Minimum events per shown area with "
                                    "--public.")] = 5,
     title: Annotated[str | None, typer.Option("--title", help="Page title.")] = None,
-    time: TimeCol = None, x: XCol = None, y: YCol = None, lon: LonCol = None,
-    lat: LatCol = None, category: CategoryCol = None, weight: WeightCol = None,
-    crs: CrsOpt = None, time_format: TimeFormatOpt = None, timezone: TimezoneOpt = None,
-    categories: CategoriesOpt = None, since: SinceOpt = None, until: UntilOpt = None,
-    skip_bad_rows: SkipBadOpt = False,
+    event_options: dict[str, Any] | None = None,
 ) -> None:
     """Forecast and write a self-contained HTML report (map, plots, tables) that opens offline.
 
@@ -132,10 +116,7 @@ def report_command(
     if start is not None and backtest is not None:
         raise ParameterError("give either --start/--end (run a backtest) or --backtest FILE "
                              "(use one already run), not both.")
-    events = load_events(events_path, time=time, x=x, y=y, lon=lon, lat=lat,
-                         category=category, weight=weight, crs=crs, time_format=time_format,
-                         timezone=timezone, categories=categories, since=since, until=until,
-                         skip_bad_rows=skip_bad_rows)
+    events = load_events(events_path, **(event_options or {}))
     spec = unit_spec_from_options(cell, units, units_file, units_id, region, origin, rotation)
     params = parse_params(param)
     with console.status("building area units..."):

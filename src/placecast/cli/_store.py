@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from placecast.cli._app import (
-    CategoryCol,
-    CrsOpt,
     EventsPath,
-    LatCol,
-    LonCol,
-    SkipBadOpt,
-    TimeCol,
-    TimeFormatOpt,
-    TimezoneOpt,
-    WeightCol,
-    XCol,
-    YCol,
     command,
     console,
     load_events,
+    with_event_options,
 )
 from placecast.exceptions import ParameterError
 
@@ -37,6 +27,7 @@ DatasetOpt = Annotated[str, typer.Option("--dataset", help="Dataset name in the 
 
 
 @command("ingest")
+@with_event_options
 def ingest_command(
     events_path: EventsPath,
     dataset: DatasetOpt,
@@ -44,10 +35,7 @@ def ingest_command(
     id_column: Annotated[str | None, typer.Option(
         "--id", help="Incident-number column (default: auto-detect uid, incident_id, "
         "case_number, ...), used to skip events already stored.")] = None,
-    time: TimeCol = None, x: XCol = None, y: YCol = None, lon: LonCol = None,
-    lat: LatCol = None, category: CategoryCol = None, weight: WeightCol = None,
-    crs: CrsOpt = None, time_format: TimeFormatOpt = None, timezone: TimezoneOpt = None,
-    skip_bad_rows: SkipBadOpt = False,
+    event_options: dict[str, Any] | None = None,
 ) -> None:
     """Add events from a file to a dataset in the store, skipping ones already there.
 
@@ -57,10 +45,7 @@ def ingest_command(
     """
     from placecast.store import open_store
 
-    events = load_events(events_path, time=time, x=x, y=y, lon=lon, lat=lat,
-                         category=category, weight=weight, crs=crs, time_format=time_format,
-                         timezone=timezone, skip_bad_rows=skip_bad_rows,
-                         incident_id=id_column)
+    events = load_events(events_path, **(event_options or {}), incident_id=id_column)
     with open_store(db) as store:
         with console.status(f"importing {len(events):,} events..."):
             # the reader's source: a file path, or DB#DATASET without any password
