@@ -26,6 +26,7 @@ __all__ = [
     "err_console",
     "load_events",
     "main",
+    "shared_options",
     "with_event_options",
 ]
 
@@ -89,29 +90,43 @@ EVENT_OPTIONS: dict[str, tuple[Any, Any]] = {
 }
 
 
-def with_event_options(function: Callable[..., Any]) -> Callable[..., Any]:
-    """Give a command the shared event-reading options (``--time``, ``--crs``, ...).
+def shared_options(
+    options: dict[str, tuple[Any, Any]], name: str,
+    combine: Callable[[dict[str, Any]], Any] = dict,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Make a decorator that gives a command a shared group of options.
 
-    The options are appended to the command's parameters for Typer, and handed to the
-    command as one dict, ``event_options``, ready for ``load_events(path, **event_options)``.
-    Put it under ``@command(...)``.
+    The ``options`` (name -> (annotated type, default)) are appended to the command's
+    parameters for Typer; the values the user gave are collected, passed through
+    ``combine`` and handed to the command as the one keyword argument ``name``.
     """
-    signature = inspect.signature(function, eval_str=True)
-    own = [p for p in signature.parameters.values() if p.name != "event_options"]
-    shared = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default,
-                                annotation=annotation)
-              for name, (annotation, default) in EVENT_OPTIONS.items()]
 
-    @functools.wraps(function)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        options = {name: kwargs.pop(name) for name in EVENT_OPTIONS if name in kwargs}
-        return function(*args, event_options=options, **kwargs)
+    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(function, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.name != name]
+        shared = [inspect.Parameter(option, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                    default=default, annotation=annotation)
+                  for option, (annotation, default) in options.items()]
 
-    parameters = own + shared
-    wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
-    wrapper.__annotations__["return"] = signature.return_annotation
-    return wrapper
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            given = {option: kwargs.pop(option) for option in options if option in kwargs}
+            return function(*args, **{name: combine(given)}, **kwargs)
+
+        parameters = own + shared
+        wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=parameters)
+        wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+        wrapper.__annotations__["return"] = signature.return_annotation
+        return wrapper
+
+    return decorate
+
+
+#: Gives a command the shared event-reading options (``--time``, ``--crs``, ...) as one dict,
+#: ``event_options``, ready for ``load_events(path, **event_options)``. Put it under
+#: ``@command(...)``.
+with_event_options = shared_options(EVENT_OPTIONS, "event_options")
 
 
 def load_events(

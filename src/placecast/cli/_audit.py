@@ -29,16 +29,9 @@ from placecast.cli._app import (
     with_event_options,
 )
 from placecast.cli._core import (
-    CellOpt,
-    OriginOpt,
     ParamOpt,
-    RegionOpt,
-    RotationOpt,
-    UnitsFileOpt,
-    UnitsIdOpt,
-    UnitsOpt,
     parse_params,
-    unit_spec_from_options,
+    with_unit_options,
 )
 from placecast.exceptions import DataError, ParameterError
 
@@ -110,6 +103,7 @@ def backtest_policy(events: Any, units: Any, model: str, params: dict[str, Any],
 
 @command("audit")
 @with_event_options
+@with_unit_options
 def audit_command(
     events_path: EventsPath,
     start: Annotated[str, typer.Option("--start", help="First forecast origin (ISO date).")],
@@ -123,13 +117,7 @@ def audit_command(
                                       "1%.")] = "0.25sqmi",
     horizon: Annotated[str, typer.Option("--horizon", help="Period (window) length: 7d, "
                                          "1M.")] = "7d",
-    cell: CellOpt = "150m",
-    units: UnitsOpt = "grid",
-    units_file: UnitsFileOpt = None,
-    units_id: UnitsIdOpt = None,
-    region: RegionOpt = None,
-    origin: OriginOpt = None,
-    rotation: RotationOpt = 0.0,
+    unit_spec: Any = None,
     param: ParamOpt = None,
     groups: Annotated[Path | None, typer.Option("--groups", help="Polygons of area groups "
                                                 "(tracts, districts) with area-level "
@@ -207,7 +195,7 @@ def audit_command(
             raise ParameterError(f"--truth history needs a model with a lookback_days "
                                  f"parameter ({model} has none); use --truth forecast.")
     events = load_events(events_path, **(event_options or {}))
-    spec = unit_spec_from_options(cell, units, units_file, units_id, region, origin, rotation)
+    spec = unit_spec
     with console.status("building area units..."):
         area_units = build_units(events, spec)
     budget = parse_area(area, name="--area").resolve(area_units.region_area)
@@ -297,7 +285,8 @@ def audit_command(
         provenance["rows dropped"] = str(events.report.n_dropped)
     policy = {
         "model": model, "parameters": json.dumps(params) if params else "defaults",
-        "units": f"{units} {cell}" if units != "polygons" else f"polygons {units_file}",
+        "units": (f"{unit_spec.kind} {unit_spec.cell_size:g} m" if unit_spec.kind != "polygons"
+                  else f"polygons {unit_spec.polygons}"),
         "n units": f"{len(area_units):,}",
         "region area": f"{area_units.region_area / 1e6:,.2f} km²",
         "area flagged per period": f"{area} = {budget / 1e6:.3f} km²",
@@ -310,7 +299,8 @@ def audit_command(
             f"{model} fitted on all events before --start, / detection" if truth_source ==
             "history" else f"{model} forecast at --start, / detection")
     card = build_model_card(
-        title=f"Model card: {model} on {cell} {units}, {area} per {horizon}",
+        title=(f"Model card: {model} on {unit_spec.cell_size:g} m {unit_spec.kind}, {area} "
+               f"per {horizon}"),
         provenance=provenance, policy=policy, performance=performance, exposure=exposure,
         disparity=disparity, feedback=feedback, figures=figures)
     written += list(card.write(output_dir))

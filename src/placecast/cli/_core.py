@@ -15,11 +15,12 @@ from placecast.cli._app import (
     console,
     err_console,
     load_events,
+    shared_options,
     with_event_options,
 )
 from placecast.exceptions import ParameterError
 
-__all__ = ["parse_params", "unit_spec_from_options"]
+__all__ = ["UNIT_OPTIONS", "parse_params", "unit_spec_from_options", "with_unit_options"]
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="naive, kde or prospective "
                                        "(and any model registered in placecast.models).")]
@@ -86,6 +87,23 @@ def unit_spec_from_options(cell: str, units: str, units_file: Path | None,
                     rotation=rotation)
 
 
+#: The area-unit options of every command that builds units: name -> (type, default).
+UNIT_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "cell": (CellOpt, "150m"),
+    "units": (UnitsOpt, "grid"),
+    "units_file": (UnitsFileOpt, None),
+    "units_id": (UnitsIdOpt, None),
+    "region": (RegionOpt, None),
+    "origin": (OriginOpt, None),
+    "rotation": (RotationOpt, 0.0),
+}
+
+#: Gives a command the area-unit options (``--cell``, ``--units``, ``--region``, ...) as one
+#: ``UnitSpec``, ``unit_spec``. Put it under ``@command(...)``.
+with_unit_options = shared_options(UNIT_OPTIONS, "unit_spec",
+                                   lambda given: unit_spec_from_options(**given))
+
+
 @command("inspect")
 @with_event_options
 def inspect_command(
@@ -131,6 +149,7 @@ def inspect_command(
 
 @command("forecast")
 @with_event_options
+@with_unit_options
 def forecast_command(
     events_path: EventsPath,
     at: Annotated[str, typer.Option("--at", help="Forecast start (ISO date); the model sees "
@@ -140,13 +159,7 @@ def forecast_command(
     model: ModelOpt = "kde",
     horizon: Annotated[str, typer.Option("--horizon", help="Window length: 7d, 2w, 1M.")]
     = "7d",
-    cell: CellOpt = "150m",
-    units: UnitsOpt = "grid",
-    units_file: UnitsFileOpt = None,
-    units_id: UnitsIdOpt = None,
-    region: RegionOpt = None,
-    origin: OriginOpt = None,
-    rotation: RotationOpt = 0.0,
+    unit_spec: Any = None,
     param: ParamOpt = None,
     save: Annotated[str | None, typer.Option(
         "--save", help="Also keep the forecast in a store under this name (see --db).")]
@@ -165,7 +178,7 @@ def forecast_command(
         raise ParameterError(f"{output}: unknown output format {output.suffix!r}; use .csv, "
                              ".gpkg, .parquet or .geojson.")
     events = load_events(events_path, **(event_options or {}))
-    spec = unit_spec_from_options(cell, units, units_file, units_id, region, origin, rotation)
+    spec = unit_spec
     with console.status("building area units..."):
         area_units = build_units(events, spec)
     with console.status(f"fitting {model} and forecasting..."):

@@ -23,15 +23,12 @@ from placecast.cli._app import (
     with_event_options,
 )
 from placecast.cli._core import (
-    CellOpt,
-    OriginOpt,
     RegionOpt,
     RotationOpt,
-    UnitsFileOpt,
-    UnitsIdOpt,
     UnitsOpt,
     parse_params,
     unit_spec_from_options,
+    with_unit_options,
 )
 from placecast.exceptions import ParameterError
 
@@ -106,6 +103,7 @@ def _write_table(frame: Any, path: Path) -> None:
 
 @command("backtest")
 @with_event_options
+@with_unit_options
 def backtest_command(
     events_path: EventsPath,
     output: Annotated[Path, typer.Option("--output", "-o", help="Results: one row per "
@@ -134,13 +132,7 @@ def backtest_command(
                                               "model (.png or .svg).")] = None,
     report: Annotated[Path | None, typer.Option("--report", help="A minimal HTML summary.")]
     = None,
-    cell: CellOpt = "150m",
-    units: UnitsOpt = "grid",
-    units_file: UnitsFileOpt = None,
-    units_id: UnitsIdOpt = None,
-    region: RegionOpt = None,
-    origin: OriginOpt = None,
-    rotation: RotationOpt = 0.0,
+    unit_spec: Any = None,
     event_options: dict[str, Any] | None = None,
 ) -> None:
     """Rolling-origin backtest: refit each model at each origin, score PAI, PEI*, hit rate.
@@ -167,7 +159,7 @@ def backtest_command(
         if given:
             raise ParameterError(f"--protocol nij fixes the origin and windows; drop "
                                  f"{', '.join(given)}.")
-        if region is None:
+        if unit_spec.region is None:
             raise ParameterError("--protocol nij scores over the police-district union; "
                                  "give it with --region (Portland_Police_Districts.shp).")
         origins = [NIJ.origin]
@@ -178,7 +170,7 @@ def backtest_command(
                                  "--protocol nij.")
         horizons = [h.strip() for h in (horizon or "7d").split(",") if h.strip()]
     events = load_events(events_path, **(event_options or {}))
-    spec = unit_spec_from_options(cell, units, units_file, units_id, region, origin, rotation)
+    spec = unit_spec
     with console.status("building area units..."):
         area_units = build_units(events, spec)
     budget = (nij_settings(area_units, area) if protocol is not None

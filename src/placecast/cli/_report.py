@@ -15,17 +15,10 @@ from placecast.cli._app import (
     with_event_options,
 )
 from placecast.cli._core import (
-    CellOpt,
     ModelOpt,
-    OriginOpt,
     ParamOpt,
-    RegionOpt,
-    RotationOpt,
-    UnitsFileOpt,
-    UnitsIdOpt,
-    UnitsOpt,
     parse_params,
-    unit_spec_from_options,
+    with_unit_options,
 )
 from placecast.exceptions import DataError, ParameterError
 
@@ -47,6 +40,7 @@ def _read_table(path: Path, what: str) -> Any:
 
 @command("report")
 @with_event_options
+@with_unit_options
 def report_command(
     events_path: EventsPath,
     at: Annotated[str, typer.Option("--at", help="Forecast start (ISO date); the model sees "
@@ -56,13 +50,7 @@ def report_command(
     model: ModelOpt = "kde",
     horizon: Annotated[str, typer.Option("--horizon", help="Window length: 7d, 2w, 1M.")]
     = "7d",
-    cell: CellOpt = "150m",
-    units: UnitsOpt = "grid",
-    units_file: UnitsFileOpt = None,
-    units_id: UnitsIdOpt = None,
-    region: RegionOpt = None,
-    origin: OriginOpt = None,
-    rotation: RotationOpt = 0.0,
+    unit_spec: Any = None,
     param: ParamOpt = None,
     area: Annotated[str, typer.Option("--area", help="Area budget to flag: 0.25sqmi, 2km2 "
                                       "or 1% of the region.")] = "1%",
@@ -117,7 +105,7 @@ def report_command(
         raise ParameterError("give either --start/--end (run a backtest) or --backtest FILE "
                              "(use one already run), not both.")
     events = load_events(events_path, **(event_options or {}))
-    spec = unit_spec_from_options(cell, units, units_file, units_id, region, origin, rotation)
+    spec = unit_spec
     params = parse_params(param)
     with console.status("building area units..."):
         area_units = build_units(events, spec)
