@@ -99,8 +99,17 @@ def test_naive_is_scaled_recent_counts(grid) -> None:
 
 
 def test_kde_matches_exact_gaussian_cell_integrals(grid) -> None:
-    """Raster KDE vs the closed-form mass of each Gaussian over each square cell."""
-    events = _synthetic(2, n=60)
+    """Raster KDE vs the closed-form mass of each Gaussian over each square cell.
+
+    A sixth of the events lie just outside the grid: their kernels reach into it.
+    """
+    inside = _synthetic(2, n=60)
+    rng = np.random.default_rng(12)
+    outside = Events.from_arrays(inside.time[:12], 1000.0 + rng.uniform(10, 120, 12),
+                                 rng.uniform(0, 1000, 12))
+    events = Events.from_arrays(np.concatenate([inside.time, outside.time]),
+                                np.concatenate([inside.x, outside.x]),
+                                np.concatenate([inside.y, outside.y]))
     bandwidth = 80.0
     forecast = KDEHotspot(bandwidth=bandwidth).fit(events).predict(grid, WINDOW)
     history = events.before(WINDOW.start)

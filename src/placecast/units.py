@@ -233,17 +233,27 @@ class Units:
         out[point_idx[first]] = unit_idx[first]
         return out
 
-    def raster(self, pixel_size: float | None = None) -> Raster:
+    def raster(self, pixel_size: float | None = None, *, margin: float = 0.0) -> Raster:
         """A fine raster over the units' extent with each pixel's unit (cached).
 
-        The default pixel is a quarter of the typical unit size, at most 2,000 x 2,000.
+        Parameters
+        ----------
+        pixel_size : float, optional
+            Pixel side in metres; default a quarter of the typical unit size. Raised when
+            needed to keep the raster within 2,000 pixels a side.
+        margin : float
+            Metres added around the units' extent, so that points just outside the units
+            can still be binned (their pixels belong to no unit).
         """
         if pixel_size is None:
             pixel_size = self.typical_size / 4.0
         xmin, ymin, xmax, ymax = shapely.total_bounds(self.geometry)
-        span = max(xmax - xmin, ymax - ymin)
+        span = max(xmax - xmin, ymax - ymin) + 2 * margin
         pixel_size = max(float(pixel_size), span / 2000.0)
-        key = ("raster", round(pixel_size, 6))
+        # a whole number of pixels, so pixel edges stay aligned with the units' extent
+        margin = float(np.ceil(margin / pixel_size) * pixel_size)
+        xmin, ymin, xmax, ymax = xmin - margin, ymin - margin, xmax + margin, ymax + margin
+        key = ("raster", round(pixel_size, 6), round(float(margin), 3))
         if key not in self._cache:
             n_cols = int(np.ceil((xmax - xmin) / pixel_size)) + 1
             n_rows = int(np.ceil((ymax - ymin) / pixel_size)) + 1
