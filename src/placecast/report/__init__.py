@@ -1,7 +1,16 @@
 """Offline HTML reports: the forecast map, backtest plots and tables in one file.
 
->>> from placecast.report import build_report, write_report  # doctest: +SKIP
->>> write_report("report.html", forecast, events=events, area="0.25sqmi")  # doctest: +SKIP
+>>> import pathlib, tempfile
+>>> from placecast import UnitSpec, read_events, run_forecast
+>>> from placecast.datasets import portland_burglary_path, portland_region_path
+>>> from placecast.report import write_report
+>>> events = read_events(portland_burglary_path(), crs="EPSG:2913")
+>>> forecast = run_forecast(events, model="kde", at="2017-03-01", horizon="7d",
+...                         unit_spec=UnitSpec(cell_size=182.88, region=portland_region_path()))
+>>> path = write_report(pathlib.Path(tempfile.mkdtemp()) / "report.html", forecast,
+...                     events=events, area="0.25sqmi")
+>>> "leaflet" in path.read_text().lower()
+True
 
 ``public=True`` makes a report for sharing: counts only for areas of at least ``k``
 events and no event points (see :mod:`placecast.report._privacy`).
