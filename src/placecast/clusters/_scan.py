@@ -512,34 +512,6 @@ def _best_per_centre(nb_ptr, nb_idx, tail, loc_total, win_total, total, min_case
 
 
 @numba.njit(cache=True)
-def _max_llr(nb_ptr, nb_idx, tail, loc_total, win_total, total, min_cases, cum):  # noqa: ANN001
-    """Largest LLR over all cylinders (the pruning of :func:`_best_per_centre`)."""
-    n_windows = tail.shape[1]
-    last = n_windows - 1
-    best = 0.0
-    for c in range(nb_ptr.shape[0] - 1):
-        cum[:] = 0.0
-        zone = 0.0
-        for p in range(nb_ptr[c], nb_ptr[c + 1]):
-            loc = nb_idx[p]
-            zone += loc_total[loc]
-            if tail[loc, last] == 0.0:
-                continue
-            for j in range(n_windows):
-                cum[j] += tail[loc, j]
-            for j in range(last, -1, -1):
-                n = cum[j]
-                if n < min_cases:
-                    break
-                mu = zone * win_total[j] / total
-                if n > mu:
-                    value = _llr(n, mu, total)
-                    if value > best:
-                        best = value
-    return best
-
-
-@numba.njit(cache=True)
 def _tails(case_loc, case_t, n_loc, first, offsets, width):  # noqa: ANN001
     """Cases per location in each window ``[first + offset_j, end)``."""
     counts = np.zeros((n_loc, width))
@@ -565,8 +537,9 @@ def _replicates(perm_loc, case_t, n_loc, first, offsets, width, nb_ptr, nb_idx, 
     out = np.zeros(n_rep)
     for b in numba.prange(n_rep):
         tail = _tails(perm_loc[b], case_t, n_loc, first, offsets, width)
-        cum = np.zeros(offsets.shape[0])
-        out[b] = _max_llr(nb_ptr, nb_idx, tail, loc_total, win_total, total, min_cases, cum)
+        best = _best_per_centre(nb_ptr, nb_idx, tail, loc_total, win_total, total,
+                                min_cases)[0]
+        out[b] = best.max() if best.shape[0] else 0.0
     return out
 
 
