@@ -19,6 +19,7 @@ from _helpers_clusters import (
 )
 from placecast.cli import app
 from placecast.clusters import ScanData, SpaceTimeScan, scan_data_from_events
+from placecast.clusters._scan import lehmer_uniforms
 from placecast.events import Events
 from placecast.exceptions import DataError, ParameterError
 from placecast.io import read_satscan, read_satscan_parameters
@@ -80,9 +81,112 @@ def test_satscan_test1_with_reference_end_date_matches_report(satscan_dir: Path,
             assert mine[key] == theirs[key], key
 
 
+@pytest.mark.parametrize("end_date", ["1000", None])
+def test_satscan_test1_every_printed_field_matches_satscan(satscan_dir: Path, reference: dict,
+                                                           end_date: str | None) -> None:
+    # SaTScan's own replications (its generator, seeds 12345678 + r, its case order):
+    # the sequential procedure stops where SaTScan's did, so p-values and recurrence
+    # intervals are the printed ones, not merely close
+    overrides = {"EndDate": end_date} if end_date else {}
+    run = read_satscan(satscan_dir / "satscan_test1.prm", overrides=overrides)
+    assert run.scan.randomization == "satscan" and run.scan.n_permutations == 999
+    result = run.scan.run(run.data)
+    ours = _report_fields(result)
+    assert result.stopped_early
+    assert ours["replications"] == reference["replications"] == 248
+    assert len(ours["clusters"]) == len(reference["clusters"]) == 2
+    for mine, theirs in zip(ours["clusters"], reference["clusters"], strict=True):
+        for key in (*FIELDS, "P-value", "Recurrence interval"):
+            assert mine[key] == theirs[key], key
+        if end_date:
+            assert mine["Time frame"] == theirs["Time frame"]
+    # the exact numbers behind the printed ones: 50 / 248 and 144 / 248
+    assert result.clusters[0].p_value == 50 / 248
+    assert result.clusters[1].p_value == 144 / 248
+
+
+def test_satscan_generator_passes_park_miller_check() -> None:
+    # Park & Miller's check, as SaTScan's RandomNumberGenerator::Test runs it: from seed
+    # 1, the 10,000th state is 399268537
+    draws = lehmer_uniforms(1, 10_000)
+    modulus = 2**31 - 1
+    assert draws[-1] == np.float32(399_268_537) / np.float32(modulus)
+    # every draw against Python's exact integers
+    for seed in (1, 12_345_679, modulus - 2):
+        state, want = seed, []
+        for _ in range(300):
+            state = 48_271 * state % modulus
+            want.append(np.float32(state) / np.float32(modulus))
+        np.testing.assert_array_equal(lehmer_uniforms(seed, 300), np.array(want))
+
+
+def _satscan_replication_slow(data: ScanData, replication: int,
+                              seed: int = 12_345_678) -> tuple[np.ndarray, np.ndarray]:
+    """SaTScan's SpaceTimeRandomizer written out plainly: (location, time) of every case."""
+    by_id = sorted(range(data.n_locations), key=lambda i: str(data.location_ids[i]))
+    index = {loc: k for k, loc in enumerate(by_id)}
+    cases = sorted(zip(data.case_location.tolist(), data.case_interval.tolist(), strict=True),
+                   key=lambda c: (-c[1], index[c[0]]))
+    stationary = [loc for loc, _ in cases]
+    times = [t for _, t in cases]
+    state, draws = seed + replication, []
+    for _ in times:
+        state = 48_271 * state % (2**31 - 1)
+        draws.append(float(np.float32(state) / np.float32(2**31 - 1)))
+    permuted = [times[k] for k in sorted(range(len(times)), key=lambda k: draws[k])]
+    return np.array(stationary), np.array(permuted)
+
+
+@pytest.mark.parametrize("seed", [2, 6])
+def test_satscan_replications_match_a_plain_implementation(seed: int) -> None:
+    data = random_scan_data(seed, n_locations=12, n_cases=80)
+    # location ids whose byte order differs from their index order
+    data = ScanData(location_ids=np.array([f"z{k:02d}" if k % 3 else f"a{k}"
+                                           for k in range(data.n_locations)]),
+                    coordinates=data.coordinates, case_location=data.case_location,
+                    case_interval=data.case_interval, interval_labels=data.interval_labels)
+    scan = SpaceTimeScan(max_intervals=5, n_permutations=6, randomization="satscan")
+    result = scan.run(data)
+    for r in range(1, 7):
+        locations, times = _satscan_replication_slow(data, r)
+        want = brute_force_max_llr(data, times, max_share=0.5, min_len=1, max_len=5,
+                                   case_location=locations)
+        assert result.simulated_statistics[r - 1] == pytest.approx(want, rel=1e-12)
+
+
+def test_satscan_randomization_same_result_whatever_the_threads() -> None:
+    data = random_scan_data(4)
+    runs = [SpaceTimeScan(max_intervals=5, n_permutations=130, randomization="satscan",
+                          n_jobs=jobs).run(data) for jobs in (1, 2)]
+    np.testing.assert_array_equal(runs[0].simulated_statistics, runs[1].simulated_statistics)
+
+
+def test_satscan_randomization_seed_errors() -> None:
+    data = random_scan_data(1)
+    with pytest.raises(ParameterError, match="randomization must be 'numpy' or 'satscan'"):
+        SpaceTimeScan(randomization="R").run(data)
+    with pytest.raises(ParameterError, match="random_state must be an integer seed"):
+        SpaceTimeScan(randomization="satscan",
+                      random_state=np.random.default_rng(1)).run(data)
+    with pytest.raises(ParameterError, match=r"must stay in 1 \.\. 2147483646"):
+        SpaceTimeScan(randomization="satscan", random_state=2**31 - 10,
+                      n_permutations=99).run(data)
+
+
+def test_prm_randomization_seed_is_used(satscan_dir: Path) -> None:
+    run = read_satscan(satscan_dir / "satscan_test1.prm", overrides={"RandomizationSeed": "7"})
+    assert run.scan.random_state == 7
+    run = read_satscan(satscan_dir / "satscan_test1.prm", overrides={"RandomizationSeed": "7"},
+                       random_state=9)
+    assert run.scan.random_state == 9
+    run = read_satscan(satscan_dir / "satscan_test1.prm",
+                       overrides={"RandomlyGenerateSeed": "y"})
+    assert isinstance(run.scan.random_state, int) and run.scan.random_state > 0
+
+
 def test_secondary_p_value_within_monte_carlo_error(satscan_dir: Path, reference: dict) -> None:
     run = read_satscan(satscan_dir / "satscan_test1.prm", overrides={"PValueReportType": "1"},
-                       n_permutations=999, random_state=11)
+                       n_permutations=999, random_state=11, randomization="numpy")
     result = run.scan.run(run.data)
     assert result.n_permutations == 999 and not result.stopped_early
     theirs = float(reference["clusters"][1]["P-value"])
@@ -95,7 +199,8 @@ def test_secondary_p_value_within_monte_carlo_error(satscan_dir: Path, reference
 
 
 def test_sequential_monte_carlo_stops_at_threshold(satscan_dir: Path) -> None:
-    run = read_satscan(satscan_dir / "satscan_test1.prm", n_permutations=999, random_state=3)
+    run = read_satscan(satscan_dir / "satscan_test1.prm", n_permutations=999, random_state=3,
+                       randomization="numpy")
     result = run.scan.run(run.data)
     top = result.clusters[0]
     assert result.stopped_early and result.n_permutations < 999

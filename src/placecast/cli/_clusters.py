@@ -83,6 +83,10 @@ def scan_command(
     seed: SeedOpt = None,
     jobs: Annotated[int | None, typer.Option("--jobs", help="Threads for replications "
                                              "(default all cores).")] = None,
+    randomization: Annotated[str | None, typer.Option(
+        "--randomization", help="Replications: 'satscan' (SaTScan's own generator and "
+        "seeds, reproduces its p-values; default with --satscan) or 'numpy' (independent "
+        "permutations; default for EVENTS).")] = None,
     cell: Annotated[str | None, typer.Option("--cell", help="Events -> locations: centroids "
                                              "of square cells of this size (e.g. 250m).")]
     = None,
@@ -129,7 +133,8 @@ def scan_command(
             key, value = item.split("=", 1)
             overrides[key.strip()] = value.strip()
         run = read_satscan(satscan, overrides=overrides, n_permutations=permutations,
-                           random_state=seed, n_jobs=jobs)
+                           random_state=seed, n_jobs=jobs,
+                           randomization=randomization or "satscan")
         data, scan = run.data, run.scan
         prm_settings = run.parameters
     else:
@@ -153,7 +158,7 @@ def scan_command(
             max_radius=parse_length(max_radius, name="--max-radius") if max_radius else None,
             max_intervals=max(1, int(max_days / step_days)),
             n_permutations=999 if permutations is None else permutations,
-            random_state=seed, n_jobs=jobs)
+            random_state=seed, n_jobs=jobs, randomization=randomization or "numpy")
     with console.status(f"scanning {data.n_cases} cases at {data.n_locations} locations..."):
         result = scan.run(data)
     output.mkdir(parents=True, exist_ok=True)

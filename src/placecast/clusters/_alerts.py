@@ -365,7 +365,8 @@ class Watcher:
             from placecast.io._satscan import read_satscan
 
             run = read_satscan(opts["prm"], n_permutations=opts.get("permutations"),
-                               random_state=opts.get("random_state"))
+                               random_state=opts.get("random_state"),
+                               randomization=opts.get("randomization", "satscan"))
             return run.scan.run(run.data)
         from placecast.clusters._scan import SpaceTimeScan, scan_data_from_events
         from placecast.quantities import parse_length
@@ -388,7 +389,8 @@ class Watcher:
             max_radius=parse_length(max_radius) if max_radius is not None else None,
             max_intervals=max(1, int(float(opts.get("max_days", 7)) / interval_days)),
             n_permutations=int(opts.get("permutations", 999)),
-            random_state=opts.get("random_state"))
+            random_state=opts.get("random_state"),
+            randomization=opts.get("randomization", "numpy"))
         return scan.run(data)
 
     def _events(self) -> Any:

@@ -27,6 +27,19 @@ EARTH_RADIUS_KM = 6367.0
 
 _BATCH = 64  # replicates per batch: fixed, so results do not depend on the thread count
 
+#: SaTScan's random number generator: the Park & Miller (1988) "minimal standard" Lehmer
+#: generator with multiplier 48271, modulus 2**31 - 1, and SaTScan's default initial seed.
+#: Replication ``r`` (1, 2, ...) starts from seed ``SATSCAN_DEFAULT_SEED + r``.
+LEHMER_MODULUS = 2_147_483_647
+LEHMER_MULTIPLIER = 48_271
+SATSCAN_DEFAULT_SEED = 12_345_678
+
+#: SaTScan counts a replication as beating a cluster when its statistic exceeds the
+#: cluster's by at least this much (its DBL_CMP_TOLERANCE): ties do not count.
+SATSCAN_TOLERANCE = 1e-9
+
+RANDOMIZATIONS = ("numpy", "satscan")
+
 
 # ---------------------------------------------------------------------------- input data
 @dataclass(frozen=True)
@@ -543,6 +556,64 @@ def _replicates(perm_loc, case_t, n_loc, first, offsets, width, nb_ptr, nb_idx, 
     return out
 
 
+@numba.njit(cache=True)
+def lehmer_uniforms(seed: int, n: int) -> np.ndarray:
+    """Draw ``n`` single-precision uniforms as SaTScan's generator does from ``seed``.
+
+    Each draw advances ``seed <- 48271 * seed mod (2**31 - 1)`` and returns
+    ``float32(seed) / float32(2**31 - 1)`` (SaTScan's ``GetRandomFloat``).
+
+    Parameters
+    ----------
+    seed : int
+        Starting seed, ``0 < seed < 2**31 - 1``.
+    n : int
+        Number of draws.
+
+    Returns
+    -------
+    ndarray of float32
+        The draws, in (0, 1].
+
+    References
+    ----------
+    Park S.K. & Miller K.W. (1988). Random number generators: good ones are hard to find.
+    Communications of the ACM 31(10), 1192-1201.
+    """
+    out = np.empty(n, dtype=np.float32)
+    modulus = np.float32(LEHMER_MODULUS)
+    state = np.int64(seed)
+    for k in range(n):
+        state = (LEHMER_MULTIPLIER * state) % LEHMER_MODULUS
+        out[k] = np.float32(state) / modulus
+    return out
+
+
+@numba.njit(parallel=True, cache=True)
+def _satscan_permutations(stationary_loc, recent, seeds):  # noqa: ANN001
+    """Locations of the cases in ``recent`` in each replication, as SaTScan permutes them.
+
+    SaTScan lists the cases by time interval (latest first), then location; gives each
+    case's time a uniform draw from the replication's own stream; sorts the times by draw
+    and hands them back to the list in order. The case at list position ``j`` keeps its
+    time in the replication when its draw ranks ``k``-th, and then sits at the location of
+    position ``k``. O(C log C) per replication for ``C`` cases; replications in parallel.
+    Equal draws (possible in single precision) keep list order; SaTScan's unstable sort
+    may order them differently.
+    """
+    n_cases = stationary_loc.shape[0]
+    out = np.empty((seeds.shape[0], recent.shape[0]), dtype=np.int64)
+    for b in numba.prange(seeds.shape[0]):
+        draws = lehmer_uniforms(seeds[b], n_cases)
+        order = np.argsort(draws, kind="mergesort")
+        rank = np.empty(n_cases, dtype=np.int64)
+        for k in range(n_cases):
+            rank[order[k]] = k
+        for i in range(recent.shape[0]):
+            out[b, i] = stationary_loc[rank[recent[i]]]
+    return out
+
+
 # ---------------------------------------------------------------------------- the scan
 class SpaceTimeScan:
     r"""Prospective space-time permutation scan statistic (SaTScan's model 2, analysis 4).
@@ -562,8 +633,7 @@ class SpaceTimeScan:
 
     The most likely cluster maximises the LLR. Its p-value is Monte Carlo: case times are
     permuted over cases (keeping every location's and every interval's total) and the
-    maximum LLR recomputed (implemented as the equivalent permutation of locations over
-    cases with fixed times), ``p = (1 + #{sim >= obs}) / (1 + R)``; with
+    maximum LLR recomputed, ``p = (1 + #{sim >= obs}) / (1 + R)``; with
     ``early_stop = h`` the sequential procedure of Besag & Clifford (1991) stops at the
     ``h``-th exceedance after ``L`` replications with ``p = h / L`` (SaTScan's default).
     The recurrence interval is ``interval_length / p`` time units (one analysis per
@@ -571,6 +641,24 @@ class SpaceTimeScan:
     when it shares no location with a cluster already kept; their p-values use the same
     simulated maxima, and (as in SaTScan) a secondary cluster is reported only when at
     least one replication's maximum fell below its LLR.
+
+    Two sources of replications (``randomization``):
+
+    - ``"numpy"`` (default): independent uniform permutations from NumPy's generator
+      seeded by ``random_state`` (implemented as the equivalent random pairing of
+      locations with the fixed case times). Ties with the observed statistic count as
+      exceedances, as the Monte Carlo test requires.
+    - ``"satscan"``: SaTScan's own replications, draw for draw. Replication ``r`` uses
+      the Park-Miller generator (multiplier 48271) started at seed ``s0 + r`` (``s0`` =
+      ``random_state`` or SaTScan's default 12345678); cases are listed by interval,
+      latest first, then by location id (byte order, SaTScan's location index); each gets
+      a single-precision draw; the times sorted by draw are handed back in list order.
+      Exceedances are counted as SaTScan counts them: only replications that beat a
+      statistic by at least ``SATSCAN_TOLERANCE`` (ties do not count); with the
+      sequential procedure a secondary cluster gets ``p = #{sim > llr} / L``. This
+      reproduces SaTScan's printed p-values and replication counts exactly (checked on
+      ``satscan_test1``, SaTScan 9.4.4). The streams of consecutive seeds of a Lehmer
+      generator are correlated, so use it to compare with SaTScan, not by default.
 
     Parameters
     ----------
@@ -592,9 +680,12 @@ class SpaceTimeScan:
     max_clusters : int, optional
         Most clusters to report; default all with ``n > mu``.
     random_state : int or numpy Generator, optional
-        Seed of the permutations.
+        Seed of the permutations; with ``randomization="satscan"`` an int is SaTScan's
+        initial seed (default 12345678).
     n_jobs : int, optional
         Threads for the replications (default numba's, all cores).
+    randomization : {"numpy", "satscan"}
+        Where the replications come from (see above).
 
     Notes
     -----
@@ -619,7 +710,7 @@ class SpaceTimeScan:
                  n_permutations: int = 999, early_stop: int | None = None,
                  min_cases: int = 2, max_clusters: int | None = None,
                  random_state: int | np.random.Generator | None = None,
-                 n_jobs: int | None = None) -> None:
+                 n_jobs: int | None = None, randomization: str = "numpy") -> None:
         self.max_share = max_share
         self.max_radius = max_radius
         self.min_intervals = min_intervals
@@ -630,12 +721,14 @@ class SpaceTimeScan:
         self.max_clusters = max_clusters
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.randomization = randomization
 
     def get_params(self) -> dict[str, Any]:
         """Return the constructor parameters."""
         return {k: getattr(self, k) for k in (
             "max_share", "max_radius", "min_intervals", "max_intervals", "n_permutations",
-            "early_stop", "min_cases", "max_clusters", "random_state", "n_jobs")}
+            "early_stop", "min_cases", "max_clusters", "random_state", "n_jobs",
+            "randomization")}
 
     # ------------------------------------------------------------------ validation
     def _check(self, data: ScanData) -> tuple[int, int]:
@@ -649,6 +742,23 @@ class SpaceTimeScan:
             raise ParameterError(f"early_stop must be >= 1, got {self.early_stop}.")
         if int(self.min_cases) < 1:
             raise ParameterError(f"min_cases must be >= 1, got {self.min_cases}.")
+        if self.randomization not in RANDOMIZATIONS:
+            raise ParameterError(f"randomization must be 'numpy' or 'satscan', got "
+                                 f"{self.randomization!r}.")
+        if self.randomization == "satscan":
+            seed = self.random_state
+            if seed is not None and (isinstance(seed, np.random.Generator)
+                                     or not isinstance(seed, int | np.integer)):
+                raise ParameterError("with randomization='satscan' random_state must be an "
+                                     "integer seed (SaTScan's initial seed), got "
+                                     f"{type(seed).__name__}.")
+            first = SATSCAN_DEFAULT_SEED if seed is None else int(seed)
+            if first < 0 or first + int(self.n_permutations) >= LEHMER_MODULUS:
+                raise ParameterError(
+                    f"SaTScan seeds run from random_state + 1 to random_state + "
+                    f"n_permutations and must stay in 1 .. {LEHMER_MODULUS - 1}; "
+                    f"random_state={first} with {self.n_permutations} replications does "
+                    "not.")
         n_int = data.n_intervals
         max_len = self.max_intervals if self.max_intervals is not None else n_int // 2
         max_len = min(int(max_len), n_int)
@@ -749,7 +859,7 @@ class SpaceTimeScan:
             j = int(best_j[c])
             n = float(tail[members, j].sum())
             mu = loc_total[members].sum() * win_total[j] / total
-            p = self._p_value(sims, llr, stopped)
+            p = self._p_value(sims, llr, stopped, most_likely=not clusters)
             start = n_int - int(lengths[j])
             radius = float(data.surface_distance(nb_dist[nb_ptr[c] + best_k[c]]))
             clusters.append(ScanCluster(
@@ -794,15 +904,23 @@ class SpaceTimeScan:
                                   in zip(data.location_ids, data.coordinates, strict=True)},
         )
 
-    @staticmethod
-    def _rank(sims: np.ndarray, llr: float) -> int:
-        return 1 + int((sims >= llr * (1 - 1e-10)).sum())
+    def _beats(self, sims: np.ndarray, llr: float) -> np.ndarray:
+        """Replications that count as at least as extreme as ``llr``."""
+        if self.randomization == "satscan":
+            return sims - llr >= SATSCAN_TOLERANCE
+        return sims >= llr * (1 - 1e-10)
 
-    def _p_value(self, sims: np.ndarray, llr: float, stopped: bool) -> float:
+    def _rank(self, sims: np.ndarray, llr: float) -> int:
+        return 1 + int(self._beats(sims, llr).sum())
+
+    def _p_value(self, sims: np.ndarray, llr: float, stopped: bool,
+                 most_likely: bool) -> float:
         if len(sims) == 0:
             return math.nan
-        exceed = int((sims >= llr * (1 - 1e-10)).sum())
+        exceed = int(self._beats(sims, llr).sum())
         if stopped:
+            if most_likely and self.early_stop is not None:
+                return int(self.early_stop) / len(sims)
             return exceed / len(sims)
         return (exceed + 1) / (len(sims) + 1)
 
@@ -813,33 +931,24 @@ class SpaceTimeScan:
         n_rep = int(self.n_permutations)
         if n_rep == 0:
             return np.zeros(0), False
-        rng = (self.random_state if isinstance(self.random_state, np.random.Generator)
-               else np.random.default_rng(self.random_state))
+        draw = (self._satscan_draws(data, first) if self.randomization == "satscan"
+                else self._numpy_draws(data, first))
+        case_t = draw(0, 0)  # the fixed times of the cases that can fall in a window
         previous = numba.get_num_threads()
         if self.n_jobs is not None:
             numba.set_num_threads(max(1, min(int(self.n_jobs),
                                              numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
         out: list[np.ndarray] = []
         exceed = 0
-        threshold = observed_max * (1 - 1e-10)
         try:
-            # Permuting times over cases pairs times and locations uniformly at random, as
-            # permuting locations over cases does; the latter lets each replication touch
-            # only the cases whose (fixed) time falls in some window.
-            recent = np.flatnonzero(data.case_interval >= first)
-            case_t = np.ascontiguousarray(data.case_interval[recent])
             done = 0
             while done < n_rep:
                 size = min(_BATCH, n_rep - done)
-                perm = np.empty((size, len(recent)), dtype=np.int64)
-                for b in range(size):  # a uniform ordered sample = the head of a permutation
-                    perm[b] = data.case_location[rng.choice(data.n_cases, size=len(recent),
-                                                            replace=False)]
-                sims = _replicates(perm, case_t,
+                sims = _replicates(draw(done, size), case_t,
                                    data.n_locations, first, offsets, width, nb_ptr, nb_idx,
                                    loc_total, win_total, total, float(self.min_cases))
                 if self.early_stop is not None:
-                    hits = np.cumsum(sims >= threshold) + exceed
+                    hits = np.cumsum(self._beats(sims, observed_max)) + exceed
                     if hits[-1] >= self.early_stop:
                         stop = int(np.argmax(hits >= self.early_stop)) + 1
                         out.append(sims[:stop])
@@ -850,3 +959,48 @@ class SpaceTimeScan:
         finally:
             numba.set_num_threads(previous)
         return np.concatenate(out), False
+
+    def _numpy_draws(self, data: ScanData, first: int) -> Any:
+        """Replications from NumPy: ``draw(done, size)`` -> locations of the recent cases.
+
+        Permuting times over cases pairs times and locations uniformly at random, as
+        permuting locations over cases does; the latter lets each replication touch only
+        the cases whose (fixed) time falls in some window. ``draw(0, 0)`` gives those times.
+        """
+        rng = (self.random_state if isinstance(self.random_state, np.random.Generator)
+               else np.random.default_rng(self.random_state))
+        recent = np.flatnonzero(data.case_interval >= first)
+
+        def draw(done: int, size: int) -> np.ndarray:
+            if size == 0:
+                return np.ascontiguousarray(data.case_interval[recent])
+            perm = np.empty((size, len(recent)), dtype=np.int64)
+            for b in range(size):  # a uniform ordered sample = the head of a permutation
+                perm[b] = data.case_location[rng.choice(data.n_cases, size=len(recent),
+                                                        replace=False)]
+            return perm
+
+        return draw
+
+    def _satscan_draws(self, data: ScanData, first: int) -> Any:
+        """SaTScan's replications: ``draw(done, size)`` gives replications done+1..done+size.
+
+        Cases are listed as SaTScan lists them: by interval, latest first, then by the
+        location's index in SaTScan (ids in byte order).
+        """
+        ids = [str(v).encode("utf-8") for v in data.location_ids]
+        location_index = np.empty(len(ids), dtype=np.int64)
+        location_index[sorted(range(len(ids)), key=ids.__getitem__)] = np.arange(len(ids))
+        listed = np.lexsort((location_index[data.case_location], -data.case_interval))
+        stationary_loc = np.ascontiguousarray(data.case_location[listed])
+        listed_t = data.case_interval[listed]
+        recent = np.flatnonzero(listed_t >= first)
+        seed0 = SATSCAN_DEFAULT_SEED if self.random_state is None else int(self.random_state)  # type: ignore[arg-type]
+
+        def draw(done: int, size: int) -> np.ndarray:
+            if size == 0:
+                return np.ascontiguousarray(listed_t[recent])
+            seeds = seed0 + np.arange(done + 1, done + size + 1, dtype=np.int64)
+            return _satscan_permutations(stationary_loc, recent, seeds)
+
+        return draw

@@ -169,6 +169,7 @@ def read_satscan(
     n_permutations: int | None = None,
     random_state: int | None = None,
     n_jobs: int | None = None,
+    randomization: str = "satscan",
 ) -> SatscanRun:
     """Read a SaTScan parameter file and the case and coordinates files it names.
 
@@ -180,6 +181,11 @@ def read_satscan(
     temporal size as a share of the study period or a length, and SaTScan's p-value
     reporting (default and early termination use the sequential procedure).
 
+    By default the replications are SaTScan's own (``randomization="satscan"``: its
+    generator, seeds and case order), so p-values, recurrence intervals and the number of
+    sequential replications are those SaTScan prints for the same file. The initial seed
+    is ``random_state``, else the file's ``RandomizationSeed``, else SaTScan's 12345678.
+
     Parameters
     ----------
     prm_path : path
@@ -189,9 +195,12 @@ def read_satscan(
     n_permutations : int, optional
         Replications instead of ``MonteCarloReps``.
     random_state : int, optional
-        Seed of the permutations.
+        Seed of the permutations (SaTScan's initial seed with ``randomization="satscan"``;
+        the seed drawn for ``RandomlyGenerateSeed=y`` is in the result's parameters).
     n_jobs : int, optional
         Threads for the replications.
+    randomization : {"satscan", "numpy"}
+        SaTScan's own replications (default), or independent NumPy permutations.
 
     Returns
     -------
@@ -301,6 +310,11 @@ def read_satscan(
     report_type = _int(params, "PValueReportType", 0)
     early = _int(params, "EarlyTerminationThreshold", 50) if report_type in (0, 2) else None
     reps = _int(params, "MonteCarloReps", 999) if n_permutations is None else n_permutations
+    if random_state is None and randomization == "satscan":
+        if _yes(params, "RandomlyGenerateSeed"):  # SaTScan picks a fresh seed; so do we
+            random_state = int(np.random.default_rng().integers(1, 2**31 - 2 - reps))
+        elif params.get("RandomizationSeed", "").strip():
+            random_state = _int(params, "RandomizationSeed", 12345678)
 
     data = ScanData(
         location_ids=np.asarray(ids, dtype=object),
@@ -324,6 +338,7 @@ def read_satscan(
         min_cases=_int(params, "MinimumCasesInHighRateClusters", 2),
         random_state=random_state,
         n_jobs=n_jobs,
+        randomization=randomization,
     )
     return SatscanRun(data=data, scan=scan, parameters=params, case_file=case_file,
                       coordinates_file=geo_file, prm_path=prm)
