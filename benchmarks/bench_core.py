@@ -79,9 +79,9 @@ def main() -> None:
     for n in sizes:
         events = synthetic_events(region, sref, n, rng)
         units._cache.pop("lookup", None)
-        t_ours = best_of(lambda: aggregate(events, units, edges))
+        t_ours = best_of(lambda events=events: aggregate(events, units, edges))
 
-        def baseline() -> np.ndarray:
+        def baseline(events: Events = events) -> np.ndarray:
             t = (events.time - edges[0]) / np.timedelta64(1, "D")
             hist, _ = np.histogramdd(
                 np.column_stack([events.x, events.y, t]),
@@ -97,12 +97,13 @@ def main() -> None:
         print(f"{'aggregate':<14}{n:>10,}{t_ours:>14.4f}{t_base:>14.4f}{t_base / t_ours:>9.1f}x")
 
         model = KDEHotspot(bandwidth=200.0, lookback_days=400).fit(events)
-        t_kde = best_of(lambda: model.predict(units, window), repeat=2)
+        t_kde = best_of(lambda model=model: model.predict(units, window), repeat=2)
         # direct Gaussian sum at cell centres on a subsample of cells, scaled to all cells
         sample = rng.choice(len(units), size=min(200, len(units)), replace=False)
         centres = units.centroids[sample]
 
-        def direct() -> np.ndarray:
+        def direct(events: Events = events, centres: np.ndarray = centres,
+                   n: int = n) -> np.ndarray:
             out = np.zeros(len(centres))
             h2 = 2 * 200.0**2
             for start in range(0, n, 20_000):

@@ -6,9 +6,18 @@ Cases:
 - NYC motor-vehicle thefts: 35,746 events 2014-2017 -> 500 m cells, daily intervals,
   windows up to 30 days, circles up to 2 km, 999 replications.
 
+Each case runs with both replication sources: ``numpy`` (independent permutations) and
+``satscan`` (SaTScan's own generator, seeds and case order; sorts C draws per replication).
+
 The baseline scans each replication with NumPy only (a Python loop over centres, cumulative
 sums over neighbours x windows, vectorised LLR); it is timed on a few replications and
-scaled to 999. Run: ``PYTHONPATH=src python benchmarks/bench_scan.py [--jobs 2]``.
+scaled to 999.
+
+A second table compares the two replication streams on ``satscan_test1`` (observed maximum
+LLR 3.352053): the share of replications at or above it, and strictly above it (SaTScan's
+count), over ``--stream-reps`` replications each, with binomial standard errors.
+
+Run: ``PYTHONPATH=src python benchmarks/bench_scan.py [--jobs 2] [--stream-reps 20000]``.
 """
 
 from __future__ import annotations
@@ -55,6 +64,7 @@ def bench(name: str, data: ScanData, scan: SpaceTimeScan, n_baseline: int = 3) -
     t0 = time.perf_counter()
     result = scan.run(data)
     fast = time.perf_counter() - t0
+    name = f"{name} [{scan.randomization}]"
     max_len = int(result.parameters["max_intervals"])
     loc_total = np.bincount(data.case_location, minlength=data.n_locations).astype(float)
     nb = scan._neighbours(data, loc_total)
@@ -74,6 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--permutations", type=int, default=999)
+    parser.add_argument("--stream-reps", type=int, default=20_000)
     args = parser.parse_args()
     rows = []
 
@@ -87,24 +98,52 @@ def main() -> None:
             "AnalysisType=4", "ModelType=2", "TimeAggregationUnits=3",
             "UseDistanceFromCenterOption=y", "MaxSpatialSizeInDistanceFromCenter=3",
             "MaxTemporalSizeInterpretation=1", "MaxTemporalSize=7", "PValueReportType=1", ""]))
-        run = read_satscan(prm, n_permutations=args.permutations, random_state=1,
-                           n_jobs=args.jobs)
-        rows.append(bench("NYC fever (SaTScan manual)", run.data, run.scan, n_baseline=20))
+        for source in ("numpy", "satscan"):
+            run = read_satscan(prm, n_permutations=args.permutations, random_state=1,
+                               n_jobs=args.jobs, randomization=source)
+            rows.append(bench("NYC fever (SaTScan manual)", run.data, run.scan, n_baseline=20))
 
     events = read_events(DATA / "nyc" / "motor_vehicle_thefts_2014_2017.csv",
                          columns=ColumnMap(time="date_single", lon="longitude", lat="latitude"))
     units = build_units(events, UnitSpec(cell_size=500.0))
     data = scan_data_from_events(events, units=units)
-    scan = SpaceTimeScan(max_radius=2000.0, max_intervals=30,
-                         n_permutations=args.permutations, random_state=1, n_jobs=args.jobs)
-    rows.append(bench("NYC thefts, 500 m cells, 2 km, 30 d", data, scan))
+    for source in ("numpy", "satscan"):
+        scan = SpaceTimeScan(max_radius=2000.0, max_intervals=30,
+                             n_permutations=args.permutations, random_state=1,
+                             n_jobs=args.jobs, randomization=source)
+        rows.append(bench("NYC thefts, 500 m cells, 2 km, 30 d", data, scan))
 
-    header = ["case", "locations", "cases", "reps", "placecast s", "numpy baseline s",
-              "ratio", "top LLR / p"]
+    print_table(["case", "locations", "cases", "reps", "placecast s", "numpy baseline s",
+                 "ratio", "top LLR / p"], rows)
+    print(f"(threads: {args.jobs}; baseline timed on a few replications and scaled)\n")
+    print_table(["stream", "reps", "share >= observed", "share > observed", "s"],
+                stream_rows(sat / "satscan_test1.prm", args.stream_reps, args.jobs))
+
+
+def stream_rows(prm: Path, reps: int, jobs: int) -> list[list[str]]:
+    """Exceedance rates of satscan_test1's observed maximum under both replication streams."""
+    rows = []
+    for source in ("numpy", "satscan"):
+        run = read_satscan(prm, overrides={"PValueReportType": "1", "EndDate": "1000"},
+                           n_permutations=reps, random_state=None if source == "satscan"
+                           else 2018, n_jobs=jobs, randomization=source)
+        t0 = time.perf_counter()
+        result = run.scan.run(run.data)
+        seconds = time.perf_counter() - t0
+        sims, observed = result.simulated_statistics, result.most_likely.test_statistic
+        cells = [source, f"{len(sims):,}"]
+        for share in (np.mean(sims >= observed - 1e-9), np.mean(sims - observed >= 1e-9)):
+            se = np.sqrt(share * (1 - share) / len(sims))
+            cells.append(f"{share:.4f} +- {se:.4f}")
+        rows.append([*cells, f"{seconds:.1f}"])
+    return rows
+
+
+def print_table(header: list[str], rows: list[list[str]]) -> None:
+    """Print rows under a header, columns padded."""
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, ["-" * w for w in widths], *rows]:
         print(" | ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)))
-    print(f"(threads: {args.jobs}; baseline timed on a few replications and scaled)")
 
 
 if __name__ == "__main__":

@@ -208,12 +208,14 @@ def test_watch_satscan_check_reruns_only_when_inputs_change(shared_data: Path,
     config = tmp_path / "sat.json"
     config.write_text(json.dumps({
         "name": "sat", "check": "satscan",
-        "satscan": {"prm": "satscan_test1.prm", "permutations": 99, "random_state": 1},
+        "satscan": {"prm": "satscan_test1.prm"},
         "threshold": {"p_value": 1.0}, "sinks": [{"type": "file", "path": "a.jsonl"}]}))
     watcher = Watcher(load_watch_config(config))
     first = watcher.run_once()
     assert first.ran_check and [a.location_ids for a in first.new_alerts] == [
         ("23", "6", "16"), ("10",)]
+    # the .prm's own replications (SaTScan's stream): the p-values SaTScan printed
+    assert [a.p_value for a in first.new_alerts] == [50 / 248, 144 / 248]
     assert not watcher.run_once().ran_check
     with open(tmp_path / "satscan_test1.cas", "a") as handle:
         handle.write("3\t1\t990\n")  # a new case: the check runs again
