@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -19,11 +20,11 @@ from _helpers_clusters import (
 )
 from placecast.cli import app
 from placecast.clusters import ScanData, SpaceTimeScan, scan_data_from_events
-from placecast.clusters._scan import lehmer_uniforms
+from placecast.clusters._scan import case_listing, lehmer_uniforms
 from placecast.events import Events
 from placecast.exceptions import DataError, ParameterError
 from placecast.io import read_satscan, read_satscan_parameters
-from placecast.io._satscan import format_satscan_report
+from placecast.io._satscan import format_satscan_report, write_satscan_files
 
 FIELDS = ("Location IDs included", "Coordinates / radius", "Number of cases", "Expected cases",
           "Observed / expected", "Test statistic")
@@ -225,17 +226,32 @@ def test_replications_match_brute_force_on_the_same_permutations() -> None:
     data = random_scan_data(7)
     seed = 123
     result = SpaceTimeScan(max_intervals=5, n_permutations=4, random_state=seed).run(data)
-    # the scan pairs the cases of the last 5 intervals with a uniform random ordered sample
-    # of the case locations (equivalent to permuting times over cases)
+    # the scan lists the cases canonically, then pairs the cases of the last 5 intervals
+    # with a uniform random ordered sample of the case locations (equivalent to permuting
+    # times over cases)
+    listed = case_listing(data)
+    loc, t = data.case_location[listed], data.case_interval[listed]
     rng = np.random.default_rng(seed)
-    recent = np.flatnonzero(data.case_interval >= data.n_intervals - 5)
+    recent = np.flatnonzero(t >= data.n_intervals - 5)
     for k in range(4):
-        locations = data.case_location.copy()
-        locations[recent] = data.case_location[rng.choice(data.n_cases, size=len(recent),
-                                                          replace=False)]
-        want = brute_force_max_llr(data, data.case_interval, max_share=0.5, min_len=1,
-                                   max_len=5, case_location=locations)
+        locations = loc.copy()
+        locations[recent] = loc[rng.choice(data.n_cases, size=len(recent), replace=False)]
+        want = brute_force_max_llr(data, t, max_share=0.5, min_len=1, max_len=5,
+                                   case_location=locations)
         assert result.simulated_statistics[k] == pytest.approx(want, rel=1e-12)
+
+
+@pytest.mark.parametrize("randomization", ["numpy", "satscan"])
+def test_row_order_does_not_change_the_replications(randomization: str) -> None:
+    data = random_scan_data(8, n_cases=90)
+    shuffled = np.random.default_rng(0).permutation(data.n_cases)
+    other = ScanData(location_ids=data.location_ids, coordinates=data.coordinates,
+                     case_location=data.case_location[shuffled],
+                     case_interval=data.case_interval[shuffled],
+                     interval_labels=data.interval_labels)
+    runs = [SpaceTimeScan(max_intervals=5, n_permutations=40, random_state=5,
+                          randomization=randomization).run(d) for d in (data, other)]
+    np.testing.assert_array_equal(runs[0].simulated_statistics, runs[1].simulated_statistics)
 
 
 def test_same_seed_same_result_whatever_the_threads() -> None:
@@ -370,3 +386,67 @@ def test_cli_bad_input_exits_2(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["scan", "--satscan", str(tmp_path / "missing.prm")])
     assert res.exit_code == 2
     assert "does not exist" in res.output
+
+
+@pytest.mark.parametrize("interval", ["1d", "2d", "12h"])
+def test_written_satscan_files_read_back_to_the_same_scan(tmp_path: Path, interval: str) -> None:
+    frame = planted_events_frame()
+    events = Events.from_arrays(frame["time"], frame["x"], frame["y"])
+    data = scan_data_from_events(events, round_to=250.0, interval=interval)
+    scan = SpaceTimeScan(max_radius=600.0, max_intervals=4, n_permutations=60, early_stop=20,
+                         randomization="satscan", random_state=99)
+    prm, cas, geo = write_satscan_files(data, scan, tmp_path / "planted.prm")
+    assert (cas.name, geo.name) == ("planted.cas", "planted.geo")
+    run = read_satscan(prm)
+    back = run.data
+    assert back.n_cases == data.n_cases and back.n_intervals == data.n_intervals
+    np.testing.assert_array_equal(back.location_ids, data.location_ids)
+    np.testing.assert_array_equal(back.coordinates, data.coordinates)
+    mine = sorted(zip(data.case_location.tolist(), data.case_interval.tolist(), strict=True))
+    theirs = sorted(zip(back.case_location.tolist(), back.case_interval.tolist(), strict=True))
+    assert mine == theirs
+    for key in ("max_share", "max_radius", "min_intervals", "max_intervals", "n_permutations",
+                "early_stop", "min_cases", "random_state", "randomization"):
+        assert getattr(run.scan, key) == getattr(scan, key), key
+    a, b = scan.run(data), run.scan.run(back)
+    np.testing.assert_array_equal(a.simulated_statistics, b.simulated_statistics)
+    assert [c.location_ids for c in a.clusters] == [c.location_ids for c in b.clusters]
+    assert [c.p_value for c in a.clusters] == [c.p_value for c in b.clusters]
+    if interval != "12h":  # whole days: SaTScan dates
+        assert read_satscan_parameters(prm)["PrecisionCaseTimes"] == "3"
+        assert [pd.Timestamp(d) for d in a.study_period] == [pd.Timestamp(d)
+                                                             for d in b.study_period]
+
+
+def test_satscan_files_refuse_ids_with_separators(tmp_path: Path) -> None:
+    data = ScanData(location_ids=np.array(["a b", "c"]), coordinates=np.zeros((2, 2)),
+                    case_location=np.array([0, 1, 1]), case_interval=np.array([0, 1, 1]),
+                    interval_labels=[("0", "0"), ("1", "1")])
+    with pytest.raises(DataError, match="location id 'a b' cannot be written"):
+        write_satscan_files(data, SpaceTimeScan(max_intervals=1), tmp_path / "x.prm")
+    assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_scan_cli_exports_satscan_files(tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    planted_events_frame().to_csv(path, index=False)
+    res = CliRunner().invoke(app, ["scan", str(path), "--x", "x", "--y", "y", "--crs",
+                                   "local:m", "--cell", "250m", "--max-radius", "600m",
+                                   "--permutations", "19", "--seed", "2", "-o",
+                                   str(tmp_path / "o"), "--export-satscan",
+                                   str(tmp_path / "sat" / "events.prm")])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (tmp_path / "sat").iterdir()) == [
+        "events.cas", "events.geo", "events.prm"]
+    ours = (tmp_path / "o" / "report.txt").read_text()
+    res = CliRunner().invoke(app, ["scan", "--satscan", str(tmp_path / "sat" / "events.prm"),
+                                   "--randomization", "numpy", "--seed", "2", "-o",
+                                   str(tmp_path / "o2")])
+    assert res.exit_code == 0, res.output
+    again = (tmp_path / "o2" / "report.txt").read_text()
+    block = re.compile(r"CLUSTERS DETECTED(.*?)_{20}", re.S)
+
+    def unpadded(text: str) -> str:  # SaTScan prints 2020/2/7 where events say 2020/02/07
+        return re.sub(r"/0(\d)", r"/\1", block.search(text)[1])
+
+    assert unpadded(ours) == unpadded(again)

@@ -87,6 +87,10 @@ def scan_command(
         "--randomization", help="Replications: 'satscan' (SaTScan's own generator and "
         "seeds, reproduces its p-values; default with --satscan) or 'numpy' (independent "
         "permutations; default for EVENTS).")] = None,
+    export_satscan: Annotated[Path | None, typer.Option(
+        "--export-satscan", help="Also write the analysis as SaTScan input: FILE.prm with "
+        "FILE.cas and FILE.geo beside it (run it in SaTScan, or here with --satscan).")]
+    = None,
     cell: Annotated[str | None, typer.Option("--cell", help="Events -> locations: centroids "
                                              "of square cells of this size (e.g. 250m).")]
     = None,
@@ -159,6 +163,11 @@ def scan_command(
             max_intervals=max(1, int(max_days / step_days)),
             n_permutations=999 if permutations is None else permutations,
             random_state=seed, n_jobs=jobs, randomization=randomization or "numpy")
+    if export_satscan is not None:
+        from placecast.io._satscan import write_satscan_files
+
+        written = write_satscan_files(data, scan, export_satscan)
+        console.print("wrote SaTScan input " + ", ".join(str(p) for p in written))
     with console.status(f"scanning {data.n_cases} cases at {data.n_locations} locations..."):
         result = scan.run(data)
     output.mkdir(parents=True, exist_ok=True)

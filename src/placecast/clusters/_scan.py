@@ -556,6 +556,20 @@ def _replicates(perm_loc, case_t, n_loc, first, offsets, width, nb_ptr, nb_idx, 
     return out
 
 
+def case_listing(data: ScanData, *, latest_first: bool = False) -> np.ndarray:
+    """Order of the cases by time interval, then by location id (UTF-8 byte order).
+
+    SaTScan indexes locations by their ids in byte order and lists cases latest interval
+    first (``latest_first=True``); the NumPy replications use the ascending listing so
+    that results do not depend on the order of the input rows.
+    """
+    ids = [str(v).encode("utf-8") for v in data.location_ids]
+    location_rank = np.empty(len(ids), dtype=np.int64)
+    location_rank[sorted(range(len(ids)), key=ids.__getitem__)] = np.arange(len(ids))
+    interval = -data.case_interval if latest_first else data.case_interval
+    return np.lexsort((location_rank[data.case_location], interval))
+
+
 @numba.njit(cache=True)
 def lehmer_uniforms(seed: int, n: int) -> np.ndarray:
     """Draw ``n`` single-precision uniforms as SaTScan's generator does from ``seed``.
@@ -966,18 +980,22 @@ class SpaceTimeScan:
         Permuting times over cases pairs times and locations uniformly at random, as
         permuting locations over cases does; the latter lets each replication touch only
         the cases whose (fixed) time falls in some window. ``draw(0, 0)`` gives those times.
+        Cases are first put in a canonical order (:func:`case_listing`), so the same seed
+        gives the same replications whatever the order of the input rows.
         """
         rng = (self.random_state if isinstance(self.random_state, np.random.Generator)
                else np.random.default_rng(self.random_state))
-        recent = np.flatnonzero(data.case_interval >= first)
+        listed = case_listing(data)
+        case_location, case_interval = data.case_location[listed], data.case_interval[listed]
+        recent = np.flatnonzero(case_interval >= first)
 
         def draw(done: int, size: int) -> np.ndarray:
             if size == 0:
-                return np.ascontiguousarray(data.case_interval[recent])
+                return np.ascontiguousarray(case_interval[recent])
             perm = np.empty((size, len(recent)), dtype=np.int64)
             for b in range(size):  # a uniform ordered sample = the head of a permutation
-                perm[b] = data.case_location[rng.choice(data.n_cases, size=len(recent),
-                                                        replace=False)]
+                perm[b] = case_location[rng.choice(data.n_cases, size=len(recent),
+                                                   replace=False)]
             return perm
 
         return draw
@@ -988,10 +1006,7 @@ class SpaceTimeScan:
         Cases are listed as SaTScan lists them: by interval, latest first, then by the
         location's index in SaTScan (ids in byte order).
         """
-        ids = [str(v).encode("utf-8") for v in data.location_ids]
-        location_index = np.empty(len(ids), dtype=np.int64)
-        location_index[sorted(range(len(ids)), key=ids.__getitem__)] = np.arange(len(ids))
-        listed = np.lexsort((location_index[data.case_location], -data.case_interval))
+        listed = case_listing(data, latest_first=True)
         stationary_loc = np.ascontiguousarray(data.case_location[listed])
         listed_t = data.case_interval[listed]
         recent = np.flatnonzero(listed_t >= first)

@@ -21,10 +21,12 @@ __all__ = [
     "read_satscan",
     "read_satscan_parameters",
     "write_forecast",
+    "write_satscan_files",
     "write_satscan_report",
 ]
 
-_SATSCAN = ("read_satscan", "read_satscan_parameters", "write_satscan_report")
+_SATSCAN = ("read_satscan", "read_satscan_parameters", "write_satscan_files",
+            "write_satscan_report")
 
 
 def __getattr__(name: str) -> Any:

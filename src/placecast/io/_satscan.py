@@ -1,4 +1,4 @@
-"""SaTScan's own files: parameter (.prm), case (.cas) and coordinates (.geo) files in, report out.
+"""SaTScan's own files: parameter (.prm), case (.cas) and coordinates (.geo) files in and out.
 
 Only what the prospective space-time permutation scan needs is read; any other analysis
 or model in a parameter file is an error naming the setting.
@@ -26,6 +26,7 @@ __all__ = [
     "format_satscan_report",
     "read_satscan",
     "read_satscan_parameters",
+    "write_satscan_files",
     "write_satscan_report",
 ]
 
@@ -448,3 +449,131 @@ def write_satscan_report(result: ScanResult, path: str | os.PathLike[str], **opt
     with atomic_path(target) as tmp:
         tmp.write_text(format_satscan_report(result, **options), encoding="utf-8")
     return target
+
+
+# ---------------------------------------------------------------------------- files out
+def _day_precision(data: ScanData) -> bool:
+    """Whether the intervals are whole days with date labels (else generic time is used)."""
+    length = float(data.interval_length)
+    if data.time_unit != "day" or length < 1 or length != int(length):
+        return False
+    try:
+        for first, last in (data.interval_labels[0], data.interval_labels[-1]):
+            _parse_time(first, 3, "label")
+            _parse_time(last, 3, "label")
+    except DataError:
+        return False
+    return True
+
+
+def _number_text(value: float) -> str:
+    return np.format_float_positional(float(value), trim="-")
+
+
+def write_satscan_files(data: ScanData, scan: SpaceTimeScan,
+                        prm_path: str | os.PathLike[str]) -> tuple[Path, Path, Path]:
+    """Write the scan as SaTScan input: a parameter file and its case and coordinates files.
+
+    ``NAME.prm``, ``NAME.cas`` and ``NAME.geo`` go side by side (the parameter file names
+    the other two without a folder), so SaTScan can run the same analysis and
+    :func:`read_satscan` reads it back to the same data and settings. Intervals of whole
+    days are written with day precision (each case dated on the last day of its interval,
+    ``TimeAggregationLength`` = days per interval); other intervals as generic time
+    (interval numbers). With ``randomization="satscan"`` an integer ``random_state`` is
+    written as SaTScan's ``RandomizationSeed``. Each file is written atomically.
+
+    Parameters
+    ----------
+    data : ScanData
+        The cases and locations.
+    scan : SpaceTimeScan
+        The settings.
+    prm_path : path
+        The parameter file to write; the case and coordinates files take its name.
+
+    Returns
+    -------
+    (Path, Path, Path)
+        The parameter, case and coordinates files.
+
+    Raises
+    ------
+    DataError
+        If a location id is empty or holds a space, tab or comma (SaTScan's separators).
+    ParameterError
+        For settings the scan itself rejects.
+    """
+    prm = Path(prm_path)
+    if prm.suffix.lower() != ".prm":
+        raise ParameterError(f"{prm}: the SaTScan parameter file must end in .prm.")
+    min_len, max_len = scan._check(data)
+    ids = [str(v) for v in data.location_ids]
+    for location_id in ids:
+        if not location_id or re.search(r"[\s,\"]", location_id):
+            raise DataError(f"location id {location_id!r} cannot be written to a SaTScan file "
+                            "(it is empty or holds a space, comma or quote); rename the "
+                            "locations (e.g. the area units' ids).")
+    cas, geo = prm.with_suffix(".cas"), prm.with_suffix(".geo")
+    latlon = data.coordinate_system == "latlon"
+    day = _day_precision(data)
+    agg = int(data.interval_length) if day else 1
+    if day:
+        start, end = data.interval_labels[0][0], data.interval_labels[-1][1]
+        case_times = [last for _, last in data.interval_labels]
+    else:
+        start, end = "0", str(data.n_intervals - 1)
+        case_times = [str(i) for i in range(data.n_intervals)]
+
+    counts: dict[tuple[int, int], int] = {}
+    for loc, interval in zip(data.case_location.tolist(), data.case_interval.tolist(),
+                             strict=True):
+        counts[(loc, interval)] = counts.get((loc, interval), 0) + 1
+    case_lines = [f"{ids[loc]} {n} {case_times[interval]}"
+                  for (loc, interval), n in sorted(counts.items(), key=lambda kv: kv[0][::-1])]
+    geo_lines = [f"{location_id} {float(a)!r} {float(b)!r}"
+                 for location_id, (a, b) in zip(ids, data.coordinates, strict=True)]
+
+    seed = scan.random_state
+    settings = {
+        "Input": {
+            "CaseFile": cas.name, "PrecisionCaseTimes": "3" if day else "4",
+            "StartDate": start, "EndDate": end, "CoordinatesFile": geo.name,
+            "CoordinatesType": "1" if latlon else "0",
+        },
+        "Analysis": {
+            "AnalysisType": "4", "ModelType": "2", "ScanAreas": "1",
+            "TimeAggregationUnits": "3" if day else "4", "TimeAggregationLength": str(agg),
+        },
+        "Output": {"ResultsFile": prm.with_suffix(".txt").name},
+        "Spatial Window": {
+            "MaxSpatialSizeInPopulationAtRisk": _number_text(100 * scan.max_share),
+            "UseDistanceFromCenterOption": "n" if scan.max_radius is None else "y",
+            "MaxSpatialSizeInDistanceFromCenter": _number_text(
+                1 if scan.max_radius is None else scan.max_radius),
+            "IncludePurelyTemporal": "n", "SpatialWindowShapeType": "0",
+        },
+        "Temporal Window": {
+            "MinimumTemporalClusterSize": str(min_len * agg),
+            "MaxTemporalSizeInterpretation": "1", "MaxTemporalSize": str(max_len * agg),
+            "IncludePurelySpatial": "n",
+        },
+        "Cluster Restrictions": {"MinimumCasesInHighRateClusters": str(int(scan.min_cases))},
+        "Inference": {
+            "PValueReportType": "1" if scan.early_stop is None else "0",
+            "EarlyTerminationThreshold": str(50 if scan.early_stop is None
+                                             else int(scan.early_stop)),
+            "MonteCarloReps": str(int(scan.n_permutations)),
+            "AdjustForEarlierAnalyses": "n", "ProspectiveStartDate": end,
+        },
+        "Spatial Output": {"CriteriaForReportingSecondaryClusters": "0"},
+        "Run Options": ({"RandomizationSeed": str(int(seed))}  # type: ignore[arg-type]
+                        if scan.randomization == "satscan" and seed is not None else {}),
+    }
+    prm_lines = ["; written by placecast for SaTScan (prospective space-time permutation)"]
+    for section, values in settings.items():
+        if values:
+            prm_lines += ["", f"[{section}]", *(f"{k}={v}" for k, v in values.items())]
+    for path, lines in ((cas, case_lines), (geo, geo_lines), (prm, prm_lines)):
+        with atomic_path(path) as tmp:
+            tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return prm, cas, geo
