@@ -20,7 +20,7 @@ from _helpers_clusters import (
 )
 from placecast.cli import app
 from placecast.clusters import ScanData, SpaceTimeScan, scan_data_from_events
-from placecast.clusters._scan import case_listing, lehmer_uniforms
+from placecast.clusters._scan import case_listing, gumbel_p_value, lehmer_uniforms
 from placecast.events import Events
 from placecast.exceptions import DataError, ParameterError
 from placecast.io import read_satscan, read_satscan_parameters
@@ -450,3 +450,60 @@ def test_scan_cli_exports_satscan_files(tmp_path: Path) -> None:
         return re.sub(r"/0(\d)", r"/\1", block.search(text)[1])
 
     assert unpadded(ours) == unpadded(again)
+
+
+def test_gumbel_p_value_matches_scipy_gumbel_fitted_by_moments() -> None:
+    from scipy import stats
+
+    sims = np.random.default_rng(3).gumbel(4.0, 1.3, size=999)
+    beta = sims.std() * math.sqrt(6) / math.pi          # population sd, as SaTScan
+    mu = sims.mean() - np.euler_gamma * beta
+    for statistic in (3.0, 6.5, 12.0, 25.0):
+        want = stats.gumbel_r.sf(statistic, loc=mu, scale=beta)
+        assert gumbel_p_value(sims, statistic) == pytest.approx(want, rel=1e-6, abs=1e-15)
+    assert gumbel_p_value(sims, 500.0) == 1e-17        # underflow: SaTScan's floor
+
+
+def test_satscan_default_p_values_use_gumbel_for_strong_clusters() -> None:
+    frame = planted_events_frame()
+    events = Events.from_arrays(frame["time"], frame["x"], frame["y"])
+    data = scan_data_from_events(events, round_to=100.0)
+    scan = SpaceTimeScan(max_radius=600.0, max_intervals=7, n_permutations=99, random_state=0,
+                         p_values="satscan_default")
+    result = scan.run(data)
+    top = result.most_likely
+    assert top is not None and top.p_value_method == "gumbel"
+    assert top.p_value == gumbel_p_value(result.simulated_statistics, top.test_statistic)
+    assert top.p_value < 1 / 100                       # resolves below the Monte Carlo floor
+    assert top.recurrence_interval == pytest.approx(1 / top.p_value)
+    weak = [c for c in result.clusters if int((result.simulated_statistics
+                                               >= c.test_statistic).sum()) >= 9]
+    assert weak and all(c.p_value_method == "monte_carlo" for c in weak)
+    text = format_satscan_report(result)
+    assert f"P-value...............: {top.p_value:.{_decimals(top.p_value)}f}\n" in text
+
+
+def _decimals(p: float) -> int:
+    """SaTScan's getValueAsString: two significant digits below 1."""
+    return 2 + math.ceil(-math.log10(p)) - 1
+
+
+def test_report_wording_of_p_values_and_recurrence_intervals() -> None:
+    from placecast.io._satscan import _p_text, _recurrence_text
+
+    cases = {(0.3, "day"): "1 day", (1.0, "day"): "1 day", (100.2, "day"): "100 days",
+             (365.25 * 1.04, "day"): "1.0 year", (400.0, "day"): "1.1 years",
+             (365.25 * 9.96, "day"): "10.0 years", (365.25 * 20.4, "day"): "20 years",
+             (1.02, "unit"): "1.0 unit", (4.96, "unit"): "5.0 units", (57.3, "unit"): "57 units"}
+    for (ri, unit), want in cases.items():
+        assert _recurrence_text(ri, unit) == want, (ri, unit)
+    base = dict(rank=1, centre_id="a", centre=(0.0, 0.0), radius=0.0, location_ids=("a",),
+                start_interval=0, end_interval=0, time_frame=("0", "0"), observed=3,
+                expected=1.0, test_statistic=5.0, recurrence_interval=1.0)
+    from placecast.clusters import ScanCluster
+
+    assert _p_text(ScanCluster(**base, p_value=0.0000123, p_value_method="gumbel"),
+                   999) == "0.000012"
+    assert _p_text(ScanCluster(**base, p_value=1e-17, p_value_method="gumbel"),
+                   999) == "< 0.000000000000000010"
+    assert _p_text(ScanCluster(**base, p_value=0.05), 999) == "0.050"

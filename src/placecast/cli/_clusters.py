@@ -87,6 +87,10 @@ def scan_command(
         "--randomization", help="Replications: 'satscan' (SaTScan's own generator and "
         "seeds, reproduces its p-values; default with --satscan) or 'numpy' (independent "
         "permutations; default for EVENTS).")] = None,
+    p_values: Annotated[str | None, typer.Option(
+        "--p-values", help="monte_carlo (ranks; default for EVENTS), satscan_default "
+        "(Gumbel for clusters fewer than 9 replications beat, as SaTScan; default with "
+        "--satscan, from PValueReportType) or gumbel.")] = None,
     export_satscan: Annotated[Path | None, typer.Option(
         "--export-satscan", help="Also write the analysis as SaTScan input: FILE.prm with "
         "FILE.cas and FILE.geo beside it (run it in SaTScan, or here with --satscan).")]
@@ -140,6 +144,8 @@ def scan_command(
                            random_state=seed, n_jobs=jobs,
                            randomization=randomization or "satscan")
         data, scan = run.data, run.scan
+        if p_values is not None:
+            scan.p_values = p_values
         prm_settings = run.parameters
     else:
         if events_path is None:
@@ -162,7 +168,8 @@ def scan_command(
             max_radius=parse_length(max_radius, name="--max-radius") if max_radius else None,
             max_intervals=max(1, int(max_days / step_days)),
             n_permutations=999 if permutations is None else permutations,
-            random_state=seed, n_jobs=jobs, randomization=randomization or "numpy")
+            random_state=seed, n_jobs=jobs, randomization=randomization or "numpy",
+            p_values=p_values or "monte_carlo")
     if export_satscan is not None:
         from placecast.io._satscan import write_satscan_files
 

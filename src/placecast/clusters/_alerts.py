@@ -367,6 +367,8 @@ class Watcher:
             run = read_satscan(opts["prm"], n_permutations=opts.get("permutations"),
                                random_state=opts.get("random_state"),
                                randomization=opts.get("randomization", "satscan"))
+            if "p_values" in opts:
+                run.scan.p_values = opts["p_values"]
             return run.scan.run(run.data)
         from placecast.clusters._scan import SpaceTimeScan, scan_data_from_events
         from placecast.quantities import parse_length
@@ -390,7 +392,8 @@ class Watcher:
             max_intervals=max(1, int(float(opts.get("max_days", 7)) / interval_days)),
             n_permutations=int(opts.get("permutations", 999)),
             random_state=opts.get("random_state"),
-            randomization=opts.get("randomization", "numpy"))
+            randomization=opts.get("randomization", "numpy"),
+            p_values=opts.get("p_values", "monte_carlo"))
         return scan.run(data)
 
     def _events(self) -> Any:

@@ -40,6 +40,15 @@ SATSCAN_TOLERANCE = 1e-9
 
 RANDOMIZATIONS = ("numpy", "satscan")
 
+#: How p-values are reported: Monte Carlo ranks; SaTScan's "default combination" (Gumbel
+#: for a cluster fewer than ``GUMBEL_RANK - 1`` replications beat, else Monte Carlo); or
+#: Gumbel for every cluster.
+P_VALUE_METHODS = ("monte_carlo", "satscan_default", "gumbel")
+GUMBEL_RANK = 10
+#: Smallest Gumbel p-value SaTScan reports (0.1 / 10**16; smaller ones print as "< ...").
+GUMBEL_FLOOR = 1e-17
+_EULER = 0.5772156649
+
 
 # ---------------------------------------------------------------------------- input data
 @dataclass(frozen=True)
@@ -297,10 +306,13 @@ class ScanCluster:
     test_statistic : float
         Log likelihood ratio.
     p_value : float
-        Monte Carlo p-value (``nan`` without replications).
+        Monte Carlo or Gumbel p-value, as ``p_value_method`` says (``nan`` without
+        replications).
     recurrence_interval : float
         Expected time between clusters this strong under the null, in time units
-        (``interval_length / p_value`` for daily analyses).
+        (``interval_length / p_value``: one analysis per interval).
+    p_value_method : {"monte_carlo", "gumbel"}
+        How ``p_value`` was computed.
     """
 
     rank: int
@@ -316,6 +328,7 @@ class ScanCluster:
     test_statistic: float
     p_value: float
     recurrence_interval: float
+    p_value_method: str = "monte_carlo"
 
     @property
     def observed_over_expected(self) -> float:
@@ -338,6 +351,7 @@ class ScanCluster:
             "observed_over_expected": self.observed_over_expected,
             "test_statistic": self.test_statistic,
             "p_value": self.p_value,
+            "p_value_method": self.p_value_method,
             "recurrence_interval": self.recurrence_interval,
         }
 
@@ -556,6 +570,24 @@ def _replicates(perm_loc, case_t, n_loc, first, offsets, width, nb_ptr, nb_idx, 
     return out
 
 
+def gumbel_p_value(simulated: np.ndarray, statistic: float) -> float:
+    """Upper tail at ``statistic`` of a Gumbel law fitted by moments to ``simulated`` maxima.
+
+    ``beta = sd * sqrt(6) / pi`` (population standard deviation), ``mu = mean - 0.5772
+    beta``, ``p = 1 - exp(-exp((mu - statistic) / beta))``, floored at ``GUMBEL_FLOOR``
+    (SaTScan's formula and floor; Abrams, Kleinman & Kulldorff 2010).
+    """
+    sims = np.asarray(simulated, dtype=float)
+    mean = float(sims.mean())
+    variance = max(float((sims * sims).mean()) - mean * mean, 0.0)
+    beta = math.sqrt(variance) * math.sqrt(6.0) / math.pi
+    if beta == 0.0:
+        return 1.0 if statistic <= mean else GUMBEL_FLOOR
+    mu = mean - _EULER * beta
+    p = 1.0 - math.exp(-math.exp((mu - statistic) / beta))
+    return max(p, GUMBEL_FLOOR)
+
+
 def case_listing(data: ScanData, *, latest_first: bool = False) -> np.ndarray:
     """Order of the cases by time interval, then by location id (UTF-8 byte order).
 
@@ -700,6 +732,14 @@ class SpaceTimeScan:
         Threads for the replications (default numba's, all cores).
     randomization : {"numpy", "satscan"}
         Where the replications come from (see above).
+    p_values : {"monte_carlo", "satscan_default", "gumbel"}
+        ``"monte_carlo"``: ranks among the replications. ``"gumbel"``: the upper tail of
+        a Gumbel distribution fitted to the replications' maxima by moments (scale
+        ``beta = sd * sqrt(6) / pi``, location ``mean - 0.5772 beta``; Abrams, Kleinman &
+        Kulldorff 2010), floored at 1e-17 as SaTScan does. ``"satscan_default"``:
+        SaTScan's default combination, Gumbel for a cluster that fewer than 9
+        replications beat, Monte Carlo otherwise. It resolves p-values far below
+        ``1 / (R + 1)``.
 
     Notes
     -----
@@ -717,6 +757,8 @@ class SpaceTimeScan:
     2(3): e59.
     Besag J. & Clifford P. (1991). Sequential Monte Carlo p-values. Biometrika 78(2),
     301-304.
+    Abrams A.M., Kleinman K. & Kulldorff M. (2010). Gumbel based p-value approximations
+    for spatial scan statistics. International Journal of Health Geographics 9: 61.
     """
 
     def __init__(self, *, max_share: float = 0.5, max_radius: float | None = None,
@@ -724,7 +766,8 @@ class SpaceTimeScan:
                  n_permutations: int = 999, early_stop: int | None = None,
                  min_cases: int = 2, max_clusters: int | None = None,
                  random_state: int | np.random.Generator | None = None,
-                 n_jobs: int | None = None, randomization: str = "numpy") -> None:
+                 n_jobs: int | None = None, randomization: str = "numpy",
+                 p_values: str = "monte_carlo") -> None:
         self.max_share = max_share
         self.max_radius = max_radius
         self.min_intervals = min_intervals
@@ -736,13 +779,14 @@ class SpaceTimeScan:
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.randomization = randomization
+        self.p_values = p_values
 
     def get_params(self) -> dict[str, Any]:
         """Return the constructor parameters."""
         return {k: getattr(self, k) for k in (
             "max_share", "max_radius", "min_intervals", "max_intervals", "n_permutations",
             "early_stop", "min_cases", "max_clusters", "random_state", "n_jobs",
-            "randomization")}
+            "randomization", "p_values")}
 
     # ------------------------------------------------------------------ validation
     def _check(self, data: ScanData) -> tuple[int, int]:
@@ -756,6 +800,9 @@ class SpaceTimeScan:
             raise ParameterError(f"early_stop must be >= 1, got {self.early_stop}.")
         if int(self.min_cases) < 1:
             raise ParameterError(f"min_cases must be >= 1, got {self.min_cases}.")
+        if self.p_values not in P_VALUE_METHODS:
+            raise ParameterError(f"p_values must be one of {', '.join(P_VALUE_METHODS)}, got "
+                                 f"{self.p_values!r}.")
         if self.randomization not in RANDOMIZATIONS:
             raise ParameterError(f"randomization must be 'numpy' or 'satscan', got "
                                  f"{self.randomization!r}.")
@@ -873,7 +920,7 @@ class SpaceTimeScan:
             j = int(best_j[c])
             n = float(tail[members, j].sum())
             mu = loc_total[members].sum() * win_total[j] / total
-            p = self._p_value(sims, llr, stopped, most_likely=not clusters)
+            p, method = self._p_value(sims, llr, stopped, most_likely=not clusters)
             start = n_int - int(lengths[j])
             radius = float(data.surface_distance(nb_dist[nb_ptr[c] + best_k[c]]))
             clusters.append(ScanCluster(
@@ -890,6 +937,7 @@ class SpaceTimeScan:
                 test_statistic=llr,
                 p_value=p,
                 recurrence_interval=data.interval_length / p if p > 0 else math.inf,
+                p_value_method=method,
             ))
             if self.max_clusters is not None and len(clusters) >= self.max_clusters:
                 break
@@ -928,15 +976,19 @@ class SpaceTimeScan:
         return 1 + int(self._beats(sims, llr).sum())
 
     def _p_value(self, sims: np.ndarray, llr: float, stopped: bool,
-                 most_likely: bool) -> float:
+                 most_likely: bool) -> tuple[float, str]:
+        """The reported p-value of a cluster with statistic ``llr`` and how it was found."""
         if len(sims) == 0:
-            return math.nan
+            return math.nan, "monte_carlo"
         exceed = int(self._beats(sims, llr).sum())
+        if self.p_values == "gumbel" or (self.p_values == "satscan_default"
+                                         and exceed + 1 < GUMBEL_RANK):
+            return gumbel_p_value(sims, llr), "gumbel"
         if stopped:
             if most_likely and self.early_stop is not None:
-                return int(self.early_stop) / len(sims)
-            return exceed / len(sims)
-        return (exceed + 1) / (len(sims) + 1)
+                return int(self.early_stop) / len(sims), "monte_carlo"
+            return exceed / len(sims), "monte_carlo"
+        return (exceed + 1) / (len(sims) + 1), "monte_carlo"
 
     def _simulate(self, data: ScanData, first: int, offsets: np.ndarray, width: int,
                   nb_ptr: np.ndarray, nb_idx: np.ndarray, loc_total: np.ndarray,

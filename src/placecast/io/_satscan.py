@@ -17,7 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from placecast.clusters._scan import ScanCluster, ScanData, ScanResult, SpaceTimeScan
+from placecast.clusters._scan import (
+    GUMBEL_FLOOR,
+    ScanCluster,
+    ScanData,
+    ScanResult,
+    SpaceTimeScan,
+)
 from placecast.exceptions import DataError, ParameterError
 from placecast.io._atomic import atomic_path
 
@@ -309,7 +315,12 @@ def read_satscan(
     max_radius = (_float(params, "MaxSpatialSizeInDistanceFromCenter", 1.0)
                   if _yes(params, "UseDistanceFromCenterOption") else None)
     report_type = _int(params, "PValueReportType", 0)
+    if report_type not in (0, 1, 2, 3):
+        raise ParameterError(f"{prm}: PValueReportType={report_type} is unknown; use 0 "
+                             "(default combination), 1 (standard Monte Carlo), 2 (early "
+                             "termination) or 3 (Gumbel).")
     early = _int(params, "EarlyTerminationThreshold", 50) if report_type in (0, 2) else None
+    p_values = {0: "satscan_default", 3: "gumbel"}.get(report_type, "monte_carlo")
     reps = _int(params, "MonteCarloReps", 999) if n_permutations is None else n_permutations
     if random_state is None and randomization == "satscan":
         if _yes(params, "RandomlyGenerateSeed"):  # SaTScan picks a fresh seed; so do we
@@ -340,6 +351,7 @@ def read_satscan(
         random_state=random_state,
         n_jobs=n_jobs,
         randomization=randomization,
+        p_values=p_values,
     )
     return SatscanRun(data=data, scan=scan, parameters=params, case_file=case_file,
                       coordinates_file=geo_file, prm_path=prm)
@@ -364,22 +376,40 @@ def _coordinates(cluster: ScanCluster, latlon: bool) -> str:
     return f"({x},{y}) / {radius}"
 
 
-def _p_text(p: float, n_done: int) -> str:
+def _p_text(cluster: ScanCluster, n_done: int) -> str:
+    """SaTScan's p-value text.
+
+    As many decimals as the replications resolve (Monte Carlo), two significant digits
+    (Gumbel), ``< floor`` when the Gumbel tail underflows.
+    """
+    p = cluster.p_value
     if math.isnan(p):
         return "n/a (no replications)"
+    if cluster.p_value_method == "gumbel":
+        return f"< {_number(p)}" if p <= GUMBEL_FLOOR else _number(p)
     decimals = max(1, math.ceil(math.log10(n_done + 1)))
     return f"{p:.{decimals}f}"
 
 
 def _recurrence_text(ri: float, unit: str) -> str:
+    """SaTScan's recurrence-interval wording.
+
+    Days below a year, years with one decimal up to 10, then whole years (day data); units
+    with one decimal up to 10, then whole units (generic time).
+    """
     if math.isinf(ri) or math.isnan(ri):
         return "n/a"
     if unit == "day":
-        if ri >= 365.25:
-            years = ri / 365.25
-            return f"{years:.0f} year" if round(years) == 1 else f"{years:.0f} years"
-        return f"{ri:.0f} day" if round(ri) == 1 else f"{ri:.0f} days"
-    return f"{ri:.1f} {unit}" if f"{ri:.1f}" == "1.0" else f"{ri:.1f} {unit}s"
+        years, days = ri / 365.25, max(ri, 1.0)
+        if years < 1.0:
+            return f"{days:.0f} day{'' if days < 1.5 else 's'}"
+        if years <= 10.0:
+            return f"{years:.1f} year{'' if years < 1.05 else 's'}"
+        return f"{years:.0f} years"
+    units = max(ri, 1.0)
+    if units <= 10.0:
+        return f"{units:.1f} {unit}{'' if units < 1.05 else 's'}"
+    return f"{units:.0f} {unit}s"
 
 
 def format_satscan_report(result: ScanResult, *, title: str = "placecast",
@@ -423,7 +453,7 @@ def format_satscan_report(result: ScanResult, *, title: str = "placecast",
             f"{pad}Expected cases........: {_number(c.expected)}",
             f"{pad}Observed / expected...: {_number(c.observed_over_expected)}",
             f"{pad}Test statistic........: {c.test_statistic:.6f}",
-            f"{pad}P-value...............: {_p_text(c.p_value, result.n_permutations)}",
+            f"{pad}P-value...............: {_p_text(c, result.n_permutations)}",
             f"{pad}Recurrence interval...: {_recurrence_text(c.recurrence_interval, result.time_unit)}",  # noqa: E501
             "",
         ]
@@ -470,6 +500,15 @@ def _number_text(value: float) -> str:
     return np.format_float_positional(float(value), trim="-")
 
 
+def _report_type(scan: SpaceTimeScan) -> str:
+    """SaTScan's PValueReportType for the scan's p-values (0 always stops early)."""
+    if scan.p_values == "gumbel":
+        return "3"
+    if scan.p_values == "satscan_default":
+        return "0"
+    return "1" if scan.early_stop is None else "2"
+
+
 def write_satscan_files(data: ScanData, scan: SpaceTimeScan,
                         prm_path: str | os.PathLike[str]) -> tuple[Path, Path, Path]:
     """Write the scan as SaTScan input: a parameter file and its case and coordinates files.
@@ -480,7 +519,9 @@ def write_satscan_files(data: ScanData, scan: SpaceTimeScan,
     days are written with day precision (each case dated on the last day of its interval,
     ``TimeAggregationLength`` = days per interval); other intervals as generic time
     (interval numbers). With ``randomization="satscan"`` an integer ``random_state`` is
-    written as SaTScan's ``RandomizationSeed``. Each file is written atomically.
+    written as SaTScan's ``RandomizationSeed``. ``p_values="satscan_default"`` becomes
+    ``PValueReportType=0``, which always stops early (at ``early_stop``, else 50).
+    Each file is written atomically.
 
     Parameters
     ----------
@@ -559,7 +600,7 @@ def write_satscan_files(data: ScanData, scan: SpaceTimeScan,
         },
         "Cluster Restrictions": {"MinimumCasesInHighRateClusters": str(int(scan.min_cases))},
         "Inference": {
-            "PValueReportType": "1" if scan.early_stop is None else "0",
+            "PValueReportType": _report_type(scan),
             "EarlyTerminationThreshold": str(50 if scan.early_stop is None
                                              else int(scan.early_stop)),
             "MonteCarloReps": str(int(scan.n_permutations)),
