@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +39,8 @@ SATSCAN_DEFAULT_SEED = 12_345_678
 SATSCAN_TOLERANCE = 1e-9
 
 RANDOMIZATIONS = ("numpy", "satscan")
+#: ``draw(done, size)``: locations of the recent cases in replications done+1..done+size.
+_Draw = Callable[[int, int], np.ndarray]
 
 #: How p-values are reported: Monte Carlo ranks; SaTScan's "default combination" (Gumbel
 #: for a cluster fewer than ``GUMBEL_RANK - 1`` replications beat, else Monte Carlo); or
@@ -997,9 +999,10 @@ class SpaceTimeScan:
         n_rep = int(self.n_permutations)
         if n_rep == 0:
             return np.zeros(0), False
-        draw = (self._satscan_draws(data, first) if self.randomization == "satscan"
-                else self._numpy_draws(data, first))
-        case_t = draw(0, 0)  # the fixed times of the cases that can fall in a window
+        # the fixed times of the cases that can fall in a window, and their locations in
+        # replications done + 1 .. done + size
+        case_t, draw = (self._satscan_draws(data, first) if self.randomization == "satscan"
+                        else self._numpy_draws(data, first))
         previous = numba.get_num_threads()
         if self.n_jobs is not None:
             numba.set_num_threads(max(1, min(int(self.n_jobs),
@@ -1026,14 +1029,14 @@ class SpaceTimeScan:
             numba.set_num_threads(previous)
         return np.concatenate(out), False
 
-    def _numpy_draws(self, data: ScanData, first: int) -> Any:
-        """Replications from NumPy: ``draw(done, size)`` -> locations of the recent cases.
+    def _numpy_draws(self, data: ScanData, first: int) -> tuple[np.ndarray, _Draw]:
+        """Replications from NumPy: the recent cases' times and ``draw(done, size)``.
 
         Permuting times over cases pairs times and locations uniformly at random, as
         permuting locations over cases does; the latter lets each replication touch only
-        the cases whose (fixed) time falls in some window. ``draw(0, 0)`` gives those times.
-        Cases are first put in a canonical order (:func:`case_listing`), so the same seed
-        gives the same replications whatever the order of the input rows.
+        the cases whose (fixed) time falls in some window (the "recent" cases). Cases are
+        first put in a canonical order (:func:`case_listing`), so the same seed gives the
+        same replications whatever the order of the input rows.
         """
         rng = (self.random_state if isinstance(self.random_state, np.random.Generator)
                else np.random.default_rng(self.random_state))
@@ -1042,18 +1045,16 @@ class SpaceTimeScan:
         recent = np.flatnonzero(case_interval >= first)
 
         def draw(done: int, size: int) -> np.ndarray:
-            if size == 0:
-                return np.ascontiguousarray(case_interval[recent])
             perm = np.empty((size, len(recent)), dtype=np.int64)
             for b in range(size):  # a uniform ordered sample = the head of a permutation
                 perm[b] = case_location[rng.choice(data.n_cases, size=len(recent),
                                                    replace=False)]
             return perm
 
-        return draw
+        return np.ascontiguousarray(case_interval[recent]), draw
 
-    def _satscan_draws(self, data: ScanData, first: int) -> Any:
-        """SaTScan's replications: ``draw(done, size)`` gives replications done+1..done+size.
+    def _satscan_draws(self, data: ScanData, first: int) -> tuple[np.ndarray, _Draw]:
+        """SaTScan's replications: the recent cases' times and ``draw(done, size)``.
 
         Cases are listed as SaTScan lists them: by interval, latest first, then by the
         location's index in SaTScan (ids in byte order).
@@ -1065,9 +1066,7 @@ class SpaceTimeScan:
         seed0 = SATSCAN_DEFAULT_SEED if self.random_state is None else int(self.random_state)  # type: ignore[arg-type]
 
         def draw(done: int, size: int) -> np.ndarray:
-            if size == 0:
-                return np.ascontiguousarray(listed_t[recent])
             seeds = seed0 + np.arange(done + 1, done + size + 1, dtype=np.int64)
             return _satscan_permutations(stationary_loc, recent, seeds)
 
-        return draw
+        return np.ascontiguousarray(listed_t[recent]), draw
