@@ -507,3 +507,18 @@ def test_report_wording_of_p_values_and_recurrence_intervals() -> None:
     assert _p_text(ScanCluster(**base, p_value=1e-17, p_value_method="gumbel"),
                    999) == "< 0.000000000000000010"
     assert _p_text(ScanCluster(**base, p_value=0.05), 999) == "0.050"
+
+
+def test_locations_sharing_coordinates_are_flagged(satscan_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from placecast.exceptions import DataQualityWarning
+
+    for name in ("satscan_test1.prm", "satscan_test1.cas"):
+        shutil.copy(satscan_dir / name, tmp_path / name)
+    geo = (satscan_dir / "satscan_test1.geo").read_text().replace("25\t90.0\t50.0",
+                                                                  "25\t30.0\t30.0")
+    (tmp_path / "satscan_test1.geo").write_text(geo)
+    with pytest.warns(DataQualityWarning, match=r"1 location\(s\) share coordinates with "
+                                                r"another \(23 and 25\)\. SaTScan merges"):
+        read_satscan(tmp_path / "satscan_test1.prm")

@@ -11,6 +11,7 @@ import math
 import os
 import re
 import textwrap
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from placecast.clusters._scan import (
     ScanResult,
     SpaceTimeScan,
 )
-from placecast.exceptions import DataError, ParameterError
+from placecast.exceptions import DataError, DataQualityWarning, ParameterError
 from placecast.io._atomic import atomic_path
 
 __all__ = [
@@ -169,6 +170,25 @@ def _yes(params: dict[str, str], key: str) -> bool:
     return params.get(key, "n").strip().lower() in ("y", "yes", "true", "1")
 
 
+def _warn_shared_coordinates(ids: list[str], coords: list[tuple[float, float]],
+                             geo_file: Path) -> None:
+    """Warn when locations share coordinates: SaTScan merges them, placecast does not."""
+    first: dict[tuple[float, float], str] = {}
+    shared = []
+    for location_id, xy in zip(ids, coords, strict=True):
+        if xy in first:
+            shared.append(f"{first[xy]} and {location_id}")
+        else:
+            first[xy] = location_id
+    if shared:
+        warnings.warn(
+            f"{geo_file}: {len(shared)} location(s) share coordinates with another "
+            f"({', '.join(shared[:3])}{', ...' if len(shared) > 3 else ''}). SaTScan merges "
+            "such locations into one; placecast scans them as separate locations, so "
+            "clusters and p-values can differ from SaTScan's. Merge them in the files "
+            "(one id per coordinate) to match SaTScan.", DataQualityWarning, stacklevel=3)
+
+
 def read_satscan(
     prm_path: str | os.PathLike[str],
     *,
@@ -219,6 +239,11 @@ def read_satscan(
         Missing files, unreadable rows, unknown location ids, cases outside the study period.
     ParameterError
         Settings this scan does not implement.
+
+    Warns
+    -----
+    DataQualityWarning
+        When locations share coordinates (SaTScan would merge them).
     """
     prm = Path(prm_path)
     params = read_satscan_parameters(prm)
@@ -272,6 +297,7 @@ def read_satscan(
         coords.append((a, b))
     if not ids:
         raise DataError(f"{geo_file} holds no locations.")
+    _warn_shared_coordinates(ids, coords, geo_file)
 
     n_units = end - start + 1
     n_int = math.ceil(n_units / agg_len)
