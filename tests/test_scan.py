@@ -343,17 +343,6 @@ def test_scan_cli_satscan_writes_all_outputs(satscan_dir: Path, tmp_path: Path) 
     assert json.loads((out / "result.json").read_text())["n_cases"] == 100
 
 
-def test_scan_cli_events(tmp_path: Path) -> None:
-    path = tmp_path / "events.csv"
-    planted_events_frame().to_csv(path, index=False)
-    res = CliRunner().invoke(app, ["scan", str(path), "--x", "x", "--y", "y", "--crs",
-                                   "local:m", "--cell", "250m", "--max-radius", "600m",
-                                   "--permutations", "49", "--seed", "2", "-o",
-                                   str(tmp_path / "o")])
-    assert res.exit_code == 0, res.output
-    assert "Location IDs included" in (tmp_path / "o" / "report.txt").read_text()
-
-
 def test_unsupported_prm_settings_are_errors(satscan_dir: Path) -> None:
     with pytest.raises(ParameterError, match="AnalysisType=3 is not supported"):
         read_satscan(satscan_dir / "satscan_test1.prm", overrides={"AnalysisType": "3"})
@@ -427,7 +416,7 @@ def test_satscan_files_refuse_ids_with_separators(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())  # nothing half-written
 
 
-def test_scan_cli_exports_satscan_files(tmp_path: Path) -> None:
+def test_scan_cli_events_and_export_to_satscan_files(tmp_path: Path) -> None:
     path = tmp_path / "events.csv"
     planted_events_frame().to_csv(path, index=False)
     res = CliRunner().invoke(app, ["scan", str(path), "--x", "x", "--y", "y", "--crs",
@@ -439,6 +428,7 @@ def test_scan_cli_exports_satscan_files(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "sat").iterdir()) == [
         "events.cas", "events.geo", "events.prm"]
     ours = (tmp_path / "o" / "report.txt").read_text()
+    assert "Location IDs included" in ours
     res = CliRunner().invoke(app, ["scan", "--satscan", str(tmp_path / "sat" / "events.prm"),
                                    "--randomization", "numpy", "--seed", "2", "-o",
                                    str(tmp_path / "o2")])
