@@ -206,7 +206,8 @@ def read_satscan(
     rates, circular windows, Cartesian or latitude/longitude coordinates, generic or day
     time precision, maximum spatial size as a share of cases and/or a distance, maximum
     temporal size as a share of the study period or a length, and SaTScan's p-value
-    reporting (default and early termination use the sequential procedure).
+    reporting (``PValueReportType`` 0: sequential procedure, Gumbel for clusters fewer
+    than 9 replications beat; 1: standard Monte Carlo; 2: sequential procedure; 3: Gumbel).
 
     By default the replications are SaTScan's own (``randomization="satscan"``: its
     generator, seeds and case order), so p-values, recurrence intervals and the number of
