@@ -512,3 +512,31 @@ def test_locations_sharing_coordinates_are_flagged(satscan_dir: Path, tmp_path: 
     with pytest.warns(DataQualityWarning, match=r"1 location\(s\) share coordinates with "
                                                 r"another \(23 and 25\)\. SaTScan merges"):
         read_satscan(tmp_path / "satscan_test1.prm")
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("AdjustForEarlierAnalyses", "y", "p-values adjusted for earlier prospective analyses"),
+    ("IterativeScan", "y", "iterative scans"),
+    ("AdjustForWeeklyTrends", "y", "the day-of-week adjustment"),
+    ("IncludePurelyTemporal", "y", "purely temporal clusters"),
+    ("SpatialAdjustmentType", "1", "spatial adjustments"),
+    ("CaseFile2", "other.cas", "CaseFile2 add data sets"),
+])
+def test_prm_settings_that_change_the_analysis_are_refused(satscan_dir: Path, key: str,
+                                                           value: str, message: str) -> None:
+    with pytest.raises(ParameterError, match=message):
+        read_satscan(satscan_dir / "satscan_test1.prm", overrides={key: value})
+
+
+def test_relaxed_data_checks_leave_cases_out_with_a_warning(satscan_dir: Path,
+                                                            tmp_path: Path) -> None:
+    from placecast.exceptions import DataQualityWarning
+
+    prm = satscan_dir / "satscan_test1.prm"
+    with pytest.raises(DataError, match="or set StudyPeriodCheckType=1"):
+        read_satscan(prm, overrides={"StartDate": "900"})
+    with pytest.warns(DataQualityWarning, match=r"(\d+) case\(s\) outside the study period"):
+        run = read_satscan(prm, overrides={"StartDate": "900", "StudyPeriodCheckType": "1"})
+    cases = [line.split() for line in (satscan_dir / "satscan_test1.cas").read_text()
+             .splitlines() if line.strip()]
+    assert run.data.n_cases == sum(int(n) for _, n, t in cases if 900 <= int(t) <= 999)

@@ -170,6 +170,41 @@ def _yes(params: dict[str, str], key: str) -> bool:
     return params.get(key, "n").strip().lower() in ("y", "yes", "true", "1")
 
 
+#: Settings that change the analysis in ways placecast does not implement, with the value
+#: that leaves them off: a file that turns one on is refused rather than run differently.
+_UNSUPPORTED = {
+    "AdjustForEarlierAnalyses": ("n", "p-values adjusted for earlier prospective analyses"),
+    "IterativeScan": ("n", "iterative scans"),
+    "AdjustForWeeklyTrends": ("n", "the day-of-week adjustment"),
+    "IncludePurelyTemporal": ("n", "purely temporal clusters"),
+    "IncludePurelySpatial": ("n", "purely spatial clusters"),
+    "UseMaxCirclePopulationFileOption": ("n", "a maximum circle size file"),
+    "UseMetaLocationsFile": ("n", "meta locations"),
+    "UseLocationsNetworkFile": ("n", "a locations network"),
+    "UseAdjustmentsByRRFile": ("n", "adjustments by known relative risks"),
+    "PerformPowerEvaluation": ("n", "power evaluation"),
+    "SpatialAdjustmentType": ("0", "spatial adjustments"),
+    "TimeTrendAdjustmentType": ("0", "time trend adjustments"),
+}
+
+
+def _refuse_unsupported(params: dict[str, str], prm: Path) -> None:
+    """Raise for settings that would make SaTScan run another analysis than placecast."""
+    for key, (off, what) in _UNSUPPORTED.items():
+        value = params.get(key, "").strip()
+        is_on = _yes(params, key) if off == "n" else (value not in ("", off)
+                                                      and _int(params, key, 0) != 0)
+        if is_on:
+            raise ParameterError(f"{prm}: {key}={value} asks for {what}, which placecast "
+                                 f"does not implement; set {key}={off} (or remove it) to run "
+                                 "the plain prospective space-time permutation scan.")
+    extra = sorted(k for k, v in params.items()
+                   if re.fullmatch(r"CaseFile\d+", k) and v.strip())
+    if extra:
+        raise ParameterError(f"{prm}: {', '.join(extra)} add data sets; placecast scans one "
+                             "data set (CaseFile).")
+
+
 def _warn_shared_coordinates(ids: list[str], coords: list[tuple[float, float]],
                              geo_file: Path) -> None:
     """Warn when locations share coordinates: SaTScan merges them, placecast does not."""
@@ -263,6 +298,7 @@ def read_satscan(
                              "supported.")
     if _yes(params, "UseGridFile") or _yes(params, "UseNeighborsFile"):
         raise ParameterError(f"{prm}: grid and neighbours files are not supported.")
+    _refuse_unsupported(params, prm)
     precision = _int(params, "PrecisionCaseTimes", 3)
     agg_units = _int(params, "TimeAggregationUnits", precision)
     if agg_units != precision:
@@ -304,6 +340,9 @@ def read_satscan(
     n_int = math.ceil(n_units / agg_len)
     case_loc: list[int] = []
     case_int: list[int] = []
+    relaxed_times = _int(params, "StudyPeriodCheckType", 0) == 1
+    relaxed_locations = _int(params, "GeographicalCoordinatesCheckType", 0) == 1
+    skipped = {"time": 0, "location": 0}
     for number, row in enumerate(_rows(case_file), start=1):
         where = f"{case_file} line {number}"
         if len(row) < 3:
@@ -317,15 +356,31 @@ def read_satscan(
         if count < 0 or count != int(count):
             raise DataError(f"{where}: case count {row[1]!r} must be a whole number >= 0.")
         if row[0] not in index:
-            raise DataError(f"{where}: location {row[0]!r} is not in {geo_file.name}.")
+            if relaxed_locations:
+                skipped["location"] += int(count)
+                continue
+            raise DataError(f"{where}: location {row[0]!r} is not in {geo_file.name} (add "
+                            "it, or set GeographicalCoordinatesCheckType=1 to leave such "
+                            "cases out, as SaTScan does).")
         t = _parse_time(row[2], precision, where)
         if not start <= t <= end:
+            if relaxed_times:
+                skipped["time"] += int(count)
+                continue
             raise DataError(f"{where}: time {row[2]} is outside the study period "
                             f"{_label(start, precision)} to {_label(end, precision)}; fix "
-                            "StartDate/EndDate.")
+                            "StartDate/EndDate (or set StudyPeriodCheckType=1 to leave such "
+                            "cases out, as SaTScan does).")
         i = n_int - 1 - (end - t) // agg_len
         case_loc.extend([index[row[0]]] * int(count))
         case_int.extend([i] * int(count))
+
+    if skipped["time"] or skipped["location"]:
+        warnings.warn(
+            f"{case_file}: {skipped['time']} case(s) outside the study period and "
+            f"{skipped['location']} at locations missing from {geo_file.name} were left out, "
+            "as the relaxed data checks in the parameter file ask.", DataQualityWarning,
+            stacklevel=2)
 
     labels = []
     for i in range(n_int):
