@@ -719,3 +719,30 @@ def test_dashboard_shell_is_static_and_served_locally(service):
     js = service.client.get("/static/app.js").text
     assert "innerHTML" not in js
     assert service.client.get("/static/../_app.py").status_code == 404
+
+
+def test_scan_job_with_satscan_replications_and_p_values(loaded, shared_data):
+    from placecast.clusters import SpaceTimeScan, scan_data_from_events
+    from placecast.io import read_events
+    from placecast.pipeline import UnitSpec, build_units
+
+    svc, _ = loaded
+    body = {"dataset": "memphis", "cell_size": CELL, "n_intervals": 30,
+            "n_permutations": 19, "random_state": 3, "alpha": 0.5,
+            "randomization": "satscan", "p_values": "satscan_default"}
+    r = svc.client.post("/scans", headers=svc.headers("analyst"), json=body)
+    assert r.status_code == 202, r.text
+    assert svc.app.state.jobs.wait_idle(120)
+    job = svc.client.get(f"/scans/{r.json()['id']}", headers=svc.headers("viewer")).json()
+    assert job["status"] == "succeeded", job
+    events = read_events(memphis_csv(shared_data))
+    units = build_units(events, UnitSpec(cell_size=1000.0))
+    direct = SpaceTimeScan(n_permutations=19, random_state=3, max_clusters=20,
+                           randomization="satscan", p_values="satscan_default").run(
+        scan_data_from_events(events, n_intervals=30, units=units))
+    top = job["result"]["clusters"]["features"][0]["properties"]
+    assert top["p_value"] == pytest.approx(direct.most_likely.p_value)
+    assert top["p_value_method"] == direct.most_likely.p_value_method
+    r = svc.client.post("/scans", headers=svc.headers("analyst"),
+                        json={**body, "randomization": "R"})
+    assert r.status_code == 422

@@ -7,7 +7,7 @@ work is done; the store only ever sees values as bound SQL parameters anyway.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 
@@ -117,7 +117,13 @@ class ScanRequest(_Strict):
     max_share: float = Field(default=0.5, gt=0.0, le=0.5)
     max_radius: LengthText | None = None
     n_permutations: int = Field(default=99, ge=9, le=999)
-    random_state: int = Field(default=0, ge=0, le=2**31)
+    random_state: int = Field(default=0, ge=0, le=2**31 - 1000)
+    randomization: Literal["numpy", "satscan"] = Field(
+        default="numpy", description="Replications: independent NumPy permutations, or "
+        "SaTScan's own generator and seeds (reproduces SaTScan's p-values).")
+    p_values: Literal["monte_carlo", "satscan_default", "gumbel"] = Field(
+        default="monte_carlo", description="Monte Carlo ranks, SaTScan's default "
+        "combination (Gumbel for clusters fewer than 9 replications beat) or Gumbel.")
     alpha: float = Field(default=0.05, gt=0.0, lt=1.0, description="Clusters with p <= "
                          "alpha raise alerts.")
 

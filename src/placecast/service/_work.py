@@ -408,7 +408,9 @@ def scan_job(store: LockedStore, request: Any, *, max_cells: int
                                      n_intervals=request.n_intervals, units=units)
         scan = SpaceTimeScan(max_share=request.max_share, max_radius=max_radius,
                              n_permutations=request.n_permutations,
-                             random_state=request.random_state, max_clusters=20)
+                             random_state=request.random_state, max_clusters=20,
+                             randomization=request.randomization,
+                             p_values=request.p_values)
         result = scan.run(data)
         progress(1, 2)
         alerts = []
