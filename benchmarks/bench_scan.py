@@ -15,7 +15,8 @@ scaled to 999.
 
 A second table compares the two replication streams on ``satscan_test1`` (observed maximum
 LLR 3.352053): the share of replications at or above it, and strictly above it (SaTScan's
-count), over ``--stream-reps`` replications each, with binomial standard errors.
+count), over ``--stream-reps`` replications each, with binomial standard errors; and a
+third where SaTScan's stream puts the first, second and 50th listed case's time.
 
 Run: ``PYTHONPATH=src python benchmarks/bench_scan.py [--jobs 2] [--stream-reps 20000]``.
 """
@@ -118,6 +119,9 @@ def main() -> None:
     print(f"(threads: {args.jobs}; baseline timed on a few replications and scaled)\n")
     print_table(["stream", "reps", "share >= observed", "share > observed", "s"],
                 stream_rows(sat / "satscan_test1.prm", args.stream_reps, args.jobs))
+    print("\nSaTScan stream, first 999 replications, 100 cases: the k-th listed case")
+    print_table(["k", "its draw", "its list position", "chi-square p (uniform positions)"],
+                first_draw_rows())
 
 
 def stream_rows(prm: Path, reps: int, jobs: int) -> list[list[str]]:
@@ -136,6 +140,30 @@ def stream_rows(prm: Path, reps: int, jobs: int) -> list[list[str]]:
             se = np.sqrt(share * (1 - share) / len(sims))
             cells.append(f"{share:.4f} +- {se:.4f}")
         rows.append([*cells, f"{seconds:.1f}"])
+    return rows
+
+
+def first_draw_rows(n_cases: int = 100, reps: int = 999) -> list[list[str]]:
+    """Where SaTScan's stream puts the k-th listed case's time over its first replications.
+
+    With seeds 12345678 + r, the k-th draw of replication r is ``48271**k (s0 + r) mod m``:
+    for k = 1 consecutive replications differ by only 48271 / m. Reports the range of the
+    draw, the range of list positions it gets (its rank among the ``n_cases`` draws) and a
+    chi-square test of uniform positions.
+    """
+    from scipy import stats
+
+    from placecast.clusters._scan import SATSCAN_DEFAULT_SEED, lehmer_uniforms
+
+    rows = []
+    for k in (0, 1, 49):
+        draws = np.array([lehmer_uniforms(SATSCAN_DEFAULT_SEED + r, n_cases)
+                          for r in range(1, reps + 1)])
+        own = draws[:, k]
+        positions = (draws < own[:, None]).sum(axis=1)
+        p = stats.chisquare(np.bincount(positions, minlength=n_cases)).pvalue
+        rows.append([str(k + 1), f"{own.min():.3f} .. {own.max():.3f}",
+                     f"{positions.min()} .. {positions.max()}", f"{p:.2g}"])
     return rows
 
 
