@@ -249,24 +249,32 @@ def test_audit_job(loaded):
         "/audits", headers=svc.headers("viewer")).json()["audits"]][0] == r.json()["id"]
 
 
-def test_scan_job_matches_the_library_and_raises_alerts_once(loaded, shared_data):
+def _scan_job_and_library(svc, shared_data, **settings):  # noqa: ANN001, ANN202
+    """Run a memphis scan job and the same scan through the library."""
     from placecast.clusters import SpaceTimeScan, scan_data_from_events
     from placecast.io import read_events
     from placecast.pipeline import UnitSpec, build_units
 
-    svc, _ = loaded
     body = {"dataset": "memphis", "cell_size": CELL, "n_intervals": 30,
-            "n_permutations": 19, "random_state": 3, "alpha": 0.99}
+            "n_permutations": 19, "random_state": 3, **settings}
     r = svc.client.post("/scans", headers=svc.headers("analyst"), json=body)
     assert r.status_code == 202, r.text
     assert svc.app.state.jobs.wait_idle(120)
     job = svc.client.get(f"/scans/{r.json()['id']}", headers=svc.headers("viewer")).json()
     assert job["status"] == "succeeded", job
-    result = job["result"]
     events = read_events(memphis_csv(shared_data))
     units = build_units(events, UnitSpec(cell_size=1000.0))
-    direct = SpaceTimeScan(n_permutations=19, random_state=3, max_clusters=20).run(
-        scan_data_from_events(events, n_intervals=30, units=units))
+    options = {k: v for k, v in settings.items() if k in ("randomization", "p_values")}
+    direct = SpaceTimeScan(n_permutations=19, random_state=3, max_clusters=20,
+                           **options).run(scan_data_from_events(events, n_intervals=30,
+                                                                units=units))
+    return body, job, direct
+
+
+def test_scan_job_matches_the_library_and_raises_alerts_once(loaded, shared_data):
+    svc, _ = loaded
+    body, job, direct = _scan_job_and_library(svc, shared_data, alpha=0.99)
+    result = job["result"]
     assert result["n_clusters"] == len(direct.clusters) > 0
     top = result["clusters"]["features"][0]["properties"]
     assert top["observed"] == direct.most_likely.observed
@@ -722,24 +730,10 @@ def test_dashboard_shell_is_static_and_served_locally(service):
 
 
 def test_scan_job_with_satscan_replications_and_p_values(loaded, shared_data):
-    from placecast.clusters import SpaceTimeScan, scan_data_from_events
-    from placecast.io import read_events
-    from placecast.pipeline import UnitSpec, build_units
-
     svc, _ = loaded
-    body = {"dataset": "memphis", "cell_size": CELL, "n_intervals": 30,
-            "n_permutations": 19, "random_state": 3, "alpha": 0.5,
-            "randomization": "satscan", "p_values": "satscan_default"}
-    r = svc.client.post("/scans", headers=svc.headers("analyst"), json=body)
-    assert r.status_code == 202, r.text
-    assert svc.app.state.jobs.wait_idle(120)
-    job = svc.client.get(f"/scans/{r.json()['id']}", headers=svc.headers("viewer")).json()
-    assert job["status"] == "succeeded", job
-    events = read_events(memphis_csv(shared_data))
-    units = build_units(events, UnitSpec(cell_size=1000.0))
-    direct = SpaceTimeScan(n_permutations=19, random_state=3, max_clusters=20,
-                           randomization="satscan", p_values="satscan_default").run(
-        scan_data_from_events(events, n_intervals=30, units=units))
+    body, job, direct = _scan_job_and_library(svc, shared_data, alpha=0.5,
+                                              randomization="satscan",
+                                              p_values="satscan_default")
     top = job["result"]["clusters"]["features"][0]["properties"]
     assert top["p_value"] == pytest.approx(direct.most_likely.p_value)
     assert top["p_value_method"] == direct.most_likely.p_value_method

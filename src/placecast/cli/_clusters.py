@@ -142,10 +142,8 @@ def scan_command(
             overrides[key.strip()] = value.strip()
         run = read_satscan(satscan, overrides=overrides, n_permutations=permutations,
                            random_state=seed, n_jobs=jobs,
-                           randomization=randomization or "satscan")
+                           randomization=randomization or "satscan", p_values=p_values)
         data, scan = run.data, run.scan
-        if p_values is not None:
-            scan.p_values = p_values
         prm_settings = run.parameters
     else:
         if events_path is None:

@@ -366,9 +366,8 @@ class Watcher:
 
             run = read_satscan(opts["prm"], n_permutations=opts.get("permutations"),
                                random_state=opts.get("random_state"),
-                               randomization=opts.get("randomization", "satscan"))
-            if "p_values" in opts:
-                run.scan.p_values = opts["p_values"]
+                               randomization=opts.get("randomization", "satscan"),
+                               p_values=opts.get("p_values"))
             return run.scan.run(run.data)
         from placecast.clusters._scan import SpaceTimeScan, scan_data_from_events
         from placecast.quantities import parse_length

@@ -192,9 +192,7 @@ def _refuse_unsupported(params: dict[str, str], prm: Path) -> None:
     """Raise for settings that would make SaTScan run another analysis than placecast."""
     for key, (off, what) in _UNSUPPORTED.items():
         value = params.get(key, "").strip()
-        is_on = _yes(params, key) if off == "n" else (value not in ("", off)
-                                                      and _int(params, key, 0) != 0)
-        if is_on:
+        if _yes(params, key) if off == "n" else _int(params, key, 0) != 0:
             raise ParameterError(f"{prm}: {key}={value} asks for {what}, which placecast "
                                  f"does not implement; set {key}={off} (or remove it) to run "
                                  "the plain prospective space-time permutation scan.")
@@ -232,6 +230,7 @@ def read_satscan(
     random_state: int | None = None,
     n_jobs: int | None = None,
     randomization: str = "satscan",
+    p_values: str | None = None,
 ) -> SatscanRun:
     """Read a SaTScan parameter file and the case and coordinates files it names.
 
@@ -264,6 +263,8 @@ def read_satscan(
         Threads for the replications.
     randomization : {"satscan", "numpy"}
         SaTScan's own replications (default), or independent NumPy permutations.
+    p_values : {"monte_carlo", "satscan_default", "gumbel"}, optional
+        Instead of the file's ``PValueReportType``.
 
     Returns
     -------
@@ -402,7 +403,8 @@ def read_satscan(
                              "(default combination), 1 (standard Monte Carlo), 2 (early "
                              "termination) or 3 (Gumbel).")
     early = _int(params, "EarlyTerminationThreshold", 50) if report_type in (0, 2) else None
-    p_values = {0: "satscan_default", 3: "gumbel"}.get(report_type, "monte_carlo")
+    if p_values is None:
+        p_values = {0: "satscan_default", 3: "gumbel"}.get(report_type, "monte_carlo")
     reps = _int(params, "MonteCarloReps", 999) if n_permutations is None else n_permutations
     if random_state is None and randomization == "satscan":
         if _yes(params, "RandomlyGenerateSeed"):  # SaTScan picks a fresh seed; so do we
