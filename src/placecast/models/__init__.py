@@ -4,6 +4,7 @@ from typing import Any
 
 from placecast.exceptions import ParameterError
 from placecast.models._base import Forecaster, check_is_fitted
+from placecast.models.boost import BoostedPoisson
 from placecast.models.etas import GridETAS
 from placecast.models.kde import KDEHotspot
 from placecast.models.naive import NaiveCounts
@@ -13,6 +14,7 @@ from placecast.models.sepp import SEPP
 __all__ = [
     "MODELS",
     "SEPP",
+    "BoostedPoisson",
     "Forecaster",
     "GridETAS",
     "KDEHotspot",
@@ -24,6 +26,7 @@ __all__ = [
 
 #: Model name on the command line -> class.
 MODELS: dict[str, type[Forecaster]] = {
+    "boost": BoostedPoisson,
     "etas": GridETAS,
     "kde": KDEHotspot,
     "naive": NaiveCounts,
