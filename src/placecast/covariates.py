@@ -45,7 +45,7 @@ from scipy.spatial import cKDTree
 from placecast.events import SpatialReference
 from placecast.exceptions import DataError, DataQualityWarning, ParameterError
 from placecast.quantities import parse_length
-from placecast.units import Raster, Units
+from placecast.units import Units
 
 __all__ = [
     "CovariateData",
@@ -744,8 +744,9 @@ def _distance_to_geometry(units: Units, geometry: np.ndarray) -> np.ndarray:
 def _mean_density(units: Units, xy: np.ndarray, bandwidth: float) -> np.ndarray:
     """Mean Gaussian kernel density of the points over each unit, points per km².
 
-    The points are binned on a raster of pixel ``bandwidth/4`` (coarser if the raster
-    would exceed 2,000 pixels a side) spanning the units plus 4 bandwidths, smoothed by a
+    Each point is shared among the four nearest pixel centres (bilinear, "cloud in cell",
+    so its mean position is kept) of a raster of pixel ``bandwidth/4`` (coarser if the
+    raster would exceed 2,000 pixels a side) spanning the units plus 4 bandwidths, smoothed by a
     Gaussian filter truncated at 4 bandwidths, interpolated (bilinear) at the centres of
     the pixels of ``units.raster()`` and averaged over each unit's pixels; a unit holding
     no pixel centre takes the value at a point inside it.
@@ -757,8 +758,7 @@ def _mean_density(units: Units, xy: np.ndarray, bandwidth: float) -> np.ndarray:
     origin = (x0 - margin, y0 - margin)
     shape = (int(np.ceil((y1 - y0 + 2 * margin) / pixel)) + 1,
              int(np.ceil((x1 - x0 + 2 * margin) / pixel)) + 1)
-    smooth_raster = Raster(origin, pixel, shape, np.empty((0, 0), dtype=np.int64))
-    counts = smooth_raster.bin_points(xy[:, 0], xy[:, 1])
+    counts = _deposit_bilinear(xy, origin, pixel, shape)
     surface = ndimage.gaussian_filter(counts, sigma=bandwidth / pixel, mode="constant",
                                       truncate=4.0) / (pixel * pixel) * 1e6
 
@@ -780,6 +780,23 @@ def _mean_density(units: Units, xy: np.ndarray, bandwidth: float) -> np.ndarray:
         anchors, _ = _anchors(units)
         out[empty] = sample(anchors[empty, 0], anchors[empty, 1])
     return out
+
+
+def _deposit_bilinear(xy: np.ndarray, origin: tuple[float, float], pixel: float,
+                      shape: tuple[int, int]) -> np.ndarray:
+    """Points shared among the 4 nearest pixel centres by bilinear weights, O(n)."""
+    rows, cols = shape
+    fx = (xy[:, 0] - origin[0]) / pixel - 0.5
+    fy = (xy[:, 1] - origin[1]) / pixel - 0.5
+    c0, r0 = np.floor(fx).astype(np.int64), np.floor(fy).astype(np.int64)
+    tx, ty = fx - c0, fy - r0
+    out = np.zeros(rows * cols)
+    for dc, dr, weight in ((0, 0, (1 - tx) * (1 - ty)), (1, 0, tx * (1 - ty)),
+                           (0, 1, (1 - tx) * ty), (1, 1, tx * ty)):
+        c, r = c0 + dc, r0 + dr
+        ok = (c >= 0) & (c < cols) & (r >= 0) & (r < rows)
+        out += np.bincount(r[ok] * cols + c[ok], weights=weight[ok], minlength=rows * cols)
+    return out.reshape(rows, cols)
 
 
 # ---------------------------------------------------------------------- inside units
@@ -804,13 +821,14 @@ def _polygon_share(units: Units, polygons: np.ndarray, values: np.ndarray | None
     area = units.area
     tree = shapely.STRtree(polygons)
     unit_idx, poly_idx = tree.query(units.geometry, predicate="intersects")
-    piece = _piece_areas(units, polygons, unit_idx, poly_idx)
+    dissolved = _dissolve_overlaps(polygons)
     mean = np.zeros(n_units)
+    if values is not None or dissolved is None:
+        piece = _piece_areas(units, polygons, unit_idx, poly_idx)
     if values is not None:
         weight = np.bincount(unit_idx, weights=piece, minlength=n_units)
         weighted = np.bincount(unit_idx, weights=piece * values[poly_idx], minlength=n_units)
         np.divide(weighted, weight, out=mean, where=weight > 0)
-    dissolved = _dissolve_overlaps(polygons)
     if dissolved is not None:
         tree = shapely.STRtree(dissolved)
         unit_idx, poly_idx = tree.query(units.geometry, predicate="intersects")
