@@ -274,10 +274,10 @@ def test_line_features_match_slow_loops(layers, kind):
     np.testing.assert_allclose(frame["streets_dist"], slow["dist"], rtol=1e-9, atol=1e-6)
     assert slow["len"].max() > 0
     for r in scales:
-        # lines are cut into pieces of at most r/16, each counted at its midpoint: an error
+        # lines are cut into pieces of at most r/8, each counted at its midpoint: an error
         # of at most half a piece wherever a line crosses the edge of the r-zone (plus the
         # zone's polygonal approximation in the slow version)
-        bound = slow[f"crossings_{r}"] * r / 32.0 + 0.5
+        bound = slow[f"crossings_{r}"] * r / 16.0 + 0.5
         error = np.abs(frame[f"streets_len_{r:.0f}m"].to_numpy() - slow[f"len_{r}"])
         assert (error <= bound).all(), (error - bound).max()
         assert (slow[f"len_{r}"] > 0).mean() > 0.8

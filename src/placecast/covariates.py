@@ -76,6 +76,9 @@ _FAMILIES = {
 }
 _DEFAULT_SCALE_FACTORS = (1.0, 2.0, 4.0)
 _MAX_PAIRS = 2_000_000  # point-unit pairs held at once in the radius counts
+_LINE_PIECES = 8.0  # lines are cut into pieces of at most r / _LINE_PIECES for "within r"
+_TILE_UNITS = 8  # large polygons are cut into tiles of this many unit sizes before clipping
+_MAX_VERTICES = 64  # polygons with more vertices than this are cut into tiles
 
 
 # ---------------------------------------------------------------------- layer specs
@@ -522,7 +525,7 @@ def covariate_features(
     Notes
     -----
     With ``u`` units, ``n`` points (or line vertices after splitting lines into pieces no
-    longer than ``r/16``), ``k`` points within ``r`` of a unit and ``P`` raster pixels
+    longer than ``r/8``), ``k`` points within ``r`` of a unit and ``P`` raster pixels
     (at most 2,000 a side):
 
     - counts and lengths within ``r``: one k-d tree of points, pairs found per block of
@@ -601,7 +604,7 @@ def _layer_features(units: Units, data: CovariateData, scales: tuple[float, ...]
             out.append((f"{name}_len", _length_inside(units, data.geometry),
                         f"{path}: length of lines inside the unit (m)"))
             for r in scales:
-                xy, weights = _line_pieces(data.geometry, r / 16.0)
+                xy, weights = _line_pieces(data.geometry, r / _LINE_PIECES)
                 value = _sum_within(units, xy, weights, (r,))[0]
                 out.append((f"{name}_len_{_scale_label(r)}", value,
                             f"{path}: length of lines within {r:g} m of the unit (m)"))
@@ -819,9 +822,15 @@ def _polygon_share(units: Units, polygons: np.ndarray, values: np.ndarray | None
     """
     n_units = len(units)
     area = units.area
+    dissolved = _dissolve_overlaps(polygons)
+    tile = _TILE_UNITS * units.typical_size
+    polygons, index = _tiled(polygons, tile)
+    if values is not None:
+        values = values[index]
+    if dissolved is not None:
+        dissolved, _ = _tiled(dissolved, tile)
     tree = shapely.STRtree(polygons)
     unit_idx, poly_idx = tree.query(units.geometry, predicate="intersects")
-    dissolved = _dissolve_overlaps(polygons)
     mean = np.zeros(n_units)
     if values is not None or dissolved is None:
         piece = _piece_areas(units, polygons, unit_idx, poly_idx)
@@ -836,6 +845,34 @@ def _polygon_share(units: Units, polygons: np.ndarray, values: np.ndarray | None
     covered = np.bincount(unit_idx, weights=piece, minlength=n_units)
     share = np.clip(np.divide(covered, area, out=np.zeros(n_units), where=area > 0), 0.0, 1.0)
     return share, mean
+
+
+def _tiled(polygons: np.ndarray, size: float) -> tuple[np.ndarray, np.ndarray]:
+    """Cut polygons with many vertices by square tiles of ``size`` metres.
+
+    Returns the pieces and the index of the polygon each comes from. Clipping a unit
+    against a polygon costs O(the polygon's vertices); cutting large polygons first (one
+    intersection per polygon x tile) keeps that cost near O(1) per (unit, piece) pair.
+    Pieces tile their polygon exactly, so areas are unchanged.
+    """
+    index = np.arange(len(polygons))
+    large = shapely.get_num_coordinates(polygons) > _MAX_VERTICES
+    if not large.any():
+        return polygons, index
+    big = polygons[large]
+    x0, y0, x1, y1 = shapely.total_bounds(big)
+    cols = np.arange(int(np.floor(x0 / size)), int(np.floor(x1 / size)) + 1)
+    rows = np.arange(int(np.floor(y0 / size)), int(np.floor(y1 / size)) + 1)
+    cc, rr = (a.ravel() for a in np.meshgrid(cols, rows))
+    tiles = shapely.box(cc * size, rr * size, (cc + 1) * size, (rr + 1) * size)
+    tile_idx, big_idx = shapely.STRtree(big).query(tiles, predicate="intersects")
+    pieces = shapely.intersection(big[big_idx], tiles[tile_idx])
+    parts, part_of = shapely.get_parts(pieces, return_index=True)
+    keep = (shapely.get_type_id(parts) == 3) & ~shapely.is_empty(parts)
+    parts, part_of = parts[keep], big_idx[part_of[keep]]
+    small = ~large
+    return (np.concatenate([polygons[small], parts]),
+            np.concatenate([index[small], index[large][part_of]]))
 
 
 def _piece_areas(units: Units, polygons: np.ndarray, unit_idx: np.ndarray,
