@@ -432,6 +432,10 @@ def test_read_errors_name_the_file(tmp_path):
                                                    r".*numeric columns: level")
     fails(CovariateLayer(zones, attribute="level"), r"'level' has 1 missing or infinite")
     fails(CovariateLayer(zones, scales=(100.0,)), r"a polygon layer takes no scales")
+    off = _write(tmp_path, "off.geojson", shapely.points([[-122.6, 45.5], [0.0, 95.0]]),
+                 crs="EPSG:4326")
+    fails(CovariateLayer(off), r"1 vertices could not be reprojected from EPSG:4326 to "
+                               r"EPSG:2913", sref=FEET)
     two = tmp_path / "two.gpkg"
     gpd.GeoDataFrame(geometry=points, crs="EPSG:32610").to_file(two, layer="bars")
     gpd.GeoDataFrame(geometry=points, crs="EPSG:32610").to_file(two, layer="pubs")

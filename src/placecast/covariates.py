@@ -574,8 +574,8 @@ def _warn_if_far(units: Units, data: CovariateData, reach: float) -> None:
     if gap > reach:
         warnings.warn(
             f"{data.layer.path}: the covariate layer lies {gap:,.0f} m from the units "
-            f"(farther than its largest scale, {reach:,.0f} m); its counts are all zero. "
-            "Check the layer's CRS.", DataQualityWarning, stacklevel=3,
+            f"(farther than its largest scale, {reach:,.0f} m), so it has nothing near any "
+            "unit; check the layer's CRS.", DataQualityWarning, stacklevel=3,
         )
 
 
