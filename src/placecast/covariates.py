@@ -79,6 +79,7 @@ _MAX_PAIRS = 2_000_000  # point-unit pairs held at once in the radius counts
 _LINE_PIECES = 8.0  # lines are cut into pieces of at most r / _LINE_PIECES for "within r"
 _TILE_UNITS = 8  # large polygons are cut into tiles of this many unit sizes before clipping
 _MAX_VERTICES = 64  # polygons with more vertices than this are cut into tiles
+_MAX_PIECES = 2_000_000  # at most about this many line pieces per scale
 
 
 # ---------------------------------------------------------------------- layer specs
@@ -603,8 +604,11 @@ def _layer_features(units: Units, data: CovariateData, scales: tuple[float, ...]
         if how in ("auto", "length"):
             out.append((f"{name}_len", _length_inside(units, data.geometry),
                         f"{path}: length of lines inside the unit (m)"))
+            total = float(shapely.length(data.geometry).sum())
             for r in scales:
-                xy, weights = _line_pieces(data.geometry, r / _LINE_PIECES)
+                # pieces of r/8, but no more than about _MAX_PIECES of them in all
+                piece = max(r / _LINE_PIECES, total / _MAX_PIECES)
+                xy, weights = _line_pieces(data.geometry, piece)
                 value = _sum_within(units, xy, weights, (r,))[0]
                 out.append((f"{name}_len_{_scale_label(r)}", value,
                             f"{path}: length of lines within {r:g} m of the unit (m)"))
