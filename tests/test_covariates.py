@@ -68,6 +68,17 @@ def test_parse_covariate_errors(spec, message):
         parse_covariate(spec)
 
 
+def test_covariate_layer_scales_in_python():
+    assert CovariateLayer("bars.gpkg", "count", ("600ft", 400)).scales == (182.88, 400.0)
+    assert CovariateLayer("bars.gpkg", "count", 250).scales == (250.0,)
+    with pytest.raises(ParameterError, match=r"covariate 'bars.gpkg': scale '400' has no unit"):
+        CovariateLayer("bars.gpkg", "count", ("400",))
+    with pytest.raises(ParameterError, match=r"covariate bars.gpkg: scales must be positive"):
+        CovariateLayer("bars.gpkg", "count", (-5.0,))
+    with pytest.raises(ParameterError, match=r"covariate bars.gpkg: unknown how 'sum'"):
+        CovariateLayer("bars.gpkg", "sum")
+
+
 def test_parse_covariate_path_with_colon(tmp_path):
     odd = tmp_path / "bars:2019.gpkg"
     odd.write_text("")

@@ -96,7 +96,8 @@ class CovariateLayer:
         ``"share"`` or ``"mean"``; see the module docstring for what each computes.
     scales : tuple of float
         Radii (``count``, ``length``) or kernel standard deviations (``density``), metres;
-        empty for the defaults (1, 2 and 4 times the typical unit size).
+        empty for the defaults (1, 2 and 4 times the typical unit size). Texts with a unit
+        (``"600ft"``) and a single number are accepted and stored as a tuple of metres.
     attribute : str, optional
         Numeric column of a polygon layer to average by area share (``how="mean"``).
     name : str
@@ -129,7 +130,9 @@ class CovariateLayer:
                 f"{', '.join(HOWS)})."
             )
         object.__setattr__(self, "how", how)
-        scales = tuple(float(s) for s in self.scales)
+        given = (self.scales,) if isinstance(self.scales, int | float | str) else self.scales
+        scales = tuple(_parse_scale(s, str(self.path)) if isinstance(s, str) else float(s)
+                       for s in given)
         if any(not np.isfinite(s) or s <= 0 for s in scales):
             raise ParameterError(f"covariate {self.path}: scales must be positive lengths, "
                                  f"got {scales}.")
