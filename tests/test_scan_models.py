@@ -1,0 +1,268 @@
+"""Poisson, Bernoulli and retrospective scans against brute force (Kulldorff 1997 formulas)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from placecast.clusters import ScanData, SpaceTimeScan
+from placecast.clusters import _scan_models as models
+from placecast.exceptions import DataError, ParameterError
+
+
+def _xlogx_ratio(a: float, b: float) -> float:
+    """``a ln(a / b)`` with ``0 ln 0 = 0``."""
+    return a * math.log(a / b) if a > 0 else 0.0
+
+
+def poisson_llr(n: float, mu: float, total: float) -> float:
+    return _xlogx_ratio(n, mu) + _xlogx_ratio(total - n, total - mu)
+
+
+def bernoulli_llr(n: float, big_n: float, cases: float, everyone: float) -> float:
+    inside = _xlogx_ratio(n, big_n) + _xlogx_ratio(big_n - n, big_n)
+    rest, out_n = everyone - big_n, cases - n
+    outside = _xlogx_ratio(out_n, rest) + _xlogx_ratio(rest - out_n, rest) if rest else 0.0
+    null = _xlogx_ratio(cases, everyone) + _xlogx_ratio(everyone - cases, everyone)
+    return inside + outside - null
+
+
+def windows(analysis: str, n_int: int, min_len: int, max_len: int) -> list[tuple[int, int]]:
+    """(first, last) intervals in SaTScan's order: end ascending, then shortest first."""
+    if analysis == "purely_spatial":
+        return [(0, n_int - 1)]
+    ends = [n_int - 1] if analysis == "prospective" else range(n_int)
+    return [(end - length + 1, end) for end in ends for length in range(min_len, max_len + 1)
+            if end - length + 1 >= 0]
+
+
+def brute_force(data: ScanData, model: str, analysis: str, *, max_share: float = 0.5,
+                min_len: int = 1, max_len: int = 1, min_cases: int = 2,
+                case_location: np.ndarray | None = None,
+                case_interval: np.ndarray | None = None) -> dict:
+    """Every circle x window by explicit loops; the first strictly best cylinder wins."""
+    loc = data.case_location if case_location is None else case_location
+    t = data.case_interval if case_interval is None else case_interval
+    total = float(len(loc))
+    n_loc, n_int = data.n_locations, data.n_intervals
+    sizes = data.sizes()
+    if model == "poisson":
+        size_at_risk = np.asarray(data.population, dtype=float)
+    elif model == "bernoulli":
+        size_at_risk = np.array([np.sum(data.case_location == k) + np.sum(
+            data.control_location == k) for k in range(n_loc)], dtype=float)
+        everyone = float(data.n_cases + data.n_controls)
+    else:
+        size_at_risk = np.array([np.sum(data.case_location == k) for k in range(n_loc)],
+                                dtype=float)
+    pts = data.distance_space()
+    best = {"llr": 0.0}
+    for c in range(n_loc):
+        order = sorted(range(n_loc), key=lambda k: (math.dist(pts[c], pts[k]),
+                                                    *data.coordinates[k]))
+        members: list[int] = []
+        for k in order:
+            members.append(k)
+            if sum(size_at_risk[m] for m in members) > max_share * size_at_risk.sum() + 1e-9:
+                break
+            for first, last in windows(analysis, n_int, min_len, max_len):
+                in_window = (t >= first) & (t <= last)
+                n = float(np.sum(in_window & np.isin(loc, members)))
+                if model == "poisson":
+                    share = (sum(data.population[m] for m in members) / data.population.sum()
+                             * sizes[first:last + 1].sum() / sizes.sum())
+                    mu = total * share
+                    high, llr = n > mu, poisson_llr(n, mu, total) if n > mu else 0.0
+                elif model == "bernoulli":
+                    everyone_in = float(
+                        np.sum(np.isin(data.case_location, members)
+                               & (data.case_interval >= first) & (data.case_interval <= last))
+                        + np.sum(np.isin(data.control_location, members)
+                                 & (data.control_interval >= first)
+                                 & (data.control_interval <= last)))
+                    mu = everyone_in * total / everyone
+                    high = n * (everyone - everyone_in) > (total - n) * everyone_in
+                    llr = bernoulli_llr(n, everyone_in, total, everyone) if high else 0.0
+                else:
+                    c_z = sum(size_at_risk[m] for m in members)
+                    mu = c_z * float(np.sum(in_window)) / total
+                    high, llr = n > mu, poisson_llr(n, mu, total) if n > mu else 0.0
+                if high and n >= min_cases and llr > best["llr"]:
+                    best = {"llr": llr, "locations": list(members), "first": first,
+                            "last": last, "observed": n, "expected": mu, "centre": c}
+    return best
+
+
+def poisson_data(seed: int, n_locations: int = 14, n_intervals: int = 12,
+                 n_cases: int = 70) -> ScanData:
+    rng = np.random.default_rng(seed)
+    population = rng.integers(50, 500, size=n_locations).astype(float)
+    loc = rng.choice(n_locations, size=n_cases, p=population / population.sum())
+    t = rng.integers(0, n_intervals, size=n_cases)
+    loc = np.concatenate([loc, [0] * 5])                 # a planted late cluster
+    t = np.concatenate([t, [n_intervals - 1] * 3 + [n_intervals - 2] * 2])
+    sizes = np.ones(n_intervals)
+    sizes[0] = 0.5                                       # a short first interval
+    return ScanData(location_ids=np.array([f"p{k}" for k in range(n_locations)]),
+                    coordinates=rng.uniform(0, 50, size=(n_locations, 2)),
+                    case_location=loc, case_interval=t,
+                    interval_labels=[(str(k), str(k)) for k in range(n_intervals)],
+                    population=population, interval_sizes=sizes)
+
+
+def bernoulli_data(seed: int, n_locations: int = 13, n_intervals: int = 10) -> ScanData:
+    rng = np.random.default_rng(seed)
+    n_cases, n_controls = 60, 150
+    loc = rng.integers(0, n_locations, size=n_cases)
+    t = rng.integers(0, n_intervals, size=n_cases)
+    loc = np.concatenate([loc, [2] * 6])
+    t = np.concatenate([t, [n_intervals - 1] * 6])
+    return ScanData(location_ids=np.array([f"b{k}" for k in range(n_locations)]),
+                    coordinates=rng.uniform(0, 50, size=(n_locations, 2)),
+                    case_location=loc, case_interval=t,
+                    control_location=rng.integers(0, n_locations, size=n_controls),
+                    control_interval=rng.integers(0, n_intervals, size=n_controls),
+                    interval_labels=[(str(k), str(k)) for k in range(n_intervals)])
+
+
+def _assert_same_cluster(result, want: dict, data: ScanData) -> None:  # noqa: ANN001
+    top = result.most_likely
+    assert top is not None
+    assert top.test_statistic == pytest.approx(want["llr"], rel=1e-12)
+    assert list(top.location_ids) == [str(data.location_ids[m]) for m in want["locations"]]
+    assert (top.start_interval, top.end_interval) == (want["first"], want["last"])
+    assert top.observed == want["observed"]
+    assert top.expected == pytest.approx(want["expected"], rel=1e-12)
+    assert top.centre_id == str(data.location_ids[want["centre"]])
+
+
+CASES = [
+    ("poisson", "prospective", 1, 5), ("poisson", "retrospective", 1, 4),
+    ("poisson", "purely_spatial", 1, 1), ("bernoulli", "prospective", 1, 4),
+    ("bernoulli", "retrospective", 2, 5), ("bernoulli", "purely_spatial", 1, 1),
+    ("space_time_permutation", "retrospective", 1, 4),
+]
+
+
+@pytest.mark.parametrize(("model", "analysis", "min_len", "max_len"), CASES)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_most_likely_cluster_equals_brute_force(model: str, analysis: str, min_len: int,
+                                                max_len: int, seed: int) -> None:
+    data = bernoulli_data(seed) if model == "bernoulli" else poisson_data(seed)
+    max_share = 0.3 if model == "bernoulli" else 0.5
+    scan = SpaceTimeScan(model=model, analysis=analysis, min_intervals=min_len,
+                         max_intervals=max_len, max_share=max_share, n_permutations=0)
+    want = brute_force(data, model, analysis, min_len=min_len, max_len=max_len,
+                       max_share=max_share)
+    _assert_same_cluster(scan.run(data), want, data)
+
+
+@pytest.mark.parametrize("model", ["poisson", "bernoulli"])
+def test_replications_equal_brute_force_on_the_same_draws(model: str) -> None:
+    data = bernoulli_data(5) if model == "bernoulli" else poisson_data(5)
+    seed, n_rep = 17, 5
+    scan = SpaceTimeScan(model=model, analysis="prospective", max_intervals=4,
+                         n_permutations=n_rep, random_state=seed)
+    sims = scan.run(data).simulated_statistics
+    first = data.n_intervals - 4
+    draw = (models.poisson_draws if model == "poisson" else models.bernoulli_draws)(
+        data, first, np.random.default_rng(seed))
+    rep_loc, rep_t, rep_n = draw(n_rep)
+    for b in range(n_rep):
+        loc, t = rep_loc[b, :rep_n[b]], rep_t[b, :rep_n[b]]
+        # cases before the scanned intervals never enter a window: pad the total with them
+        n_before = data.n_cases - rep_n[b]
+        loc = np.concatenate([loc, np.zeros(n_before, dtype=np.int64)])
+        t = np.concatenate([t, np.full(n_before, -1)])
+        want = brute_force(data, model, "prospective", max_len=4, case_location=loc,
+                           case_interval=t)
+        assert sims[b] == pytest.approx(want["llr"], rel=1e-12, abs=1e-12)
+
+
+def test_poisson_draws_follow_population_and_time() -> None:
+    data = poisson_data(3)
+    draw = models.poisson_draws(data, 0, np.random.default_rng(0))
+    rep_loc, rep_t, rep_n = draw(400)
+    assert (rep_n == data.n_cases).all()              # whole period: all cases drawn
+    counts = np.bincount(rep_loc.ravel(), minlength=data.n_locations)
+    expected = rep_loc.size * data.population / data.population.sum()
+    chi2 = float(((counts - expected) ** 2 / expected).sum())
+    assert chi2 < 45                                  # 13 df: p ~ 1e-5
+    t_counts = np.bincount(rep_t.ravel(), minlength=data.n_intervals)
+    sizes = data.sizes()
+    assert t_counts[0] / t_counts[1:].mean() == pytest.approx(sizes[0], rel=0.1)
+
+
+def test_bernoulli_draws_keep_the_number_of_cases_among_everyone() -> None:
+    data = bernoulli_data(4)
+    first = data.n_intervals - 3
+    rep_loc, rep_t, rep_n = models.bernoulli_draws(data, first, np.random.default_rng(1))(300)
+    everyone_t = np.concatenate([data.case_interval, data.control_interval])
+    scanned = int((everyone_t >= first).sum())
+    total = data.n_cases + data.n_controls
+    assert rep_n.mean() == pytest.approx(data.n_cases * scanned / total, rel=0.05)
+    assert all((rep_t[b, :rep_n[b]] >= first).all() for b in range(300))
+    # no cell ever holds more cases than individuals
+    cell = np.bincount(np.concatenate([data.case_location, data.control_location])
+                       [everyone_t >= first] * 10
+                       + everyone_t[everyone_t >= first] - first, minlength=130)
+    for b in range(300):
+        drawn = np.bincount(rep_loc[b, :rep_n[b]] * 10 + rep_t[b, :rep_n[b]] - first,
+                            minlength=130)
+        assert (drawn <= cell).all()
+
+
+@pytest.mark.parametrize("model", ["poisson", "bernoulli"])
+def test_planted_cluster_is_found_and_significant(model: str) -> None:
+    data = bernoulli_data(9) if model == "bernoulli" else poisson_data(9)
+    result = SpaceTimeScan(model=model, max_intervals=3, n_permutations=199,
+                           random_state=4).run(data)
+    top = result.most_likely
+    planted = "b2" if model == "bernoulli" else "p0"
+    assert planted in top.location_ids
+    assert top.p_value <= 0.05
+    assert top.relative_risk > 1 and top.population > 0
+
+
+def test_poisson_relative_risk_and_population() -> None:
+    data = poisson_data(1)
+    top = SpaceTimeScan(model="poisson", analysis="purely_spatial",
+                        n_permutations=0).run(data).most_likely
+    index = [list(data.location_ids).index(i) for i in top.location_ids]
+    assert top.population == pytest.approx(data.population[index].sum())
+    total = data.n_cases
+    want = (top.observed / top.expected) / ((total - top.observed) / (total - top.expected))
+    assert top.relative_risk == pytest.approx(want)
+    assert math.isnan(top.recurrence_interval)       # only prospective scans have one
+
+
+def test_model_errors() -> None:
+    data = poisson_data(0)
+    with pytest.raises(ParameterError, match="model must be one of"):
+        SpaceTimeScan(model="normal").run(data)
+    with pytest.raises(ParameterError, match="analysis must be one of"):
+        SpaceTimeScan(analysis="temporal").run(data)
+    with pytest.raises(ParameterError, match="permutation model needs time windows"):
+        SpaceTimeScan(analysis="purely_spatial").run(data)
+    with pytest.raises(ParameterError, match="space-time permutation model only"):
+        SpaceTimeScan(model="poisson", randomization="satscan").run(data)
+    with pytest.raises(DataError, match="needs controls"):
+        SpaceTimeScan(model="bernoulli").run(data)
+    no_pop = ScanData(location_ids=data.location_ids, coordinates=data.coordinates,
+                      case_location=data.case_location, case_interval=data.case_interval,
+                      interval_labels=data.interval_labels)
+    with pytest.raises(DataError, match="needs a population per location"):
+        SpaceTimeScan(model="poisson").run(no_pop)
+    population = data.population.copy()
+    population[data.case_location[0]] = 0
+    zero = ScanData(location_ids=data.location_ids, coordinates=data.coordinates,
+                    case_location=data.case_location, case_interval=data.case_interval,
+                    interval_labels=data.interval_labels, population=population)
+    with pytest.raises(DataError, match="has cases but population 0"):
+        SpaceTimeScan(model="poisson").run(zero)
+    with pytest.raises(DataError, match="one value per location"):
+        ScanData(location_ids=data.location_ids, coordinates=data.coordinates,
+                 case_location=data.case_location, case_interval=data.case_interval,
+                 interval_labels=data.interval_labels, population=[1.0, 2.0])
