@@ -344,10 +344,17 @@ def test_scan_cli_satscan_writes_all_outputs(satscan_dir: Path, tmp_path: Path) 
 
 
 def test_unsupported_prm_settings_are_errors(satscan_dir: Path) -> None:
-    with pytest.raises(ParameterError, match="AnalysisType=3 is not supported"):
-        read_satscan(satscan_dir / "satscan_test1.prm", overrides={"AnalysisType": "3"})
-    with pytest.raises(ParameterError, match="ModelType=0"):
-        read_satscan(satscan_dir / "satscan_test1.prm", overrides={"ModelType": "0"})
+    # retrospective (3) and purely spatial (1) analyses, Poisson (0) and Bernoulli (1)
+    # models are supported now (tests/test_scan_models.py); the rest is still refused
+    for value in ("2", "5", "6"):
+        with pytest.raises(ParameterError, match=f"AnalysisType={value} is not supported"):
+            read_satscan(satscan_dir / "satscan_test1.prm", overrides={"AnalysisType": value})
+    for value in ("3", "5"):
+        with pytest.raises(ParameterError, match=f"ModelType={value} is not supported"):
+            read_satscan(satscan_dir / "satscan_test1.prm", overrides={"ModelType": value})
+    with pytest.raises(ParameterError, match="permutation model \\(ModelType=2\\) needs a "
+                                             "space-time analysis"):
+        read_satscan(satscan_dir / "satscan_test1.prm", overrides={"AnalysisType": "1"})
 
 
 def test_missing_input_file_is_named(tmp_path: Path) -> None:

@@ -54,6 +54,8 @@ class SatscanRun:
         Every ``key=value`` of the parameter file (after overrides).
     case_file, coordinates_file : Path
         The input files actually read.
+    control_file, population_file : Path or None
+        The control file (Bernoulli) and population file (Poisson) read, if any.
     prm_path : Path
         The parameter file.
     """
@@ -64,6 +66,8 @@ class SatscanRun:
     case_file: Path
     coordinates_file: Path
     prm_path: Path
+    control_file: Path | None = None
+    population_file: Path | None = None
 
 
 def read_satscan_parameters(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -170,6 +174,10 @@ def _yes(params: dict[str, str], key: str) -> bool:
     return params.get(key, "n").strip().lower() in ("y", "yes", "true", "1")
 
 
+#: SaTScan's AnalysisType and ModelType codes placecast runs.
+_ANALYSES = {1: "purely_spatial", 3: "retrospective", 4: "prospective"}
+_MODELS = {0: "poisson", 1: "bernoulli", 2: "space_time_permutation"}
+
 #: Settings that change the analysis in ways placecast does not implement, with the value
 #: that leaves them off: a file that turns one on is refused rather than run differently.
 _UNSUPPORTED = {
@@ -195,7 +203,7 @@ def _refuse_unsupported(params: dict[str, str], prm: Path) -> None:
         if _yes(params, key) if off == "n" else _int(params, key, 0) != 0:
             raise ParameterError(f"{prm}: {key}={value} asks for {what}, which placecast "
                                  f"does not implement; set {key}={off} (or remove it) to run "
-                                 "the plain prospective space-time permutation scan.")
+                                 "the plain scan.")
     extra = sorted(k for k, v in params.items()
                    if re.fullmatch(r"CaseFile\d+", k) and v.strip())
     if extra:
@@ -222,6 +230,99 @@ def _warn_shared_coordinates(ids: list[str], coords: list[tuple[float, float]],
             "(one id per coordinate) to match SaTScan.", DataQualityWarning, stacklevel=3)
 
 
+def _read_counts(path: Path, what: str, index: dict[str, int], geo_file: Path,
+                 window: tuple[int, int, int, int, int],
+                 checks: tuple[bool, bool]) -> tuple[list[int], list[int]]:
+    """Read a case or control file (``location count time``) into location and interval
+    indices, one entry per case; with precision 0 (no times) every row is interval 0."""
+    start, end, agg_len, n_int, precision = window
+    relaxed_times, relaxed_locations = checks
+    loc: list[int] = []
+    interval: list[int] = []
+    skipped = {"time": 0, "location": 0}
+    need = 2 if precision == 0 else 3
+    for number, row in enumerate(_rows(path), start=1):
+        where = f"{path} line {number}"
+        if len(row) < need:
+            raise DataError(f"{where}: expected 'location count{' time' if need == 3 else ''}"
+                            f"', got {' '.join(row)!r}.")
+        try:
+            count = float(row[1])
+        except ValueError:
+            if number == 1:
+                continue
+            raise DataError(f"{where}: {what} count {row[1]!r} is not a number.") from None
+        if count < 0 or count != int(count):
+            raise DataError(f"{where}: {what} count {row[1]!r} must be a whole number >= 0.")
+        if row[0] not in index:
+            if relaxed_locations:
+                skipped["location"] += int(count)
+                continue
+            raise DataError(f"{where}: location {row[0]!r} is not in {geo_file.name} (add "
+                            f"it, or set GeographicalCoordinatesCheckType=1 to leave such "
+                            f"{what}s out, as SaTScan does).")
+        if precision == 0:
+            i = 0
+        else:
+            t = _parse_time(row[2], precision, where)
+            if not start <= t <= end:
+                if relaxed_times:
+                    skipped["time"] += int(count)
+                    continue
+                raise DataError(f"{where}: time {row[2]} is outside the study period "
+                                f"{_label(start, precision)} to {_label(end, precision)}; fix "
+                                "StartDate/EndDate (or set StudyPeriodCheckType=1 to leave "
+                                f"such {what}s out, as SaTScan does).")
+            i = n_int - 1 - (end - t) // agg_len
+        loc.extend([index[row[0]]] * int(count))
+        interval.extend([i] * int(count))
+    if skipped["time"] or skipped["location"]:
+        warnings.warn(
+            f"{path}: {skipped['time']} {what}(s) outside the study period and "
+            f"{skipped['location']} at locations missing from {geo_file.name} were left out, "
+            "as the relaxed data checks in the parameter file ask.", DataQualityWarning,
+            stacklevel=3)
+    return loc, interval
+
+
+def _read_population(path: Path, index: dict[str, int], geo_file: Path,
+                     relaxed_locations: bool) -> np.ndarray:
+    """Read a population file (``location [date] population``): one population per
+    location, constant over the study period. Locations not listed have population 0."""
+    population = np.zeros(len(index))
+    seen: dict[str, int] = {}
+    for number, row in enumerate(_rows(path), start=1):
+        where = f"{path} line {number}"
+        if len(row) not in (2, 3):
+            if len(row) > 3:
+                raise DataError(f"{where}: {len(row) - 3} covariate column(s); placecast does "
+                                "not adjust for covariates. Give 'location date population' "
+                                "rows with the covariates summed out.")
+            raise DataError(f"{where}: expected 'location date population', got "
+                            f"{' '.join(row)!r}.")
+        try:
+            value = float(row[-1])
+        except ValueError:
+            if number == 1:
+                continue
+            raise DataError(f"{where}: population {row[-1]!r} is not a number.") from None
+        if not math.isfinite(value) or value < 0:
+            raise DataError(f"{where}: population {row[-1]!r} must be a number >= 0.")
+        if row[0] in seen:
+            raise DataError(f"{where}: location {row[0]!r} already has a population (line "
+                            f"{seen[row[0]]}); placecast holds populations constant in time, "
+                            "so give one population per location (e.g. the mid-period "
+                            "census).")
+        seen[row[0]] = number
+        if row[0] not in index:
+            if relaxed_locations:
+                continue
+            raise DataError(f"{where}: location {row[0]!r} is not in {geo_file.name} (add "
+                            "it, or set GeographicalCoordinatesCheckType=1 to leave it out).")
+        population[index[row[0]]] = value
+    return population
+
+
 def read_satscan(
     prm_path: str | os.PathLike[str],
     *,
@@ -229,23 +330,26 @@ def read_satscan(
     n_permutations: int | None = None,
     random_state: int | None = None,
     n_jobs: int | None = None,
-    randomization: str = "satscan",
+    randomization: str | None = None,
     p_values: str | None = None,
 ) -> SatscanRun:
     """Read a SaTScan parameter file and the case and coordinates files it names.
 
     Input paths that do not exist as written (often Windows paths) are looked up by file
-    name beside the ``.prm``. Supported: prospective space-time analysis
-    (``AnalysisType=4``) with the space-time permutation model (``ModelType=2``), high
-    rates, circular windows, Cartesian or latitude/longitude coordinates, generic or day
+    name beside the ``.prm``. Supported: purely spatial, retrospective and prospective
+    space-time analyses (``AnalysisType`` 1, 3, 4) with the discrete Poisson
+    (``ModelType=0``, ``PopulationFile`` with one population per location, constant in
+    time), Bernoulli (``ModelType=1``, ``ControlFile``) or space-time permutation model
+    (``ModelType=2``; not purely spatial), high rates, circular windows, Cartesian or latitude/longitude coordinates, generic or day
     time precision, maximum spatial size as a share of cases and/or a distance, maximum
     temporal size as a share of the study period or a length, and SaTScan's p-value
     reporting (``PValueReportType`` 0: sequential procedure, Gumbel for clusters fewer
     than 9 replications beat; 1: standard Monte Carlo; 2: sequential procedure; 3: Gumbel).
 
-    By default the replications are SaTScan's own (``randomization="satscan"``: its
-    generator, seeds and case order), so p-values, recurrence intervals and the number of
-    sequential replications are those SaTScan prints for the same file. The initial seed
+    For the space-time permutation model the replications are by default SaTScan's own
+    (``randomization="satscan"``: its generator, seeds and case order), so p-values,
+    recurrence intervals and the number of sequential replications are those SaTScan
+    prints for the same file; the Poisson and Bernoulli models use NumPy's generator. The initial seed
     is ``random_state``, else the file's ``RandomizationSeed``, else SaTScan's 12345678.
 
     Parameters
@@ -261,8 +365,9 @@ def read_satscan(
         the seed drawn for ``RandomlyGenerateSeed=y`` is in the result's parameters).
     n_jobs : int, optional
         Threads for the replications.
-    randomization : {"satscan", "numpy"}
-        SaTScan's own replications (default), or independent NumPy permutations.
+    randomization : {"satscan", "numpy"}, optional
+        SaTScan's own replications (default for the space-time permutation model), or
+        independent NumPy replications (default, and the only choice, for the others).
     p_values : {"monte_carlo", "satscan_default", "gumbel"}, optional
         Instead of the file's ``PValueReportType``.
 
@@ -285,12 +390,20 @@ def read_satscan(
     prm = Path(prm_path)
     params = read_satscan_parameters(prm)
     params.update(overrides or {})
-    if _int(params, "AnalysisType", 4) != 4:
+    analysis_type = _int(params, "AnalysisType", 4)
+    if analysis_type not in _ANALYSES:
         raise ParameterError(f"{prm}: AnalysisType={params['AnalysisType']} is not supported; "
-                             "placecast runs prospective space-time analyses (4).")
-    if _int(params, "ModelType", 2) != 2:
+                             "placecast runs purely spatial (1), retrospective space-time "
+                             "(3) and prospective space-time (4) analyses.")
+    model_type = _int(params, "ModelType", 2)
+    if model_type not in _MODELS:
         raise ParameterError(f"{prm}: ModelType={params['ModelType']} is not supported; "
-                             "placecast runs the space-time permutation model (2).")
+                             "placecast runs the discrete Poisson (0), Bernoulli (1) and "
+                             "space-time permutation (2) models.")
+    analysis, model = _ANALYSES[analysis_type], _MODELS[model_type]
+    if analysis == "purely_spatial" and model == "space_time_permutation":
+        raise ParameterError(f"{prm}: the space-time permutation model (ModelType=2) needs a "
+                             "space-time analysis (AnalysisType=3 or 4), as in SaTScan.")
     if _int(params, "ScanAreas", 1) != 1:
         raise ParameterError(f"{prm}: ScanAreas={params['ScanAreas']} is not supported; "
                              "placecast scans for high rates (1).")
@@ -301,17 +414,28 @@ def read_satscan(
         raise ParameterError(f"{prm}: grid and neighbours files are not supported.")
     _refuse_unsupported(params, prm)
     precision = _int(params, "PrecisionCaseTimes", 3)
-    agg_units = _int(params, "TimeAggregationUnits", precision)
-    if agg_units != precision:
-        raise ParameterError(f"{prm}: TimeAggregationUnits={agg_units} must equal "
-                             f"PrecisionCaseTimes={precision}.")
-    agg_len = _int(params, "TimeAggregationLength", 1)
-    if agg_len < 1:
-        raise ParameterError(f"{prm}: TimeAggregationLength must be a positive integer.")
-    start = _parse_time(params.get("StartDate", ""), precision, f"{prm} StartDate")
-    end = _parse_time(params.get("EndDate", ""), precision, f"{prm} EndDate")
-    if end < start:
-        raise ParameterError(f"{prm}: EndDate is before StartDate.")
+    if precision == 0:  # no case times: purely spatial only, one interval
+        if analysis != "purely_spatial":
+            raise ParameterError(f"{prm}: PrecisionCaseTimes=0 (no case times) needs a purely "
+                                 "spatial analysis (AnalysisType=1).")
+        start = end = 0
+        agg_len = 1
+    else:
+        start = _parse_time(params.get("StartDate", ""), precision, f"{prm} StartDate")
+        end = _parse_time(params.get("EndDate", ""), precision, f"{prm} EndDate")
+        if end < start:
+            raise ParameterError(f"{prm}: EndDate is before StartDate.")
+        if analysis == "purely_spatial":  # the whole study period is the one window
+            agg_len = end - start + 1
+        else:
+            agg_units = _int(params, "TimeAggregationUnits", precision)
+            if agg_units != precision:
+                raise ParameterError(f"{prm}: TimeAggregationUnits={agg_units} must equal "
+                                     f"PrecisionCaseTimes={precision}.")
+            agg_len = _int(params, "TimeAggregationLength", 1)
+            if agg_len < 1:
+                raise ParameterError(f"{prm}: TimeAggregationLength must be a positive "
+                                     "integer.")
     latlon = _int(params, "CoordinatesType", 0) == 1
 
     case_file = _locate(params.get("CaseFile", ""), prm, "CaseFile")
@@ -339,55 +463,28 @@ def read_satscan(
 
     n_units = end - start + 1
     n_int = math.ceil(n_units / agg_len)
-    case_loc: list[int] = []
-    case_int: list[int] = []
-    relaxed_times = _int(params, "StudyPeriodCheckType", 0) == 1
-    relaxed_locations = _int(params, "GeographicalCoordinatesCheckType", 0) == 1
-    skipped = {"time": 0, "location": 0}
-    for number, row in enumerate(_rows(case_file), start=1):
-        where = f"{case_file} line {number}"
-        if len(row) < 3:
-            raise DataError(f"{where}: expected 'location count time', got {' '.join(row)!r}.")
-        try:
-            count = float(row[1])
-        except ValueError:
-            if number == 1:
-                continue
-            raise DataError(f"{where}: case count {row[1]!r} is not a number.") from None
-        if count < 0 or count != int(count):
-            raise DataError(f"{where}: case count {row[1]!r} must be a whole number >= 0.")
-        if row[0] not in index:
-            if relaxed_locations:
-                skipped["location"] += int(count)
-                continue
-            raise DataError(f"{where}: location {row[0]!r} is not in {geo_file.name} (add "
-                            "it, or set GeographicalCoordinatesCheckType=1 to leave such "
-                            "cases out, as SaTScan does).")
-        t = _parse_time(row[2], precision, where)
-        if not start <= t <= end:
-            if relaxed_times:
-                skipped["time"] += int(count)
-                continue
-            raise DataError(f"{where}: time {row[2]} is outside the study period "
-                            f"{_label(start, precision)} to {_label(end, precision)}; fix "
-                            "StartDate/EndDate (or set StudyPeriodCheckType=1 to leave such "
-                            "cases out, as SaTScan does).")
-        i = n_int - 1 - (end - t) // agg_len
-        case_loc.extend([index[row[0]]] * int(count))
-        case_int.extend([i] * int(count))
+    checks = (_int(params, "StudyPeriodCheckType", 0) == 1,
+              _int(params, "GeographicalCoordinatesCheckType", 0) == 1)
+    window = (start, end, agg_len, n_int, precision)
+    case_loc, case_int = _read_counts(case_file, "case", index, geo_file, window, checks)
+    control_loc = control_int = population = None
+    control_file = population_file = None
+    if model == "bernoulli":
+        control_file = _locate(params.get("ControlFile", ""), prm, "ControlFile")
+        control_loc, control_int = _read_counts(control_file, "control", index, geo_file,
+                                                window, checks)
+    if model == "poisson":
+        population_file = _locate(params.get("PopulationFile", ""), prm, "PopulationFile")
+        population = _read_population(population_file, index, geo_file, checks[1])
 
-    if skipped["time"] or skipped["location"]:
-        warnings.warn(
-            f"{case_file}: {skipped['time']} case(s) outside the study period and "
-            f"{skipped['location']} at locations missing from {geo_file.name} were left out, "
-            "as the relaxed data checks in the parameter file ask.", DataQualityWarning,
-            stacklevel=2)
-
-    labels = []
+    labels, sizes = [], []
     for i in range(n_int):
         last = end - (n_int - 1 - i) * agg_len
         first = max(start, last - agg_len + 1)
         labels.append((_label(first, precision), _label(last, precision)))
+        sizes.append(float(last - first + 1))
+    if precision == 0:
+        labels = [(params.get("StartDate", ""), params.get("EndDate", ""))]
 
     if _int(params, "MaxTemporalSizeInterpretation", 0) == 1:
         max_len = int(_float(params, "MaxTemporalSize", 1) // agg_len)
@@ -406,6 +503,8 @@ def read_satscan(
     if p_values is None:
         p_values = {0: "satscan_default", 3: "gumbel"}.get(report_type, "monte_carlo")
     reps = _int(params, "MonteCarloReps", 999) if n_permutations is None else n_permutations
+    if randomization is None:
+        randomization = "satscan" if model == "space_time_permutation" else "numpy"
     if random_state is None and randomization == "satscan":
         if _yes(params, "RandomlyGenerateSeed"):  # SaTScan picks a fresh seed; so do we
             random_state = int(np.random.default_rng().integers(1, 2**31 - 2 - reps))
@@ -421,8 +520,12 @@ def read_satscan(
         coordinate_system="latlon" if latlon else "cartesian",
         time_unit="unit" if precision == 4 else "day",
         interval_length=float(agg_len),
-        study_period=(_label(start, precision), _label(end, precision)),
+        study_period=(labels[0][0], labels[-1][1]),
         crs="EPSG:4326" if latlon else None,
+        population=population,
+        control_location=None if control_loc is None else np.asarray(control_loc, np.int64),
+        control_interval=None if control_int is None else np.asarray(control_int, np.int64),
+        interval_sizes=np.asarray(sizes),
     )
     scan = SpaceTimeScan(
         max_share=_float(params, "MaxSpatialSizeInPopulationAtRisk", 50) / 100,
@@ -436,9 +539,12 @@ def read_satscan(
         n_jobs=n_jobs,
         randomization=randomization,
         p_values=p_values,
+        model=model,
+        analysis=analysis,
     )
     return SatscanRun(data=data, scan=scan, parameters=params, case_file=case_file,
-                      coordinates_file=geo_file, prm_path=prm)
+                      coordinates_file=geo_file, prm_path=prm, control_file=control_file,
+                      population_file=population_file)
 
 
 # ---------------------------------------------------------------------------- report
