@@ -547,3 +547,75 @@ def test_relaxed_data_checks_leave_cases_out_with_a_warning(satscan_dir: Path,
     cases = [line.split() for line in (satscan_dir / "satscan_test1.cas").read_text()
              .splitlines() if line.strip()]
     assert run.data.n_cases == sum(int(n) for _, n, t in cases if 900 <= int(t) <= 999)
+
+
+def _printed_block(text: str) -> list[str]:
+    """The lines SaTScan prints from the analysis title to the replication note."""
+    lines = text.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.endswith("Space-Time analysis"))
+    last = next(i for i, line in enumerate(lines) if line.startswith("replications."))
+    return [line.rstrip() for line in lines[first:last + 1]]
+
+
+# SaTScan 9.4.4's printout for satscan_test3 (github QuantCrimAtLeeds/PredictCode,
+# notebooks/satscan_test3.txt at commit 26b7fede, 2017-05-25). That run used a maximum
+# circle of 50 Cartesian units ("Maximum Spatial Cluster Size : 50 Cartesian units" in
+# its settings), which the .prm committed later does not switch on.
+SATSCAN_TEST3 = """\
+Prospective Space-Time analysis
+scanning for clusters with high rates
+using the Space-Time Permutation model.
+_______________________________________________________________________________________________
+
+SUMMARY OF DATA
+
+Study period.......................: 0 to 1000
+Number of locations................: 23
+Total number of cases..............: 100
+_______________________________________________________________________________________________
+
+CLUSTERS DETECTED
+
+1.Location IDs included.: 21, 6, 22, 11
+  Coordinates / radius..: (30,30) / 20.00
+  Time frame............: 930 to 1000
+  Number of cases.......: 10
+  Expected cases........: 5.46
+  Observed / expected...: 1.83
+  Test statistic........: 1.622161
+  P-value...............: 1.00
+  Recurrence interval...: 1.0 unit
+
+NOTE: The sequential Monte Carlo procedure was used to terminate the calculations after 50
+replications."""
+
+
+@pytest.mark.parametrize("overrides", [
+    {"UseDistanceFromCenterOption": "y", "MaxSpatialSizeInDistanceFromCenter": "50"}, {}])
+def test_satscan_test3_printout_equals_satscan_line_for_line(satscan_dir: Path,
+                                                             overrides: dict) -> None:
+    # windows 925-1000 and 930-1000 tie (no case anywhere in 925-929); SaTScan evaluates
+    # the shortest window first and keeps a later cylinder only when strictly larger
+    run = read_satscan(satscan_dir / "satscan_test3.prm", overrides=overrides)
+    ours = _printed_block(format_satscan_report(run.scan.run(run.data)))
+    assert ours == SATSCAN_TEST3.splitlines()
+
+
+def test_satscan_test1_printout_equals_satscan_line_for_line(satscan_dir: Path) -> None:
+    # the printout's own settings say "End Time : 1000"; SaTScan prints EndDate verbatim
+    # (study period and time frames end at the parameter's end), so the run uses 1000
+    theirs = (satscan_dir / "satscan_test1.txt").read_text()
+    assert "  End Time         : 1000" in theirs
+    run = read_satscan(satscan_dir / "satscan_test1.prm", overrides={"EndDate": "1000"})
+    ours = _printed_block(format_satscan_report(run.scan.run(run.data)))
+    assert ours == _printed_block(theirs)
+    # as shipped (EndDate=999) only the end of the period moves
+    run = read_satscan(satscan_dir / "satscan_test1.prm")
+    shipped = _printed_block(format_satscan_report(run.scan.run(run.data)))
+    changed = [(a, b) for a, b in zip(shipped, _printed_block(theirs), strict=True) if a != b]
+    assert changed == [("Study period.......................: 0 to 999",
+                        "Study period.......................: 0 to 1000"),
+                       ("  Time frame............: 993 to 999",
+                        "  Time frame............: 993 to 1000"),
+                       ("  Time frame............: 962 to 999",
+                        "  Time frame............: 962 to 1000")]

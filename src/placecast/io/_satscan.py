@@ -602,28 +602,56 @@ def _recurrence_text(ri: float, unit: str) -> str:
     return f"{units:.0f} {unit}s"
 
 
+_ANALYSIS_TITLES = {"prospective": "Prospective Space-Time",
+                    "retrospective": "Retrospective Space-Time",
+                    "purely_spatial": "Purely Spatial"}
+_MODEL_TITLES = {"space_time_permutation": "Space-Time Permutation",
+                 "poisson": "Discrete Poisson", "bernoulli": "Bernoulli"}
+
+
+def _population_text(population: float) -> str:
+    """SaTScan's population format: all digits below 0.5, one decimal below 1, else none."""
+    if math.isnan(population):
+        return "n/a"
+    if population < 0.5:
+        return f"{population:g}"
+    return f"{population:.1f}" if population < 1 else f"{population:.0f}"
+
+
 def format_satscan_report(result: ScanResult, *, title: str = "placecast",
                           parameters: dict[str, str] | None = None) -> str:
     """Format the results as SaTScan's main text report: same fields, same decimals.
 
-    Fields: locations, coordinates / radius, time frame, cases, expected cases (2
-    decimals), observed / expected (2), test statistic (6), p-value (as many decimals as
-    the replications resolve) and recurrence interval.
+    Fields: locations, coordinates / radius, time frame (space-time analyses), population
+    (Poisson, Bernoulli), cases, expected cases (2 decimals), observed / expected (2),
+    relative risk (Poisson, Bernoulli), percent cases in area (Bernoulli), test
+    statistic or log likelihood ratio (6), p-value (as many decimals as the replications
+    resolve) and recurrence interval (prospective analyses).
     """
     latlon = result.coordinate_system == "latlon"
+    model, analysis = result.model, result.analysis
+    summary = [
+        ("Study period", f"{result.study_period[0]} to {result.study_period[1]}"),
+        ("Number of locations", str(result.n_locations)),
+    ]
+    if model == "poisson":
+        summary.append(("Population, averaged over time", f"{result.total_population:.0f}"))
+    if model == "bernoulli":
+        summary.append(("Total population", f"{result.total_population:.0f}"))
+    summary.append(("Total number of cases", str(result.n_cases)))
+    if model == "bernoulli":
+        summary.append(("Percent cases",
+                        _number(100 * result.n_cases / result.total_population, 1)))
     lines = [
         " " * 33 + "_" * 29, "",
         " " * 40 + f"{title} (SaTScan-compatible report)",
         " " * 33 + "_" * 29, "", "",
-        "Prospective Space-Time analysis",
+        f"{_ANALYSIS_TITLES[analysis]} analysis",
         "scanning for clusters with high rates",
-        "using the Space-Time Permutation model.",
+        f"using the {_MODEL_TITLES[model]} model.",
         _RULE, "",
         "SUMMARY OF DATA", "",
-        f"Study period.......................: {result.study_period[0]} to "
-        f"{result.study_period[1]}",
-        f"Number of locations................: {result.n_locations}",
-        f"Total number of cases..............: {result.n_cases}",
+        *(f"{label:.<35}: {value}" for label, value in summary),
         _RULE, "",
         "CLUSTERS DETECTED", "",
     ]
@@ -636,17 +664,28 @@ def format_satscan_report(result: ScanResult, *, title: str = "placecast",
         lines.append(head + wrapped[0])
         lines += [" " * len(head) + w for w in wrapped[1:]]
         pad = " " * (len(str(c.rank)) + 1)
-        lines += [
-            f"{pad}Coordinates / radius..: {_coordinates(c, latlon)}",
-            f"{pad}Time frame............: {c.time_frame[0]} to {c.time_frame[1]}",
-            f"{pad}Number of cases.......: {c.observed}",
-            f"{pad}Expected cases........: {_number(c.expected)}",
-            f"{pad}Observed / expected...: {_number(c.observed_over_expected)}",
-            f"{pad}Test statistic........: {c.test_statistic:.6f}",
-            f"{pad}P-value...............: {_p_text(c, result.n_permutations)}",
-            f"{pad}Recurrence interval...: {_recurrence_text(c.recurrence_interval, result.time_unit)}",  # noqa: E501
-            "",
-        ]
+        fields = [("Coordinates / radius", _coordinates(c, latlon))]
+        if analysis != "purely_spatial":
+            fields.append(("Time frame", f"{c.time_frame[0]} to {c.time_frame[1]}"))
+        if model != "space_time_permutation":
+            fields.append(("Population", _population_text(c.population)))
+        fields += [("Number of cases", str(c.observed)),
+                   ("Expected cases", _number(c.expected)),
+                   ("Observed / expected", _number(c.observed_over_expected))]
+        if model != "space_time_permutation":
+            fields.append(("Relative risk", "infinity" if math.isinf(c.relative_risk)
+                           else _number(c.relative_risk)))
+        if model == "bernoulli":
+            fields.append(("Percent cases in area",
+                           _number(100 * c.observed / c.population if c.population else 0.0,
+                                   1)))
+        fields += [("Test statistic" if model == "space_time_permutation"
+                    else "Log likelihood ratio", f"{c.test_statistic:.6f}"),
+                   ("P-value", _p_text(c, result.n_permutations))]
+        if analysis == "prospective":
+            fields.append(("Recurrence interval",
+                           _recurrence_text(c.recurrence_interval, result.time_unit)))
+        lines += [f"{pad}{label:.<22}: {value}" for label, value in fields] + [""]
     if result.stopped_early:
         note = ("NOTE: The sequential Monte Carlo procedure was used to terminate the "
                 f"calculations after {result.n_permutations} replications.")
