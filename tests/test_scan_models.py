@@ -266,3 +266,71 @@ def test_model_errors() -> None:
         ScanData(location_ids=data.location_ids, coordinates=data.coordinates,
                  case_location=data.case_location, case_interval=data.case_interval,
                  interval_labels=data.interval_labels, population=[1.0, 2.0])
+
+
+def _equal_sizes(data: ScanData) -> ScanData:
+    return ScanData(location_ids=data.location_ids, coordinates=data.coordinates,
+                    case_location=data.case_location, case_interval=data.case_interval,
+                    interval_labels=data.interval_labels, population=data.population,
+                    control_location=data.control_location,
+                    control_interval=data.control_interval)
+
+
+@pytest.mark.parametrize(("model", "analysis"), [
+    ("poisson", "retrospective"), ("poisson", "purely_spatial"),
+    ("bernoulli", "prospective"), ("bernoulli", "purely_spatial"),
+    ("space_time_permutation", "retrospective")])
+def test_satscan_files_round_trip(tmp_path, model: str, analysis: str) -> None:  # noqa: ANN001
+    from placecast.io import read_satscan, read_satscan_parameters
+    from placecast.io._satscan import write_satscan_files
+
+    data = _equal_sizes(bernoulli_data(3) if model == "bernoulli" else poisson_data(3))
+    scan = SpaceTimeScan(model=model, analysis=analysis, max_intervals=4, n_permutations=19,
+                         random_state=5)
+    prm, cas, _ = write_satscan_files(data, scan, tmp_path / "study.prm")
+    settings = read_satscan_parameters(prm)
+    codes = {"poisson": "0", "bernoulli": "1", "space_time_permutation": "2"}
+    assert settings["ModelType"] == codes[model]
+    assert settings["AnalysisType"] == {"retrospective": "3", "purely_spatial": "1",
+                                        "prospective": "4"}[analysis]
+    if model == "poisson":
+        assert settings["PopulationFile"] == "study.pop"
+    if model == "bernoulli":
+        assert settings["ControlFile"] == "study.ctl"
+    run = read_satscan(prm)
+    assert (run.scan.model, run.scan.analysis) == (model, analysis)
+    assert run.scan.randomization == ("satscan" if model == "space_time_permutation"
+                                      else "numpy")
+    # without replications every cluster with n > mu is listed (up to 10): same lists
+    a = SpaceTimeScan(**{**scan.get_params(), "n_permutations": 0}).run(data)
+    back = read_satscan(prm, n_permutations=0)
+    b = back.scan.run(back.data)
+    assert len(a.clusters) >= 1
+    for mine, theirs in zip(a.clusters, b.clusters, strict=True):
+        assert mine.location_ids == theirs.location_ids
+        assert mine.observed == theirs.observed
+        assert mine.expected == pytest.approx(theirs.expected, rel=1e-12)
+        assert mine.test_statistic == pytest.approx(theirs.test_statistic, rel=1e-12)
+
+
+def test_prm_population_file_errors(tmp_path) -> None:  # noqa: ANN001
+    from placecast.io import read_satscan
+
+    (tmp_path / "s.cas").write_text("a 3 2\nb 1 5\n")
+    (tmp_path / "s.geo").write_text("a 0 0\nb 1 1\nc 2 2\n")
+    base = ("CaseFile=s.cas\nCoordinatesFile=s.geo\nPrecisionCaseTimes=4\nStartDate=0\n"
+            "EndDate=9\nAnalysisType=3\nModelType=0\nPopulationFile=s.pop\n")
+    (tmp_path / "s.prm").write_text(base)
+    (tmp_path / "s.pop").write_text("a 0 100\nb 0 200\na 5 120\n")
+    with pytest.raises(DataError, match=r"s.pop line 3: location 'a' already has a "
+                                        r"population \(line 1\)"):
+        read_satscan(tmp_path / "s.prm")
+    (tmp_path / "s.pop").write_text("a 0 100 1 2\n")
+    with pytest.raises(DataError, match="covariate column"):
+        read_satscan(tmp_path / "s.prm")
+    (tmp_path / "s.pop").write_text("a 0 100\nb 0 200\nc 0 50\n")
+    run = read_satscan(tmp_path / "s.prm")
+    np.testing.assert_array_equal(run.data.population, [100, 200, 50])
+    assert run.scan.analysis == "retrospective" and run.scan.model == "poisson"
+    with pytest.raises(ParameterError, match="space-time permutation model only"):
+        read_satscan(tmp_path / "s.prm", randomization="satscan").scan.run(run.data)

@@ -177,6 +177,8 @@ def _yes(params: dict[str, str], key: str) -> bool:
 #: SaTScan's AnalysisType and ModelType codes placecast runs.
 _ANALYSES = {1: "purely_spatial", 3: "retrospective", 4: "prospective"}
 _MODELS = {0: "poisson", 1: "bernoulli", 2: "space_time_permutation"}
+_ANALYSIS_CODES = {name: code for code, name in _ANALYSES.items()}
+_MODEL_CODES = {name: code for code, name in _MODELS.items()}
 
 #: Settings that change the analysis in ways placecast does not implement, with the value
 #: that leaves them off: a file that turns one on is refused rather than run differently.
@@ -742,7 +744,9 @@ def write_satscan_files(data: ScanData, scan: SpaceTimeScan,
                         prm_path: str | os.PathLike[str]) -> tuple[Path, Path, Path]:
     """Write the scan as SaTScan input: a parameter file and its case and coordinates files.
 
-    ``NAME.prm``, ``NAME.cas`` and ``NAME.geo`` go side by side (the parameter file names
+    ``NAME.prm``, ``NAME.cas`` and ``NAME.geo`` (plus ``NAME.pop`` with each location's
+    population for the Poisson model, ``NAME.ctl`` with the controls for Bernoulli) go
+    side by side (the parameter file names
     the other two without a folder), so SaTScan can run the same analysis and
     :func:`read_satscan` reads it back to the same data and settings. Intervals of whole
     days are written with day precision (each case dated on the last day of its interval,
@@ -794,24 +798,42 @@ def write_satscan_files(data: ScanData, scan: SpaceTimeScan,
         start, end = "0", str(data.n_intervals - 1)
         case_times = [str(i) for i in range(data.n_intervals)]
 
-    counts: dict[tuple[int, int], int] = {}
-    for loc, interval in zip(data.case_location.tolist(), data.case_interval.tolist(),
-                             strict=True):
-        counts[(loc, interval)] = counts.get((loc, interval), 0) + 1
-    case_lines = [f"{ids[loc]} {n} {case_times[interval]}"
-                  for (loc, interval), n in sorted(counts.items(), key=lambda kv: kv[0][::-1])]
+    def count_lines(locations: np.ndarray, intervals: np.ndarray) -> list[str]:
+        counts: dict[tuple[int, int], int] = {}
+        for loc, interval in zip(locations.tolist(), intervals.tolist(), strict=True):
+            counts[(loc, interval)] = counts.get((loc, interval), 0) + 1
+        return [f"{ids[loc]} {n} {case_times[interval]}"
+                for (loc, interval), n in sorted(counts.items(), key=lambda kv: kv[0][::-1])]
+
+    case_lines = count_lines(data.case_location, data.case_interval)
+    extra: dict[str, tuple[Path, list[str]]] = {}
+    if scan.model == "bernoulli":
+        extra["ControlFile"] = (prm.with_suffix(".ctl"),
+                                count_lines(data.control_location, data.control_interval))
+    if scan.model == "poisson":
+        sizes = data.sizes()
+        if not np.allclose(sizes, sizes[0]):
+            raise DataError("the intervals differ in length; SaTScan's Poisson model would "
+                            "weigh them by their length, which these files cannot carry. "
+                            "Use intervals of equal length.")
+        extra["PopulationFile"] = (prm.with_suffix(".pop"), [
+            f"{location_id} {start} {_number_text(value)}"
+            for location_id, value in zip(ids, np.asarray(data.population), strict=True)])
     geo_lines = [f"{location_id} {float(a)!r} {float(b)!r}"
                  for location_id, (a, b) in zip(ids, data.coordinates, strict=True)]
 
     seed = scan.random_state
     settings = {
         "Input": {
-            "CaseFile": cas.name, "PrecisionCaseTimes": "3" if day else "4",
+            "CaseFile": cas.name,
+            **{key: path.name for key, (path, _) in extra.items()},
+            "PrecisionCaseTimes": "3" if day else "4",
             "StartDate": start, "EndDate": end, "CoordinatesFile": geo.name,
             "CoordinatesType": "1" if latlon else "0",
         },
         "Analysis": {
-            "AnalysisType": "4", "ModelType": "2", "ScanAreas": "1",
+            "AnalysisType": str(_ANALYSIS_CODES[scan.analysis]),
+            "ModelType": str(_MODEL_CODES[scan.model]), "ScanAreas": "1",
             "TimeAggregationUnits": "3" if day else "4", "TimeAggregationLength": str(agg),
         },
         "Output": {"ResultsFile": prm.with_suffix(".txt").name},
@@ -839,11 +861,13 @@ def write_satscan_files(data: ScanData, scan: SpaceTimeScan,
         "Run Options": ({"RandomizationSeed": str(int(seed))}  # type: ignore[arg-type]
                         if scan.randomization == "satscan" and seed is not None else {}),
     }
-    prm_lines = ["; written by placecast for SaTScan (prospective space-time permutation)"]
+    prm_lines = [f"; written by placecast for SaTScan ({scan.analysis.replace('_', ' ')}, "
+                 f"{scan.model.replace('_', ' ')} model)"]
     for section, values in settings.items():
         if values:
             prm_lines += ["", f"[{section}]", *(f"{k}={v}" for k, v in values.items())]
-    for path, lines in ((cas, case_lines), (geo, geo_lines), (prm, prm_lines)):
+    for path, lines in ((cas, case_lines), *extra.values(), (geo, geo_lines),
+                        (prm, prm_lines)):
         with atomic_path(path) as tmp:
             tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return prm, cas, geo
