@@ -334,3 +334,65 @@ def test_prm_population_file_errors(tmp_path) -> None:  # noqa: ANN001
     assert run.scan.analysis == "retrospective" and run.scan.model == "poisson"
     with pytest.raises(ParameterError, match="space-time permutation model only"):
         read_satscan(tmp_path / "s.prm", randomization="satscan").scan.run(run.data)
+
+
+def _categorised_events_csv(path) -> None:  # noqa: ANN001
+    from _helpers_clusters import planted_events_frame
+
+    frame = planted_events_frame()
+    frame["kind"] = np.where(np.arange(len(frame)) % 3 == 0, "ARSON", "THEFT")
+    frame.loc[frame.index[-14:], "kind"] = "ARSON"      # the planted cluster is arson
+    frame.to_csv(path, index=False)
+
+
+def test_cli_bernoulli_and_retrospective_from_events(tmp_path) -> None:  # noqa: ANN001
+    import json
+
+    from typer.testing import CliRunner
+
+    from placecast.cli import app
+
+    path = tmp_path / "events.csv"
+    _categorised_events_csv(path)
+    common = ["scan", str(path), "--x", "x", "--y", "y", "--crs", "local:m", "--category",
+              "kind", "--cell", "500m", "--max-radius", "1km", "--permutations", "99",
+              "--seed", "3"]
+    res = CliRunner().invoke(app, [*common, "--model", "bernoulli", "--case-categories",
+                                   "ARSON", "-o", str(tmp_path / "b")])
+    assert res.exit_code == 0, res.output
+    report = (tmp_path / "b" / "report.txt").read_text()
+    assert "using the Bernoulli model." in report and "Percent cases in area" in report
+    result = json.loads((tmp_path / "b" / "result.json").read_text())
+    assert result["model"] == "bernoulli"
+    assert result["clusters"][0]["p_value"] <= 0.05
+    res = CliRunner().invoke(app, [*common, "--analysis", "retrospective", "-o",
+                                   str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    report = (tmp_path / "r" / "report.txt").read_text()
+    assert report.count("Retrospective Space-Time analysis") == 1
+    assert "Recurrence interval" not in report
+    res = CliRunner().invoke(app, [*common, "--model", "poisson", "-o", str(tmp_path / "p")])
+    assert res.exit_code == 2 and "population per location" in res.output
+    res = CliRunner().invoke(app, [*common, "--model", "bernoulli", "-o", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "go together" in res.output
+    res = CliRunner().invoke(app, [*common, "--model", "bernoulli", "--case-categories",
+                                   "FRAUD", "-o", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "none of these categories occurs" in res.output
+
+
+def test_cli_runs_a_poisson_parameter_file(tmp_path) -> None:  # noqa: ANN001
+    from typer.testing import CliRunner
+
+    from placecast.cli import app
+    from placecast.io._satscan import write_satscan_files
+
+    data = _equal_sizes(poisson_data(2))
+    scan = SpaceTimeScan(model="poisson", analysis="purely_spatial")
+    prm, _, _ = write_satscan_files(data, scan, tmp_path / "in" / "pois.prm")
+    res = CliRunner().invoke(app, ["scan", "--satscan", str(prm), "--permutations", "99",
+                                   "--seed", "1", "-o", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    report = (tmp_path / "out" / "report.txt").read_text()
+    assert "Purely Spatial analysis" in report and "Discrete Poisson model" in report
+    assert "Population, averaged over time" in report and "Relative risk" in report
+    assert "Time frame" not in report and "Log likelihood ratio" in report

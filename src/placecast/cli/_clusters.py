@@ -52,7 +52,8 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def _print_scan(result: Any) -> None:
-    table = Table(title=f"space-time permutation scan: {result.n_cases} cases, "
+    table = Table(title=f"{result.analysis.replace('_', ' ')} "
+                  f"{result.model.replace('_', ' ')} scan: {result.n_cases} cases, "
                   f"{result.n_locations} locations, {result.n_permutations} replications")
     for column in ("#", "locations", "time frame", "obs", "exp", "LLR", "p", "RI"):
         table.add_column(column, justify="left" if column in ("locations", "time frame")
@@ -63,7 +64,8 @@ def _print_scan(result: Any) -> None:
         table.add_row(str(c.rank), ids, f"{c.time_frame[0]} to {c.time_frame[1]}",
                       str(c.observed), f"{c.expected:.2f}", f"{c.test_statistic:.6f}",
                       "n/a" if math.isnan(c.p_value) else f"{c.p_value:.3f}",
-                      f"{c.recurrence_interval:.1f}")
+                      "-" if math.isnan(c.recurrence_interval)
+                      else f"{c.recurrence_interval:.1f}")
     console.print(table)
 
 
@@ -115,14 +117,27 @@ def scan_command(
                                                    "radius, e.g. 1km.")] = None,
     max_share: Annotated[float, typer.Option("--max-share", help="Largest share of cases in a "
                                              "circle (<= 0.5).")] = 0.5,
+    model: Annotated[str, typer.Option(
+        "--model", help="EVENTS: space_time_permutation (default) or bernoulli (cases = "
+        "--case-categories, controls = the other events). Poisson needs a population per "
+        "location: run it from SaTScan files (--satscan with a PopulationFile).")]
+    = "space_time_permutation",
+    analysis: Annotated[str, typer.Option(
+        "--analysis", help="EVENTS: prospective (windows ending at --at; default), "
+        "retrospective (every window in the study period) or purely_spatial "
+        "(bernoulli only).")] = "prospective",
+    case_categories: Annotated[str | None, typer.Option(
+        "--case-categories", help="With --model bernoulli: comma-separated categories "
+        "that are cases; every other event is a control.")] = None,
     event_options: dict[str, Any] | None = None,
 ) -> None:
-    """Prospective space-time permutation scan (Kulldorff 2005), SaTScan-compatible.
+    """Space-time scan statistics (Kulldorff), SaTScan-compatible.
 
-    With --satscan FILE.prm the parameter file runs as given (its input files are looked
-    up beside it when their paths do not exist). Otherwise EVENTS become locations (cell
-    centroids with --cell, rounded coordinates with --round, else exact coordinates) and
-    daily intervals ending at --at.
+    With --satscan FILE.prm the parameter file runs as given (prospective or
+    retrospective space-time, or purely spatial; space-time permutation, discrete
+    Poisson or Bernoulli model; its input files are looked up beside it when their paths
+    do not exist). Otherwise EVENTS become locations (cell centroids with --cell, rounded
+    coordinates with --round, else exact coordinates) and daily intervals ending at --at.
     """
     import pandas as pd
 
@@ -142,13 +157,34 @@ def scan_command(
             overrides[key.strip()] = value.strip()
         run = read_satscan(satscan, overrides=overrides, n_permutations=permutations,
                            random_state=seed, n_jobs=jobs,
-                           randomization=randomization or "satscan", p_values=p_values)
+                           randomization=randomization, p_values=p_values)
         data, scan = run.data, run.scan
         prm_settings = run.parameters
     else:
         if events_path is None:
             raise ParameterError("give an EVENTS file or --satscan FILE.prm.")
+        if model not in ("space_time_permutation", "bernoulli"):
+            raise ParameterError(f"--model {model!r}: events files run the "
+                                 "space_time_permutation or bernoulli model; the Poisson "
+                                 "model needs a population per location, so run it from "
+                                 "SaTScan files (--satscan FILE.prm with a PopulationFile).")
+        if (model == "bernoulli") != (case_categories is not None):
+            raise ParameterError("--model bernoulli and --case-categories go together: the "
+                                 "listed categories are the cases, the other events the "
+                                 "controls.")
         events = load_events(events_path, **(event_options or {}))
+        cases = None
+        if case_categories is not None:
+            if events.category is None:
+                raise ParameterError("--case-categories needs event categories; map the "
+                                     "category column with --category.")
+            wanted = {c.strip() for c in case_categories.split(",") if c.strip()}
+            present = set(np.unique(events.category.astype(str)))
+            if not wanted & present:
+                raise ParameterError(f"--case-categories {case_categories!r}: none of these "
+                                     f"categories occurs; the events have "
+                                     f"{', '.join(sorted(present)[:10])}.")
+            cases = np.isin(events.category.astype(str), sorted(wanted))
         units = None
         if cell:
             from placecast.pipeline import UnitSpec, build_units
@@ -160,14 +196,15 @@ def scan_command(
         data = scan_data_from_events(
             events, at=at, interval=interval, units=units,
             n_intervals=int(round(study_days / step_days)) if study_days else None,
-            round_to=parse_length(round_to, name="--round") if round_to else None)
+            round_to=parse_length(round_to, name="--round") if round_to else None,
+            cases=cases)
         scan = SpaceTimeScan(
             max_share=max_share,
             max_radius=parse_length(max_radius, name="--max-radius") if max_radius else None,
             max_intervals=max(1, int(max_days / step_days)),
             n_permutations=999 if permutations is None else permutations,
             random_state=seed, n_jobs=jobs, randomization=randomization or "numpy",
-            p_values=p_values or "monte_carlo")
+            p_values=p_values or "monte_carlo", model=model, analysis=analysis)
     if export_satscan is not None:
         from placecast.io._satscan import write_satscan_files
 

@@ -241,6 +241,7 @@ def scan_data_from_events(
     n_intervals: int | None = None,
     units: Any = None,
     round_to: float | None = None,
+    cases: np.ndarray | None = None,
 ) -> ScanData:
     """Turn placecast events into scan locations and daily (or longer) time intervals.
 
@@ -265,6 +266,9 @@ def scan_data_from_events(
         Area units whose centroids become the locations.
     round_to : float, optional
         Lattice spacing in metres for locations made from coordinates.
+    cases : ndarray of bool, optional
+        Which events are cases; the others become controls (for the Bernoulli model).
+        Default: every event is a case.
 
     Returns
     -------
@@ -287,6 +291,12 @@ def scan_data_from_events(
     keep &= np.asarray(times >= start)
     if not keep.any():
         raise DataError(f"no events fall in the study period {start} .. {end}.")
+    if cases is not None:
+        cases = np.asarray(cases, dtype=bool)
+        if cases.shape != (len(events),):
+            raise ParameterError(f"cases must hold one flag per event ({len(events)}), got "
+                                 f"shape {cases.shape}.")
+        cases = cases[keep]
     ev = events.select(keep)
     t_index = np.floor((pd.DatetimeIndex(ev.time) - start) / step).astype(np.int64)
     t_index = np.clip(np.asarray(t_index), 0, n_intervals - 1)
@@ -312,6 +322,14 @@ def scan_data_from_events(
     if not np.allclose(weights, np.round(weights)):
         raise DataError("the scan counts cases: event weights must be whole numbers.")
     reps = np.round(weights).astype(np.int64)
+    loc = np.ravel(loc)
+    controls: dict[str, Any] = {}
+    if cases is not None:
+        if not cases.any():
+            raise DataError("none of the events in the study period is a case.")
+        controls = {"control_location": np.repeat(loc[~cases], reps[~cases]),
+                    "control_interval": np.repeat(t_index[~cases], reps[~cases])}
+        loc, t_index, reps = loc[cases], t_index[cases], reps[cases]
     day = pd.Timedelta("1D")
     labels = []
     for i in range(n_intervals):
@@ -323,7 +341,7 @@ def scan_data_from_events(
     return ScanData(
         location_ids=ids,
         coordinates=coords,
-        case_location=np.repeat(np.ravel(loc), reps),
+        case_location=np.repeat(loc, reps),
         case_interval=np.repeat(t_index, reps),
         interval_labels=labels,
         coordinate_system="cartesian",
@@ -333,6 +351,7 @@ def scan_data_from_events(
         crs=events.crs,
         metres_per_unit=events.spatial_reference.metres_per_unit,
         location_extent=extent,
+        **controls,
     )
 
 
