@@ -756,7 +756,8 @@ class SpaceTimeScan:
 
     The most likely cluster maximises the LLR. Its p-value is Monte Carlo over
     replications of the null (for the permutation model, case times permuted over cases,
-    keeping every location's and every interval's total), the maximum LLR recomputed, ``p = (1 + #{sim >= obs}) / (1 + R)``; with
+    keeping every location's and every interval's total), the maximum LLR recomputed,
+    ``p = (1 + #{sim >= obs}) / (1 + R)``; with
     ``early_stop = h`` the sequential procedure of Besag & Clifford (1991) stops at the
     ``h``-th exceedance after ``L`` replications with ``p = h / L`` (SaTScan's default).
     The recurrence interval is ``interval_length / p`` time units (one analysis per
@@ -1061,7 +1062,7 @@ class SpaceTimeScan:
             For fewer than two cases, or a model's missing population or controls.
         """
         min_len, max_len = self._check(data)
-        n_loc, n_int = data.n_locations, data.n_intervals
+        n_loc = data.n_locations
         plan = self._plan(data, min_len, max_len)
         nb_ptr, nb_idx, nb_dist = self._neighbours(data, plan.loc_size)
         cum = _k.suffix_counts(data.case_location, data.case_interval, data.n_cases, n_loc,

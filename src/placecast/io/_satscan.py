@@ -235,8 +235,11 @@ def _warn_shared_coordinates(ids: list[str], coords: list[tuple[float, float]],
 def _read_counts(path: Path, what: str, index: dict[str, int], geo_file: Path,
                  window: tuple[int, int, int, int, int],
                  checks: tuple[bool, bool]) -> tuple[list[int], list[int]]:
-    """Read a case or control file (``location count time``) into location and interval
-    indices, one entry per case; with precision 0 (no times) every row is interval 0."""
+    """Read a case or control file (``location count time``) into indices.
+
+    One location and interval index per case; with precision 0 (no times) every row is
+    interval 0.
+    """
     start, end, agg_len, n_int, precision = window
     relaxed_times, relaxed_locations = checks
     loc: list[int] = []
@@ -289,8 +292,11 @@ def _read_counts(path: Path, what: str, index: dict[str, int], geo_file: Path,
 
 def _read_population(path: Path, index: dict[str, int], geo_file: Path,
                      relaxed_locations: bool) -> np.ndarray:
-    """Read a population file (``location [date] population``): one population per
-    location, constant over the study period. Locations not listed have population 0."""
+    """Read a population file (``location [date] population``).
+
+    One population per location, constant over the study period; locations not listed
+    have population 0.
+    """
     population = np.zeros(len(index))
     seen: dict[str, int] = {}
     for number, row in enumerate(_rows(path), start=1):
@@ -342,17 +348,18 @@ def read_satscan(
     space-time analyses (``AnalysisType`` 1, 3, 4) with the discrete Poisson
     (``ModelType=0``, ``PopulationFile`` with one population per location, constant in
     time), Bernoulli (``ModelType=1``, ``ControlFile``) or space-time permutation model
-    (``ModelType=2``; not purely spatial), high rates, circular windows, Cartesian or latitude/longitude coordinates, generic or day
-    time precision, maximum spatial size as a share of cases and/or a distance, maximum
-    temporal size as a share of the study period or a length, and SaTScan's p-value
+    (``ModelType=2``; not purely spatial), high rates, circular windows, Cartesian or
+    latitude/longitude coordinates, generic or day time precision, maximum spatial size
+    as a share of the population at risk and/or a distance, maximum temporal size as a share of the study period or a length, and SaTScan's p-value
     reporting (``PValueReportType`` 0: sequential procedure, Gumbel for clusters fewer
     than 9 replications beat; 1: standard Monte Carlo; 2: sequential procedure; 3: Gumbel).
 
     For the space-time permutation model the replications are by default SaTScan's own
     (``randomization="satscan"``: its generator, seeds and case order), so p-values,
     recurrence intervals and the number of sequential replications are those SaTScan
-    prints for the same file; the Poisson and Bernoulli models use NumPy's generator. The initial seed
-    is ``random_state``, else the file's ``RandomizationSeed``, else SaTScan's 12345678.
+    prints for the same file; the Poisson and Bernoulli models use NumPy's generator. The
+    initial seed is ``random_state``, else the file's ``RandomizationSeed``, else
+    SaTScan's 12345678.
 
     Parameters
     ----------
