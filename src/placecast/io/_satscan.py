@@ -351,8 +351,9 @@ def read_satscan(
     (``ModelType=2``; not purely spatial), high rates, circular windows, Cartesian or
     latitude/longitude coordinates, generic or day time precision, maximum spatial size
     as a share of the population at risk and/or a distance, maximum temporal size as a
-    share of the study period or a length, and SaTScan's p-value reporting (``PValueReportType`` 0: sequential procedure, Gumbel for clusters fewer
-    than 9 replications beat; 1: standard Monte Carlo; 2: sequential procedure; 3: Gumbel).
+    share of the study period or a length, and SaTScan's p-value reporting
+    (``PValueReportType`` 0: sequential procedure, Gumbel for clusters fewer than 9
+    replications beat; 1: standard Monte Carlo; 2: sequential procedure; 3: Gumbel).
 
     For the space-time permutation model the replications are by default SaTScan's own
     (``randomization="satscan"``: its generator, seeds and case order), so p-values,
