@@ -396,3 +396,46 @@ def test_cli_runs_a_poisson_parameter_file(tmp_path) -> None:  # noqa: ANN001
     assert "Purely Spatial analysis" in report and "Discrete Poisson model" in report
     assert "Population, averaged over time" in report and "Relative risk" in report
     assert "Time frame" not in report and "Log likelihood ratio" in report
+
+
+def test_bernoulli_cluster_lines_equal_a_satscan_printout() -> None:
+    # SaTScan's Bernoulli tutorial (github scanstatistics/satscan, Doc/tutorials/tutorial2,
+    # New York births 2005): a cluster of 3172 births with 141 cases among 1237189 births
+    # with 24940 cases prints these lines. Rebuild those totals: the cluster at one
+    # location, the other births spread evenly over far-away locations.
+    from placecast.io._satscan import format_satscan_report
+
+    everyone, cases, inside, inside_cases = 1_237_189, 24_940, 3_172, 141
+    n_out = 8
+    out_cases = np.diff(np.linspace(0, cases - inside_cases, n_out + 1).round()).astype(int)
+    out_all = np.diff(np.linspace(0, everyone - inside, n_out + 1).round()).astype(int)
+    case_counts = np.concatenate([[inside_cases], out_cases])
+    control_counts = np.concatenate([[inside - inside_cases], out_all - out_cases])
+    angles = np.linspace(0, 2 * np.pi, n_out, endpoint=False)
+    coords = np.vstack([[0.0, 0.0], np.column_stack([1e3 * np.cos(angles),
+                                                    1e3 * np.sin(angles)])])
+    ids = np.array(["GATid182", *[f"z{k}" for k in range(n_out)]])
+    data = ScanData(location_ids=ids, coordinates=coords,
+                    case_location=np.repeat(np.arange(n_out + 1), case_counts),
+                    case_interval=np.zeros(cases, dtype=np.int64),
+                    control_location=np.repeat(np.arange(n_out + 1), control_counts),
+                    control_interval=np.zeros(everyone - cases, dtype=np.int64),
+                    interval_labels=[("2005/1/1", "2005/12/31")],
+                    study_period=("2005/1/1", "2005/12/31"))
+    result = SpaceTimeScan(model="bernoulli", analysis="purely_spatial", max_share=0.1,
+                           n_permutations=0).run(data)
+    text = format_satscan_report(result)
+    for line in ("Total population...................: 1237189",
+                 "Total number of cases..............: 24940",
+                 "Percent cases......................: 2.0",
+                 "  Population............: 3172",
+                 "  Number of cases.......: 141",
+                 "  Expected cases........: 63.94",
+                 "  Observed / expected...: 2.21",
+                 "  Relative risk.........: 2.21",
+                 "  Log likelihood ratio..: 35.526304"):
+        assert line in text.splitlines(), line
+    # the tutorial shows "Percent cases in area: 4.4" in retyped text (it also writes
+    # "2. Location IDs included:"); SaTScan pads cluster labels with dots to 22
+    # characters (AsciiPrintFormat), so the 21-character label gets one dot
+    assert "  Percent cases in area.: 4.4" in text.splitlines()
