@@ -372,7 +372,7 @@ def test_cli_bernoulli_and_retrospective_from_events(tmp_path) -> None:  # noqa:
     assert report.count("Retrospective Space-Time analysis") == 1
     assert "Recurrence interval" not in report
     res = CliRunner().invoke(app, [*common, "--model", "poisson", "-o", str(tmp_path / "p")])
-    assert res.exit_code == 2 and "population per location" in res.output
+    assert res.exit_code == 2 and "--population go together" in res.output
     res = CliRunner().invoke(app, [*common, "--model", "bernoulli", "-o", str(tmp_path / "x")])
     assert res.exit_code == 2 and "go together" in res.output
     res = CliRunner().invoke(app, [*common, "--model", "bernoulli", "--case-categories",
@@ -439,3 +439,51 @@ def test_bernoulli_cluster_lines_equal_a_satscan_printout() -> None:
     # "2. Location IDs included:"); SaTScan pads cluster labels with dots to 22
     # characters (AsciiPrintFormat), so the 21-character label gets one dot
     assert "  Percent cases in area.: 4.4" in text.splitlines()
+
+
+def test_poisson_from_events_with_unit_populations(tmp_path) -> None:  # noqa: ANN001
+    import json
+
+    from typer.testing import CliRunner
+
+    from placecast.cli import app
+    from placecast.clusters import scan_data_from_events
+    from placecast.io import read_events
+    from placecast.pipeline import UnitSpec, build_units
+
+    path = tmp_path / "events.csv"
+    _categorised_events_csv(path)
+    events = read_events(path, crs="local:m")
+    units = build_units(events, UnitSpec(cell_size=500.0))
+    population = {str(u): 100.0 + k % 7 for k, u in enumerate(units.unit_id)}
+    data = scan_data_from_events(events, units=units, population=population)
+    # every populated unit is a location, also those without events
+    assert data.n_locations == len(units.unit_id)
+    assert data.n_locations > len(np.unique(units.assign(events.x, events.y)))
+    np.testing.assert_array_equal(data.population,
+                                  [population[str(i)] for i in data.location_ids])
+    with pytest.raises(DataError, match="population id\\(s\\) are not area units \\(nowhere"):
+        scan_data_from_events(events, units=units, population={"nowhere": 5.0})
+    with pytest.raises(ParameterError, match="needs area units"):
+        scan_data_from_events(events, population=population)
+
+    pd_path = tmp_path / "population.csv"
+    pd_path.write_text("unit,population\n" + "".join(f"{u},{v}\n"
+                                                     for u, v in population.items()))
+    res = CliRunner().invoke(app, ["scan", str(path), "--x", "x", "--y", "y", "--crs",
+                                   "local:m", "--cell", "500m", "--max-radius", "1km",
+                                   "--model", "poisson", "--population", str(pd_path),
+                                   "--permutations", "99", "--seed", "2", "-o",
+                                   str(tmp_path / "p")])
+    assert res.exit_code == 0, res.output
+    result = json.loads((tmp_path / "p" / "result.json").read_text())
+    assert result["model"] == "poisson"
+    top = result["clusters"][0]
+    assert top["p_value"] <= 0.05 and top["relative_risk"] > 1
+    cx, cy = top["centre"]
+    assert math.dist((cx, cy), (5_000, 5_000)) < 800
+    pd_path.write_text("unit,population\nc1_r1,-3\n")
+    res = CliRunner().invoke(app, ["scan", str(path), "--x", "x", "--y", "y", "--crs",
+                                   "local:m", "--cell", "500m", "--model", "poisson",
+                                   "--population", str(pd_path), "-o", str(tmp_path / "q")])
+    assert res.exit_code == 2 and "row 2, column 'population'" in res.output

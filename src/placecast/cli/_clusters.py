@@ -118,14 +118,22 @@ def scan_command(
     max_share: Annotated[float, typer.Option("--max-share", help="Largest share of cases in a "
                                              "circle (<= 0.5).")] = 0.5,
     model: Annotated[str, typer.Option(
-        "--model", help="EVENTS: space_time_permutation (default) or bernoulli (cases = "
-        "--case-categories, controls = the other events). Poisson needs a population per "
-        "location: run it from SaTScan files (--satscan with a PopulationFile).")]
-    = "space_time_permutation",
+        "--model", help="EVENTS: space_time_permutation (default), poisson (needs "
+        "--population) or bernoulli (cases = --case-categories, controls = the other "
+        "events).")] = "space_time_permutation",
     analysis: Annotated[str, typer.Option(
         "--analysis", help="EVENTS: prospective (windows ending at --at; default), "
         "retrospective (every window in the study period) or purely_spatial "
         "(bernoulli only).")] = "prospective",
+    population: Annotated[Path | None, typer.Option(
+        "--population", help="With --model poisson: CSV of unit id (first column) and "
+        "population (second column), for the --cell or --units-file units; every listed "
+        "unit is a location.")] = None,
+    units_file: Annotated[Path | None, typer.Option(
+        "--units-file", help="EVENTS -> locations: polygons (beats, tracts; any vector "
+        "format) instead of --cell squares.")] = None,
+    units_id: Annotated[str | None, typer.Option("--units-id", help="Id column of "
+                                                 "--units-file.")] = None,
     case_categories: Annotated[str | None, typer.Option(
         "--case-categories", help="With --model bernoulli: comma-separated categories "
         "that are cases; every other event is a control.")] = None,
@@ -163,11 +171,10 @@ def scan_command(
     else:
         if events_path is None:
             raise ParameterError("give an EVENTS file or --satscan FILE.prm.")
-        if model not in ("space_time_permutation", "bernoulli"):
-            raise ParameterError(f"--model {model!r}: events files run the "
-                                 "space_time_permutation or bernoulli model; the Poisson "
-                                 "model needs a population per location, so run it from "
-                                 "SaTScan files (--satscan FILE.prm with a PopulationFile).")
+        if (model == "poisson") != (population is not None):
+            raise ParameterError("--model poisson and --population go together: the Poisson "
+                                 "model needs the population of every location (a CSV of "
+                                 "unit id and population).")
         if (model == "bernoulli") != (case_categories is not None):
             raise ParameterError("--model bernoulli and --case-categories go together: the "
                                  "listed categories are the cases, the other events the "
@@ -186,10 +193,21 @@ def scan_command(
                                      f"{', '.join(sorted(present)[:10])}.")
             cases = np.isin(events.category.astype(str), sorted(wanted))
         units = None
-        if cell:
+        if cell and units_file:
+            raise ParameterError("give --cell (square cells) or --units-file (polygons), not "
+                                 "both.")
+        if cell or units_file:
             from placecast.pipeline import UnitSpec, build_units
 
-            units = build_units(events, UnitSpec(cell_size=parse_length(cell, name="--cell")))
+            spec = (UnitSpec(kind="polygons", polygons=units_file, id_column=units_id)
+                    if units_file else UnitSpec(cell_size=parse_length(cell, name="--cell")))
+            units = build_units(events, spec)
+        unit_population = None
+        if population is not None:
+            if units is None:
+                raise ParameterError("--population gives a population per area unit: add "
+                                     "--cell or --units-file.")
+            unit_population = _read_population_csv(population)
         from placecast.clusters._scan import parse_step
 
         step_days = parse_step(interval) / pd.Timedelta("1D")
@@ -197,7 +215,7 @@ def scan_command(
             events, at=at, interval=interval, units=units,
             n_intervals=int(round(study_days / step_days)) if study_days else None,
             round_to=parse_length(round_to, name="--round") if round_to else None,
-            cases=cases)
+            cases=cases, population=unit_population)
         scan = SpaceTimeScan(
             max_share=max_share,
             max_radius=parse_length(max_radius, name="--max-radius") if max_radius else None,
@@ -219,6 +237,31 @@ def scan_command(
     _write_text(output / "result.json", json.dumps(result.to_dict(), indent=1, default=str))
     _print_scan(result)
     console.print(f"wrote {output}/report.txt, clusters.geojson, clusters.csv, result.json")
+
+
+def _read_population_csv(path: Path) -> dict[str, float]:
+    """``{unit id: population}`` from a CSV whose first two columns are id and population."""
+    import pandas as pd
+
+    from placecast.exceptions import DataError
+
+    if not path.is_file():
+        raise DataError(f"population file {path} does not exist.")
+    frame = pd.read_csv(path, dtype={0: str})
+    if frame.shape[1] < 2:
+        raise DataError(f"{path}: expected two columns, unit id and population, with a "
+                        "header line.")
+    ids = frame.iloc[:, 0].astype(str)
+    values = pd.to_numeric(frame.iloc[:, 1], errors="coerce")
+    bad = values.isna() | (values < 0)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(f"{path} row {row + 2}, column {frame.columns[1]!r}: "
+                        f"{frame.iloc[row, 1]!r} is not a population (a number >= 0).")
+    if ids.duplicated().any():
+        raise DataError(f"{path}: unit {ids[ids.duplicated()].iloc[0]!r} appears twice; give "
+                        "one population per unit.")
+    return dict(zip(ids, values.astype(float), strict=True))
 
 
 def _days(events: Any) -> np.ndarray:

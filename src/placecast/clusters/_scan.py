@@ -242,6 +242,7 @@ def scan_data_from_events(
     units: Any = None,
     round_to: float | None = None,
     cases: np.ndarray | None = None,
+    population: Any = None,
 ) -> ScanData:
     """Turn placecast events into scan locations and daily (or longer) time intervals.
 
@@ -269,6 +270,10 @@ def scan_data_from_events(
     cases : ndarray of bool, optional
         Which events are cases; the others become controls (for the Bernoulli model).
         Default: every event is a case.
+    population : mapping or pandas Series, optional
+        Population of each unit, by unit id (for the Poisson model; needs ``units``).
+        Every unit with a population becomes a location, with or without events; a unit
+        with events must have a population.
 
     Returns
     -------
@@ -300,12 +305,23 @@ def scan_data_from_events(
     ev = events.select(keep)
     t_index = np.floor((pd.DatetimeIndex(ev.time) - start) / step).astype(np.int64)
     t_index = np.clip(np.asarray(t_index), 0, n_intervals - 1)
+    location_population = None
+    if population is not None and units is None:
+        raise ParameterError("a population per location needs area units (the population "
+                             "of each unit); give units.")
     if units is not None:
         unit_index = units.assign(ev.x, ev.y)
         if (unit_index < 0).any():
             raise DataError(f"{int((unit_index < 0).sum())} events fall in no area unit; give "
                             "a region that covers them or drop them first.")
-        used, loc = np.unique(unit_index, return_inverse=True)
+        if population is None:
+            used, loc = np.unique(unit_index, return_inverse=True)
+        else:
+            per_unit = _population_per_unit(population, units)
+            # every populated unit is a location, with events or not
+            used = np.union1d(np.flatnonzero(per_unit > 0), unit_index)
+            loc = np.searchsorted(used, unit_index)
+            location_population = per_unit[used]
         coords = units.centroids[used]
         ids = np.asarray(units.unit_id, dtype=object)[used]
         extent = units.typical_size * math.sqrt(0.5)
@@ -351,8 +367,31 @@ def scan_data_from_events(
         crs=events.crs,
         metres_per_unit=events.spatial_reference.metres_per_unit,
         location_extent=extent,
+        population=location_population,
         **controls,
     )
+
+
+def _population_per_unit(population: Any, units: Any) -> np.ndarray:
+    """Population of every unit (0 for units not listed); unknown ids are an error."""
+    items = population.items() if hasattr(population, "items") else population
+    position = {str(u): i for i, u in enumerate(units.unit_id)}
+    out = np.zeros(len(position))
+    unknown = []
+    for unit, value in items:
+        if str(unit) not in position:
+            unknown.append(str(unit))
+            continue
+        value = float(value)
+        if not math.isfinite(value) or value < 0:
+            raise DataError(f"the population of unit {unit!r} is {value}; populations must "
+                            "be numbers >= 0.")
+        out[position[str(unit)]] = value
+    if unknown:
+        raise DataError(f"{len(unknown)} population id(s) are not area units "
+                        f"({', '.join(unknown[:3])}{', ...' if len(unknown) > 3 else ''}); "
+                        "use the units' ids.")
+    return out
 
 
 # ---------------------------------------------------------------------------- results
