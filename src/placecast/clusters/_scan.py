@@ -585,8 +585,8 @@ class ScanResult:
             row["location_ids"] = ";".join(c.location_ids)
             rows.append(row)
         columns = ["rank", "centre_id", "centre_x", "centre_y", "radius", "n_locations",
-                   "location_ids", "start", "end", "observed", "expected",
-                   "observed_over_expected", "test_statistic", "p_value",
+                   "location_ids", "start", "end", "population", "observed", "expected",
+                   "observed_over_expected", "relative_risk", "test_statistic", "p_value",
                    "recurrence_interval"]
         return pd.DataFrame(rows, columns=columns)
 
