@@ -487,3 +487,32 @@ def test_poisson_from_events_with_unit_populations(tmp_path) -> None:  # noqa: A
                                    "local:m", "--cell", "500m", "--model", "poisson",
                                    "--population", str(pd_path), "-o", str(tmp_path / "q")])
     assert res.exit_code == 2 and "row 2, column 'population'" in res.output
+
+
+def test_prm_purely_spatial_without_times_and_bernoulli_needs_controls(tmp_path) -> None:  # noqa: ANN001, E501
+    from placecast.io import read_satscan
+    from placecast.io._satscan import format_satscan_report
+
+    (tmp_path / "h.cas").write_text("a 4\nb 1\nc 1\nd 0\n")
+    (tmp_path / "h.ctl").write_text("a 2\nb 6\nc 5\nd 7\n")
+    (tmp_path / "h.geo").write_text("a 0 0\nb 1 0\nc 5 5\nd 9 9\n")
+    prm = tmp_path / "h.prm"
+    prm.write_text("CaseFile=h.cas\nControlFile=h.ctl\nCoordinatesFile=h.geo\n"
+                   "PrecisionCaseTimes=0\nStartDate=2000/1/1\nEndDate=2000/12/31\n"
+                   "AnalysisType=1\nModelType=1\nMonteCarloReps=99\n")
+    run = read_satscan(prm, random_state=0)
+    assert run.data.n_intervals == 1 and run.data.n_controls == 20
+    assert run.control_file == tmp_path / "h.ctl"
+    result = run.scan.run(run.data)
+    want = brute_force(run.data, "bernoulli", "purely_spatial")
+    _assert_same_cluster(result, want, run.data)
+    text = format_satscan_report(result)
+    assert "Study period.......................: 2000/1/1 to 2000/12/31" in text
+    assert "Purely Spatial analysis" in text and "Time frame" not in text
+    prm.write_text(prm.read_text().replace("ControlFile=h.ctl", "ControlFile="))
+    with pytest.raises(DataError, match="ControlFile is empty"):
+        read_satscan(prm)
+    prm.write_text(prm.read_text().replace("AnalysisType=1", "AnalysisType=3"))
+    with pytest.raises(ParameterError, match="PrecisionCaseTimes=0 \\(no case times\\) needs a "
+                                             "purely spatial analysis"):
+        read_satscan(prm)

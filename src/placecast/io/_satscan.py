@@ -144,7 +144,7 @@ def _parse_time(text: str, precision: int, where: str) -> int:
 
 
 def _label(value: int, precision: int) -> str:
-    if precision == 4:
+    if precision in (0, 4):  # no times (relabelled by the caller) or generic units
         return str(value)
     d = dt.date.fromordinal(value)
     return f"{d.year}/{d.month}/{d.day}"
