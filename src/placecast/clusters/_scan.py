@@ -1,4 +1,4 @@
-"""Prospective space-time permutation scan statistic (Kulldorff et al. 2005), as SaTScan runs it."""
+"""Space-time scan statistics as SaTScan runs them: permutation, discrete Poisson, Bernoulli."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
-"""SaTScan's own files: parameter (.prm), case (.cas) and coordinates (.geo) files in and out.
+"""SaTScan's own files in and out: parameter, case, control, population, coordinates.
 
-Only what the prospective space-time permutation scan needs is read; any other analysis
-or model in a parameter file is an error naming the setting.
+Only what placecast's scans need is read (space-time permutation, discrete Poisson and
+Bernoulli models; prospective, retrospective and purely spatial analyses); any other
+analysis, model or setting that changes the analysis is an error naming the setting.
 """
 
 from __future__ import annotations
