@@ -619,3 +619,18 @@ def test_satscan_test1_printout_equals_satscan_line_for_line(satscan_dir: Path) 
                         "  Time frame............: 993 to 1000"),
                        ("  Time frame............: 962 to 999",
                         "  Time frame............: 962 to 1000")]
+
+
+def test_tied_clusters_go_to_fewer_locations_then_the_smaller_id() -> None:
+    # "b" and "a" each hold 3 late cases; a circle around either that takes in the other
+    # ties with it. SaTScan ranks tied clusters by fewer locations, then by the centre's
+    # location index (ids in byte order), whatever the order of the coordinates file.
+    coords = np.array([[0.0, 0.0], [1.0, 0.0], [50.0, 50.0], [60.0, 60.0], [70.0, 70.0]])
+    ids = np.array(["b", "a", "c", "d", "e"])
+    loc = np.array([0, 0, 0, 1, 1, 1, 2, 2, 3, 3, 4, 4, 2, 3, 4, 0, 1])
+    t = np.array([9, 9, 9, 9, 9, 9, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0])
+    data = ScanData(location_ids=ids, coordinates=coords, case_location=loc,
+                    case_interval=t, interval_labels=[(str(k), str(k)) for k in range(10)])
+    result = SpaceTimeScan(max_intervals=3, max_share=0.5, n_permutations=0).run(data)
+    top = result.most_likely
+    assert top.centre_id == "a" and top.location_ids == ("a", "b")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cmp_to_key
 from typing import Any
 
 import numba
@@ -656,6 +657,27 @@ def gumbel_p_value(simulated: np.ndarray, statistic: float) -> float:
     return max(p, GUMBEL_FLOOR)
 
 
+def _satscan_order(data: ScanData, best: np.ndarray, best_k: np.ndarray) -> list[int]:
+    """Centres with a cluster, by their best cylinder as SaTScan ranks clusters.
+
+    Decreasing LLR; LLRs within ``SATSCAN_TOLERANCE`` tie and go to the cluster with fewer
+    locations, then to the centre with the smaller SaTScan location index (ids in byte
+    order).
+    """
+    ids = [str(v).encode("utf-8") for v in data.location_ids]
+    rank = np.empty(len(ids), dtype=np.int64)
+    rank[sorted(range(len(ids)), key=ids.__getitem__)] = np.arange(len(ids))
+
+    def compare(a: int, b: int) -> int:
+        if abs(best[a] - best[b]) >= SATSCAN_TOLERANCE:
+            return -1 if best[a] > best[b] else 1
+        if best_k[a] != best_k[b]:
+            return -1 if best_k[a] < best_k[b] else 1
+        return int(rank[a] - rank[b])
+
+    return sorted((int(c) for c in np.flatnonzero(best > 0)), key=cmp_to_key(compare))
+
+
 def case_listing(data: ScanData, *, latest_first: bool = False) -> np.ndarray:
     """Order of the cases by time interval, then by location id (UTF-8 byte order).
 
@@ -1113,10 +1135,7 @@ class SpaceTimeScan:
         n_done = len(sims)
         clusters: list[ScanCluster] = []
         taken = np.zeros(n_loc, dtype=bool)
-        order = np.argsort(-best, kind="stable")
-        for c in order:
-            if best[c] <= 0:
-                break
+        for c in _satscan_order(data, best, best_k):
             members = nb_idx[nb_ptr[c]:nb_ptr[c] + best_k[c] + 1]
             if taken[members].any():
                 continue
