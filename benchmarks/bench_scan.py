@@ -18,6 +18,15 @@ LLR 3.352053): the share of replications at or above it, and strictly above it (
 count), over ``--stream-reps`` replications each, with binomial standard errors; and a
 third where SaTScan's stream puts the first, second and 50th listed case's time.
 
+A fourth table (``--models-only`` runs just it) times one replication of each model on
+the same NYC theft locations and days: the space-time permutation scan (all events are
+cases), the discrete Poisson scan (all events are cases; a stand-in population per cell
+of 100 + its number of events, for timing only) and the Bernoulli scan (every other event
+is a case, the rest controls), prospective (windows up to 30 days) and retrospective
+(the last 60 days, windows up to 7 days). Seconds per replication are
+``(time with R replications - time with none) / R``; the ratio is against the
+permutation scan in the same run.
+
 Run: ``PYTHONPATH=src python benchmarks/bench_scan.py [--jobs 2] [--stream-reps 20000]``.
 """
 
@@ -86,7 +95,14 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--permutations", type=int, default=999)
     parser.add_argument("--stream-reps", type=int, default=20_000)
+    parser.add_argument("--model-reps", type=int, default=199)
+    parser.add_argument("--models-only", action="store_true")
     args = parser.parse_args()
+    if args.models_only:
+        print_table(["analysis", "model", "locations", "cases", "controls", "reps",
+                     "s / replication", "ratio to permutation"],
+                    model_rows(args.model_reps, args.jobs))
+        return
     rows = []
 
     sat = DATA / "satscan"
@@ -122,6 +138,55 @@ def main() -> None:
     print("\nSaTScan stream, first 999 replications, 100 cases: the k-th listed case")
     print_table(["k", "its draw", "its list position", "chi-square p (uniform positions)"],
                 first_draw_rows())
+    print()
+    print_table(["analysis", "model", "locations", "cases", "controls", "reps",
+                 "s / replication", "ratio to permutation"],
+                model_rows(args.model_reps, args.jobs))
+
+
+def _thefts(n_days: int | None = None) -> ScanData:
+    events = read_events(DATA / "nyc" / "motor_vehicle_thefts_2014_2017.csv",
+                         columns=ColumnMap(time="date_single", lon="longitude", lat="latitude"))
+    units = build_units(events, UnitSpec(cell_size=500.0))
+    every_other = np.arange(len(events)) % 2 == 0
+    return scan_data_from_events(events, units=units, n_intervals=n_days, cases=every_other)
+
+
+def model_rows(reps: int, jobs: int) -> list[list[str]]:
+    """Seconds per replication of each model on the same locations and days."""
+    rows = []
+    for analysis, n_days, max_len in (("prospective", None, 30), ("retrospective", 60, 7)):
+        split = _thefts(n_days)
+        # all events as cases (permutation, Poisson) or cases and controls (Bernoulli)
+        every = ScanData(
+            location_ids=split.location_ids, coordinates=split.coordinates,
+            case_location=np.concatenate([split.case_location, split.control_location]),
+            case_interval=np.concatenate([split.case_interval, split.control_interval]),
+            interval_labels=split.interval_labels, study_period=split.study_period)
+        counts = np.bincount(every.case_location, minlength=every.n_locations)
+        poisson = ScanData(location_ids=every.location_ids, coordinates=every.coordinates,
+                           case_location=every.case_location,
+                           case_interval=every.case_interval,
+                           interval_labels=every.interval_labels,
+                           population=100.0 + counts)
+        baseline = None
+        for model, data in (("space_time_permutation", every), ("poisson", poisson),
+                            ("bernoulli", split)):
+            times = []
+            for n in (0, reps):
+                scan = SpaceTimeScan(model=model, analysis=analysis, max_radius=2000.0,
+                                     max_intervals=max_len, n_permutations=n,
+                                     random_state=1, n_jobs=jobs)
+                scan.run(data) if n == 0 else None          # compile and warm caches
+                t0 = time.perf_counter()
+                scan.run(data)
+                times.append(time.perf_counter() - t0)
+            per_rep = (times[1] - times[0]) / reps
+            baseline = per_rep if baseline is None else baseline
+            rows.append([analysis, model, f"{data.n_locations:,}", f"{data.n_cases:,}",
+                         f"{data.n_controls:,}", str(reps), f"{per_rep:.4f}",
+                         f"{per_rep / baseline:.2f}"])
+    return rows
 
 
 def stream_rows(prm: Path, reps: int, jobs: int) -> list[list[str]]:

@@ -344,10 +344,17 @@ def test_scan_cli_satscan_writes_all_outputs(satscan_dir: Path, tmp_path: Path) 
 
 
 def test_unsupported_prm_settings_are_errors(satscan_dir: Path) -> None:
-    with pytest.raises(ParameterError, match="AnalysisType=3 is not supported"):
-        read_satscan(satscan_dir / "satscan_test1.prm", overrides={"AnalysisType": "3"})
-    with pytest.raises(ParameterError, match="ModelType=0"):
-        read_satscan(satscan_dir / "satscan_test1.prm", overrides={"ModelType": "0"})
+    # retrospective (3) and purely spatial (1) analyses, Poisson (0) and Bernoulli (1)
+    # models are supported now (tests/test_scan_models.py); the rest is still refused
+    for value in ("2", "5", "6"):
+        with pytest.raises(ParameterError, match=f"AnalysisType={value} is not supported"):
+            read_satscan(satscan_dir / "satscan_test1.prm", overrides={"AnalysisType": value})
+    for value in ("3", "5"):
+        with pytest.raises(ParameterError, match=f"ModelType={value} is not supported"):
+            read_satscan(satscan_dir / "satscan_test1.prm", overrides={"ModelType": value})
+    with pytest.raises(ParameterError, match="permutation model \\(ModelType=2\\) needs a "
+                                             "space-time analysis"):
+        read_satscan(satscan_dir / "satscan_test1.prm", overrides={"AnalysisType": "1"})
 
 
 def test_missing_input_file_is_named(tmp_path: Path) -> None:
@@ -540,3 +547,90 @@ def test_relaxed_data_checks_leave_cases_out_with_a_warning(satscan_dir: Path,
     cases = [line.split() for line in (satscan_dir / "satscan_test1.cas").read_text()
              .splitlines() if line.strip()]
     assert run.data.n_cases == sum(int(n) for _, n, t in cases if 900 <= int(t) <= 999)
+
+
+def _printed_block(text: str) -> list[str]:
+    """The lines SaTScan prints from the analysis title to the replication note."""
+    lines = text.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.endswith("Space-Time analysis"))
+    last = next(i for i, line in enumerate(lines) if line.startswith("replications."))
+    return [line.rstrip() for line in lines[first:last + 1]]
+
+
+# SaTScan 9.4.4's printout for satscan_test3 (github QuantCrimAtLeeds/PredictCode,
+# notebooks/satscan_test3.txt at commit 26b7fede, 2017-05-25). That run used a maximum
+# circle of 50 Cartesian units ("Maximum Spatial Cluster Size : 50 Cartesian units" in
+# its settings), which the .prm committed later does not switch on.
+SATSCAN_TEST3 = """\
+Prospective Space-Time analysis
+scanning for clusters with high rates
+using the Space-Time Permutation model.
+_______________________________________________________________________________________________
+
+SUMMARY OF DATA
+
+Study period.......................: 0 to 1000
+Number of locations................: 23
+Total number of cases..............: 100
+_______________________________________________________________________________________________
+
+CLUSTERS DETECTED
+
+1.Location IDs included.: 21, 6, 22, 11
+  Coordinates / radius..: (30,30) / 20.00
+  Time frame............: 930 to 1000
+  Number of cases.......: 10
+  Expected cases........: 5.46
+  Observed / expected...: 1.83
+  Test statistic........: 1.622161
+  P-value...............: 1.00
+  Recurrence interval...: 1.0 unit
+
+NOTE: The sequential Monte Carlo procedure was used to terminate the calculations after 50
+replications."""
+
+
+@pytest.mark.parametrize("overrides", [
+    {"UseDistanceFromCenterOption": "y", "MaxSpatialSizeInDistanceFromCenter": "50"}, {}])
+def test_satscan_test3_printout_equals_satscan_line_for_line(satscan_dir: Path,
+                                                             overrides: dict) -> None:
+    # windows 925-1000 and 930-1000 tie (no case anywhere in 925-929); SaTScan evaluates
+    # the shortest window first and keeps a later cylinder only when strictly larger
+    run = read_satscan(satscan_dir / "satscan_test3.prm", overrides=overrides)
+    ours = _printed_block(format_satscan_report(run.scan.run(run.data)))
+    assert ours == SATSCAN_TEST3.splitlines()
+
+
+def test_satscan_test1_printout_equals_satscan_line_for_line(satscan_dir: Path) -> None:
+    # the printout's own settings say "End Time : 1000"; SaTScan prints EndDate verbatim
+    # (study period and time frames end at the parameter's end), so the run uses 1000
+    theirs = (satscan_dir / "satscan_test1.txt").read_text()
+    assert "  End Time         : 1000" in theirs
+    run = read_satscan(satscan_dir / "satscan_test1.prm", overrides={"EndDate": "1000"})
+    ours = _printed_block(format_satscan_report(run.scan.run(run.data)))
+    assert ours == _printed_block(theirs)
+    # as shipped (EndDate=999) only the end of the period moves
+    run = read_satscan(satscan_dir / "satscan_test1.prm")
+    shipped = _printed_block(format_satscan_report(run.scan.run(run.data)))
+    changed = [(a, b) for a, b in zip(shipped, _printed_block(theirs), strict=True) if a != b]
+    assert changed == [("Study period.......................: 0 to 999",
+                        "Study period.......................: 0 to 1000"),
+                       ("  Time frame............: 993 to 999",
+                        "  Time frame............: 993 to 1000"),
+                       ("  Time frame............: 962 to 999",
+                        "  Time frame............: 962 to 1000")]
+
+
+def test_tied_clusters_go_to_fewer_locations_then_the_smaller_id() -> None:
+    # "b" and "a" each hold 3 late cases; a circle around either that takes in the other
+    # ties with it. SaTScan ranks tied clusters by fewer locations, then by the centre's
+    # location index (ids in byte order), whatever the order of the coordinates file.
+    coords = np.array([[0.0, 0.0], [1.0, 0.0], [50.0, 50.0], [60.0, 60.0], [70.0, 70.0]])
+    ids = np.array(["b", "a", "c", "d", "e"])
+    loc = np.array([0, 0, 0, 1, 1, 1, 2, 2, 3, 3, 4, 4, 2, 3, 4, 0, 1])
+    t = np.array([9, 9, 9, 9, 9, 9, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0])
+    data = ScanData(location_ids=ids, coordinates=coords, case_location=loc,
+                    case_interval=t, interval_labels=[(str(k), str(k)) for k in range(10)])
+    result = SpaceTimeScan(max_intervals=3, max_share=0.5, n_permutations=0).run(data)
+    top = result.most_likely
+    assert top.centre_id == "a" and top.location_ids == ("a", "b")

@@ -52,7 +52,8 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def _print_scan(result: Any) -> None:
-    table = Table(title=f"space-time permutation scan: {result.n_cases} cases, "
+    table = Table(title=f"{result.analysis.replace('_', ' ')} "
+                  f"{result.model.replace('_', ' ')} scan: {result.n_cases} cases, "
                   f"{result.n_locations} locations, {result.n_permutations} replications")
     for column in ("#", "locations", "time frame", "obs", "exp", "LLR", "p", "RI"):
         table.add_column(column, justify="left" if column in ("locations", "time frame")
@@ -63,7 +64,8 @@ def _print_scan(result: Any) -> None:
         table.add_row(str(c.rank), ids, f"{c.time_frame[0]} to {c.time_frame[1]}",
                       str(c.observed), f"{c.expected:.2f}", f"{c.test_statistic:.6f}",
                       "n/a" if math.isnan(c.p_value) else f"{c.p_value:.3f}",
-                      f"{c.recurrence_interval:.1f}")
+                      "-" if math.isnan(c.recurrence_interval)
+                      else f"{c.recurrence_interval:.1f}")
     console.print(table)
 
 
@@ -115,14 +117,35 @@ def scan_command(
                                                    "radius, e.g. 1km.")] = None,
     max_share: Annotated[float, typer.Option("--max-share", help="Largest share of cases in a "
                                              "circle (<= 0.5).")] = 0.5,
+    model: Annotated[str, typer.Option(
+        "--model", help="EVENTS: space_time_permutation (default), poisson (needs "
+        "--population) or bernoulli (cases = --case-categories, controls = the other "
+        "events).")] = "space_time_permutation",
+    analysis: Annotated[str, typer.Option(
+        "--analysis", help="EVENTS: prospective (windows ending at --at; default), "
+        "retrospective (every window in the study period) or purely_spatial "
+        "(bernoulli only).")] = "prospective",
+    population: Annotated[Path | None, typer.Option(
+        "--population", help="With --model poisson: CSV of unit id (first column) and "
+        "population (second column), for the --cell or --units-file units; every listed "
+        "unit is a location.")] = None,
+    units_file: Annotated[Path | None, typer.Option(
+        "--units-file", help="EVENTS -> locations: polygons (beats, tracts; any vector "
+        "format) instead of --cell squares.")] = None,
+    units_id: Annotated[str | None, typer.Option("--units-id", help="Id column of "
+                                                 "--units-file.")] = None,
+    case_categories: Annotated[str | None, typer.Option(
+        "--case-categories", help="With --model bernoulli: comma-separated categories "
+        "that are cases; every other event is a control.")] = None,
     event_options: dict[str, Any] | None = None,
 ) -> None:
-    """Prospective space-time permutation scan (Kulldorff 2005), SaTScan-compatible.
+    """Space-time scan statistics (Kulldorff), SaTScan-compatible.
 
-    With --satscan FILE.prm the parameter file runs as given (its input files are looked
-    up beside it when their paths do not exist). Otherwise EVENTS become locations (cell
-    centroids with --cell, rounded coordinates with --round, else exact coordinates) and
-    daily intervals ending at --at.
+    With --satscan FILE.prm the parameter file runs as given (prospective or
+    retrospective space-time, or purely spatial; space-time permutation, discrete
+    Poisson or Bernoulli model; its input files are looked up beside it when their paths
+    do not exist). Otherwise EVENTS become locations (cell centroids with --cell, rounded
+    coordinates with --round, else exact coordinates) and daily intervals ending at --at.
     """
     import pandas as pd
 
@@ -142,32 +165,64 @@ def scan_command(
             overrides[key.strip()] = value.strip()
         run = read_satscan(satscan, overrides=overrides, n_permutations=permutations,
                            random_state=seed, n_jobs=jobs,
-                           randomization=randomization or "satscan", p_values=p_values)
+                           randomization=randomization, p_values=p_values)
         data, scan = run.data, run.scan
         prm_settings = run.parameters
     else:
         if events_path is None:
             raise ParameterError("give an EVENTS file or --satscan FILE.prm.")
+        if (model == "poisson") != (population is not None):
+            raise ParameterError("--model poisson and --population go together: the Poisson "
+                                 "model needs the population of every location (a CSV of "
+                                 "unit id and population).")
+        if (model == "bernoulli") != (case_categories is not None):
+            raise ParameterError("--model bernoulli and --case-categories go together: the "
+                                 "listed categories are the cases, the other events the "
+                                 "controls.")
         events = load_events(events_path, **(event_options or {}))
+        cases = None
+        if case_categories is not None:
+            if events.category is None:
+                raise ParameterError("--case-categories needs event categories; map the "
+                                     "category column with --category.")
+            wanted = {c.strip() for c in case_categories.split(",") if c.strip()}
+            present = set(np.unique(events.category.astype(str)))
+            if not wanted & present:
+                raise ParameterError(f"--case-categories {case_categories!r}: none of these "
+                                     f"categories occurs; the events have "
+                                     f"{', '.join(sorted(present)[:10])}.")
+            cases = np.isin(events.category.astype(str), sorted(wanted))
         units = None
-        if cell:
+        if cell and units_file:
+            raise ParameterError("give --cell (square cells) or --units-file (polygons), not "
+                                 "both.")
+        if cell or units_file:
             from placecast.pipeline import UnitSpec, build_units
 
-            units = build_units(events, UnitSpec(cell_size=parse_length(cell, name="--cell")))
+            spec = (UnitSpec(kind="polygons", polygons=units_file, id_column=units_id)
+                    if units_file else UnitSpec(cell_size=parse_length(cell, name="--cell")))
+            units = build_units(events, spec)
+        unit_population = None
+        if population is not None:
+            if units is None:
+                raise ParameterError("--population gives a population per area unit: add "
+                                     "--cell or --units-file.")
+            unit_population = _read_population_csv(population)
         from placecast.clusters._scan import parse_step
 
         step_days = parse_step(interval) / pd.Timedelta("1D")
         data = scan_data_from_events(
             events, at=at, interval=interval, units=units,
             n_intervals=int(round(study_days / step_days)) if study_days else None,
-            round_to=parse_length(round_to, name="--round") if round_to else None)
+            round_to=parse_length(round_to, name="--round") if round_to else None,
+            cases=cases, population=unit_population)
         scan = SpaceTimeScan(
             max_share=max_share,
             max_radius=parse_length(max_radius, name="--max-radius") if max_radius else None,
             max_intervals=max(1, int(max_days / step_days)),
             n_permutations=999 if permutations is None else permutations,
             random_state=seed, n_jobs=jobs, randomization=randomization or "numpy",
-            p_values=p_values or "monte_carlo")
+            p_values=p_values or "monte_carlo", model=model, analysis=analysis)
     if export_satscan is not None:
         from placecast.io._satscan import write_satscan_files
 
@@ -182,6 +237,31 @@ def scan_command(
     _write_text(output / "result.json", json.dumps(result.to_dict(), indent=1, default=str))
     _print_scan(result)
     console.print(f"wrote {output}/report.txt, clusters.geojson, clusters.csv, result.json")
+
+
+def _read_population_csv(path: Path) -> dict[str, float]:
+    """``{unit id: population}`` from a CSV whose first two columns are id and population."""
+    import pandas as pd
+
+    from placecast.exceptions import DataError
+
+    if not path.is_file():
+        raise DataError(f"population file {path} does not exist.")
+    frame = pd.read_csv(path, dtype={0: str})
+    if frame.shape[1] < 2:
+        raise DataError(f"{path}: expected two columns, unit id and population, with a "
+                        "header line.")
+    ids = frame.iloc[:, 0].astype(str)
+    values = pd.to_numeric(frame.iloc[:, 1], errors="coerce")
+    bad = values.isna() | (values < 0)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(f"{path} row {row + 2}, column {frame.columns[1]!r}: "
+                        f"{frame.iloc[row, 1]!r} is not a population (a number >= 0).")
+    if ids.duplicated().any():
+        raise DataError(f"{path}: unit {ids[ids.duplicated()].iloc[0]!r} appears twice; give "
+                        "one population per unit.")
+    return dict(zip(ids, values.astype(float), strict=True))
 
 
 def _days(events: Any) -> np.ndarray:

@@ -1,16 +1,19 @@
-"""Prospective space-time permutation scan statistic (Kulldorff et al. 2005), as SaTScan runs it."""
+"""Space-time scan statistics as SaTScan runs them: permutation, discrete Poisson, Bernoulli."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cmp_to_key
 from typing import Any
 
 import numba
 import numpy as np
 import pandas as pd
 
+from placecast.clusters import _scan_kernels as _k
+from placecast.clusters import _scan_models as _models
 from placecast.exceptions import DataError, ParameterError
 
 __all__ = [
@@ -39,6 +42,9 @@ SATSCAN_DEFAULT_SEED = 12_345_678
 SATSCAN_TOLERANCE = 1e-9
 
 RANDOMIZATIONS = ("numpy", "satscan")
+#: Probability models and analyses (SaTScan's ModelType 2, 0, 1 and AnalysisType 4, 3, 1).
+MODELS = ("space_time_permutation", "poisson", "bernoulli")
+ANALYSES = ("prospective", "retrospective", "purely_spatial")
 #: ``draw(done, size)``: locations of the recent cases in replications done+1..done+size.
 _Draw = Callable[[int, int], np.ndarray]
 
@@ -87,6 +93,15 @@ class ScanData:
     location_extent : float
         Half the size of the area a location stands for (e.g. half a cell's diagonal);
         added to cluster radii when drawing cluster areas.
+    population : ndarray of float, optional
+        Population of every location, constant over the study period (discrete Poisson
+        model: expected cases are proportional to population x time).
+    control_location, control_interval : ndarray of int, optional
+        Location and interval index of every control (Bernoulli model; a count ``k``
+        appears ``k`` times).
+    interval_sizes : ndarray of float, optional
+        Time units in each interval (default ``interval_length`` each; the first interval
+        of a SaTScan study period can be shorter). Used by the Poisson model.
     """
 
     location_ids: np.ndarray
@@ -101,6 +116,10 @@ class ScanData:
     crs: str | None = None
     metres_per_unit: float = 1.0
     location_extent: float = 0.0
+    population: np.ndarray | None = None
+    control_location: np.ndarray | None = None
+    control_interval: np.ndarray | None = None
+    interval_sizes: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         ids = np.asarray(self.location_ids, dtype=object)
@@ -122,6 +141,33 @@ class ScanData:
         if self.coordinate_system not in ("cartesian", "latlon"):
             raise ParameterError(f"coordinate_system must be 'cartesian' or 'latlon', got "
                                  f"{self.coordinate_system!r}.")
+        if self.population is not None:
+            population = np.asarray(self.population, dtype=float)
+            if population.shape != (len(ids),):
+                raise DataError(f"population must hold one value per location ({len(ids)}), "
+                                f"got shape {population.shape}.")
+            if not np.isfinite(population).all() or (population < 0).any():
+                raise DataError("populations must be finite numbers >= 0.")
+            object.__setattr__(self, "population", population)
+        if (self.control_location is None) != (self.control_interval is None):
+            raise DataError("give both control_location and control_interval, or neither.")
+        if self.control_location is not None:
+            c_loc = np.asarray(self.control_location, dtype=np.int64)
+            c_int = np.asarray(self.control_interval, dtype=np.int64)
+            if c_loc.shape != c_int.shape:
+                raise DataError("control_location and control_interval differ in length.")
+            if len(c_loc) and (c_loc.min() < 0 or c_loc.max() >= len(ids)):
+                raise DataError("a control refers to a location index outside the location "
+                                "list.")
+            if len(c_int) and (c_int.min() < 0 or c_int.max() >= n_int):
+                raise DataError("a control falls outside the study period's time intervals.")
+            object.__setattr__(self, "control_location", c_loc)
+            object.__setattr__(self, "control_interval", c_int)
+        if self.interval_sizes is not None:
+            sizes = np.asarray(self.interval_sizes, dtype=float)
+            if sizes.shape != (n_int,) or not (sizes > 0).all():
+                raise DataError(f"interval_sizes must hold {n_int} positive numbers.")
+            object.__setattr__(self, "interval_sizes", sizes)
         object.__setattr__(self, "location_ids", ids)
         object.__setattr__(self, "coordinates", coords)
         object.__setattr__(self, "case_location", loc)
@@ -142,6 +188,17 @@ class ScanData:
     def n_cases(self) -> int:
         """Total number of cases."""
         return len(self.case_location)
+
+    @property
+    def n_controls(self) -> int:
+        """Total number of controls (0 without controls)."""
+        return 0 if self.control_location is None else len(self.control_location)
+
+    def sizes(self) -> np.ndarray:
+        """Time units in each interval."""
+        if self.interval_sizes is not None:
+            return self.interval_sizes
+        return np.full(self.n_intervals, float(self.interval_length))
 
     def distance_space(self) -> np.ndarray:
         """Coordinates in which Euclidean distance is the scan distance.
@@ -185,6 +242,8 @@ def scan_data_from_events(
     n_intervals: int | None = None,
     units: Any = None,
     round_to: float | None = None,
+    cases: np.ndarray | None = None,
+    population: Any = None,
 ) -> ScanData:
     """Turn placecast events into scan locations and daily (or longer) time intervals.
 
@@ -209,6 +268,13 @@ def scan_data_from_events(
         Area units whose centroids become the locations.
     round_to : float, optional
         Lattice spacing in metres for locations made from coordinates.
+    cases : ndarray of bool, optional
+        Which events are cases; the others become controls (for the Bernoulli model).
+        Default: every event is a case.
+    population : mapping or pandas Series, optional
+        Population of each unit, by unit id (for the Poisson model; needs ``units``).
+        Every unit with a population becomes a location, with or without events; a unit
+        with events must have a population.
 
     Returns
     -------
@@ -231,15 +297,32 @@ def scan_data_from_events(
     keep &= np.asarray(times >= start)
     if not keep.any():
         raise DataError(f"no events fall in the study period {start} .. {end}.")
+    if cases is not None:
+        cases = np.asarray(cases, dtype=bool)
+        if cases.shape != (len(events),):
+            raise ParameterError(f"cases must hold one flag per event ({len(events)}), got "
+                                 f"shape {cases.shape}.")
+        cases = cases[keep]
     ev = events.select(keep)
     t_index = np.floor((pd.DatetimeIndex(ev.time) - start) / step).astype(np.int64)
     t_index = np.clip(np.asarray(t_index), 0, n_intervals - 1)
+    location_population = None
+    if population is not None and units is None:
+        raise ParameterError("a population per location needs area units (the population "
+                             "of each unit); give units.")
     if units is not None:
         unit_index = units.assign(ev.x, ev.y)
         if (unit_index < 0).any():
             raise DataError(f"{int((unit_index < 0).sum())} events fall in no area unit; give "
                             "a region that covers them or drop them first.")
-        used, loc = np.unique(unit_index, return_inverse=True)
+        if population is None:
+            used, loc = np.unique(unit_index, return_inverse=True)
+        else:
+            per_unit = _population_per_unit(population, units)
+            # every populated unit is a location, with events or not
+            used = np.union1d(np.flatnonzero(per_unit > 0), unit_index)
+            loc = np.searchsorted(used, unit_index)
+            location_population = per_unit[used]
         coords = units.centroids[used]
         ids = np.asarray(units.unit_id, dtype=object)[used]
         extent = units.typical_size * math.sqrt(0.5)
@@ -256,6 +339,14 @@ def scan_data_from_events(
     if not np.allclose(weights, np.round(weights)):
         raise DataError("the scan counts cases: event weights must be whole numbers.")
     reps = np.round(weights).astype(np.int64)
+    loc = np.ravel(loc)
+    controls: dict[str, Any] = {}
+    if cases is not None:
+        if not cases.any():
+            raise DataError("none of the events in the study period is a case.")
+        controls = {"control_location": np.repeat(loc[~cases], reps[~cases]),
+                    "control_interval": np.repeat(t_index[~cases], reps[~cases])}
+        loc, t_index, reps = loc[cases], t_index[cases], reps[cases]
     day = pd.Timedelta("1D")
     labels = []
     for i in range(n_intervals):
@@ -267,7 +358,7 @@ def scan_data_from_events(
     return ScanData(
         location_ids=ids,
         coordinates=coords,
-        case_location=np.repeat(np.ravel(loc), reps),
+        case_location=np.repeat(loc, reps),
         case_interval=np.repeat(t_index, reps),
         interval_labels=labels,
         coordinate_system="cartesian",
@@ -277,13 +368,37 @@ def scan_data_from_events(
         crs=events.crs,
         metres_per_unit=events.spatial_reference.metres_per_unit,
         location_extent=extent,
+        population=location_population,
+        **controls,
     )
+
+
+def _population_per_unit(population: Any, units: Any) -> np.ndarray:
+    """Population of every unit (0 for units not listed); unknown ids are an error."""
+    items = population.items() if hasattr(population, "items") else population
+    position = {str(u): i for i, u in enumerate(units.unit_id)}
+    out = np.zeros(len(position))
+    unknown = []
+    for unit, value in items:
+        if str(unit) not in position:
+            unknown.append(str(unit))
+            continue
+        value = float(value)
+        if not math.isfinite(value) or value < 0:
+            raise DataError(f"the population of unit {unit!r} is {value}; populations must "
+                            "be numbers >= 0.")
+        out[position[str(unit)]] = value
+    if unknown:
+        raise DataError(f"{len(unknown)} population id(s) are not area units "
+                        f"({', '.join(unknown[:3])}{', ...' if len(unknown) > 3 else ''}); "
+                        "use the units' ids.")
+    return out
 
 
 # ---------------------------------------------------------------------------- results
 @dataclass(frozen=True)
 class ScanCluster:
-    """One reported cluster: a cylinder (circle x time window ending at the study end).
+    """One reported cluster: a cylinder (circle x time window).
 
     Attributes
     ----------
@@ -304,7 +419,9 @@ class ScanCluster:
     observed : int
         Cases in the cylinder, ``n``.
     expected : float
-        ``mu = C_z * C_d / C``.
+        Expected cases under the null: ``mu = C_z * C_d / C`` (space-time permutation),
+        ``C`` x the cylinder's share of population x time (Poisson), ``N C / N_total``
+        for ``N`` cases and controls in the cylinder (Bernoulli).
     test_statistic : float
         Log likelihood ratio.
     p_value : float
@@ -312,9 +429,17 @@ class ScanCluster:
         replications).
     recurrence_interval : float
         Expected time between clusters this strong under the null, in time units
-        (``interval_length / p_value``: one analysis per interval).
+        (``interval_length / p_value``: one analysis per interval); ``nan`` for
+        retrospective and purely spatial analyses.
     p_value_method : {"monte_carlo", "gumbel"}
         How ``p_value`` was computed.
+    population : float
+        Population in the circle (Poisson) or cases plus controls in the cylinder
+        (Bernoulli); ``nan`` for the space-time permutation model.
+    relative_risk : float
+        Estimated risk inside over risk outside: ``(n / mu) / ((C - n) / (C - mu))``, or
+        ``(n / N) / ((C - n) / (N_total - N))`` for Bernoulli (``inf`` when every case is
+        inside; ``nan`` for the space-time permutation model).
     """
 
     rank: int
@@ -331,6 +456,8 @@ class ScanCluster:
     p_value: float
     recurrence_interval: float
     p_value_method: str = "monte_carlo"
+    population: float = math.nan
+    relative_risk: float = math.nan
 
     @property
     def observed_over_expected(self) -> float:
@@ -354,13 +481,20 @@ class ScanCluster:
             "test_statistic": self.test_statistic,
             "p_value": self.p_value,
             "p_value_method": self.p_value_method,
-            "recurrence_interval": self.recurrence_interval,
+            "recurrence_interval": _finite_or_none(self.recurrence_interval),
+            "population": _finite_or_none(self.population),
+            "relative_risk": (None if math.isnan(self.relative_risk)
+                              else self.relative_risk),
         }
+
+
+def _finite_or_none(value: float) -> float | None:
+    return None if math.isnan(value) else value
 
 
 @dataclass(frozen=True)
 class ScanResult:
-    """What a space-time permutation scan found.
+    """What a space-time scan found.
 
     Attributes
     ----------
@@ -387,6 +521,12 @@ class ScanResult:
         The settings of the scan.
     crs : str, optional
         CRS of planar coordinates.
+    model : {"space_time_permutation", "poisson", "bernoulli"}
+        The probability model.
+    analysis : {"prospective", "retrospective", "purely_spatial"}
+        Which cylinders were scanned.
+    total_population : float
+        Total population (Poisson) or cases plus controls (Bernoulli); ``nan`` otherwise.
     """
 
     clusters: tuple[ScanCluster, ...]
@@ -405,6 +545,9 @@ class ScanResult:
                                                                  repr=False)
     metres_per_unit: float = 1.0
     location_extent: float = 0.0
+    model: str = "space_time_permutation"
+    analysis: str = "prospective"
+    total_population: float = math.nan
 
     @property
     def most_likely(self) -> ScanCluster | None:
@@ -428,6 +571,9 @@ class ScanResult:
             "time_unit": self.time_unit,
             "parameters": dict(self.parameters),
             "crs": self.crs,
+            "model": self.model,
+            "analysis": self.analysis,
+            "total_population": _finite_or_none(self.total_population),
             "clusters": [c.to_dict() for c in self.clusters],
         }
 
@@ -440,8 +586,8 @@ class ScanResult:
             row["location_ids"] = ";".join(c.location_ids)
             rows.append(row)
         columns = ["rank", "centre_id", "centre_x", "centre_y", "radius", "n_locations",
-                   "location_ids", "start", "end", "observed", "expected",
-                   "observed_over_expected", "test_statistic", "p_value",
+                   "location_ids", "start", "end", "population", "observed", "expected",
+                   "observed_over_expected", "relative_risk", "test_statistic", "p_value",
                    "recurrence_interval"]
         return pd.DataFrame(rows, columns=columns)
 
@@ -492,86 +638,7 @@ class ScanResult:
         return out
 
 
-# ---------------------------------------------------------------------------- kernels
-@numba.njit(cache=True)
-def _llr(n: float, mu: float, total: float) -> float:
-    value = n * math.log(n / mu)
-    if total - n > 0:
-        value += (total - n) * math.log((total - n) / (total - mu))
-    return value
-
-
-@numba.njit(cache=True)
-def _best_per_centre(nb_ptr, nb_idx, tail, loc_total, win_total, total, min_cases):  # noqa: ANN001
-    """Best cylinder per centre: O(sum over centres of n_neighbours x n_windows).
-
-    Windows are ordered by length, so counts grow with ``j``. A neighbour with no case in
-    the longest window only enlarges ``mu`` (the LLR cannot rise), so it is skipped; the
-    window loop stops at the first window with fewer than ``min_cases`` cases.
-    """
-    n_centres = nb_ptr.shape[0] - 1
-    n_windows = tail.shape[1]
-    last = n_windows - 1
-    best = np.zeros(n_centres)
-    best_k = np.full(n_centres, -1, dtype=np.int64)
-    best_j = np.full(n_centres, -1, dtype=np.int64)
-    cum = np.zeros(n_windows)
-    for c in range(n_centres):
-        cum[:] = 0.0
-        zone = 0.0
-        for p in range(nb_ptr[c], nb_ptr[c + 1]):
-            loc = nb_idx[p]
-            zone += loc_total[loc]
-            if tail[loc, last] == 0.0:
-                continue
-            for j in range(n_windows):
-                cum[j] += tail[loc, j]
-            for j in range(last, -1, -1):
-                n = cum[j]
-                if n < min_cases:
-                    break
-                mu = zone * win_total[j] / total
-                if n > mu:
-                    value = _llr(n, mu, total)
-                    if value > best[c]:
-                        best[c] = value
-                        best_k[c] = p - nb_ptr[c]
-                        best_j[c] = j
-    return best, best_k, best_j
-
-
-@numba.njit(cache=True)
-def _tails(case_loc, case_t, n_loc, first, offsets, width):  # noqa: ANN001
-    """Cases per location in each window ``[first + offset_j, end)``."""
-    counts = np.zeros((n_loc, width))
-    for i in range(case_loc.shape[0]):
-        t = case_t[i] - first
-        if t >= 0:
-            counts[case_loc[i], t] += 1.0
-    for loc in range(n_loc):
-        for t in range(width - 2, -1, -1):
-            counts[loc, t] += counts[loc, t + 1]
-    tail = np.empty((n_loc, offsets.shape[0]))
-    for loc in range(n_loc):
-        for j in range(offsets.shape[0]):
-            tail[loc, j] = counts[loc, offsets[j]]
-    return tail
-
-
-@numba.njit(parallel=True, cache=True)
-def _replicates(perm_loc, case_t, n_loc, first, offsets, width, nb_ptr, nb_idx,  # noqa: ANN001
-                loc_total, win_total, total, min_cases):
-    """Maximum LLR of each replication (row of ``perm_loc``), in parallel threads."""
-    n_rep = perm_loc.shape[0]
-    out = np.zeros(n_rep)
-    for b in numba.prange(n_rep):
-        tail = _tails(perm_loc[b], case_t, n_loc, first, offsets, width)
-        best = _best_per_centre(nb_ptr, nb_idx, tail, loc_total, win_total, total,
-                                min_cases)[0]
-        out[b] = best.max() if best.shape[0] else 0.0
-    return out
-
-
+# ---------------------------------------------------------------------------- helpers
 def gumbel_p_value(simulated: np.ndarray, statistic: float) -> float:
     """Upper tail at ``statistic`` of a Gumbel law fitted by moments to ``simulated`` maxima.
 
@@ -588,6 +655,27 @@ def gumbel_p_value(simulated: np.ndarray, statistic: float) -> float:
     mu = mean - _EULER * beta
     p = 1.0 - math.exp(-math.exp((mu - statistic) / beta))
     return max(p, GUMBEL_FLOOR)
+
+
+def _satscan_order(data: ScanData, best: np.ndarray, best_k: np.ndarray) -> list[int]:
+    """Centres with a cluster, by their best cylinder as SaTScan ranks clusters.
+
+    Decreasing LLR; LLRs within ``SATSCAN_TOLERANCE`` tie and go to the cluster with fewer
+    locations, then to the centre with the smaller SaTScan location index (ids in byte
+    order).
+    """
+    ids = [str(v).encode("utf-8") for v in data.location_ids]
+    rank = np.empty(len(ids), dtype=np.int64)
+    rank[sorted(range(len(ids)), key=ids.__getitem__)] = np.arange(len(ids))
+
+    def compare(a: int, b: int) -> int:
+        if abs(best[a] - best[b]) >= SATSCAN_TOLERANCE:
+            return -1 if best[a] > best[b] else 1
+        if best_k[a] != best_k[b]:
+            return -1 if best_k[a] < best_k[b] else 1
+        return int(rank[a] - rank[b])
+
+    return sorted((int(c) for c in np.flatnonzero(best > 0)), key=cmp_to_key(compare))
 
 
 def case_listing(data: ScanData, *, latest_first: bool = False) -> np.ndarray:
@@ -663,13 +751,49 @@ def _satscan_permutations(stationary_loc, recent, seeds):  # noqa: ANN001
 
 
 # ---------------------------------------------------------------------------- the scan
+@dataclass(frozen=True)
+class _Plan:
+    """What the kernels need: the time grid, the windows and the model's weights."""
+
+    first: int                 # study interval of grid interval 0
+    n_grid: int                # grid intervals
+    win_start: np.ndarray      # window w covers grid intervals [win_start, win_end)
+    win_end: np.ndarray
+    win_weight: np.ndarray     # separable models: mu = zone weight * window weight / total
+    loc_weight: np.ndarray
+    loc_size: np.ndarray       # population at risk per location (the circle's share)
+    measure_cum: np.ndarray    # Bernoulli: suffix sums of cases + controls per location
+    total: float               # cases
+    total_measure: float       # population (Poisson), cases + controls (Bernoulli)
+    llr: int
+    separable: bool
+    min_cases: float
+
+    def kernel_args(self) -> tuple[Any, ...]:
+        """Arguments of the kernels after the neighbours and the case counts."""
+        return (self.measure_cum, self.loc_weight, self.win_start, self.win_end,
+                self.win_weight, self.total,
+                0.0 if math.isnan(self.total_measure) else self.total_measure,
+                self.llr, self.separable, self.min_cases)
+
+
 class SpaceTimeScan:
-    r"""Prospective space-time permutation scan statistic (SaTScan's model 2, analysis 4).
+    r"""Space-time scan statistics as SaTScan runs them: permutation, Poisson, Bernoulli.
+
+    ``model`` x ``analysis``: the space-time permutation model (SaTScan's model 2;
+    Kulldorff et al. 2005), the discrete Poisson model with a population per location
+    (model 0) and the Bernoulli model with cases and controls (model 1; Kulldorff 1997),
+    each prospective (windows ending at the end of the study period; SaTScan's analysis
+    4), retrospective (every window inside the study period; analysis 3) or, for Poisson
+    and Bernoulli, purely spatial (the whole study period; analysis 1).
 
     Cylinders have a circular base centred on each location, growing through its nearest
     neighbours (ties broken by smaller x, then y, as SaTScan does) up to ``max_share`` of
-    all cases and ``max_radius``, and a time window that ends at the end of the study
-    period and spans ``min_intervals .. max_intervals`` intervals. With ``C`` cases in all,
+    the population at risk (cases for the permutation model, population for Poisson,
+    cases plus controls for Bernoulli) and ``max_radius``, and a time window of
+    ``min_intervals .. max_intervals`` intervals. Tied cylinders go to the first one
+    SaTScan evaluates: the smaller circle, then the earlier-ending window, then the
+    shorter one. Space-time permutation: with ``C`` cases in all,
     ``C_z`` at the circle's locations over the whole period and ``C_d`` anywhere in the
     window, the expected count under no space-time interaction is
 
@@ -679,9 +803,22 @@ class SpaceTimeScan:
 
     .. math:: \mathrm{LLR} = n \ln\frac{n}{\mu} + (C - n)\ln\frac{C - n}{C - \mu}.
 
-    The most likely cluster maximises the LLR. Its p-value is Monte Carlo: case times are
-    permuted over cases (keeping every location's and every interval's total) and the
-    maximum LLR recomputed, ``p = (1 + #{sim >= obs}) / (1 + R)``; with
+    Poisson: the same LLR with ``mu = C * P_z T_d / (P T)`` (the cylinder's share of
+    population x time; populations constant in time); replications place the ``C``
+    cases independently by population x time (multinomial, conditioned on ``C``).
+    Bernoulli: with ``n`` cases among ``N`` cases plus controls in the cylinder and ``C``
+    among ``N_total`` in all, a cylinder with ``n / N > (C - n) / (N_total - N)`` scores
+
+    .. math:: n\ln\frac{n}{N} + (N-n)\ln\frac{N-n}{N} + (C-n)\ln\frac{C-n}{N_t-N}
+              + (N_t-N-C+n)\ln\frac{N_t-N-C+n}{N_t-N} - C\ln\frac{C}{N_t}
+              - (N_t-C)\ln\frac{N_t-C}{N_t}
+
+    and replications choose ``C`` of the ``N_total`` individuals as cases at random.
+
+    The most likely cluster maximises the LLR. Its p-value is Monte Carlo over
+    replications of the null (for the permutation model, case times permuted over cases,
+    keeping every location's and every interval's total), the maximum LLR recomputed,
+    ``p = (1 + #{sim >= obs}) / (1 + R)``; with
     ``early_stop = h`` the sequential procedure of Besag & Clifford (1991) stops at the
     ``h``-th exceedance after ``L`` replications with ``p = h / L`` (SaTScan's default).
     The recurrence interval is ``interval_length / p`` time units (one analysis per
@@ -690,7 +827,8 @@ class SpaceTimeScan:
     simulated maxima, and (as in SaTScan) a secondary cluster is reported only when at
     least one replication's maximum fell below its LLR.
 
-    Two sources of replications (``randomization``):
+    Two sources of replications (``randomization``; ``"satscan"`` for the permutation
+    model only):
 
     - ``"numpy"`` (default): independent uniform permutations from NumPy's generator
       seeded by ``random_state`` (implemented as the equivalent random pairing of
@@ -711,13 +849,14 @@ class SpaceTimeScan:
     Parameters
     ----------
     max_share : float
-        Largest share of all cases a circle may hold over the study period (0 < s <= 0.5).
+        Largest share of the population at risk a circle may hold (0 < s <= 0.5).
     max_radius : float, optional
         Largest circle radius, in coordinate units (km for lat/lon).
     min_intervals : int
         Shortest time window, in intervals.
     max_intervals : int, optional
         Longest time window, in intervals; default half the study period (rounded down).
+        Purely spatial analyses ignore the window lengths.
     n_permutations : int
         Monte Carlo replications (0 for none).
     early_stop : int, optional
@@ -742,6 +881,11 @@ class SpaceTimeScan:
         SaTScan's default combination, Gumbel for a cluster that fewer than 9
         replications beat, Monte Carlo otherwise. It resolves p-values far below
         ``1 / (R + 1)``.
+    model : {"space_time_permutation", "poisson", "bernoulli"}
+        The probability model; Poisson needs ``ScanData.population``, Bernoulli
+        ``ScanData.control_location`` and ``control_interval``.
+    analysis : {"prospective", "retrospective", "purely_spatial"}
+        Which time windows are scanned (purely spatial: Poisson and Bernoulli only).
 
     Notes
     -----
@@ -754,6 +898,8 @@ class SpaceTimeScan:
 
     References
     ----------
+    Kulldorff M. (1997). A spatial scan statistic. Communications in Statistics: Theory
+    and Methods 26(6), 1481-1496.
     Kulldorff M., Heffernan R., Hartman J., Assuncao R. & Mostashari F. (2005). A
     space-time permutation scan statistic for disease outbreak detection. PLoS Medicine
     2(3): e59.
@@ -769,7 +915,8 @@ class SpaceTimeScan:
                  min_cases: int = 2, max_clusters: int | None = None,
                  random_state: int | np.random.Generator | None = None,
                  n_jobs: int | None = None, randomization: str = "numpy",
-                 p_values: str = "monte_carlo") -> None:
+                 p_values: str = "monte_carlo", model: str = "space_time_permutation",
+                 analysis: str = "prospective") -> None:
         self.max_share = max_share
         self.max_radius = max_radius
         self.min_intervals = min_intervals
@@ -782,16 +929,28 @@ class SpaceTimeScan:
         self.n_jobs = n_jobs
         self.randomization = randomization
         self.p_values = p_values
+        self.model = model
+        self.analysis = analysis
 
     def get_params(self) -> dict[str, Any]:
         """Return the constructor parameters."""
         return {k: getattr(self, k) for k in (
             "max_share", "max_radius", "min_intervals", "max_intervals", "n_permutations",
             "early_stop", "min_cases", "max_clusters", "random_state", "n_jobs",
-            "randomization", "p_values")}
+            "randomization", "p_values", "model", "analysis")}
 
     # ------------------------------------------------------------------ validation
     def _check(self, data: ScanData) -> tuple[int, int]:
+        if self.model not in MODELS:
+            raise ParameterError(f"model must be one of {', '.join(MODELS)}, got "
+                                 f"{self.model!r}.")
+        if self.analysis not in ANALYSES:
+            raise ParameterError(f"analysis must be one of {', '.join(ANALYSES)}, got "
+                                 f"{self.analysis!r}.")
+        if self.model == "space_time_permutation" and self.analysis == "purely_spatial":
+            raise ParameterError("the space-time permutation model needs time windows: use "
+                                 "analysis='prospective' or 'retrospective', or the Poisson "
+                                 "or Bernoulli model for a purely spatial scan.")
         if not 0 < self.max_share <= 0.5:
             raise ParameterError(f"max_share must be in (0, 0.5], got {self.max_share}.")
         if self.max_radius is not None and not self.max_radius >= 0:
@@ -809,6 +968,11 @@ class SpaceTimeScan:
             raise ParameterError(f"randomization must be 'numpy' or 'satscan', got "
                                  f"{self.randomization!r}.")
         if self.randomization == "satscan":
+            if self.model != "space_time_permutation":
+                raise ParameterError(
+                    f"randomization='satscan' (SaTScan's own replications) is implemented "
+                    f"for the space-time permutation model only, not model={self.model!r}; "
+                    "use randomization='numpy'.")
             seed = self.random_state
             if seed is not None and (isinstance(seed, np.random.Generator)
                                      or not isinstance(seed, int | np.integer)):
@@ -822,29 +986,49 @@ class SpaceTimeScan:
                     f"n_permutations and must stay in 1 .. {LEHMER_MODULUS - 1}; "
                     f"random_state={first} with {self.n_permutations} replications does "
                     "not.")
+        if self.model == "poisson":
+            if data.population is None:
+                raise DataError("the Poisson model needs a population per location "
+                                "(ScanData.population).")
+            empty = np.flatnonzero(np.bincount(data.case_location, minlength=data.n_locations)
+                                   * (data.population == 0))
+            if len(empty):
+                raise DataError(f"location {data.location_ids[empty[0]]!r} has cases but "
+                                "population 0; give it its population (the Poisson model "
+                                "cannot place cases where nobody lives).")
+            if data.population.sum() <= 0:
+                raise DataError("the total population is 0.")
+        if self.model == "bernoulli" and data.control_location is None:
+            raise DataError("the Bernoulli model needs controls (ScanData.control_location "
+                            "and control_interval).")
         n_int = data.n_intervals
-        max_len = self.max_intervals if self.max_intervals is not None else n_int // 2
-        max_len = min(int(max_len), n_int)
-        min_len = int(self.min_intervals)
-        if min_len < 1 or max_len < min_len:
-            raise ParameterError(
-                f"time windows of {min_len} to {max_len} intervals are impossible with a "
-                f"study period of {n_int} intervals; lower min_intervals or raise "
-                "max_intervals.")
+        if self.analysis == "purely_spatial":
+            min_len = max_len = n_int
+        else:
+            max_len = self.max_intervals if self.max_intervals is not None else n_int // 2
+            max_len = min(int(max_len), n_int)
+            min_len = int(self.min_intervals)
+            if min_len < 1 or max_len < min_len:
+                raise ParameterError(
+                    f"time windows of {min_len} to {max_len} intervals are impossible with a "
+                    f"study period of {n_int} intervals; lower min_intervals or raise "
+                    "max_intervals.")
         if data.n_cases < 2:
             raise DataError(f"the scan needs at least 2 cases, got {data.n_cases}.")
         return min_len, max_len
 
-    def _neighbours(self, data: ScanData, loc_total: np.ndarray) -> tuple[np.ndarray, ...]:
+    def _neighbours(self, data: ScanData, loc_size: np.ndarray) -> tuple[np.ndarray, ...]:
         """Sorted neighbour lists per centre (CSR), truncated by share and radius.
 
-        One sort per centre (not per cylinder): O(n^2 log n) without a radius, or
+        ``loc_size`` is each location's population at risk (cases, population, or cases
+        plus controls); a circle holds at most ``max_share`` of their sum. One sort per
+        centre (not per cylinder): O(n^2 log n) without a radius, or
         O(n log n + sum_c K_c log K_c) with one (k-d tree).
         """
         from scipy.spatial import cKDTree
 
         pts = data.distance_space()
-        limit = self.max_share * data.n_cases * (1 + 1e-12)
+        limit = self.max_share * float(np.sum(loc_size)) * (1 + 1e-12)
         candidates: list[Any] | None = None
         if self.max_radius is not None:
             radius = float(self.max_radius)
@@ -861,7 +1045,7 @@ class SpaceTimeScan:
             d = np.sqrt(((pts[near] - pts[c]) ** 2).sum(axis=1))
             coords = data.coordinates[near]
             order = np.lexsort((*(coords[:, k] for k in range(coords.shape[1] - 1, -1, -1)), d))
-            cum = np.cumsum(loc_total[near[order]])
+            cum = np.cumsum(loc_size[near[order]])
             ok = cum <= limit
             if self.max_radius is not None:
                 ok &= data.surface_distance(d[order]) <= self.max_radius * (1 + 1e-12)
@@ -872,6 +1056,55 @@ class SpaceTimeScan:
         return (np.asarray(ptr, dtype=np.int64),
                 np.concatenate(idx).astype(np.int64) if idx else np.zeros(0, np.int64),
                 np.concatenate(dist) if dist else np.zeros(0))
+
+    def _plan(self, data: ScanData, min_len: int, max_len: int) -> _Plan:
+        """Time grid, windows in SaTScan's order, and the model's weights."""
+        n_loc, n_int, total = data.n_locations, data.n_intervals, float(data.n_cases)
+        if self.analysis == "prospective":
+            first, n_grid = n_int - max_len, max_len
+            lengths = np.arange(min_len, max_len + 1)           # shortest first
+            win_start = (n_grid - lengths).astype(np.int64)
+            win_end = np.full(len(lengths), n_grid, dtype=np.int64)
+        else:
+            first, n_grid = 0, n_int
+            starts, ends = [], []
+            for end in range(1, n_int + 1):                     # earliest end first,
+                for start in range(end - min_len, max(0, end - max_len) - 1, -1):
+                    starts.append(start)                        # then shortest first
+                    ends.append(end)
+            win_start = np.asarray(starts, dtype=np.int64)
+            win_end = np.asarray(ends, dtype=np.int64)
+        case_total = np.bincount(data.case_location, minlength=n_loc).astype(float)
+        measure_cum = np.zeros((1, 1))
+        total_measure = math.nan
+        if self.model == "space_time_permutation":
+            loc_weight = loc_size = case_total
+            per_interval = np.bincount(data.case_interval, minlength=n_int).astype(float)
+        elif self.model == "poisson":
+            population = np.asarray(data.population, dtype=float)
+            loc_weight = total * population / population.sum()
+            loc_size = population
+            total_measure = float(population.sum())
+            sizes = data.sizes()
+            per_interval = total * sizes / sizes.sum()
+        else:
+            every_loc = np.concatenate([data.case_location, data.control_location])
+            every_t = np.concatenate([data.case_interval, data.control_interval])
+            measure_cum = _k.suffix_counts(every_loc, every_t, len(every_loc), n_loc, first,
+                                           n_grid)
+            loc_weight = loc_size = np.bincount(every_loc, minlength=n_loc).astype(float)
+            total_measure = float(len(every_loc))
+            per_interval = np.zeros(n_int)
+        grid_cum = np.concatenate([np.cumsum(per_interval[first:][::-1])[::-1], [0.0]])
+        win_weight = grid_cum[win_start] - grid_cum[win_end]
+        return _Plan(first=first, n_grid=n_grid, win_start=win_start, win_end=win_end,
+                     win_weight=np.ascontiguousarray(win_weight),
+                     loc_weight=np.ascontiguousarray(loc_weight, dtype=float),
+                     loc_size=np.asarray(loc_size, dtype=float),
+                     measure_cum=np.ascontiguousarray(measure_cum), total=total,
+                     total_measure=total_measure,
+                     llr=_k.BERNOULLI_LLR if self.model == "bernoulli" else _k.POISSON_LLR,
+                     separable=self.model != "bernoulli", min_cases=float(self.min_cases))
 
     # ------------------------------------------------------------------ run
     def run(self, data: ScanData) -> ScanResult:
@@ -885,33 +1118,24 @@ class SpaceTimeScan:
         Raises
         ------
         ParameterError
-            For impossible settings (window lengths, shares, counts).
+            For impossible settings (window lengths, shares, counts, model and analysis).
         DataError
-            For fewer than two cases.
+            For fewer than two cases, or a model's missing population or controls.
         """
         min_len, max_len = self._check(data)
-        n_loc, n_int, total = data.n_locations, data.n_intervals, float(data.n_cases)
-        loc_total = np.bincount(data.case_location, minlength=n_loc).astype(float)
-        int_total = np.bincount(data.case_interval, minlength=n_int).astype(float)
-        first = n_int - max_len                      # earliest window start
-        lengths = np.arange(min_len, max_len + 1)    # window j spans lengths[j] intervals
-        offsets = (max_len - lengths).astype(np.int64)
-        win_total = np.cumsum(int_total[::-1])[lengths - 1]
-        nb_ptr, nb_idx, nb_dist = self._neighbours(data, loc_total)
-        tail = _tails(data.case_location, data.case_interval, n_loc, first, offsets, max_len)
-        best, best_k, best_j = _best_per_centre(nb_ptr, nb_idx, tail, loc_total, win_total,
-                                                total, float(self.min_cases))
+        n_loc = data.n_locations
+        plan = self._plan(data, min_len, max_len)
+        nb_ptr, nb_idx, nb_dist = self._neighbours(data, plan.loc_size)
+        cum = _k.suffix_counts(data.case_location, data.case_interval, data.n_cases, n_loc,
+                               plan.first, plan.n_grid)
+        best, best_k, best_w = _k.best_per_centre(nb_ptr, nb_idx, cum, *plan.kernel_args())
         observed_max = float(best.max()) if len(best) else 0.0
 
-        sims, stopped = self._simulate(data, first, offsets, max_len, nb_ptr, nb_idx,
-                                       loc_total, win_total, total, observed_max)
+        sims, stopped = self._simulate(data, plan, nb_ptr, nb_idx, observed_max)
         n_done = len(sims)
         clusters: list[ScanCluster] = []
         taken = np.zeros(n_loc, dtype=bool)
-        order = np.argsort(-best, kind="stable")
-        for c in order:
-            if best[c] <= 0:
-                break
+        for c in _satscan_order(data, best, best_k):
             members = nb_idx[nb_ptr[c]:nb_ptr[c] + best_k[c] + 1]
             if taken[members].any():
                 continue
@@ -919,11 +1143,28 @@ class SpaceTimeScan:
             if clusters and (llr < 0.001 or (n_done and self._rank(sims, llr) > n_done)):
                 continue  # SaTScan reports a secondary cluster only if some replication beat it
             taken[members] = True
-            j = int(best_j[c])
-            n = float(tail[members, j].sum())
-            mu = loc_total[members].sum() * win_total[j] / total
+            w = int(best_w[c])
+            s, e = int(plan.win_start[w]), int(plan.win_end[w])
+            n = float((cum[members, s] - cum[members, e]).sum())
+            population, relative_risk = math.nan, math.nan
+            if self.model == "bernoulli":
+                big_n = float((plan.measure_cum[members, s] - plan.measure_cum[members, e]).sum())
+                mu = big_n * plan.total / plan.total_measure
+                population = big_n
+                outside = plan.total_measure - big_n
+                relative_risk = ((n / big_n) / ((plan.total - n) / outside)
+                                 if plan.total > n and outside > 0 else math.inf)
+            else:
+                mu = float(plan.loc_weight[members].sum() * plan.win_weight[w] / plan.total)
+                if self.model == "poisson":
+                    population = float(np.asarray(data.population)[members].sum())
+                    relative_risk = ((n / mu) / ((plan.total - n) / (plan.total - mu))
+                                     if plan.total > n else math.inf)
             p, method = self._p_value(sims, llr, stopped, most_likely=not clusters)
-            start = n_int - int(lengths[j])
+            start, end = plan.first + s, plan.first + e - 1
+            recurrence = math.nan
+            if self.analysis == "prospective":
+                recurrence = data.interval_length / p if p > 0 else math.inf
             radius = float(data.surface_distance(nb_dist[nb_ptr[c] + best_k[c]]))
             clusters.append(ScanCluster(
                 rank=len(clusters) + 1,
@@ -932,14 +1173,16 @@ class SpaceTimeScan:
                 radius=radius,
                 location_ids=tuple(str(v) for v in data.location_ids[members]),
                 start_interval=start,
-                end_interval=n_int - 1,
-                time_frame=(data.interval_labels[start][0], data.interval_labels[-1][1]),
+                end_interval=end,
+                time_frame=(data.interval_labels[start][0], data.interval_labels[end][1]),
                 observed=int(round(n)),
                 expected=float(mu),
                 test_statistic=llr,
                 p_value=p,
-                recurrence_interval=data.interval_length / p if p > 0 else math.inf,
+                recurrence_interval=recurrence,
                 p_value_method=method,
+                population=population,
+                relative_risk=relative_risk,
             ))
             if self.max_clusters is not None and len(clusters) >= self.max_clusters:
                 break
@@ -966,6 +1209,9 @@ class SpaceTimeScan:
             location_extent=data.location_extent,
             location_coordinates={str(i): (float(a), float(b)) for i, (a, b)
                                   in zip(data.location_ids, data.coordinates, strict=True)},
+            model=self.model,
+            analysis=self.analysis,
+            total_population=plan.total_measure,
         )
 
     def _beats(self, sims: np.ndarray, llr: float) -> np.ndarray:
@@ -992,17 +1238,39 @@ class SpaceTimeScan:
             return exceed / len(sims), "monte_carlo"
         return (exceed + 1) / (len(sims) + 1), "monte_carlo"
 
-    def _simulate(self, data: ScanData, first: int, offsets: np.ndarray, width: int,
-                  nb_ptr: np.ndarray, nb_idx: np.ndarray, loc_total: np.ndarray,
-                  win_total: np.ndarray, total: float,
+    def _replicator(self, data: ScanData, plan: _Plan, nb_ptr: np.ndarray,
+                    nb_idx: np.ndarray) -> Callable[[int, int], np.ndarray]:
+        """``replicate(done, size)``: maximum LLRs of replications done+1 .. done+size."""
+        n_loc = data.n_locations
+        common = (nb_ptr, nb_idx, *plan.kernel_args())
+        if self.model == "space_time_permutation":
+            case_t, draw = (self._satscan_draws(data, plan.first)
+                            if self.randomization == "satscan"
+                            else self._numpy_draws(data, plan.first))
+
+            def replicate(done: int, size: int) -> np.ndarray:
+                return _k.replicate_fixed_times(draw(done, size), case_t, n_loc, plan.first,
+                                                plan.n_grid, *common)
+
+            return replicate
+        rng = (self.random_state if isinstance(self.random_state, np.random.Generator)
+               else np.random.default_rng(self.random_state))
+        drawn = (_models.poisson_draws(data, plan.first, rng) if self.model == "poisson"
+                 else _models.bernoulli_draws(data, plan.first, rng))
+
+        def replicate(done: int, size: int) -> np.ndarray:
+            rep_loc, rep_t, rep_n = drawn(size)
+            return _k.replicate_drawn(rep_loc, rep_t, rep_n, n_loc, plan.first, plan.n_grid,
+                                      *common)
+
+        return replicate
+
+    def _simulate(self, data: ScanData, plan: _Plan, nb_ptr: np.ndarray, nb_idx: np.ndarray,
                   observed_max: float) -> tuple[np.ndarray, bool]:
         n_rep = int(self.n_permutations)
         if n_rep == 0:
             return np.zeros(0), False
-        # the fixed times of the cases that can fall in a window, and their locations in
-        # replications done + 1 .. done + size
-        case_t, draw = (self._satscan_draws(data, first) if self.randomization == "satscan"
-                        else self._numpy_draws(data, first))
+        replicate = self._replicator(data, plan, nb_ptr, nb_idx)
         previous = numba.get_num_threads()
         if self.n_jobs is not None:
             numba.set_num_threads(max(1, min(int(self.n_jobs),
@@ -1013,9 +1281,7 @@ class SpaceTimeScan:
             done = 0
             while done < n_rep:
                 size = min(_BATCH, n_rep - done)
-                sims = _replicates(draw(done, size), case_t,
-                                   data.n_locations, first, offsets, width, nb_ptr, nb_idx,
-                                   loc_total, win_total, total, float(self.min_cases))
+                sims = replicate(done, size)
                 if self.early_stop is not None:
                     hits = np.cumsum(self._beats(sims, observed_max)) + exceed
                     if hits[-1] >= self.early_stop:

@@ -1,7 +1,8 @@
-"""SaTScan's own files: parameter (.prm), case (.cas) and coordinates (.geo) files in and out.
+"""SaTScan's own files in and out: parameter, case, control, population, coordinates.
 
-Only what the prospective space-time permutation scan needs is read; any other analysis
-or model in a parameter file is an error naming the setting.
+Only what placecast's scans need is read (space-time permutation, discrete Poisson and
+Bernoulli models; prospective, retrospective and purely spatial analyses); any other
+analysis, model or setting that changes the analysis is an error naming the setting.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class SatscanRun:
         Every ``key=value`` of the parameter file (after overrides).
     case_file, coordinates_file : Path
         The input files actually read.
+    control_file, population_file : Path or None
+        The control file (Bernoulli) and population file (Poisson) read, if any.
     prm_path : Path
         The parameter file.
     """
@@ -64,6 +67,8 @@ class SatscanRun:
     case_file: Path
     coordinates_file: Path
     prm_path: Path
+    control_file: Path | None = None
+    population_file: Path | None = None
 
 
 def read_satscan_parameters(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -140,7 +145,7 @@ def _parse_time(text: str, precision: int, where: str) -> int:
 
 
 def _label(value: int, precision: int) -> str:
-    if precision == 4:
+    if precision in (0, 4):  # no times (relabelled by the caller) or generic units
         return str(value)
     d = dt.date.fromordinal(value)
     return f"{d.year}/{d.month}/{d.day}"
@@ -170,6 +175,12 @@ def _yes(params: dict[str, str], key: str) -> bool:
     return params.get(key, "n").strip().lower() in ("y", "yes", "true", "1")
 
 
+#: SaTScan's AnalysisType and ModelType codes placecast runs.
+_ANALYSES = {1: "purely_spatial", 3: "retrospective", 4: "prospective"}
+_MODELS = {0: "poisson", 1: "bernoulli", 2: "space_time_permutation"}
+_ANALYSIS_CODES = {name: code for code, name in _ANALYSES.items()}
+_MODEL_CODES = {name: code for code, name in _MODELS.items()}
+
 #: Settings that change the analysis in ways placecast does not implement, with the value
 #: that leaves them off: a file that turns one on is refused rather than run differently.
 _UNSUPPORTED = {
@@ -195,7 +206,7 @@ def _refuse_unsupported(params: dict[str, str], prm: Path) -> None:
         if _yes(params, key) if off == "n" else _int(params, key, 0) != 0:
             raise ParameterError(f"{prm}: {key}={value} asks for {what}, which placecast "
                                  f"does not implement; set {key}={off} (or remove it) to run "
-                                 "the plain prospective space-time permutation scan.")
+                                 "the plain scan.")
     extra = sorted(k for k, v in params.items()
                    if re.fullmatch(r"CaseFile\d+", k) and v.strip())
     if extra:
@@ -222,6 +233,105 @@ def _warn_shared_coordinates(ids: list[str], coords: list[tuple[float, float]],
             "(one id per coordinate) to match SaTScan.", DataQualityWarning, stacklevel=3)
 
 
+def _read_counts(path: Path, what: str, index: dict[str, int], geo_file: Path,
+                 window: tuple[int, int, int, int, int],
+                 checks: tuple[bool, bool]) -> tuple[list[int], list[int]]:
+    """Read a case or control file (``location count time``) into indices.
+
+    One location and interval index per case; with precision 0 (no times) every row is
+    interval 0.
+    """
+    start, end, agg_len, n_int, precision = window
+    relaxed_times, relaxed_locations = checks
+    loc: list[int] = []
+    interval: list[int] = []
+    skipped = {"time": 0, "location": 0}
+    need = 2 if precision == 0 else 3
+    for number, row in enumerate(_rows(path), start=1):
+        where = f"{path} line {number}"
+        if len(row) < need:
+            raise DataError(f"{where}: expected 'location count{' time' if need == 3 else ''}"
+                            f"', got {' '.join(row)!r}.")
+        try:
+            count = float(row[1])
+        except ValueError:
+            if number == 1:
+                continue
+            raise DataError(f"{where}: {what} count {row[1]!r} is not a number.") from None
+        if count < 0 or count != int(count):
+            raise DataError(f"{where}: {what} count {row[1]!r} must be a whole number >= 0.")
+        if row[0] not in index:
+            if relaxed_locations:
+                skipped["location"] += int(count)
+                continue
+            raise DataError(f"{where}: location {row[0]!r} is not in {geo_file.name} (add "
+                            f"it, or set GeographicalCoordinatesCheckType=1 to leave such "
+                            f"{what}s out, as SaTScan does).")
+        if precision == 0:
+            i = 0
+        else:
+            t = _parse_time(row[2], precision, where)
+            if not start <= t <= end:
+                if relaxed_times:
+                    skipped["time"] += int(count)
+                    continue
+                raise DataError(f"{where}: time {row[2]} is outside the study period "
+                                f"{_label(start, precision)} to {_label(end, precision)}; fix "
+                                "StartDate/EndDate (or set StudyPeriodCheckType=1 to leave "
+                                f"such {what}s out, as SaTScan does).")
+            i = n_int - 1 - (end - t) // agg_len
+        loc.extend([index[row[0]]] * int(count))
+        interval.extend([i] * int(count))
+    if skipped["time"] or skipped["location"]:
+        warnings.warn(
+            f"{path}: {skipped['time']} {what}(s) outside the study period and "
+            f"{skipped['location']} at locations missing from {geo_file.name} were left out, "
+            "as the relaxed data checks in the parameter file ask.", DataQualityWarning,
+            stacklevel=3)
+    return loc, interval
+
+
+def _read_population(path: Path, index: dict[str, int], geo_file: Path,
+                     relaxed_locations: bool) -> np.ndarray:
+    """Read a population file (``location [date] population``).
+
+    One population per location, constant over the study period; locations not listed
+    have population 0.
+    """
+    population = np.zeros(len(index))
+    seen: dict[str, int] = {}
+    for number, row in enumerate(_rows(path), start=1):
+        where = f"{path} line {number}"
+        if len(row) not in (2, 3):
+            if len(row) > 3:
+                raise DataError(f"{where}: {len(row) - 3} covariate column(s); placecast does "
+                                "not adjust for covariates. Give 'location date population' "
+                                "rows with the covariates summed out.")
+            raise DataError(f"{where}: expected 'location date population', got "
+                            f"{' '.join(row)!r}.")
+        try:
+            value = float(row[-1])
+        except ValueError:
+            if number == 1:
+                continue
+            raise DataError(f"{where}: population {row[-1]!r} is not a number.") from None
+        if not math.isfinite(value) or value < 0:
+            raise DataError(f"{where}: population {row[-1]!r} must be a number >= 0.")
+        if row[0] in seen:
+            raise DataError(f"{where}: location {row[0]!r} already has a population (line "
+                            f"{seen[row[0]]}); placecast holds populations constant in time, "
+                            "so give one population per location (e.g. the mid-period "
+                            "census).")
+        seen[row[0]] = number
+        if row[0] not in index:
+            if relaxed_locations:
+                continue
+            raise DataError(f"{where}: location {row[0]!r} is not in {geo_file.name} (add "
+                            "it, or set GeographicalCoordinatesCheckType=1 to leave it out).")
+        population[index[row[0]]] = value
+    return population
+
+
 def read_satscan(
     prm_path: str | os.PathLike[str],
     *,
@@ -229,24 +339,29 @@ def read_satscan(
     n_permutations: int | None = None,
     random_state: int | None = None,
     n_jobs: int | None = None,
-    randomization: str = "satscan",
+    randomization: str | None = None,
     p_values: str | None = None,
 ) -> SatscanRun:
     """Read a SaTScan parameter file and the case and coordinates files it names.
 
     Input paths that do not exist as written (often Windows paths) are looked up by file
-    name beside the ``.prm``. Supported: prospective space-time analysis
-    (``AnalysisType=4``) with the space-time permutation model (``ModelType=2``), high
-    rates, circular windows, Cartesian or latitude/longitude coordinates, generic or day
-    time precision, maximum spatial size as a share of cases and/or a distance, maximum
-    temporal size as a share of the study period or a length, and SaTScan's p-value
-    reporting (``PValueReportType`` 0: sequential procedure, Gumbel for clusters fewer
-    than 9 replications beat; 1: standard Monte Carlo; 2: sequential procedure; 3: Gumbel).
+    name beside the ``.prm``. Supported: purely spatial, retrospective and prospective
+    space-time analyses (``AnalysisType`` 1, 3, 4) with the discrete Poisson
+    (``ModelType=0``, ``PopulationFile`` with one population per location, constant in
+    time), Bernoulli (``ModelType=1``, ``ControlFile``) or space-time permutation model
+    (``ModelType=2``; not purely spatial), high rates, circular windows, Cartesian or
+    latitude/longitude coordinates, generic or day time precision, maximum spatial size
+    as a share of the population at risk and/or a distance, maximum temporal size as a
+    share of the study period or a length, and SaTScan's p-value reporting
+    (``PValueReportType`` 0: sequential procedure, Gumbel for clusters fewer than 9
+    replications beat; 1: standard Monte Carlo; 2: sequential procedure; 3: Gumbel).
 
-    By default the replications are SaTScan's own (``randomization="satscan"``: its
-    generator, seeds and case order), so p-values, recurrence intervals and the number of
-    sequential replications are those SaTScan prints for the same file. The initial seed
-    is ``random_state``, else the file's ``RandomizationSeed``, else SaTScan's 12345678.
+    For the space-time permutation model the replications are by default SaTScan's own
+    (``randomization="satscan"``: its generator, seeds and case order), so p-values,
+    recurrence intervals and the number of sequential replications are those SaTScan
+    prints for the same file; the Poisson and Bernoulli models use NumPy's generator. The
+    initial seed is ``random_state``, else the file's ``RandomizationSeed``, else
+    SaTScan's 12345678.
 
     Parameters
     ----------
@@ -261,8 +376,9 @@ def read_satscan(
         the seed drawn for ``RandomlyGenerateSeed=y`` is in the result's parameters).
     n_jobs : int, optional
         Threads for the replications.
-    randomization : {"satscan", "numpy"}
-        SaTScan's own replications (default), or independent NumPy permutations.
+    randomization : {"satscan", "numpy"}, optional
+        SaTScan's own replications (default for the space-time permutation model), or
+        independent NumPy replications (default, and the only choice, for the others).
     p_values : {"monte_carlo", "satscan_default", "gumbel"}, optional
         Instead of the file's ``PValueReportType``.
 
@@ -285,12 +401,20 @@ def read_satscan(
     prm = Path(prm_path)
     params = read_satscan_parameters(prm)
     params.update(overrides or {})
-    if _int(params, "AnalysisType", 4) != 4:
+    analysis_type = _int(params, "AnalysisType", 4)
+    if analysis_type not in _ANALYSES:
         raise ParameterError(f"{prm}: AnalysisType={params['AnalysisType']} is not supported; "
-                             "placecast runs prospective space-time analyses (4).")
-    if _int(params, "ModelType", 2) != 2:
+                             "placecast runs purely spatial (1), retrospective space-time "
+                             "(3) and prospective space-time (4) analyses.")
+    model_type = _int(params, "ModelType", 2)
+    if model_type not in _MODELS:
         raise ParameterError(f"{prm}: ModelType={params['ModelType']} is not supported; "
-                             "placecast runs the space-time permutation model (2).")
+                             "placecast runs the discrete Poisson (0), Bernoulli (1) and "
+                             "space-time permutation (2) models.")
+    analysis, model = _ANALYSES[analysis_type], _MODELS[model_type]
+    if analysis == "purely_spatial" and model == "space_time_permutation":
+        raise ParameterError(f"{prm}: the space-time permutation model (ModelType=2) needs a "
+                             "space-time analysis (AnalysisType=3 or 4), as in SaTScan.")
     if _int(params, "ScanAreas", 1) != 1:
         raise ParameterError(f"{prm}: ScanAreas={params['ScanAreas']} is not supported; "
                              "placecast scans for high rates (1).")
@@ -301,17 +425,28 @@ def read_satscan(
         raise ParameterError(f"{prm}: grid and neighbours files are not supported.")
     _refuse_unsupported(params, prm)
     precision = _int(params, "PrecisionCaseTimes", 3)
-    agg_units = _int(params, "TimeAggregationUnits", precision)
-    if agg_units != precision:
-        raise ParameterError(f"{prm}: TimeAggregationUnits={agg_units} must equal "
-                             f"PrecisionCaseTimes={precision}.")
-    agg_len = _int(params, "TimeAggregationLength", 1)
-    if agg_len < 1:
-        raise ParameterError(f"{prm}: TimeAggregationLength must be a positive integer.")
-    start = _parse_time(params.get("StartDate", ""), precision, f"{prm} StartDate")
-    end = _parse_time(params.get("EndDate", ""), precision, f"{prm} EndDate")
-    if end < start:
-        raise ParameterError(f"{prm}: EndDate is before StartDate.")
+    if precision == 0:  # no case times: purely spatial only, one interval
+        if analysis != "purely_spatial":
+            raise ParameterError(f"{prm}: PrecisionCaseTimes=0 (no case times) needs a purely "
+                                 "spatial analysis (AnalysisType=1).")
+        start = end = 0
+        agg_len = 1
+    else:
+        start = _parse_time(params.get("StartDate", ""), precision, f"{prm} StartDate")
+        end = _parse_time(params.get("EndDate", ""), precision, f"{prm} EndDate")
+        if end < start:
+            raise ParameterError(f"{prm}: EndDate is before StartDate.")
+        if analysis == "purely_spatial":  # the whole study period is the one window
+            agg_len = end - start + 1
+        else:
+            agg_units = _int(params, "TimeAggregationUnits", precision)
+            if agg_units != precision:
+                raise ParameterError(f"{prm}: TimeAggregationUnits={agg_units} must equal "
+                                     f"PrecisionCaseTimes={precision}.")
+            agg_len = _int(params, "TimeAggregationLength", 1)
+            if agg_len < 1:
+                raise ParameterError(f"{prm}: TimeAggregationLength must be a positive "
+                                     "integer.")
     latlon = _int(params, "CoordinatesType", 0) == 1
 
     case_file = _locate(params.get("CaseFile", ""), prm, "CaseFile")
@@ -339,55 +474,28 @@ def read_satscan(
 
     n_units = end - start + 1
     n_int = math.ceil(n_units / agg_len)
-    case_loc: list[int] = []
-    case_int: list[int] = []
-    relaxed_times = _int(params, "StudyPeriodCheckType", 0) == 1
-    relaxed_locations = _int(params, "GeographicalCoordinatesCheckType", 0) == 1
-    skipped = {"time": 0, "location": 0}
-    for number, row in enumerate(_rows(case_file), start=1):
-        where = f"{case_file} line {number}"
-        if len(row) < 3:
-            raise DataError(f"{where}: expected 'location count time', got {' '.join(row)!r}.")
-        try:
-            count = float(row[1])
-        except ValueError:
-            if number == 1:
-                continue
-            raise DataError(f"{where}: case count {row[1]!r} is not a number.") from None
-        if count < 0 or count != int(count):
-            raise DataError(f"{where}: case count {row[1]!r} must be a whole number >= 0.")
-        if row[0] not in index:
-            if relaxed_locations:
-                skipped["location"] += int(count)
-                continue
-            raise DataError(f"{where}: location {row[0]!r} is not in {geo_file.name} (add "
-                            "it, or set GeographicalCoordinatesCheckType=1 to leave such "
-                            "cases out, as SaTScan does).")
-        t = _parse_time(row[2], precision, where)
-        if not start <= t <= end:
-            if relaxed_times:
-                skipped["time"] += int(count)
-                continue
-            raise DataError(f"{where}: time {row[2]} is outside the study period "
-                            f"{_label(start, precision)} to {_label(end, precision)}; fix "
-                            "StartDate/EndDate (or set StudyPeriodCheckType=1 to leave such "
-                            "cases out, as SaTScan does).")
-        i = n_int - 1 - (end - t) // agg_len
-        case_loc.extend([index[row[0]]] * int(count))
-        case_int.extend([i] * int(count))
+    checks = (_int(params, "StudyPeriodCheckType", 0) == 1,
+              _int(params, "GeographicalCoordinatesCheckType", 0) == 1)
+    window = (start, end, agg_len, n_int, precision)
+    case_loc, case_int = _read_counts(case_file, "case", index, geo_file, window, checks)
+    control_loc = control_int = population = None
+    control_file = population_file = None
+    if model == "bernoulli":
+        control_file = _locate(params.get("ControlFile", ""), prm, "ControlFile")
+        control_loc, control_int = _read_counts(control_file, "control", index, geo_file,
+                                                window, checks)
+    if model == "poisson":
+        population_file = _locate(params.get("PopulationFile", ""), prm, "PopulationFile")
+        population = _read_population(population_file, index, geo_file, checks[1])
 
-    if skipped["time"] or skipped["location"]:
-        warnings.warn(
-            f"{case_file}: {skipped['time']} case(s) outside the study period and "
-            f"{skipped['location']} at locations missing from {geo_file.name} were left out, "
-            "as the relaxed data checks in the parameter file ask.", DataQualityWarning,
-            stacklevel=2)
-
-    labels = []
+    labels, sizes = [], []
     for i in range(n_int):
         last = end - (n_int - 1 - i) * agg_len
         first = max(start, last - agg_len + 1)
         labels.append((_label(first, precision), _label(last, precision)))
+        sizes.append(float(last - first + 1))
+    if precision == 0:
+        labels = [(params.get("StartDate", ""), params.get("EndDate", ""))]
 
     if _int(params, "MaxTemporalSizeInterpretation", 0) == 1:
         max_len = int(_float(params, "MaxTemporalSize", 1) // agg_len)
@@ -406,6 +514,8 @@ def read_satscan(
     if p_values is None:
         p_values = {0: "satscan_default", 3: "gumbel"}.get(report_type, "monte_carlo")
     reps = _int(params, "MonteCarloReps", 999) if n_permutations is None else n_permutations
+    if randomization is None:
+        randomization = "satscan" if model == "space_time_permutation" else "numpy"
     if random_state is None and randomization == "satscan":
         if _yes(params, "RandomlyGenerateSeed"):  # SaTScan picks a fresh seed; so do we
             random_state = int(np.random.default_rng().integers(1, 2**31 - 2 - reps))
@@ -421,8 +531,12 @@ def read_satscan(
         coordinate_system="latlon" if latlon else "cartesian",
         time_unit="unit" if precision == 4 else "day",
         interval_length=float(agg_len),
-        study_period=(_label(start, precision), _label(end, precision)),
+        study_period=(labels[0][0], labels[-1][1]),
         crs="EPSG:4326" if latlon else None,
+        population=population,
+        control_location=None if control_loc is None else np.asarray(control_loc, np.int64),
+        control_interval=None if control_int is None else np.asarray(control_int, np.int64),
+        interval_sizes=np.asarray(sizes),
     )
     scan = SpaceTimeScan(
         max_share=_float(params, "MaxSpatialSizeInPopulationAtRisk", 50) / 100,
@@ -436,9 +550,12 @@ def read_satscan(
         n_jobs=n_jobs,
         randomization=randomization,
         p_values=p_values,
+        model=model,
+        analysis=analysis,
     )
     return SatscanRun(data=data, scan=scan, parameters=params, case_file=case_file,
-                      coordinates_file=geo_file, prm_path=prm)
+                      coordinates_file=geo_file, prm_path=prm, control_file=control_file,
+                      population_file=population_file)
 
 
 # ---------------------------------------------------------------------------- report
@@ -496,28 +613,56 @@ def _recurrence_text(ri: float, unit: str) -> str:
     return f"{units:.0f} {unit}s"
 
 
+_ANALYSIS_TITLES = {"prospective": "Prospective Space-Time",
+                    "retrospective": "Retrospective Space-Time",
+                    "purely_spatial": "Purely Spatial"}
+_MODEL_TITLES = {"space_time_permutation": "Space-Time Permutation",
+                 "poisson": "Discrete Poisson", "bernoulli": "Bernoulli"}
+
+
+def _population_text(population: float) -> str:
+    """SaTScan's population format: all digits below 0.5, one decimal below 1, else none."""
+    if math.isnan(population):
+        return "n/a"
+    if population < 0.5:
+        return f"{population:g}"
+    return f"{population:.1f}" if population < 1 else f"{population:.0f}"
+
+
 def format_satscan_report(result: ScanResult, *, title: str = "placecast",
                           parameters: dict[str, str] | None = None) -> str:
     """Format the results as SaTScan's main text report: same fields, same decimals.
 
-    Fields: locations, coordinates / radius, time frame, cases, expected cases (2
-    decimals), observed / expected (2), test statistic (6), p-value (as many decimals as
-    the replications resolve) and recurrence interval.
+    Fields: locations, coordinates / radius, time frame (space-time analyses), population
+    (Poisson, Bernoulli), cases, expected cases (2 decimals), observed / expected (2),
+    relative risk (Poisson, Bernoulli), percent cases in area (Bernoulli), test
+    statistic or log likelihood ratio (6), p-value (as many decimals as the replications
+    resolve) and recurrence interval (prospective analyses).
     """
     latlon = result.coordinate_system == "latlon"
+    model, analysis = result.model, result.analysis
+    summary = [
+        ("Study period", f"{result.study_period[0]} to {result.study_period[1]}"),
+        ("Number of locations", str(result.n_locations)),
+    ]
+    if model == "poisson":
+        summary.append(("Population, averaged over time", f"{result.total_population:.0f}"))
+    if model == "bernoulli":
+        summary.append(("Total population", f"{result.total_population:.0f}"))
+    summary.append(("Total number of cases", str(result.n_cases)))
+    if model == "bernoulli":
+        summary.append(("Percent cases",
+                        _number(100 * result.n_cases / result.total_population, 1)))
     lines = [
         " " * 33 + "_" * 29, "",
         " " * 40 + f"{title} (SaTScan-compatible report)",
         " " * 33 + "_" * 29, "", "",
-        "Prospective Space-Time analysis",
+        f"{_ANALYSIS_TITLES[analysis]} analysis",
         "scanning for clusters with high rates",
-        "using the Space-Time Permutation model.",
+        f"using the {_MODEL_TITLES[model]} model.",
         _RULE, "",
         "SUMMARY OF DATA", "",
-        f"Study period.......................: {result.study_period[0]} to "
-        f"{result.study_period[1]}",
-        f"Number of locations................: {result.n_locations}",
-        f"Total number of cases..............: {result.n_cases}",
+        *(f"{label:.<35}: {value}" for label, value in summary),
         _RULE, "",
         "CLUSTERS DETECTED", "",
     ]
@@ -530,17 +675,28 @@ def format_satscan_report(result: ScanResult, *, title: str = "placecast",
         lines.append(head + wrapped[0])
         lines += [" " * len(head) + w for w in wrapped[1:]]
         pad = " " * (len(str(c.rank)) + 1)
-        lines += [
-            f"{pad}Coordinates / radius..: {_coordinates(c, latlon)}",
-            f"{pad}Time frame............: {c.time_frame[0]} to {c.time_frame[1]}",
-            f"{pad}Number of cases.......: {c.observed}",
-            f"{pad}Expected cases........: {_number(c.expected)}",
-            f"{pad}Observed / expected...: {_number(c.observed_over_expected)}",
-            f"{pad}Test statistic........: {c.test_statistic:.6f}",
-            f"{pad}P-value...............: {_p_text(c, result.n_permutations)}",
-            f"{pad}Recurrence interval...: {_recurrence_text(c.recurrence_interval, result.time_unit)}",  # noqa: E501
-            "",
-        ]
+        fields = [("Coordinates / radius", _coordinates(c, latlon))]
+        if analysis != "purely_spatial":
+            fields.append(("Time frame", f"{c.time_frame[0]} to {c.time_frame[1]}"))
+        if model != "space_time_permutation":
+            fields.append(("Population", _population_text(c.population)))
+        fields += [("Number of cases", str(c.observed)),
+                   ("Expected cases", _number(c.expected)),
+                   ("Observed / expected", _number(c.observed_over_expected))]
+        if model != "space_time_permutation":
+            fields.append(("Relative risk", "infinity" if math.isinf(c.relative_risk)
+                           else _number(c.relative_risk)))
+        if model == "bernoulli":
+            fields.append(("Percent cases in area",
+                           _number(100 * c.observed / c.population if c.population else 0.0,
+                                   1)))
+        fields += [("Test statistic" if model == "space_time_permutation"
+                    else "Log likelihood ratio", f"{c.test_statistic:.6f}"),
+                   ("P-value", _p_text(c, result.n_permutations))]
+        if analysis == "prospective":
+            fields.append(("Recurrence interval",
+                           _recurrence_text(c.recurrence_interval, result.time_unit)))
+        lines += [f"{pad}{label:.<22}: {value}" for label, value in fields] + [""]
     if result.stopped_early:
         note = ("NOTE: The sequential Monte Carlo procedure was used to terminate the "
                 f"calculations after {result.n_permutations} replications.")
@@ -597,7 +753,9 @@ def write_satscan_files(data: ScanData, scan: SpaceTimeScan,
                         prm_path: str | os.PathLike[str]) -> tuple[Path, Path, Path]:
     """Write the scan as SaTScan input: a parameter file and its case and coordinates files.
 
-    ``NAME.prm``, ``NAME.cas`` and ``NAME.geo`` go side by side (the parameter file names
+    ``NAME.prm``, ``NAME.cas`` and ``NAME.geo`` (plus ``NAME.pop`` with each location's
+    population for the Poisson model, ``NAME.ctl`` with the controls for Bernoulli) go
+    side by side (the parameter file names
     the other two without a folder), so SaTScan can run the same analysis and
     :func:`read_satscan` reads it back to the same data and settings. Intervals of whole
     days are written with day precision (each case dated on the last day of its interval,
@@ -649,24 +807,42 @@ def write_satscan_files(data: ScanData, scan: SpaceTimeScan,
         start, end = "0", str(data.n_intervals - 1)
         case_times = [str(i) for i in range(data.n_intervals)]
 
-    counts: dict[tuple[int, int], int] = {}
-    for loc, interval in zip(data.case_location.tolist(), data.case_interval.tolist(),
-                             strict=True):
-        counts[(loc, interval)] = counts.get((loc, interval), 0) + 1
-    case_lines = [f"{ids[loc]} {n} {case_times[interval]}"
-                  for (loc, interval), n in sorted(counts.items(), key=lambda kv: kv[0][::-1])]
+    def count_lines(locations: np.ndarray, intervals: np.ndarray) -> list[str]:
+        counts: dict[tuple[int, int], int] = {}
+        for loc, interval in zip(locations.tolist(), intervals.tolist(), strict=True):
+            counts[(loc, interval)] = counts.get((loc, interval), 0) + 1
+        return [f"{ids[loc]} {n} {case_times[interval]}"
+                for (loc, interval), n in sorted(counts.items(), key=lambda kv: kv[0][::-1])]
+
+    case_lines = count_lines(data.case_location, data.case_interval)
+    extra: dict[str, tuple[Path, list[str]]] = {}
+    if scan.model == "bernoulli":
+        extra["ControlFile"] = (prm.with_suffix(".ctl"),
+                                count_lines(data.control_location, data.control_interval))
+    if scan.model == "poisson":
+        sizes = data.sizes()
+        if not np.allclose(sizes, sizes[0]):
+            raise DataError("the intervals differ in length; SaTScan's Poisson model would "
+                            "weigh them by their length, which these files cannot carry. "
+                            "Use intervals of equal length.")
+        extra["PopulationFile"] = (prm.with_suffix(".pop"), [
+            f"{location_id} {start} {_number_text(value)}"
+            for location_id, value in zip(ids, np.asarray(data.population), strict=True)])
     geo_lines = [f"{location_id} {float(a)!r} {float(b)!r}"
                  for location_id, (a, b) in zip(ids, data.coordinates, strict=True)]
 
     seed = scan.random_state
     settings = {
         "Input": {
-            "CaseFile": cas.name, "PrecisionCaseTimes": "3" if day else "4",
+            "CaseFile": cas.name,
+            **{key: path.name for key, (path, _) in extra.items()},
+            "PrecisionCaseTimes": "3" if day else "4",
             "StartDate": start, "EndDate": end, "CoordinatesFile": geo.name,
             "CoordinatesType": "1" if latlon else "0",
         },
         "Analysis": {
-            "AnalysisType": "4", "ModelType": "2", "ScanAreas": "1",
+            "AnalysisType": str(_ANALYSIS_CODES[scan.analysis]),
+            "ModelType": str(_MODEL_CODES[scan.model]), "ScanAreas": "1",
             "TimeAggregationUnits": "3" if day else "4", "TimeAggregationLength": str(agg),
         },
         "Output": {"ResultsFile": prm.with_suffix(".txt").name},
@@ -694,11 +870,13 @@ def write_satscan_files(data: ScanData, scan: SpaceTimeScan,
         "Run Options": ({"RandomizationSeed": str(int(seed))}  # type: ignore[arg-type]
                         if scan.randomization == "satscan" and seed is not None else {}),
     }
-    prm_lines = ["; written by placecast for SaTScan (prospective space-time permutation)"]
+    prm_lines = [f"; written by placecast for SaTScan ({scan.analysis.replace('_', ' ')}, "
+                 f"{scan.model.replace('_', ' ')} model)"]
     for section, values in settings.items():
         if values:
             prm_lines += ["", f"[{section}]", *(f"{k}={v}" for k, v in values.items())]
-    for path, lines in ((cas, case_lines), (geo, geo_lines), (prm, prm_lines)):
+    for path, lines in ((cas, case_lines), *extra.values(), (geo, geo_lines),
+                        (prm, prm_lines)):
         with atomic_path(path) as tmp:
             tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return prm, cas, geo
