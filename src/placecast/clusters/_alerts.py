@@ -366,7 +366,7 @@ class Watcher:
 
             run = read_satscan(opts["prm"], n_permutations=opts.get("permutations"),
                                random_state=opts.get("random_state"),
-                               randomization=opts.get("randomization", "satscan"),
+                               randomization=opts.get("randomization"),
                                p_values=opts.get("p_values"))
             return run.scan.run(run.data)
         from placecast.clusters._scan import SpaceTimeScan, scan_data_from_events
