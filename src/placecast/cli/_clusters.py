@@ -28,22 +28,6 @@ PermutationsOpt = Annotated[int | None, typer.Option("--permutations", help="Mon
                                                      "replications.")]
 
 
-def _numbers(text: str, name: str, lengths: bool = False) -> list[float]:
-    from placecast.quantities import parse_length
-
-    def one(value: str) -> float:
-        value = value.strip()
-        if not lengths or value.replace(".", "", 1).strip("0") == "":
-            return float(value)  # plain numbers; "0" is a valid first edge
-        return parse_length(value, name=name)
-
-    try:
-        return [one(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ParameterError(f"{name} {text!r} must be comma-separated numbers, e.g. "
-                             "0,100,200.") from None
-
-
 def _write_text(path: Path, text: str) -> None:
     from placecast.io._atomic import atomic_path
 
@@ -194,32 +178,41 @@ def nearrepeat_command(
     events_path: Annotated[Path, typer.Argument(help="Events file.", show_default=False)],
     distance_bands: Annotated[str, typer.Option(
         "--distance-bands", help="Distance band edges with units, comma-separated, e.g. "
-        "0,100m,200m,300m (calculator convention: start with 0,0 for 'same location').")],
-    time_bands: Annotated[str, typer.Option("--time-bands", help="Time band edges in days, "
-                                            "e.g. 0,7,14,21.")],
+        "0,100m,200m,300m; end with 300m+ (or ,inf) for an open 'more than 300 m' band "
+        "(calculator convention: start with 0,0 for 'same location').")],
+    time_bands: Annotated[str, typer.Option(
+        "--time-bands", help="Time band edges in days, e.g. 0,7,14,21; end with 21+ (or "
+        ",inf) for an open 'more than 21 days' band.")],
     metric: Annotated[str, typer.Option("--metric", help="euclidean or manhattan.")]
     = "euclidean",
-    convention: Annotated[str, typer.Option("--convention", help="half-open ([a, b)) or "
-                                            "calculator (the Near Repeat Calculator's "
-                                            "inclusive bands).")] = "half-open",
+    convention: Annotated[str, typer.Option(
+        "--convention", help="half-open (band [a, b), labelled 'a to <b') or calculator "
+        "(Ratcliffe's Near Repeat Calculator: its 'a to b' is [a-1, b), 'same location' is "
+        "distance 0).")] = "half-open",
     permutations: PermutationsOpt = 99,
     seed: SeedOpt = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the table as "
                                                 "CSV.")] = None,
     event_options: dict[str, Any] | None = None,
 ) -> None:
-    """Near-repeat analysis: observed vs expected pairs per distance x time band."""
-    from placecast.clusters import near_repeat
+    """Near-repeat analysis: observed vs expected pairs per distance x time band.
 
+    The Near Repeat Calculator's table with bandwidths 100 m and 7 days, 3 bands each:
+    --distance-bands 0,0,100m,200m,300m+ --time-bands 0,7,14,21+ --convention calculator
+    --metric manhattan (its 20 iterations are --permutations 19).
+    """
+    from placecast.clusters import near_repeat
+    from placecast.clusters._knox import band_edges
+
+    d_edges = band_edges(distance_bands, kind="distance", name="--distance-bands")
+    t_edges = band_edges(time_bands, kind="time", name="--time-bands")
     events = load_events(events_path, **(event_options or {}))
     days = _days(events)
     if convention == "calculator":
         days = np.floor(days)
-    result = near_repeat(events.x, events.y, days,
-                         distance_bands=_numbers(distance_bands, "--distance-bands", True),
-                         time_bands=_numbers(time_bands, "--time-bands"), metric=metric,
-                         convention=convention, n_permutations=permutations or 99,
-                         random_state=seed)
+    result = near_repeat(events.x, events.y, days, distance_bands=d_edges,
+                         time_bands=t_edges, metric=metric, convention=convention,
+                         n_permutations=permutations or 99, random_state=seed)
     frame = result.to_frame()
     table = Table(title=f"near-repeat pairs ({result.n_events} events, "
                   f"{result.n_permutations} permutations)")
