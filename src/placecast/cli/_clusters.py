@@ -278,18 +278,50 @@ def hotspots_command(
     = "500m",
     region: Annotated[Path | None, typer.Option("--region", help="Region polygon file.")]
     = None,
-    step: Annotated[str, typer.Option("--step", help="Time step: 7d, 30d.")] = "30d",
-    n_steps: Annotated[int | None, typer.Option("--n-steps", help="Time steps back from the "
-                                                "end (default: all).")] = None,
-    distance: Annotated[str, typer.Option("--distance", help="Neighbourhood radius, e.g. "
-                                          "1km.")] = "1km",
+    step: Annotated[str, typer.Option("--step", help="Time step: 7d, 30d, or 1M for "
+                                      "calendar months.")] = "30d",
+    cube_start: Annotated[str | None, typer.Option(
+        "--cube-start", help="Cube origin: start of the first step (e.g. 2012-03-01); "
+        "steps are laid forward from it. Default: laid back from the end (calendar "
+        "months: from the first day of the month after the last event).")] = None,
+    n_steps: Annotated[int | None, typer.Option("--n-steps", help="Number of time steps "
+                                                "(default: all that hold events).")]
+    = None,
+    rules: Annotated[str, typer.Option(
+        "--rules", help="Pattern rules: arcgis (ArcGIS Pro's definitions) or sfdep (R "
+        "sfdep's classify_hotspot). sfdep also switches the defaults below to sfdep's: "
+        "per-slice Gi* with permutations, queen neighbours, alpha 0.01, no FDR, empty "
+        "cells dropped.")] = "arcgis",
+    gi: Annotated[str | None, typer.Option(
+        "--gi", help="Gi*: cube (whole-cube mean and deviation, normal p-values; arcgis "
+        "default) or slice (per time slice, permutation p-values; sfdep default).")] = None,
+    neighbours: Annotated[str | None, typer.Option(
+        "--neighbours", help="distance (cells within --distance; arcgis default) or queen "
+        "(cells sharing an edge or corner; sfdep default). The cell itself is included.")]
+    = None,
+    distance: Annotated[str, typer.Option("--distance", help="Neighbourhood radius for "
+                                          "distance neighbours, e.g. 1km.")] = "1km",
     time_steps: Annotated[int, typer.Option("--time-steps", help="Earlier steps in the "
-                                            "neighbourhood.")] = 1,
-    alpha: Annotated[float, typer.Option("--alpha", help="Significance level (after FDR).")]
-    = 0.1,
+                                            "neighbourhood (sfdep's k).")] = 1,
+    alpha: Annotated[float | None, typer.Option(
+        "--alpha", help="Significance level of bins and trends (default 0.1 arcgis, 0.01 "
+        "sfdep).")] = None,
+    fdr: Annotated[bool | None, typer.Option(
+        "--fdr/--no-fdr", help="False discovery rate correction of the bins (default: on "
+        "for arcgis, off for sfdep).")] = None,
+    empty_cells: Annotated[str | None, typer.Option(
+        "--empty-cells", help="keep or drop cells with no event in any step (default: keep "
+        "for arcgis, drop for sfdep).")] = None,
+    permutations: Annotated[int, typer.Option("--permutations", help="Permutations of the "
+                                              "per-slice Gi*.")] = 199,
+    seed: SeedOpt = None,
     event_options: dict[str, Any] | None = None,
 ) -> None:
-    """Emerging hot spot analysis: Gi* in a space-time cube, trends, ESRI's patterns."""
+    """Emerging hot spot analysis: Gi* in a space-time cube, trends, ArcGIS or sfdep patterns.
+
+    Like R sfdep's emerging_hotspot_analysis on a monthly cube:
+    --step 1M --cube-start 2012-03-01 --n-steps 60 --rules sfdep.
+    """
     from placecast.clusters import SpaceTimeCube, emerging_hot_spots
     from placecast.pipeline import UnitSpec, build_units
     from placecast.quantities import parse_length
@@ -297,12 +329,21 @@ def hotspots_command(
     suffix = output.suffix.lower()
     if suffix not in (".geojson", ".gpkg", ".csv"):
         raise ParameterError(f"{output}: use .geojson, .gpkg or .csv.")
+    if rules not in ("arcgis", "sfdep"):
+        raise ParameterError(f"--rules must be arcgis or sfdep, got {rules!r}.")
+    if empty_cells not in (None, "keep", "drop"):
+        raise ParameterError(f"--empty-cells must be keep or drop, got {empty_cells!r}.")
+    drop = (rules == "sfdep") if empty_cells is None else empty_cells == "drop"
     events = load_events(events_path, **(event_options or {}))
     units = build_units(events, UnitSpec(cell_size=parse_length(cell, name="--cell"),
                                          region=region))
-    cube = SpaceTimeCube.from_events(events, units, step=step, n_steps=n_steps)
-    result = emerging_hot_spots(cube, distance=parse_length(distance, name="--distance"),
-                                time_steps=time_steps, alpha=alpha)
+    cube = SpaceTimeCube.from_events(events, units, step=step, n_steps=n_steps,
+                                     start=cube_start, drop_empty=drop)
+    with console.status(f"emerging hot spots: {cube.n_units} cells x {cube.n_steps} steps..."):
+        result = emerging_hot_spots(
+            cube, distance=parse_length(distance, name="--distance"), time_steps=time_steps,
+            alpha=alpha, fdr=fdr, rules=rules, gi=gi, neighbours=neighbours,
+            n_permutations=permutations, random_state=seed)
     from placecast.io._atomic import atomic_path
 
     with atomic_path(output) as tmp:
@@ -311,13 +352,23 @@ def hotspots_command(
         else:
             gdf = result.to_geodataframe()
             gdf.to_file(tmp, driver="GeoJSON" if suffix == ".geojson" else "GPKG")
-    table = Table(title=f"emerging hot spots: {cube.n_units} units x {cube.n_steps} steps "
-                  f"of {step}")
+    settings = result.parameters
+    first = np.datetime_as_string(cube.step_edges[0], unit="D")
+    last = np.datetime_as_string(cube.step_edges[-1], unit="D")
+    table = Table(title=f"emerging hot spots ({rules} rules): {cube.n_units} cells x "
+                  f"{cube.n_steps} steps of {step}, {first} to {last}")
     table.add_column("pattern")
-    table.add_column("units", justify="right")
+    table.add_column("cells", justify="right")
     for name, n in sorted(result.counts().items(), key=lambda kv: -kv[1]):
         table.add_row(name, str(n))
     console.print(table)
+    dropped = units.n_units - cube.n_units
+    console.print(f"Gi* {settings['gi']}, {settings['neighbours']} neighbours, time lag "
+                  f"{settings['time_steps']}, alpha {settings['alpha']:g}, FDR "
+                  f"{'on' if settings['fdr'] else 'off'}"
+                  + (f", {settings['n_permutations']} permutations"
+                     if settings["n_permutations"] else "")
+                  + (f"; {dropped} cells without events left out" if dropped else ""))
     console.print(f"wrote {output}")
 
 

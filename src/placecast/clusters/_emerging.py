@@ -565,6 +565,13 @@ def _slice_gi_star(x: np.ndarray, indptr: np.ndarray, indices: np.ndarray, time_
                         "its per-slice Gi* is undefined; leave that step out of the cube "
                         "or use the whole-cube Gi* (gi='cube').")
     s1 = m[None, :] / card
+    spread = n_units * s1 - m[None, :] ** 2
+    if (spread <= 0).any():
+        u = int(np.nonzero((spread <= 0).any(axis=1))[0][0])
+        raise ParameterError(
+            f"unit {u} has {int(card[u, 0])} neighbours among {n_units} units: with "
+            f"{int(m.max())} steps in a window the per-slice Gi* variance is not positive "
+            "(it needs n_units > neighbours x steps); use fewer neighbours or time steps.")
     z = (sums / card - m[None, :] * mean[None, :]) / np.sqrt(
         var[None, :] * (n_units * s1 - m[None, :] ** 2) / (n_units - 1))
     return z, sums
