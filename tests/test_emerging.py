@@ -164,10 +164,10 @@ from placecast.clusters._emerging import (  # noqa: E402
 
 
 def _grid_units(n_cols: int, n_rows: int, keep: np.ndarray | None = None):
+    import shapely
+
     from placecast.events import SpatialReference
     from placecast.units import square_grid
-
-    import shapely
 
     region = shapely.box(0, 0, n_cols * 100.0, n_rows * 100.0)
     units = square_grid(region, 100.0, SpatialReference(crs="local:m"))
