@@ -449,3 +449,27 @@ def test_sfdep_bad_input() -> None:
         emerging_hot_spots(cube, distance=1, rules="esri")
     with pytest.raises(DataError, match="same count in every unit"):
         emerging_hot_spots(cube, distance=1, rules="sfdep", neighbours="distance")
+
+
+def test_most_frequent_pattern_of_several_runs() -> None:
+    rng = np.random.default_rng(4)
+    units = _grid_units(10, 10)
+    counts = rng.poisson(1.0, size=(100, 14)).astype(float)
+    counts[22:25, 9:] += 4
+    cube = SpaceTimeCube(counts=counts, centroids=units.centroids,
+                         step_edges=np.arange(15).astype("datetime64[D]"),
+                         unit_ids=np.asarray(units.unit_id), units=units)
+    shared = np.random.default_rng(9)             # the draws n_runs=3 makes, one by one
+    singles = [emerging_hot_spots(cube, rules="sfdep", n_permutations=99,
+                                  random_state=shared).pattern for _ in range(3)]
+    both = emerging_hot_spots(cube, rules="sfdep", n_permutations=99, random_state=9,
+                              n_runs=3)
+    for u in range(100):
+        names, counts_u = np.unique([s[u] for s in singles], return_counts=True)
+        if counts_u.max() >= 2:
+            assert both.pattern[u] == names[np.argmax(counts_u)]
+        else:
+            assert both.pattern[u] == singles[0][u]
+    assert (both.pattern[[22, 23, 24]] != "no pattern detected").all()
+    with pytest.raises(ParameterError, match="n_runs must be 1"):
+        emerging_hot_spots(cube, distance=150, n_runs=3)

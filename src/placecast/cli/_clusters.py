@@ -314,6 +314,10 @@ def hotspots_command(
         "for arcgis, drop for sfdep).")] = None,
     permutations: Annotated[int, typer.Option("--permutations", help="Permutations of the "
                                               "per-slice Gi*.")] = 199,
+    runs: Annotated[int, typer.Option(
+        "--runs", help="With the per-slice Gi*: classify this many times with independent "
+        "permutations and keep each cell's most frequent pattern (1 = one sfdep run).")]
+    = 1,
     seed: SeedOpt = None,
     event_options: dict[str, Any] | None = None,
 ) -> None:
@@ -343,7 +347,7 @@ def hotspots_command(
         result = emerging_hot_spots(
             cube, distance=parse_length(distance, name="--distance"), time_steps=time_steps,
             alpha=alpha, fdr=fdr, rules=rules, gi=gi, neighbours=neighbours,
-            n_permutations=permutations, random_state=seed)
+            n_permutations=permutations, random_state=seed, n_runs=runs)
     from placecast.io._atomic import atomic_path
 
     with atomic_path(output) as tmp:
@@ -368,6 +372,8 @@ def hotspots_command(
                   f"{'on' if settings['fdr'] else 'off'}"
                   + (f", {settings['n_permutations']} permutations"
                      if settings["n_permutations"] else "")
+                  + (f", most frequent pattern of {settings['n_runs']} runs"
+                     if settings["n_runs"] > 1 else "")
                   + (f"; {dropped} cells without events left out" if dropped else ""))
     console.print(f"wrote {output}")
 
