@@ -559,10 +559,10 @@ def near_repeat(
     Examples
     --------
     >>> r = near_repeat([0, 0, 50, 400], [0, 0, 0, 0], [0, 3, 4, 30],
-    ...                 distance_bands=[0, 0, 100, "200+"], time_bands=[0, 7, "14+"],
+    ...                 distance_bands=[0, 0, "100+"], time_bands=[0, "7+"],
     ...                 convention="calculator", n_permutations=9, random_state=0)
     >>> r.distance_labels, r.time_labels
-    (('same location', '1 to 100', 'more than 200'), ('0 to 7', 'more than 14'))
+    (('same location', '1 to 100', 'more than 100'), ('0 to 7', 'more than 7'))
     >>> r.observed.tolist(), r.n_pairs_outside
     ([[1, 0], [2, 0], [0, 3]], 0)
     """
