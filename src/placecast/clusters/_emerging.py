@@ -21,6 +21,7 @@ __all__ = [
     "EmergingHotSpotResult",
     "SpaceTimeCube",
     "emerging_hot_spots",
+    "kendall_trend",
     "mann_kendall",
 ]
 
