@@ -148,3 +148,328 @@ def test_bad_cube_input() -> None:
     with pytest.raises(DataError, match="n_steps \\+ 1 step edges"):
         SpaceTimeCube(counts=np.ones((4, 3)), centroids=np.zeros((4, 2)),
                       step_edges=np.arange(3), unit_ids=np.arange(4))
+
+
+# ------------------------------------------------------------------ sfdep-style analysis
+from placecast.clusters._emerging import (  # noqa: E402
+    SFDEP_CLASSES,
+    _classify_sfdep,
+    _kendall_upper_tail,
+    _permutation_counts,
+    _permutation_p_values,
+    _queen_neighbours,
+    _slice_gi_star,
+    kendall_trend,
+)
+
+
+def _grid_units(n_cols: int, n_rows: int, keep: np.ndarray | None = None):
+    import shapely
+
+    from placecast.events import SpatialReference
+    from placecast.units import square_grid
+
+    region = shapely.box(0, 0, n_cols * 100.0, n_rows * 100.0)
+    units = square_grid(region, 100.0, SpatialReference(crs="local:m"))
+    if keep is not None:
+        from placecast.clusters._emerging import _subset_units
+
+        units = _subset_units(units, keep)
+    return units
+
+
+def _sfdep_neighbour_lists(units, n_steps: int, k: int) -> list[list[tuple[int, float]]]:
+    """Space-time neighbour (bin, weight) lists as sfdep's spt_nb / spt_wt build them.
+
+    Queen contiguity by brute force over polygons (touching or overlapping), the unit
+    itself included, row-standardised weights 1/card repeated on each lagged slice.
+    """
+    geoms = units.geometry
+    n = len(geoms)
+    nb = [[v for v in range(n) if geoms[u].intersects(geoms[v])] for u in range(n)]
+    out = []
+    for t in range(n_steps):
+        for u in range(n):
+            items = []
+            for lag in range(k + 1):
+                if t - lag >= 0:
+                    items += [((t - lag) * n + v, 1 / len(nb[u])) for v in nb[u]]
+            out.append(items)
+    return out
+
+
+def test_slice_gi_star_matches_sfdep_formula_by_brute_force() -> None:
+    keep = np.flatnonzero(np.random.default_rng(1).random(64) < 0.7)  # irregular cells
+    units = _grid_units(8, 8, keep)
+    rng = np.random.default_rng(2)
+    counts = rng.poisson(2.0, size=(len(units), 7)).astype(float)
+    indptr, indices = _queen_neighbours(units)
+    z, _ = _slice_gi_star(counts, indptr, indices, 1)
+    n, n_steps = counts.shape
+    x = counts.T.ravel()                                          # sfdep order: time-major
+    lists = _sfdep_neighbour_lists(units, n_steps, 1)
+    for t in range(n_steps):
+        xs = x[t * n:(t + 1) * n]
+        xbar = xs.mean()
+        si2 = ((xs - xbar) ** 2).sum() / n
+        for u in range(n):
+            items = lists[t * n + u]
+            lx = sum(x[b] * w for b, w in items)
+            wi = sum(w for _, w in items)
+            s1 = sum(w * w for _, w in items)
+            expect = (lx - wi * xbar) / np.sqrt(si2 * (n * s1 - wi ** 2) / (n - 1))
+            assert z[u, t] == pytest.approx(expect, rel=1e-12, abs=1e-12)
+
+
+def test_queen_neighbours_grid_arithmetic_equals_polygon_touching() -> None:
+    import dataclasses
+
+    units = _grid_units(5, 4, np.array([0, 1, 2, 4, 6, 7, 12, 13, 18, 19]))
+    fast = _queen_neighbours(units)
+    slow = _queen_neighbours(dataclasses.replace(units, grid_cells=None, _cache={}))
+    np.testing.assert_array_equal(fast[0], slow[0])
+    np.testing.assert_array_equal(fast[1], slow[1])
+    card = np.diff(fast[0])
+    assert card.min() >= 1 and card.max() <= 9
+
+
+def _splitmix(state: int) -> tuple[int, int]:
+    mask = (1 << 64) - 1
+    state = (state + 0x9E3779B97F4A7C15) & mask
+    z = state
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    return state, z ^ (z >> 31)
+
+
+def test_permutation_kernel_equals_a_plain_python_loop() -> None:
+    rng = np.random.default_rng(0)
+    values = rng.poisson(1.5, size=40).astype(float)
+    observed = rng.poisson(6.0, size=40).astype(float)
+    n_draws = rng.integers(1, 9, size=40)
+    seed, n_perm = 123456789, 11
+    low, high = _permutation_counts(values, observed, n_draws, n_perm, np.uint64(seed))
+    mask, n_bins = (1 << 64) - 1, 40
+    span = n_bins - 1
+    reject = ((1 << 32) - span) % span
+    for b in range(n_bins):
+        state, _ = _splitmix(seed ^ (((b + 1) * 0xD1B54A32D192ED03) & mask))
+        lo = hi = 0
+        for _ in range(n_perm):
+            picks: list[int] = []
+            while len(picks) < n_draws[b]:
+                state, raw = _splitmix(state)
+                product = (raw >> 32) * span
+                while (product & 0xFFFFFFFF) < reject:
+                    state, raw = _splitmix(state)
+                    product = (raw >> 32) * span
+                pick = product >> 32
+                pick += pick >= b                     # every bin but b itself
+                if pick not in picks:                 # without replacement
+                    picks.append(pick)
+            total = values[picks].sum()
+            lo += total <= observed[b]
+            hi += total >= observed[b]
+        assert (low[b], high[b]) == (lo, hi)
+
+
+def test_permutation_p_values_are_calibrated_under_no_clustering() -> None:
+    """Continuous iid values: l = (1 + #{obs >= sim}) / (R + 1) is uniform on its grid."""
+    units = _grid_units(8, 8)
+    rng = np.random.default_rng(11)
+    x = rng.normal(10, 2, size=(64, 12))
+    indptr, indices = _queen_neighbours(units)
+    z, sums = _slice_gi_star(x, indptr, indices, 1)
+    steps = np.arange(12)
+    m = steps - np.maximum(steps - 1, 0) + 1
+    p = _permutation_p_values(x, sums, np.diff(indptr), m, 99, 5)
+    # folded p = min(l, g): P(p <= a) = 2a under the null
+    for a in (0.05, 0.1, 0.2):
+        share = (p <= a).mean()
+        assert abs(share - 2 * a) < 3.5 * np.sqrt(2 * a * (1 - 2 * a) / p.size) + 0.01
+    # and the sign agrees with the statistic where the test is confident
+    strong = p <= 0.02
+    assert strong.sum() > 5
+    low_tail = np.abs(z[strong]) > 1.5
+    assert low_tail.mean() > 0.8
+    # a planted hot bin is found
+    x[10, 6] += 40
+    z, sums = _slice_gi_star(x, indptr, indices, 1)
+    p = _permutation_p_values(x, sums, np.diff(indptr), m, 99, 5)
+    assert p[10, 6] == 0.01 and z[10, 6] > 1.5
+
+
+def _exact_upper_tail(score: int, n: int) -> float:
+    import itertools
+
+    scores = [sum(np.sign(perm[j] - perm[i]) for i in range(n) for j in range(i + 1, n))
+              for perm in itertools.permutations(range(n))]
+    return float(np.mean(np.asarray(scores) >= score))
+
+
+@pytest.mark.parametrize("n", [4, 6, 7])
+def test_kendall_upper_tail_exact_for_small_n(n: int) -> None:
+    n_pairs = n * (n - 1) // 2
+    for score in range(-n_pairs, n_pairs + 1, 2):
+        assert _kendall_upper_tail(score, n) == pytest.approx(_exact_upper_tail(score, n))
+
+
+def test_kendall_edgeworth_close_to_exact_and_sl_as_the_kendall_package() -> None:
+    from scipy import stats as st
+
+    # AS 71's Edgeworth series (n > 8) against the exact distribution at n = 9
+    counts = np.zeros(37)
+    counts[0] = 1
+    for m in range(2, 10):
+        new = np.zeros_like(counts)
+        for extra in range(m):
+            new[extra:] += counts[:len(counts) - extra]
+        counts = new
+    for score in (4, 10, 16, 22, -8):
+        exact = counts[:(36 - score) // 2 + 1].sum() / counts.sum()
+        assert abs(_kendall_upper_tail(score, 9) - exact) < 0.003
+    # sl for a rising series: 2 P(S >= s), scipy's exact two-sided p-value
+    series = np.array([1.0, 3.0, 2.0, 5.0, 4.0, 7.0, 8.0, 6.0])
+    tau, sl = kendall_trend(series)
+    want = st.kendalltau(np.arange(8), series, method="exact")
+    assert tau[0] == pytest.approx(want.statistic)
+    assert sl[0] == pytest.approx(want.pvalue)
+    # a falling series: the package reports 2 P(S < s) (strict), smaller than scipy's
+    tau_down, sl_down = kendall_trend(series[::-1])
+    s = -round(want.statistic * 28)
+    assert tau_down[0] < 0
+    assert sl_down[0] == pytest.approx(2 * (1 - _kendall_upper_tail(s, 8)))
+    assert sl_down[0] < want.pvalue
+
+
+def _sig(text: str) -> tuple[np.ndarray, np.ndarray]:
+    """'H' significant hot, 'C' significant cold, 'h'/'c' not significant, '.' z = 0."""
+    gs = np.array([{"H": 2.0, "h": 0.5, "C": -2.0, "c": -0.5, ".": 0.0}[c] for c in text])
+    return gs, np.array([c in "HC" for c in text])
+
+
+@pytest.mark.parametrize("series,tau,tau_p,expected", [
+    ("hhhhhhhhhH", 0.0, 0.5, "new hotspot"),
+    ("hhhhhhhhcC", 0.0, 0.5, "new coldspot"),
+    ("hhhhhhhHHH", 0.0, 0.5, "consecutive hotspot"),
+    # sfdep's consecutive run counts significant bins of either sign
+    ("hhhhhhhCHH", 0.0, 0.5, "consecutive hotspot"),
+    ("ccccccCCCC", 0.0, 0.5, "consecutive coldspot"),
+    ("HHHHHHHHHH", 0.5, 0.001, "intensifying hotspot"),
+    # intensifying hot counts every significant bin, cold ones too (sfdep as written)
+    ("CCCCCCCCCC", 0.5, 0.001, "intensifying hotspot"),
+    ("CCCCCCCCCC", -0.5, 0.001, "intensifying coldspot"),
+    ("HHHHHHHHHH", 0.1, 0.5, "persistent hotspot"),
+    # persistent needs no significant last step
+    ("HHHHHHHHHh", 0.1, 0.5, "persistent hotspot"),
+    ("CCCCCCCCCC", 0.1, 0.5, "persistent coldspot"),
+    ("HHHHHHHHHH", -0.5, 0.001, "diminishing hotspot"),
+    # an all-cold series with a significant rising trend is an "intensifying hotspot"
+    # (checked first, on all significant bins); diminishing cold is left only for
+    # tau_p equal to the threshold (intensifying hot needs tau_p < threshold)
+    ("CCCCCCCCCC", 0.5, 0.005, "intensifying hotspot"),
+    ("CCCCCCCCCC", 0.5, 0.01, "diminishing coldspot"),
+    ("hHhChhhhhH", 0.0, 0.5, "oscilating hotspot"),
+    ("cCcHcccccC", 0.0, 0.5, "oscilating coldspot"),
+    # historical hot spot needs a negative last z-score
+    ("HHHHHHHHHc", -0.5, 0.001, "historical hotspot"),
+    ("HHHHHHHHHh", -0.5, 0.001, "no pattern detected"),
+    ("CCCCCCCCCh", 0.5, 0.001, "historical coldspot"),
+    ("hHhhHhhhhh", 0.0, 0.5, "sporadic hotspot"),
+    ("cCccCccccc", 0.0, 0.5, "sporadic coldspot"),
+    ("hHhhChhhhh", 0.0, 0.5, "no pattern detected"),
+    ("hhhhhhhhhh", 0.0, 0.5, "no pattern detected"),
+])
+def test_sfdep_classification_rules(series: str, tau: float, tau_p: float,
+                                    expected: str) -> None:
+    gs, sigs = _sig(series)
+    got = _classify_sfdep(gs[None], sigs[None], np.array([tau]), np.array([tau_p]), 0.01)
+    assert got[0] == SFDEP_CLASSES[expected]
+
+
+def test_calendar_month_cube_with_origin_and_empty_cells_dropped() -> None:
+    from placecast.datasets import PORTLAND_CRS, portland_burglary_path, portland_region_path
+    from placecast.io import read_events
+    from placecast.pipeline import UnitSpec, build_units
+
+    events = read_events(portland_burglary_path(), crs=PORTLAND_CRS)
+    units = build_units(events, UnitSpec(cell_size=1200, region=portland_region_path()))
+    cube = SpaceTimeCube.from_events(events, units, step="1M", start="2012-03-01",
+                                     n_steps=60, drop_empty=True)
+    edges = cube.step_edges.astype("datetime64[D]").astype(str)
+    assert cube.n_steps == 60 and edges[0] == "2012-03-01" and edges[-1] == "2017-03-01"
+    assert all(e.endswith("-01") for e in edges)                    # calendar months
+    in_window = (events.time >= np.datetime64("2012-03-01")) & \
+        (events.time < np.datetime64("2017-03-01"))
+    assert cube.counts.sum() == in_window.sum()
+    assert (cube.counts.sum(axis=1) > 0).all() and cube.n_units < len(units)
+    full = SpaceTimeCube.from_events(events, units, step="1M")
+    assert full.n_units == len(units)
+    assert str(full.step_edges[0])[:10] == "2012-03-01" and full.counts.sum() == len(events)
+    assert str(full.step_edges[-1])[:10] == "2017-06-01"
+    with pytest.raises(ParameterError, match="whole steps"):
+        SpaceTimeCube.from_events(events, units, step="1M", start="2012-03-01",
+                                  end="2017-03-15")
+    result = emerging_hot_spots(cube, rules="sfdep", n_permutations=49, random_state=3)
+    again = emerging_hot_spots(cube, rules="sfdep", n_permutations=49, random_state=3)
+    np.testing.assert_array_equal(result.pattern, again.pattern)
+    assert result.parameters["gi"] == "slice" and result.parameters["alpha"] == 0.01
+    assert not result.parameters["fdr"] and result.parameters["neighbours"] == "queen"
+    assert set(result.counts()) <= set(PATTERNS)
+    # arcgis defaults are unchanged by the new options
+    old = emerging_hot_spots(cube, distance=1500)
+    assert old.parameters["gi"] == "cube" and old.parameters["fdr"]
+
+
+def test_hotspots_cli_sfdep(tmp_path: Path) -> None:
+    from placecast.datasets import portland_burglary_path
+
+    out = tmp_path / "sfdep.csv"
+    res = CliRunner().invoke(app, ["hotspots", str(portland_burglary_path()), "--crs",
+                                   "EPSG:2913", "--cell", "1500m", "--step", "1M",
+                                   "--cube-start", "2012-03-01", "--n-steps", "60",
+                                   "--rules", "sfdep", "--permutations", "49", "--seed", "1",
+                                   "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "FDR off" in res.output and "60 steps" in res.output
+    frame = __import__("pandas").read_csv(out)
+    assert {"pattern", "trend_tau", "trend_p"} <= set(frame.columns)
+    res = CliRunner().invoke(app, ["hotspots", str(portland_burglary_path()), "--crs",
+                                   "EPSG:2913", "--rules", "esri", "-o", str(out)])
+    assert res.exit_code == 2 and "--rules must be arcgis or sfdep" in res.output
+
+
+def test_sfdep_bad_input() -> None:
+    cube = SpaceTimeCube(counts=np.ones((4, 3)), centroids=np.zeros((4, 2)),
+                         step_edges=np.arange(4).astype("datetime64[D]"),
+                         unit_ids=np.arange(4).astype(str))
+    with pytest.raises(ParameterError, match="queen neighbours need the cube's units"):
+        emerging_hot_spots(cube, rules="sfdep")
+    with pytest.raises(ParameterError, match="rules must be"):
+        emerging_hot_spots(cube, distance=1, rules="esri")
+    with pytest.raises(DataError, match="same count in every unit"):
+        emerging_hot_spots(cube, distance=1, rules="sfdep", neighbours="distance")
+
+
+def test_most_frequent_pattern_of_several_runs() -> None:
+    rng = np.random.default_rng(4)
+    units = _grid_units(10, 10)
+    counts = rng.poisson(1.0, size=(100, 14)).astype(float)
+    counts[22:25, 9:] += 4
+    cube = SpaceTimeCube(counts=counts, centroids=units.centroids,
+                         step_edges=np.arange(15).astype("datetime64[D]"),
+                         unit_ids=np.asarray(units.unit_id), units=units)
+    shared = np.random.default_rng(9)             # the draws n_runs=3 makes, one by one
+    singles = [emerging_hot_spots(cube, rules="sfdep", n_permutations=99,
+                                  random_state=shared).pattern for _ in range(3)]
+    both = emerging_hot_spots(cube, rules="sfdep", n_permutations=99, random_state=9,
+                              n_runs=3)
+    for u in range(100):
+        names, counts_u = np.unique([s[u] for s in singles], return_counts=True)
+        if counts_u.max() >= 2:
+            assert both.pattern[u] == names[np.argmax(counts_u)]
+        else:
+            assert both.pattern[u] == singles[0][u]
+    assert (both.pattern[[22, 23, 24]] != "no pattern detected").all()
+    with pytest.raises(ParameterError, match="n_runs must be 1"):
+        emerging_hot_spots(cube, distance=150, n_runs=3)

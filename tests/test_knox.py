@@ -83,9 +83,14 @@ def _brute_table(x: np.ndarray, y: np.ndarray, t: np.ndarray, d_edges: list[floa
             if convention == "half-open" and edges[k] <= value < edges[k + 1]:
                 return k
             if convention == "calculator":
-                if k == 0 and edges[0] <= value <= edges[1]:
-                    return 0
-                if k > 0 and edges[k] < value <= edges[k + 1]:
+                # the calculator's "a to b" is [a - 1, b); edges starting 0, 0 make a
+                # "same location" band (exactly 0) and then (0, e_2) (Steenbeek's
+                # NearRepeat vignette "NRC"; this oracle replaced the old (a, b] reading)
+                if edges[k] == edges[k + 1] == 0:
+                    if value == 0:
+                        return k
+                elif edges[k] <= value < edges[k + 1] and not (value == 0 and k == 1
+                                                               and edges[0] == edges[1]):
                     return k
         return -1
 
@@ -170,3 +175,123 @@ def test_knox_and_nearrepeat_cli(shared_data: Path, tmp_path: Path) -> None:
                                    "-o", str(tmp_path / "nr.csv")])
     assert res.exit_code == 0, res.output
     assert len(pd.read_csv(tmp_path / "nr.csv")) == 6
+
+
+# The Near Repeat Calculator 1.3's own output for Chicago residential burglary, 2015-12-31
+# to 2016-01-31 (970 events), Manhattan distance, bandwidths 100 m (3 bands) and 7 days
+# (3 bands), 20 iterations: the "Observed frequencies distribution" and the mean expected
+# counts of its verbose file inst/extdata/chicago_be_month1_NRverbose_2019-09-23_143005.csv
+# in the R package NearRepeat (github wsteenbeek/NearRepeat), shown in its vignette "NRC".
+NRC_ROWS = ("same location", "1 to 100", "101 to 200", "201 to 300", "more than 300")
+NRC_COLUMNS = ("0 to 7", "8 to 14", "15 to 21", "more than 21")
+NRC_OBSERVED = [[28, 5, 5, 2],
+                [44, 13, 8, 4],
+                [97, 56, 19, 16],
+                [77, 67, 45, 20],
+                [182194, 146149, 95237, 45879]]
+NRC_MEAN_EXPECTED = [[16.947, 11.632, 7.947, 3.474],
+                     [26.105, 21.684, 14.053, 7.158],
+                     [73.579, 59.263, 37.053, 18.105],
+                     [82.053, 65.158, 42.000, 19.789],
+                     [182241.3, 146132.3, 95212.9, 45872.5]]
+
+
+@pytest.fixture(scope="module")
+def chicago_january(shared_data: Path) -> pd.DataFrame:
+    frame = pd.read_csv(shared_data / "chicago" / "burglary_2016.csv").dropna()
+    frame = frame[pd.to_datetime(frame["date"]) < "2016-02-01"].reset_index(drop=True)
+    frame["days"] = (pd.to_datetime(frame["date"]) - pd.Timestamp("2016-01-01")).dt.days
+    return frame
+
+
+def test_calculator_convention_reproduces_the_published_calculator_table(
+        chicago_january: pd.DataFrame) -> None:
+    assert len(chicago_january) == 970  # the calculator's "source data records used"
+    x, y, t = (chicago_january[c].to_numpy(dtype=float) for c in ("X", "Y", "days"))
+    result = near_repeat(x, y, t, distance_bands="0,0,100m,200m,300m+",
+                         time_bands=[0, 7, 14, "21+"], metric="manhattan",
+                         convention="calculator", n_permutations=999, random_state=831)
+    assert result.distance_labels == NRC_ROWS
+    assert result.time_labels == NRC_COLUMNS
+    assert result.observed.tolist() == NRC_OBSERVED          # every cell, exactly
+    assert result.n_pairs == 970 * 969 // 2 and result.n_pairs_outside == 0
+    # the calculator's means come from 19 permutations: ours (999) must lie within
+    # sampling error of them (about 4 Poisson standard errors of a 19-draw mean)
+    nrc = np.array(NRC_MEAN_EXPECTED)
+    tolerance = 4 * np.sqrt(np.maximum(nrc, 1) / 19) + 0.5
+    assert (np.abs(result.expected - nrc)[:4] <= tolerance[:4]).all()
+    # the near-repeat signal the calculator reports: 0-7 days within 200 m, p = 0.001
+    assert (result.p_value[:3, 0] == 1 / 1000).all() and (result.ratio[:3, 0] > 1.3).all()
+
+
+def test_open_bands_match_brute_force_and_a_plain_permutation_loop(
+        chicago: pd.DataFrame) -> None:
+    x, y, t = (chicago[c].to_numpy(dtype=float) for c in ("X", "Y", "days"))
+    d_edges, t_edges = [50.0, 150.0, 400.0, np.inf], [0.0, 10.0, np.inf]
+    result = near_repeat(x, y, t, distance_bands=d_edges, time_bands=t_edges,
+                         n_permutations=7, random_state=5)
+
+    def brute(times: np.ndarray) -> np.ndarray:
+        iu = np.triu_indices(len(x), 1)
+        d = np.hypot(x[:, None] - x[None, :], y[:, None] - y[None, :])[iu]
+        gap = np.abs(times[:, None] - times[None, :])[iu]
+        a = np.digitize(d, d_edges) - 1        # pairs nearer than 50 m: -1, left out
+        b = np.digitize(gap, t_edges) - 1
+        ok = a >= 0
+        return np.bincount(a[ok] * 2 + b[ok], minlength=6).reshape(3, 2)
+
+    np.testing.assert_array_equal(result.observed, brute(t))
+    assert result.n_pairs_outside == len(x) * (len(x) - 1) // 2 - brute(t).sum() > 0
+    rng = np.random.default_rng(5)
+    sims = [brute(rng.permutation(t)) for _ in range(7)]
+    np.testing.assert_allclose(result.expected, np.mean(sims, axis=0))
+    np.testing.assert_allclose(result.p_value,
+                               (np.sum([s >= result.observed for s in sims], axis=0) + 1) / 8)
+
+
+def test_band_edges_text_and_open_bands() -> None:
+    from placecast.clusters._knox import band_edges
+
+    assert band_edges("0, 0, 100m, 0.2km, 300m, inf", kind="distance").tolist() == \
+        [0, 0, 100, 200, 300, np.inf]
+    assert band_edges("0,7,2w,21d+", kind="time").tolist() == [0, 7, 14, 21, np.inf]
+    with pytest.raises(ParameterError, match="only the last edge may be open-ended"):
+        band_edges("0,100m+,200m", kind="distance")
+    with pytest.raises(ParameterError, match="not a fixed number of days"):
+        band_edges("0,1M", kind="time")
+    with pytest.raises(ParameterError, match="only the last edge may be inf"):
+        near_repeat([0, 1], [0, 1], [0, 1], distance_bands=[0, np.inf, 5],
+                    time_bands=[0, 1])
+    with pytest.raises(ParameterError, match="strictly increasing for the calculator"):
+        near_repeat([0, 1], [0, 1], [0, 1], distance_bands=[0, 0, 1],
+                    time_bands=[0, 0, 1], convention="calculator")
+    # an open band leaves nothing out; a finite one says how much it leaves out
+    closed = near_repeat([0, 1, 500], [0, 0, 0], [0, 1, 2], distance_bands=[0, 10],
+                         time_bands=[0, 5], n_permutations=3, random_state=0)
+    assert closed.n_pairs_outside == 2 and "beyond the last" in closed.summary()
+    opened = near_repeat([0, 1, 500], [0, 0, 0], [0, 1, 2], distance_bands=[0, "10+"],
+                         time_bands=[0, "5+"], n_permutations=3, random_state=0)
+    assert opened.observed.sum() == 3 and opened.n_pairs_outside == 0
+    assert opened.distance_labels == ("0 to <10", "10 or more")
+
+
+def test_nearrepeat_cli_calculator_table(chicago_january: pd.DataFrame,
+                                         tmp_path: Path) -> None:
+    events = tmp_path / "chicago_january.csv"
+    chicago_january[["X", "Y", "date"]].to_csv(events, index=False)
+    out = tmp_path / "nr.csv"
+    res = CliRunner().invoke(app, ["nearrepeat", str(events), "--x", "X", "--y", "Y",
+                                   "--time", "date", "--crs", "EPSG:26971",
+                                   "--distance-bands", "0,0,100m,200m,300m+",
+                                   "--time-bands", "0,7,14,21,inf", "--metric", "manhattan",
+                                   "--convention", "calculator", "--permutations", "19",
+                                   "--seed", "1", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    table = pd.read_csv(out)
+    assert table["observed"].to_numpy().reshape(5, 4).tolist() == NRC_OBSERVED
+    assert tuple(table["distance_band"].unique()) == NRC_ROWS
+    res = CliRunner().invoke(app, ["nearrepeat", str(events), "--x", "X", "--y", "Y",
+                                   "--time", "date", "--crs", "EPSG:26971",
+                                   "--distance-bands", "0,100m,200m", "--time-bands",
+                                   "0,7", "--permutations", "3"])
+    assert res.exit_code == 0 and "beyond the last" in res.output

@@ -28,22 +28,6 @@ PermutationsOpt = Annotated[int | None, typer.Option("--permutations", help="Mon
                                                      "replications.")]
 
 
-def _numbers(text: str, name: str, lengths: bool = False) -> list[float]:
-    from placecast.quantities import parse_length
-
-    def one(value: str) -> float:
-        value = value.strip()
-        if not lengths or value.replace(".", "", 1).strip("0") == "":
-            return float(value)  # plain numbers; "0" is a valid first edge
-        return parse_length(value, name=name)
-
-    try:
-        return [one(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ParameterError(f"{name} {text!r} must be comma-separated numbers, e.g. "
-                             "0,100,200.") from None
-
-
 def _write_text(path: Path, text: str) -> None:
     from placecast.io._atomic import atomic_path
 
@@ -274,32 +258,41 @@ def nearrepeat_command(
     events_path: Annotated[Path, typer.Argument(help="Events file.", show_default=False)],
     distance_bands: Annotated[str, typer.Option(
         "--distance-bands", help="Distance band edges with units, comma-separated, e.g. "
-        "0,100m,200m,300m (calculator convention: start with 0,0 for 'same location').")],
-    time_bands: Annotated[str, typer.Option("--time-bands", help="Time band edges in days, "
-                                            "e.g. 0,7,14,21.")],
+        "0,100m,200m,300m; end with 300m+ (or ,inf) for an open 'more than 300 m' band "
+        "(calculator convention: start with 0,0 for 'same location').")],
+    time_bands: Annotated[str, typer.Option(
+        "--time-bands", help="Time band edges in days, e.g. 0,7,14,21; end with 21+ (or "
+        ",inf) for an open 'more than 21 days' band.")],
     metric: Annotated[str, typer.Option("--metric", help="euclidean or manhattan.")]
     = "euclidean",
-    convention: Annotated[str, typer.Option("--convention", help="half-open ([a, b)) or "
-                                            "calculator (the Near Repeat Calculator's "
-                                            "inclusive bands).")] = "half-open",
+    convention: Annotated[str, typer.Option(
+        "--convention", help="half-open (band [a, b), labelled 'a to <b') or calculator "
+        "(Ratcliffe's Near Repeat Calculator: its 'a to b' is [a-1, b), 'same location' is "
+        "distance 0).")] = "half-open",
     permutations: PermutationsOpt = 99,
     seed: SeedOpt = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the table as "
                                                 "CSV.")] = None,
     event_options: dict[str, Any] | None = None,
 ) -> None:
-    """Near-repeat analysis: observed vs expected pairs per distance x time band."""
-    from placecast.clusters import near_repeat
+    """Near-repeat analysis: observed vs expected pairs per distance x time band.
 
+    The Near Repeat Calculator's table with bandwidths 100 m and 7 days, 3 bands each:
+    --distance-bands 0,0,100m,200m,300m+ --time-bands 0,7,14,21+ --convention calculator
+    --metric manhattan (its 20 iterations are --permutations 19).
+    """
+    from placecast.clusters import near_repeat
+    from placecast.clusters._knox import band_edges
+
+    d_edges = band_edges(distance_bands, kind="distance", name="--distance-bands")
+    t_edges = band_edges(time_bands, kind="time", name="--time-bands")
     events = load_events(events_path, **(event_options or {}))
     days = _days(events)
     if convention == "calculator":
         days = np.floor(days)
-    result = near_repeat(events.x, events.y, days,
-                         distance_bands=_numbers(distance_bands, "--distance-bands", True),
-                         time_bands=_numbers(time_bands, "--time-bands"), metric=metric,
-                         convention=convention, n_permutations=permutations or 99,
-                         random_state=seed)
+    result = near_repeat(events.x, events.y, days, distance_bands=d_edges,
+                         time_bands=t_edges, metric=metric, convention=convention,
+                         n_permutations=permutations or 99, random_state=seed)
     frame = result.to_frame()
     table = Table(title=f"near-repeat pairs ({result.n_events} events, "
                   f"{result.n_permutations} permutations)")
@@ -365,18 +358,54 @@ def hotspots_command(
     = "500m",
     region: Annotated[Path | None, typer.Option("--region", help="Region polygon file.")]
     = None,
-    step: Annotated[str, typer.Option("--step", help="Time step: 7d, 30d.")] = "30d",
-    n_steps: Annotated[int | None, typer.Option("--n-steps", help="Time steps back from the "
-                                                "end (default: all).")] = None,
-    distance: Annotated[str, typer.Option("--distance", help="Neighbourhood radius, e.g. "
-                                          "1km.")] = "1km",
+    step: Annotated[str, typer.Option("--step", help="Time step: 7d, 30d, or 1M for "
+                                      "calendar months.")] = "30d",
+    cube_start: Annotated[str | None, typer.Option(
+        "--cube-start", help="Cube origin: start of the first step (e.g. 2012-03-01); "
+        "steps are laid forward from it. Default: laid back from the end (calendar "
+        "months: from the first day of the month after the last event).")] = None,
+    n_steps: Annotated[int | None, typer.Option("--n-steps", help="Number of time steps "
+                                                "(default: all that hold events).")]
+    = None,
+    rules: Annotated[str, typer.Option(
+        "--rules", help="Pattern rules: arcgis (ArcGIS Pro's definitions) or sfdep (R "
+        "sfdep's classify_hotspot). sfdep also switches the defaults below to sfdep's: "
+        "per-slice Gi* with permutations, queen neighbours, alpha 0.01, no FDR, empty "
+        "cells dropped.")] = "arcgis",
+    gi: Annotated[str | None, typer.Option(
+        "--gi", help="Gi*: cube (whole-cube mean and deviation, normal p-values; arcgis "
+        "default) or slice (per time slice, permutation p-values; sfdep default).")] = None,
+    neighbours: Annotated[str | None, typer.Option(
+        "--neighbours", help="distance (cells within --distance; arcgis default) or queen "
+        "(cells sharing an edge or corner; sfdep default). The cell itself is included.")]
+    = None,
+    distance: Annotated[str, typer.Option("--distance", help="Neighbourhood radius for "
+                                          "distance neighbours, e.g. 1km.")] = "1km",
     time_steps: Annotated[int, typer.Option("--time-steps", help="Earlier steps in the "
-                                            "neighbourhood.")] = 1,
-    alpha: Annotated[float, typer.Option("--alpha", help="Significance level (after FDR).")]
-    = 0.1,
+                                            "neighbourhood (sfdep's k).")] = 1,
+    alpha: Annotated[float | None, typer.Option(
+        "--alpha", help="Significance level of bins and trends (default 0.1 arcgis, 0.01 "
+        "sfdep).")] = None,
+    fdr: Annotated[bool | None, typer.Option(
+        "--fdr/--no-fdr", help="False discovery rate correction of the bins (default: on "
+        "for arcgis, off for sfdep).")] = None,
+    empty_cells: Annotated[str | None, typer.Option(
+        "--empty-cells", help="keep or drop cells with no event in any step (default: keep "
+        "for arcgis, drop for sfdep).")] = None,
+    permutations: Annotated[int, typer.Option("--permutations", help="Permutations of the "
+                                              "per-slice Gi*.")] = 199,
+    runs: Annotated[int, typer.Option(
+        "--runs", help="With the per-slice Gi*: classify this many times with independent "
+        "permutations and keep each cell's most frequent pattern (1 = one sfdep run).")]
+    = 1,
+    seed: SeedOpt = None,
     event_options: dict[str, Any] | None = None,
 ) -> None:
-    """Emerging hot spot analysis: Gi* in a space-time cube, trends, ESRI's patterns."""
+    """Emerging hot spot analysis: Gi* in a space-time cube, trends, ArcGIS or sfdep patterns.
+
+    Like R sfdep's emerging_hotspot_analysis on a monthly cube:
+    --step 1M --cube-start 2012-03-01 --n-steps 60 --rules sfdep.
+    """
     from placecast.clusters import SpaceTimeCube, emerging_hot_spots
     from placecast.pipeline import UnitSpec, build_units
     from placecast.quantities import parse_length
@@ -384,12 +413,21 @@ def hotspots_command(
     suffix = output.suffix.lower()
     if suffix not in (".geojson", ".gpkg", ".csv"):
         raise ParameterError(f"{output}: use .geojson, .gpkg or .csv.")
+    if rules not in ("arcgis", "sfdep"):
+        raise ParameterError(f"--rules must be arcgis or sfdep, got {rules!r}.")
+    if empty_cells not in (None, "keep", "drop"):
+        raise ParameterError(f"--empty-cells must be keep or drop, got {empty_cells!r}.")
+    drop = (rules == "sfdep") if empty_cells is None else empty_cells == "drop"
     events = load_events(events_path, **(event_options or {}))
     units = build_units(events, UnitSpec(cell_size=parse_length(cell, name="--cell"),
                                          region=region))
-    cube = SpaceTimeCube.from_events(events, units, step=step, n_steps=n_steps)
-    result = emerging_hot_spots(cube, distance=parse_length(distance, name="--distance"),
-                                time_steps=time_steps, alpha=alpha)
+    cube = SpaceTimeCube.from_events(events, units, step=step, n_steps=n_steps,
+                                     start=cube_start, drop_empty=drop)
+    with console.status(f"emerging hot spots: {cube.n_units} cells x {cube.n_steps} steps..."):
+        result = emerging_hot_spots(
+            cube, distance=parse_length(distance, name="--distance"), time_steps=time_steps,
+            alpha=alpha, fdr=fdr, rules=rules, gi=gi, neighbours=neighbours,
+            n_permutations=permutations, random_state=seed, n_runs=runs)
     from placecast.io._atomic import atomic_path
 
     with atomic_path(output) as tmp:
@@ -398,13 +436,25 @@ def hotspots_command(
         else:
             gdf = result.to_geodataframe()
             gdf.to_file(tmp, driver="GeoJSON" if suffix == ".geojson" else "GPKG")
-    table = Table(title=f"emerging hot spots: {cube.n_units} units x {cube.n_steps} steps "
-                  f"of {step}")
+    settings = result.parameters
+    first = np.datetime_as_string(cube.step_edges[0], unit="D")
+    last = np.datetime_as_string(cube.step_edges[-1], unit="D")
+    table = Table(title=f"emerging hot spots ({rules} rules): {cube.n_units} cells x "
+                  f"{cube.n_steps} steps of {step}, {first} to {last}")
     table.add_column("pattern")
-    table.add_column("units", justify="right")
+    table.add_column("cells", justify="right")
     for name, n in sorted(result.counts().items(), key=lambda kv: -kv[1]):
         table.add_row(name, str(n))
     console.print(table)
+    dropped = units.n_units - cube.n_units
+    console.print(f"Gi* {settings['gi']}, {settings['neighbours']} neighbours, time lag "
+                  f"{settings['time_steps']}, alpha {settings['alpha']:g}, FDR "
+                  f"{'on' if settings['fdr'] else 'off'}"
+                  + (f", {settings['n_permutations']} permutations"
+                     if settings["n_permutations"] else "")
+                  + (f", most frequent pattern of {settings['n_runs']} runs"
+                     if settings["n_runs"] > 1 else "")
+                  + (f"; {dropped} cells without events left out" if dropped else ""))
     console.print(f"wrote {output}")
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import numba
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
@@ -14,7 +16,7 @@ from scipy.spatial import cKDTree
 
 from placecast.exceptions import DataError, ParameterError
 
-__all__ = ["KnoxResult", "NearRepeatResult", "knox_test", "near_repeat"]
+__all__ = ["KnoxResult", "NearRepeatResult", "band_edges", "knox_test", "near_repeat"]
 
 
 def _check_points(x: npt.ArrayLike, y: npt.ArrayLike, t: npt.ArrayLike
@@ -229,6 +231,13 @@ class NearRepeatResult:
         "euclidean" or "manhattan".
     n_events : int
         Events analysed.
+    distance_unit : str
+        Unit name used in labels and the summary.
+    n_pairs : int
+        All pairs of events, ``n (n - 1) / 2``.
+    n_pairs_outside : int
+        Pairs in no cell: farther apart than the last distance edge or the last time
+        edge. End the bands with ``inf`` (an open "more than" band) to tabulate them.
     """
 
     distance_labels: tuple[str, ...]
@@ -242,6 +251,8 @@ class NearRepeatResult:
     metric: str
     n_events: int
     distance_unit: str = field(default="m")
+    n_pairs: int = 0
+    n_pairs_outside: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values."""
@@ -253,7 +264,8 @@ class NearRepeatResult:
                 "observed": self.observed.tolist(), "expected": clean(self.expected),
                 "ratio": clean(self.ratio), "p_value": clean(self.p_value),
                 "n_permutations": self.n_permutations, "convention": self.convention,
-                "metric": self.metric, "n_events": self.n_events}
+                "metric": self.metric, "n_events": self.n_events,
+                "n_pairs": self.n_pairs, "n_pairs_outside": self.n_pairs_outside}
 
     def to_frame(self) -> pd.DataFrame:
         """One row per (distance band, time band) cell."""
@@ -291,40 +303,178 @@ class NearRepeatResult:
             lines.append("Events in these bands follow an earlier event more often than "
                          "chance would suggest: the area around a new event is at raised "
                          "risk for that time.")
+        if self.n_pairs_outside:
+            lines.append(f"{self.n_pairs_outside:,} of the {self.n_pairs:,} pairs lie beyond "
+                         "the last distance or time band and are not in the table (end the "
+                         "bands with inf to count them in an open 'more than' band).")
         return "\n".join(lines)
 
 
-def _bands(edges: np.ndarray, convention: str, kind: str) -> tuple[np.ndarray, list[str]]:
-    """Edges and labels. half-open: ``[e_k, e_k+1)``; calculator: see :func:`near_repeat`."""
-    if convention == "half-open":
-        labels = [f"{edges[k]:g} to <{edges[k + 1]:g}" for k in range(len(edges) - 1)]
-        return edges, labels
-    # calculator: inclusive integer bands
+
+def band_edges(values: Any, *, kind: str, name: str | None = None) -> np.ndarray:
+    """Band edges from numbers or text, with an open-ended last band.
+
+    Parameters
+    ----------
+    values : str or sequence of float or str
+        Increasing edges, e.g. ``[0, 0, 100, 200, 300, inf]`` or the text
+        ``"0,0,100m,200m,300m+"``. A last edge written ``300m+`` (or followed by ``inf``)
+        opens a last band of everything from 300 on.
+    kind : {"distance", "time"}
+        Distances take units (``100m``, ``0.5km``, ``600ft``; plain numbers are metres);
+        times are days (``7``, ``7d``, ``2w``, ``12h``).
+    name : str, optional
+        Parameter name for error messages.
+
+    Returns
+    -------
+    ndarray of float
+        The edges; ``inf`` last for an open band.
+
+    Examples
+    --------
+    >>> band_edges("0,0,100m,200m,300m+", kind="distance").tolist()
+    [0.0, 0.0, 100.0, 200.0, 300.0, inf]
+    >>> band_edges([0, 7, 14, "21+"], kind="time").tolist()
+    [0.0, 7.0, 14.0, 21.0, inf]
+    """
+    from placecast.quantities import parse_duration, parse_length
+
+    label = name or f"{kind}_bands"
+    items = [v.strip() for v in values.split(",") if v.strip()] if isinstance(values, str) \
+        else list(np.atleast_1d(np.asarray(values, dtype=object)))
+    edges: list[float] = []
+    for position, item in enumerate(items):
+        last = position == len(items) - 1
+        if isinstance(item, str):
+            text = item.strip()
+            open_end = text.endswith("+")
+            if open_end:
+                if not last:
+                    raise ParameterError(f"{label}: only the last edge may be open-ended "
+                                         f"('{text}' is edge {position + 1} of {len(items)}).")
+                text = text[:-1].strip()
+            if text.lower() in ("inf", "infinity"):
+                value = math.inf
+            elif re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", text):
+                value = float(text)
+            elif kind == "distance":
+                value = parse_length(text, name=label)
+            else:
+                duration = parse_duration(text, name=label)
+                if duration.unit != "D":
+                    raise ParameterError(f"{label}: {text!r} is not a fixed number of days; "
+                                         "use days, weeks or hours (7d, 2w, 12h).")
+                value = duration.amount
+            edges.append(value)
+            if open_end:
+                edges.append(math.inf)
+        else:
+            try:
+                edges.append(float(item))
+            except (TypeError, ValueError):
+                raise ParameterError(f"{label}: {item!r} is not a number.") from None
+    return np.asarray(edges, dtype=float)
+
+
+def _check_edges(edges: np.ndarray, name: str, convention: str, kind: str) -> None:
+    if edges.ndim != 1 or len(edges) < 2:
+        raise ParameterError(f"{name} must be at least two edges, got {edges.tolist()}.")
+    if np.isnan(edges).any() or np.isinf(edges[:-1]).any() or edges[0] < 0:
+        raise ParameterError(f"{name} must be non-negative numbers; only the last edge may be "
+                             f"inf (an open 'more than' band), got {edges.tolist()}.")
+    if (np.diff(edges) < 0).any():
+        raise ParameterError(f"{name} must be non-decreasing, got {edges.tolist()}.")
+    zero_width = np.diff(edges) == 0
+    if convention == "half-open" and zero_width.any():
+        raise ParameterError(f"{name} must be strictly increasing for the half-open "
+                             "convention.")
+    if convention == "calculator":
+        same_location = kind == "distance" and len(edges) > 2 and edges[0] == edges[1] == 0
+        if zero_width[1 if same_location else 0:].any():
+            raise ParameterError(
+                f"{name} must be strictly increasing for the calculator convention (only "
+                "the distance edges may start 0, 0 for the 'same location' band), got "
+                f"{edges.tolist()}.")
+
+
+def _labels(edges: np.ndarray, convention: str, kind: str) -> list[str]:
+    """Band labels: ``a to <b`` (half-open) or as the Near Repeat Calculator prints them."""
     labels = []
     for k in range(len(edges) - 1):
-        lo = edges[k] + (1 if k > 0 else 0)
-        if kind == "distance" and k == 0 and edges[0] == 0 and edges[1] == 0:
+        lo, hi = edges[k], edges[k + 1]
+        if convention == "half-open":
+            labels.append(f"{lo:g} or more" if math.isinf(hi) else f"{lo:g} to <{hi:g}")
+        elif kind == "distance" and k == 0 and lo == hi == 0:
             labels.append("same location")
-            continue
-        if kind == "distance" and k == 1 and edges[0] == 0 and edges[1] == 0:
-            lo = 1
-        labels.append(f"{lo:g} to {edges[k + 1]:g}")
-    return edges, labels
+        elif math.isinf(hi):
+            labels.append(f"more than {lo:g}")
+        else:
+            # the calculator prints [a - 1, b) as "a to b", its first band "0 to b" and
+            # the band after "same location" "1 to b"
+            same_location_before = k == 1 and kind == "distance" and edges[0] == edges[1] == 0
+            first = lo + 1 if lo > 0 else (1.0 if same_location_before else 0.0)
+            labels.append(f"{first:g} to {hi:g}")
+    return labels
 
 
-def _bin(values: np.ndarray, edges: np.ndarray, convention: str) -> np.ndarray:
-    """Band index of each value, -1 outside."""
-    if convention == "half-open":
-        k = np.searchsorted(edges, values, side="right") - 1
-        k[(values < edges[0]) | (values >= edges[-1])] = -1
-        return k
-    # calculator: band k holds (edges[k], edges[k+1]] except the first, [edges[0], edges[1]]
-    k = np.searchsorted(edges, values, side="left") - 1
-    k[values == edges[0]] = 0
-    if len(edges) > 2 and edges[0] == edges[1]:
-        k[(values > edges[0]) & (values <= edges[2])] = 1
-    k[(values < edges[0]) | (values > edges[-1])] = -1
-    return k
+def _distance_bins(d: np.ndarray, edges: np.ndarray, convention: str) -> np.ndarray:
+    """Band of each distance, -1 beyond the last edge: bands are ``[e_k, e_k+1)``.
+
+    With the calculator convention and edges starting ``0, 0`` the first band is
+    "same location" (distance exactly 0) and the second is ``(0, e_2)``.
+    """
+    k = np.searchsorted(edges, d, side="right") - 1
+    k[d >= edges[-1]] = -1
+    if convention == "calculator" and len(edges) > 2 and edges[0] == edges[1] == 0:
+        k[d == 0] = 0
+    return k.astype(np.int64)
+
+
+@numba.njit(cache=True)
+def _time_band(gap: float, edges: np.ndarray) -> int:
+    """``k`` with ``edges[k] <= gap < edges[k+1]``, -1 outside (edges strictly increase)."""
+    if gap < edges[0] or not gap < edges[-1]:
+        return -1
+    lo, hi = 0, len(edges) - 1
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if edges[mid] <= gap:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+@numba.njit(parallel=True, cache=True)
+def _pair_tables(times: np.ndarray, pair_i: np.ndarray, pair_j: np.ndarray,
+                 d_bin: np.ndarray, t_edges: np.ndarray, n_d: int) -> np.ndarray:
+    """Pairs per (distance band, time band) for each row of ``times`` (one permutation)."""
+    n_rep = times.shape[0]
+    n_t = len(t_edges) - 1
+    out = np.zeros((n_rep, n_d, n_t), dtype=np.int64)
+    for r in numba.prange(n_rep):
+        row = times[r]
+        for p in range(len(pair_i)):
+            k = _time_band(abs(row[pair_i[p]] - row[pair_j[p]]), t_edges)
+            if k >= 0:
+                out[r, d_bin[p], k] += 1
+    return out
+
+
+@numba.njit(cache=True)
+def _pairs_with_gap_below(t_sorted: np.ndarray, limit: float) -> int:
+    """Pairs ``i < j`` of sorted times with ``t_j - t_i < limit`` (exact comparisons)."""
+    n = len(t_sorted)
+    total = 0
+    j = 0
+    for i in range(n):
+        if j < i + 1:
+            j = i + 1
+        while j < n and t_sorted[j] - t_sorted[i] < limit:
+            j += 1
+        total += j - i - 1
+    return total
 
 
 def near_repeat(
@@ -332,8 +482,8 @@ def near_repeat(
     y: npt.ArrayLike,
     t: npt.ArrayLike,
     *,
-    distance_bands: npt.ArrayLike,
-    time_bands: npt.ArrayLike,
+    distance_bands: Any,
+    time_bands: Any,
     metric: str = "euclidean",
     convention: str = "half-open",
     n_permutations: int = 99,
@@ -353,20 +503,27 @@ def near_repeat(
         Coordinates, metres (or any unit; see ``distance_unit``).
     t : array of float
         Times in days (whole days for the calculator convention).
-    distance_bands, time_bands : array of float
-        Increasing band edges. With ``convention="half-open"`` band ``k`` is
-        ``[e_k, e_k+1)``. With ``convention="calculator"`` the bands follow Ratcliffe's
-        Near Repeat Calculator: the first band is ``[e_0, e_1]`` and later ones
-        ``(e_k, e_k+1]`` (labelled ``e_k + 1 to e_k+1`` as the calculator prints them for
-        whole units); start the distance edges with ``0, 0`` to get its "same location"
-        band. For example the calculator's defaults with bandwidth 100 m and 14 days are
-        ``distance_bands=[0, 0, 100, 200, 300]``, ``time_bands=[0, 14, 28, 42]``.
+    distance_bands, time_bands : sequence of float or str, or str
+        Increasing band edges (see :func:`band_edges` for text such as
+        ``"0,0,100m,200m,300m+"``). The last edge may be ``inf``: an open "more than"
+        band, so that no pair is left out. Band ``k`` is ``[e_k, e_k+1)`` in both
+        conventions (below).
     metric : {"euclidean", "manhattan"}
         Distance between events.
     convention : {"half-open", "calculator"}
-        How band edges are read (above).
+        ``"half-open"`` labels band ``k`` ``e_k to <e_k+1``. ``"calculator"`` reproduces
+        Ratcliffe's Near Repeat Calculator (version 1.3): what it prints as "a to b" is the
+        band ``[a - 1, b)`` (Steenbeek's NearRepeat vignette "NRC" shows this and
+        reproduces the calculator's tables with it), so the edges are the calculator's
+        bandwidth multiples and the labels read as the calculator's. Distance edges that
+        start ``0, 0`` give its "same location" band (distance exactly 0; the next band is
+        then ``(0, e_2)``, printed "1 to e_2"), and a last edge ``inf`` its "more than"
+        band. The calculator's defaults with bandwidths 100 m and 7 days, 3 bands each,
+        are ``distance_bands=[0, 0, 100, 200, 300, inf]``,
+        ``time_bands=[0, 7, 14, 21, inf]``.
     n_permutations : int
-        Permutations (the calculator's "number of iterations"; at least 1).
+        Permutations (at least 1). The calculator's "iterations" count the observed
+        arrangement too: its 20 iterations are 19 permutations here.
     random_state : int or Generator, optional
         Seed.
     distance_unit : str
@@ -376,63 +533,107 @@ def near_repeat(
     -------
     NearRepeatResult
 
+    Raises
+    ------
+    ParameterError
+        Edges that are not increasing, negative, or infinite before the last one.
+
     Notes
     -----
-    The pairs within the largest distance are found once with a k-d tree; each permutation
-    then costs O(P) for ``P`` such pairs (times change, locations do not).
+    Only the pairs within the last finite distance edge are found (k-d tree) and re-binned
+    in each permutation (numba, in parallel over permutations). A permutation moves times
+    between events, so the number of pairs in each time band over *all* pairs does not
+    change; the open "more than" distance band is that total minus the nearer bands, and
+    costs nothing per permutation. Permutations are drawn as ``rng.permutation(t)`` one
+    after the other, so results for a seed equal those of a plain loop.
 
     References
     ----------
     Ratcliffe, J. H. (2009). Near Repeat Calculator (version 1.3). Temple University,
     Philadelphia, and the National Institute of Justice.
+    Steenbeek, W. (2019). NearRepeat: Near Repeat calculation using the Knox test (R
+    package; vignette "NearRepeat and the Near Repeat Calculator software").
     Johnson, S. D. et al. (2007). Space-time patterns of risk: a cross national assessment
     of residential burglary victimization. Journal of Quantitative Criminology 23, 201-219.
+
+    Examples
+    --------
+    >>> r = near_repeat([0, 0, 50, 400], [0, 0, 0, 0], [0, 3, 4, 30],
+    ...                 distance_bands=[0, 0, "100+"], time_bands=[0, "7+"],
+    ...                 convention="calculator", n_permutations=9, random_state=0)
+    >>> r.distance_labels, r.time_labels
+    (('same location', '1 to 100', 'more than 100'), ('0 to 7', 'more than 7'))
+    >>> r.observed.tolist(), r.n_pairs_outside
+    ([[1, 0], [2, 0], [0, 3]], 0)
     """
     xs, ys, ts = _check_points(x, y, t)
     _check_metric(metric)
     if convention not in ("half-open", "calculator"):
         raise ParameterError(f"convention must be 'half-open' or 'calculator', got "
                              f"{convention!r}.")
-    d_edges = np.asarray(distance_bands, dtype=float)
-    t_edges = np.asarray(time_bands, dtype=float)
-    for name, e in (("distance_bands", d_edges), ("time_bands", t_edges)):
-        if e.ndim != 1 or len(e) < 2 or (np.diff(e) < 0).any() or e[0] < 0:
-            raise ParameterError(f"{name} must be at least two non-negative, non-decreasing "
-                                 f"edges, got {e.tolist()}.")
-        if convention == "half-open" and (np.diff(e) <= 0).any():
-            raise ParameterError(f"{name} must be strictly increasing for the half-open "
-                                 "convention.")
-    if int(n_permutations) < 1:
+    d_edges = band_edges(distance_bands, kind="distance", name="distance_bands")
+    t_edges = band_edges(time_bands, kind="time", name="time_bands")
+    _check_edges(d_edges, "distance_bands", convention, "distance")
+    _check_edges(t_edges, "time_bands", convention, "time")
+    n_perm = int(n_permutations)
+    if n_perm < 1:
         raise ParameterError(f"n_permutations must be >= 1, got {n_permutations}.")
-    xy = np.column_stack([xs, ys])
-    i, j = _space_pairs(xy, float(d_edges[-1]), metric)
-    d = _distance(xy, i, j, metric)
-    d_bin = _bin(d, d_edges, convention)
-    keep = d_bin >= 0
-    i, j, d_bin = i[keep], j[keep], d_bin[keep]
+    n = len(xs)
+    n_pairs = n * (n - 1) // 2
     n_d, n_t = len(d_edges) - 1, len(t_edges) - 1
+    open_distance = bool(np.isinf(d_edges[-1]))
+    # pairs re-binned per permutation: those nearer than the last finite distance edge
+    near_edges = d_edges[:-1] if open_distance else d_edges
+    # with an open last band, pairs nearer than the first edge form a hidden band that
+    # is left out of the table but not counted in the open band
+    hidden = int(open_distance and near_edges[0] > 0)
+    if hidden:
+        near_edges = np.concatenate([[0.0], near_edges])
+    n_near = len(near_edges) - 1
+    xy = np.column_stack([xs, ys])
+    if n_near > 0:
+        i, j = _space_pairs(xy, float(near_edges[-1]), metric)
+        d = _distance(xy, i, j, metric)
+        d_bin = _distance_bins(d, near_edges, convention)
+        keep = d_bin >= 0
+        i, j, d_bin = i[keep], j[keep], d_bin[keep]
+    else:
+        i = j = d_bin = np.zeros(0, np.int64)
+    column_totals = np.zeros(n_t, dtype=np.int64)
+    if open_distance:
+        # pairs per time band over all pairs: a permutation does not change them
+        t_sorted = np.sort(ts)
+        below = np.array([_pairs_with_gap_below(t_sorted, float(e)) if np.isfinite(e)
+                          else n_pairs for e in t_edges], dtype=np.int64)
+        column_totals = np.diff(below)
 
-    def table(times: np.ndarray) -> np.ndarray:
-        t_bin = _bin(np.abs(times[i] - times[j]), t_edges, convention)
-        ok = t_bin >= 0
-        return np.bincount(d_bin[ok] * n_t + t_bin[ok], minlength=n_d * n_t).reshape(n_d, n_t)
+    def tables(times: np.ndarray) -> np.ndarray:
+        near = _pair_tables(times, i, j, d_bin, t_edges, max(n_near, 1))[:, :n_near]
+        if not open_distance:
+            return near
+        far = column_totals[None, :] - near.sum(axis=1)
+        return np.concatenate([near[:, hidden:], far[:, None, :]], axis=1)
 
-    observed = table(ts)
+    observed = tables(ts[None, :])[0]
     rng = (random_state if isinstance(random_state, np.random.Generator)
            else np.random.default_rng(random_state))
     total = np.zeros((n_d, n_t))
     hits = np.zeros((n_d, n_t))
-    for _ in range(int(n_permutations)):
-        sim = table(rng.permutation(ts))
-        total += sim
-        hits += sim >= observed
-    expected = total / int(n_permutations)
+    chunk = max(1, min(n_perm, 4_000_000 // max(n, 1)))
+    done = 0
+    while done < n_perm:
+        size = min(chunk, n_perm - done)
+        sims = tables(np.stack([rng.permutation(ts) for _ in range(size)]))
+        total += sims.sum(axis=0)
+        hits += (sims >= observed[None]).sum(axis=0)
+        done += size
+    expected = total / n_perm
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(expected > 0, observed / np.where(expected > 0, expected, 1), np.nan)
-    _, d_labels = _bands(d_edges, convention, "distance")
-    _, t_labels = _bands(t_edges, convention, "time")
     return NearRepeatResult(
-        distance_labels=tuple(d_labels), time_labels=tuple(t_labels), observed=observed,
-        expected=expected, ratio=ratio, p_value=(hits + 1) / (int(n_permutations) + 1),
-        n_permutations=int(n_permutations), convention=convention, metric=metric,
-        n_events=len(xs), distance_unit=distance_unit)
+        distance_labels=tuple(_labels(d_edges, convention, "distance")),
+        time_labels=tuple(_labels(t_edges, convention, "time")), observed=observed,
+        expected=expected, ratio=ratio, p_value=(hits + 1) / (n_perm + 1),
+        n_permutations=n_perm, convention=convention, metric=metric,
+        n_events=n, distance_unit=distance_unit, n_pairs=n_pairs,
+        n_pairs_outside=int(n_pairs - observed.sum()))
