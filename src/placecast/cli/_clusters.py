@@ -394,10 +394,11 @@ def hotspots_command(
         "for arcgis, drop for sfdep).")] = None,
     permutations: Annotated[int, typer.Option("--permutations", help="Permutations of the "
                                               "per-slice Gi*.")] = 199,
-    runs: Annotated[int, typer.Option(
+    runs: Annotated[int | None, typer.Option(
         "--runs", help="With the per-slice Gi*: classify this many times with independent "
-        "permutations and keep each cell's most frequent pattern (1 = one sfdep run).")]
-    = 1,
+        "permutations and keep each cell's most frequent pattern (1 = one sfdep run; "
+        "default 5 with the per-slice Gi*, 1 otherwise).")]
+    = None,
     seed: SeedOpt = None,
     event_options: dict[str, Any] | None = None,
 ) -> None:
@@ -418,6 +419,10 @@ def hotspots_command(
     if empty_cells not in (None, "keep", "drop"):
         raise ParameterError(f"--empty-cells must be keep or drop, got {empty_cells!r}.")
     drop = (rules == "sfdep") if empty_cells is None else empty_cells == "drop"
+    # five runs' most frequent pattern agrees more often with any one sfdep run than a
+    # single run does (seed-to-seed agreement 0.89-0.92 for one run, 0.91-0.94 for five)
+    per_slice = (gi or ("slice" if rules == "sfdep" else "cube")) == "slice"
+    n_runs = runs if runs is not None else (5 if per_slice else 1)
     events = load_events(events_path, **(event_options or {}))
     units = build_units(events, UnitSpec(cell_size=parse_length(cell, name="--cell"),
                                          region=region))
@@ -427,7 +432,7 @@ def hotspots_command(
         result = emerging_hot_spots(
             cube, distance=parse_length(distance, name="--distance"), time_steps=time_steps,
             alpha=alpha, fdr=fdr, rules=rules, gi=gi, neighbours=neighbours,
-            n_permutations=permutations, random_state=seed, n_runs=runs)
+            n_permutations=permutations, random_state=seed, n_runs=n_runs)
     from placecast.io._atomic import atomic_path
 
     with atomic_path(output) as tmp:
