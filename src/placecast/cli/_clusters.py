@@ -28,20 +28,43 @@ PermutationsOpt = Annotated[int | None, typer.Option("--permutations", help="Mon
                                                      "replications.")]
 
 
-def _numbers(text: str, name: str, lengths: bool = False) -> list[float]:
-    from placecast.quantities import parse_length
+def _numbers(text: str, name: str, kind: str) -> list[float]:
+    """Band edges with units: metres for ``kind="length"``, days for ``kind="duration"``.
+
+    A bare ``0`` is allowed (zero needs no unit); any other edge needs one.
+    """
+    from placecast.quantities import parse_duration, parse_length
 
     def one(value: str) -> float:
         value = value.strip()
-        if not lengths or value.replace(".", "", 1).strip("0") == "":
-            return float(value)  # plain numbers; "0" is a valid first edge
-        return parse_length(value, name=name)
+        if value.replace(".", "", 1).strip("0") == "":
+            return 0.0  # "0" is a valid first edge
+        if kind == "length":
+            return parse_length(value, name=name)
+        duration = parse_duration(value, name=name)
+        if duration.unit == "M":
+            raise ParameterError(f"{name} {value!r}: months differ in length; give days or "
+                                 "weeks (e.g. 30d, 4w).")
+        return duration.amount
 
-    try:
-        return [one(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ParameterError(f"{name} {text!r} must be comma-separated numbers, e.g. "
-                             "0,100,200.") from None
+    example = "0,100m,200m" if kind == "length" else "0,7d,14d"
+    edges = [one(v) for v in text.split(",") if v.strip()]
+    if not edges:
+        raise ParameterError(f"{name} {text!r} must be comma-separated edges, e.g. {example}.")
+    return edges
+
+
+def _days_option(text: str | None, name: str) -> float | None:
+    """An option whose name says days: a bare number is days, units are accepted too."""
+    from placecast.quantities import parse_duration
+
+    if text is None:
+        return None
+    duration = parse_duration(text, name=name, bare="d")
+    if duration.unit == "M":
+        raise ParameterError(f"{name} {text!r}: months differ in length; give days or weeks "
+                             "(e.g. 90d, 13w).")
+    return duration.amount
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -104,13 +127,14 @@ def scan_command(
     = None,
     interval: Annotated[str, typer.Option("--interval", help="Time interval length: 1d, 7d, "
                                           "12h.")] = "1d",
-    study_days: Annotated[float | None, typer.Option("--study-days", help="Study period, "
-                                                     "days before --at (default all).")] = None,
+    study_days: Annotated[str | None, typer.Option("--study-days", help="Study period before "
+                                                   "--at: days, or with a unit (13w). Default "
+                                                   "all.")] = None,
     at: Annotated[str | None, typer.Option("--at", help="Analysis time: the study period "
                                            "ends just before it (default: the day after the "
                                            "last event).")] = None,
-    max_days: Annotated[float, typer.Option("--max-days", help="Longest time window, days.")]
-    = 7.0,
+    max_days: Annotated[str, typer.Option("--max-days", help="Longest time window: days, or "
+                                          "with a unit (2w).")] = "7",
     max_radius: Annotated[str | None, typer.Option("--max-radius", help="Largest circle "
                                                    "radius, e.g. 1km.")] = None,
     max_share: Annotated[float, typer.Option("--max-share", help="Largest share of cases in a "
@@ -157,14 +181,16 @@ def scan_command(
         from placecast.clusters._scan import parse_step
 
         step_days = parse_step(interval) / pd.Timedelta("1D")
+        study = _days_option(study_days, "--study-days")
+        longest = _days_option(max_days, "--max-days") or 0.0
         data = scan_data_from_events(
             events, at=at, interval=interval, units=units,
-            n_intervals=int(round(study_days / step_days)) if study_days else None,
+            n_intervals=int(round(study / step_days)) if study else None,
             round_to=parse_length(round_to, name="--round") if round_to else None)
         scan = SpaceTimeScan(
             max_share=max_share,
             max_radius=parse_length(max_radius, name="--max-radius") if max_radius else None,
-            max_intervals=max(1, int(max_days / step_days)),
+            max_intervals=max(1, int(longest / step_days)),
             n_permutations=999 if permutations is None else permutations,
             random_state=seed, n_jobs=jobs, randomization=randomization or "numpy",
             p_values=p_values or "monte_carlo")
@@ -195,8 +221,8 @@ def nearrepeat_command(
     distance_bands: Annotated[str, typer.Option(
         "--distance-bands", help="Distance band edges with units, comma-separated, e.g. "
         "0,100m,200m,300m (calculator convention: start with 0,0 for 'same location').")],
-    time_bands: Annotated[str, typer.Option("--time-bands", help="Time band edges in days, "
-                                            "e.g. 0,7,14,21.")],
+    time_bands: Annotated[str, typer.Option("--time-bands", help="Time band edges with "
+                                            "units, e.g. 0,7d,14d,21d.")],
     metric: Annotated[str, typer.Option("--metric", help="euclidean or manhattan.")]
     = "euclidean",
     convention: Annotated[str, typer.Option("--convention", help="half-open ([a, b)) or "
@@ -216,8 +242,9 @@ def nearrepeat_command(
     if convention == "calculator":
         days = np.floor(days)
     result = near_repeat(events.x, events.y, days,
-                         distance_bands=_numbers(distance_bands, "--distance-bands", True),
-                         time_bands=_numbers(time_bands, "--time-bands"), metric=metric,
+                         distance_bands=_numbers(distance_bands, "--distance-bands", "length"),
+                         time_bands=_numbers(time_bands, "--time-bands", "duration"),
+                         metric=metric,
                          convention=convention, n_permutations=permutations or 99,
                          random_state=seed)
     frame = result.to_frame()
@@ -241,8 +268,8 @@ def knox_command(
     events_path: Annotated[Path, typer.Argument(help="Events file.", show_default=False)],
     distance: Annotated[str, typer.Option("--distance", help="Close in space: at most this "
                                           "far, e.g. 20km.")],
-    days: Annotated[float, typer.Option("--days", help="Close in time: at most this many "
-                                        "days apart.")],
+    days: Annotated[str, typer.Option("--days", help="Close in time: at most this many "
+                                      "days apart (or with a unit: 2w).")],
     metric: Annotated[str, typer.Option("--metric", help="euclidean or manhattan.")]
     = "euclidean",
     permutations: PermutationsOpt = 0,
@@ -254,15 +281,16 @@ def knox_command(
     from placecast.clusters import knox_test
     from placecast.quantities import parse_length
 
+    close_days = _days_option(days, "--days")
     events = load_events(events_path, **(event_options or {}), quiet=as_json)
     result = knox_test(events.x, events.y, _days(events),
-                       distance=parse_length(distance, name="--distance"), time=days,
+                       distance=parse_length(distance, name="--distance"), time=close_days,
                        metric=metric, n_permutations=permutations or 0, random_state=seed)
     if as_json:
         console.print_json(json.dumps(result.to_dict()))
         return
     table = Table(title=f"Knox test: {result.n_pairs:,} pairs, close = within {distance} "
-                  f"and {days:g} days")
+                  f"and {close_days:g} days")
     for column in ("", "close in time", "not close in time"):
         table.add_column(column, justify="right")
     for a, label in enumerate(("close in space", "not close in space")):
@@ -333,8 +361,8 @@ def watch_command(
     config: Annotated[Path, typer.Argument(help="Watch configuration (.json or .toml).",
                                            show_default=False)],
     once: Annotated[bool, typer.Option("--once", help="Run one check and stop.")] = False,
-    interval: Annotated[float | None, typer.Option("--interval", help="Seconds between "
-                                                   "runs.")] = None,
+    interval: Annotated[str | None, typer.Option("--interval", help="Time between runs with "
+                                                 "a unit: 30s, 5min, 1h.")] = None,
     max_runs: Annotated[int | None, typer.Option("--max-runs", help="Stop after this many "
                                                  "runs (needed with --interval).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Run the check even if the events "
@@ -352,6 +380,10 @@ def watch_command(
         raise ParameterError("--once runs a single check; drop --interval/--max-runs.")
     if interval is not None and max_runs is None:
         raise ParameterError("--interval needs --max-runs N (watch runs are bounded).")
+    seconds = None
+    if interval is not None:
+        seconds = 0.0 if interval.strip().replace(".", "", 1).strip("0") == "" else (
+            _days_seconds(interval))
     watcher = Watcher(load_watch_config(config))
 
     def show(report: Any) -> None:
@@ -361,4 +393,13 @@ def watch_command(
             err_console.print(f"[yellow]delivery failed (kept in outbox): {message}[/yellow]",
                               highlight=False)
 
-    watcher.run(interval=interval, max_runs=max_runs or 1, force=force, on_report=show)
+    watcher.run(interval=seconds, max_runs=max_runs or 1, force=force, on_report=show)
+
+
+def _days_seconds(text: str) -> float:
+    from placecast.quantities import parse_duration
+
+    duration = parse_duration(text, name="--interval")
+    if duration.unit == "M":
+        raise ParameterError(f"--interval {text!r}: give a fixed time such as 30s, 5min or 1h.")
+    return duration.amount * 86400.0

@@ -168,13 +168,18 @@ class ScanData:
 
 
 def parse_step(text: str) -> pd.Timedelta:
-    """Parse a time step such as ``"1d"``, ``"7D"`` or ``"12h"`` into a Timedelta."""
-    value = str(text).strip()
-    try:
-        return pd.Timedelta(value[:-1] + "D" if value[-1:] in ("d", "D") else value)
-    except (ValueError, IndexError):
-        raise ParameterError(f"time step {text!r} is not a duration such as 1d, 7d or "
-                             "12h.") from None
+    """Parse a time step such as ``"1d"``, ``"7d"``, ``"12h"`` or ``"2w"`` into a Timedelta.
+
+    Uses :func:`placecast.quantities.parse_duration`, so a bare number (``"30"``) is
+    refused rather than read in some unit.
+    """
+    from placecast.quantities import parse_duration
+
+    duration = parse_duration(text, name="time step")
+    if duration.unit == "M":
+        raise ParameterError(f"time step {text!r}: calendar months differ in length; give "
+                             "a fixed step such as 30d or 4w.")
+    return pd.Timedelta(days=duration.amount)
 
 
 def scan_data_from_events(
