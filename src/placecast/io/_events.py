@@ -87,28 +87,19 @@ def _csv_format(path: Path, sep: str | None, encoding: str | None) -> tuple[str,
 
 
 def _first_undecodable(path: Path, encoding: str) -> tuple[int, str]:
-    """Line number and a snippet of the first bytes ``encoding`` cannot decode."""
-    import codecs
+    """Line number and a description of the first bytes ``encoding`` cannot decode.
 
-    decoder = codecs.getincrementaldecoder(encoding)()
-    line = 1
+    Runs only after a read failed, so a plain loop over the lines is fine here.
+    """
     with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            for start in range(0, len(chunk), 4096):
-                part = chunk[start:start + 4096]
-                try:
-                    decoder.decode(part)
-                except UnicodeDecodeError as exc:
-                    # find the exact position within the part by decoding byte by byte
-                    decoder = codecs.getincrementaldecoder(encoding)()
-                    before = part[:exc.start] if exc.start < len(part) else part
-                    line += before.count(b"\n")
-                    bad = part[max(exc.start, 0):max(exc.start, 0) + 1]
-                    context = part[max(exc.start - 20, 0):exc.start + 10]
-                    text = context.decode(encoding, errors="replace").split("\n")[-1]
-                    return line, f"byte 0x{bad.hex() or '??'} in {text!r}"
-                line += part.count(b"\n")
-    return line, "the end of the file"
+        for number, raw in enumerate(handle, start=1):
+            try:
+                raw.decode(encoding)
+            except UnicodeDecodeError as exc:
+                shown = raw.rstrip(b"\r\n").decode(encoding, errors="replace")
+                bad = raw[exc.start:exc.start + 1].hex()
+                return number, f"byte 0x{bad} in {shown[:80]!r}"
+    return 0, "a byte"
 
 
 def _encoding_error(path: Path, encoding: str) -> DataError:
@@ -346,7 +337,7 @@ def _spatial_reference_for(crs: str) -> SpatialReference:
 
 
 def _read_rows(path: Path, columns: list[str], sep: str | None = None,
-               encoding: str | None = None) -> pd.DataFrame:
+               encoding: str | None = None, n_fields: int = 0) -> pd.DataFrame:
     suffix = _suffix(path)
     if suffix in {".csv", ".txt", ".tsv"}:
         sep, encoding = _csv_format(path, sep, encoding)
@@ -358,6 +349,7 @@ def _read_rows(path: Path, columns: list[str], sep: str | None = None,
         except pd.errors.ParserError as exc:
             raise _parser_error(path, exc) from None
         _check_line_breaks(path, frame)
+        _check_field_counts(path, sep, encoding, n_fields)
         return frame
     if suffix in {".parquet", ".pq"}:
         try:
@@ -365,6 +357,66 @@ def _read_rows(path: Path, columns: list[str], sep: str | None = None,
         except Exception as exc:  # pyarrow raises several types for a broken file
             raise DataError(f"{path}: could not read it as Parquet ({exc}).") from None
     raise AssertionError(suffix)
+
+
+def _check_field_counts(path: Path, sep: str, encoding: str, n_fields: int) -> None:
+    """Refuse a line with more fields than the header.
+
+    pandas silently drops the extra fields of such a line when only some columns are
+    read, and an unquoted delimiter inside a value shifts the values after it into the
+    wrong columns. Fields are counted with vectorised byte operations (a delimiter or
+    line end counts only outside double quotes, by the parity of the quotes before it),
+    in chunks; a line flagged that way is confirmed by parsing it alone.
+    """
+    import codecs
+
+    if codecs.lookup(encoding).name not in _ASCII_COMPATIBLE:
+        return  # delimiter bytes cannot be found without decoding
+    delimiter, quote, newline = ord(sep), ord('"'), ord("\n")
+    parity = 0  # quotes seen so far, mod 2
+    pending = 0  # delimiters on the line still open at the chunk's end
+    line_base = 0  # complete lines before the chunk
+    checked = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 24):
+            data = np.frombuffer(chunk, dtype=np.uint8)
+            inside = (np.cumsum(data == quote, dtype=np.uint8) + parity) & 1
+            parity = int(inside[-1])
+            outside = inside == 0
+            ends = np.flatnonzero((data == newline) & outside)
+            delimiters = np.flatnonzero((data == delimiter) & outside)
+            counts = np.bincount(np.searchsorted(ends, delimiters), minlength=len(ends) + 1)
+            counts[0] += pending
+            pending = int(counts[-1])
+            for line in np.flatnonzero(counts[:-1] >= n_fields)[:20]:
+                checked += 1
+                _confirm_extra_fields(path, sep, encoding, n_fields, line_base + int(line) + 1)
+                if checked >= 20:
+                    return
+            line_base += len(ends)
+    if pending >= n_fields:
+        _confirm_extra_fields(path, sep, encoding, n_fields, line_base + 1)
+
+
+_ASCII_COMPATIBLE = {"utf-8", "ascii", "latin-1", "iso8859-1", "cp1252", "iso8859-15",
+                     "cp1250", "cp1251", "mac-roman", "utf-8-sig"}
+
+
+def _confirm_extra_fields(path: Path, sep: str, encoding: str, n_fields: int,
+                          line_number: int) -> None:
+    """Parse line ``line_number`` alone; raise if it really has more than ``n_fields``."""
+    import csv
+    import itertools
+
+    with path.open(encoding=encoding, errors="replace", newline="") as handle:
+        line = next(itertools.islice(handle, line_number - 1, None), "")
+    fields = next(csv.reader([line], delimiter=sep), [])
+    if len(fields) > n_fields:
+        raise DataError(
+            f"{path} line {line_number}: {len(fields)} fields where the header has "
+            f"{n_fields}, so values would land in the wrong columns. Quote values that "
+            "contain the delimiter, or check the delimiter (--sep)."
+        )
 
 
 def _parser_error(path: Path, exc: Exception) -> DataError:
@@ -717,7 +769,7 @@ def read_events(
     if is_vector:
         frame, file_crs = _read_vector(path, wanted)
     else:
-        frame = _read_rows(path, wanted, sep=sep, encoding=encoding)
+        frame = _read_rows(path, wanted, sep=sep, encoding=encoding, n_fields=len(header))
     n_rows = len(frame)
     if n_rows == 0:
         raise DataError(f"{path}: the file has a header but no rows of events.")
