@@ -99,7 +99,9 @@ def _first_undecodable(path: Path, encoding: str) -> tuple[int, str]:
                 shown = raw.rstrip(b"\r\n").decode(encoding, errors="replace")
                 bad = raw[exc.start:exc.start + 1].hex()
                 return number, f"byte 0x{bad} in {shown[:80]!r}"
-    return 0, "a byte"
+            except UnicodeError as exc:  # e.g. UTF-16 without a byte-order mark
+                return number, f"the text ({exc})"
+    return 1, "the text"
 
 
 def _encoding_error(path: Path, encoding: str) -> DataError:
@@ -149,7 +151,7 @@ def read_table_header(
                 f"{path}: the file is empty; expected a header line such as "
                 "'time,x,y' followed by one row per event."
             ) from None
-        except UnicodeDecodeError:
+        except UnicodeError:
             raise _encoding_error(path, encoding) from None
         except pd.errors.ParserError as exc:
             raise DataError(f"{path} line 1: the header cannot be read ({exc}). Check its "
@@ -344,7 +346,7 @@ def _read_rows(path: Path, columns: list[str], sep: str | None = None,
         try:
             frame = pd.read_csv(path, usecols=columns, dtype=str, sep=sep, encoding=encoding,
                                 keep_default_na=False, na_values=[""])
-        except UnicodeDecodeError:
+        except UnicodeError:
             raise _encoding_error(path, encoding) from None
         except pd.errors.ParserError as exc:
             raise _parser_error(path, exc) from None
