@@ -12,6 +12,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pytest
 import shapely
 from typer.testing import CliRunner
@@ -175,7 +176,7 @@ def test_most_events_outside_the_region_are_refused(square_region: Path) -> None
         (["scan", "--max-radius", "1"], r"--max-radius '1' has no unit.*1m, 1ft or 1km"),
         (["scan", "--cell", "250"], r"--cell '250' has no unit"),
         (["scan", "--round", "50"], r"--round '50' has no unit"),
-        (["scan", "--interval", "1"], r"time step '1' has no unit"),
+        (["scan", "--interval", "1"], r"--interval '1' has no unit"),
         (["scan", "--interval", "1d", "--max-days", "7x"], r"--max-days '7x': unknown unit"),
         (["knox", "--distance", "200", "--days", "14"], r"--distance '200' has no unit"),
         (["nearrepeat", "--distance-bands", "0,100,200", "--time-bands", "0,7d"],
@@ -374,3 +375,26 @@ def test_duplicated_column_names_are_refused(tmp_path: Path) -> None:
     # a duplicated column that is not read is harmless
     unused = _write(tmp_path, "time,x,y,note,note\n2017-01-01,1,2,a,b\n", "unused.csv")
     assert len(read_events(unused, crs="local:m")) == 1
+
+
+def test_scan_intervals_take_calendar_months(tmp_path: Path, portland_csv: str) -> None:
+    from placecast.clusters import scan_data_from_events
+
+    events = read_events(portland_csv, crs="EPSG:2913")
+    data = scan_data_from_events(events, at="2017-03-01", interval="1M", n_intervals=24)
+    assert data.interval_labels[0] == ("2015/03/01", "2015/03/31")
+    assert data.interval_labels[11] == ("2016/02/01", "2016/02/29")
+    assert data.interval_labels[-1] == ("2017/02/01", "2017/02/28")
+    # each case sits in the calendar month of its date, counted from March 2015
+    kept = events.between("2015-03-01", "2017-03-01")
+    stamps = pd.DatetimeIndex(kept.time)
+    expected = np.sort((stamps.year - 2015) * 12 + stamps.month - 3)
+    assert np.array_equal(np.sort(data.case_interval), expected)
+    out = tmp_path / "scan"
+    result = runner.invoke(app, ["scan", portland_csv, "--crs", "EPSG:2913", "--cell", "1km",
+                                 "--interval", "1M", "--study-days", "730", "--at",
+                                 "2017-03-01", "--permutations", "9", "--seed", "1",
+                                 "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "Study period.......................: 2015/03/01 to 2017/02/28" in (
+        out / "report.txt").read_text()

@@ -126,7 +126,7 @@ def scan_command(
                                                  "(e.g. 50m). Default exact coordinates.")]
     = None,
     interval: Annotated[str, typer.Option("--interval", help="Time interval length: 1d, 7d, "
-                                          "12h.")] = "1d",
+                                          "12h, 1M (calendar months).")] = "1d",
     study_days: Annotated[str | None, typer.Option("--study-days", help="Study period before "
                                                    "--at: days, or with a unit (13w). Default "
                                                    "all.")] = None,
@@ -148,8 +148,6 @@ def scan_command(
     centroids with --cell, rounded coordinates with --round, else exact coordinates) and
     daily intervals ending at --at.
     """
-    import pandas as pd
-
     from placecast.clusters import SpaceTimeScan, scan_data_from_events
     from placecast.io._satscan import format_satscan_report, read_satscan
     from placecast.quantities import parse_length
@@ -178,9 +176,9 @@ def scan_command(
             from placecast.pipeline import UnitSpec, build_units
 
             units = build_units(events, UnitSpec(cell_size=parse_length(cell, name="--cell")))
-        from placecast.clusters._scan import parse_step
+        from placecast.quantities import parse_duration
 
-        step_days = parse_step(interval) / pd.Timedelta("1D")
+        step_days = parse_duration(interval, name="--interval").days
         study = _days_option(study_days, "--study-days")
         longest = _days_option(max_days, "--max-days") or 0.0
         data = scan_data_from_events(

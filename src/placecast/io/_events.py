@@ -490,10 +490,13 @@ LAST_DATE = np.datetime64("2262-04-11")
 
 # An ISO 8601 date with a day (2017-03-01, 2017-3-1, 20170301), optionally followed by a time.
 _ISO_DATE = r"^[+-]?\d{4}-\d{1,2}-\d{1,2}(?:[T ]|$)|^\d{8}(?:T|$)"
-# A UTC offset after a time of day: Z, +01:00, -0800, +05.
-_OFFSET = r"[T ]\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$"
+# A UTC offset at the end (Z, +01:00, -0800, +05), after a time of day (\d:\d\d): two
+# simple patterns run much faster over a column than one that says both.
+_OFFSET = r"(?:Z|[+-]\d{2}(?::?\d{2})?)$"
+_TIME_OF_DAY = r"\d:\d\d"
 # day/month/year or month/day/year (slashes or dots), four-digit year, anything after.
 _SLASH_DATE = r"^(\d{1,2})[/.](\d{1,2})[/.](\d{4})(.*)$"
+_SLASH_START = r"^\d{1,2}[/.]\d{1,2}[/.]\d{4}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -548,10 +551,10 @@ def _slash_dates_to_iso(text: pd.Series, where: _TimeColumn) -> pd.Series:
     Refuses a column where both readings fit (``01/02/2017``: 1 February or 2 January?)
     or neither does, rather than guessing row by row.
     """
+    if not text.str.contains(_SLASH_START, regex=True, na=False).any():
+        return text  # the usual case, found by one vectorised match
     parts = text.str.extract(_SLASH_DATE)
     is_slash = parts[0].notna().to_numpy()
-    if not is_slash.any():
-        return text
     first = parts[0][is_slash].astype(int).to_numpy()
     second = parts[1][is_slash].astype(int).to_numpy()
     rows = np.flatnonzero(is_slash)
@@ -627,7 +630,8 @@ def _parse_times(
 
     text = _slash_dates_to_iso(text, where)
     iso = text.str.contains(_ISO_DATE, regex=True, na=False).to_numpy()
-    offset = iso & text.str.contains(_OFFSET, regex=True, na=False).to_numpy()
+    offset = (iso & text.str.contains(_OFFSET, regex=True, na=False).to_numpy()
+              & text.str.contains(_TIME_OF_DAY, regex=True, na=False).to_numpy())
     naive = iso & ~offset
     if offset.any() and naive.any():
         if timezone is None:
