@@ -122,7 +122,13 @@ def check_events_in_units(
     n = len(events)
     if n == 0:
         return 0
-    n_out = int((units.assign(events.x, events.y) < 0).sum())
+    if units.kind == "hex" and units.region is not None:
+        # H3 assignment is a Python call per point: look up only the points outside the
+        # region (the hexagons overlapping the region cover it)
+        beyond = ~shapely.contains_xy(units.region, events.x, events.y)
+        n_out = int((units.assign(events.x[beyond], events.y[beyond]) < 0).sum())
+    else:
+        n_out = int((units.assign(events.x, events.y) < 0).sum())
     if n_out == 0:
         return 0
     sref = events.spatial_reference
