@@ -31,13 +31,16 @@ PermutationsOpt = Annotated[int | None, typer.Option("--permutations", help="Mon
 def _numbers(text: str, name: str, kind: str) -> list[float]:
     """Band edges with units: metres for ``kind="length"``, days for ``kind="duration"``.
 
-    A bare ``0`` is allowed (zero needs no unit); any other edge needs one.
+    A bare ``0`` is allowed (zero needs no unit; ``0m`` is fine too); any other edge
+    needs one.
     """
+    import re
+
     from placecast.quantities import parse_duration, parse_length
 
     def one(value: str) -> float:
         value = value.strip()
-        if value.replace(".", "", 1).strip("0") == "":
+        if re.fullmatch(r"0+(?:\.0*)?\s*[A-Za-z]*", value):
             return 0.0  # "0" is a valid first edge
         if kind == "length":
             return parse_length(value, name=name)
@@ -381,7 +384,7 @@ def watch_command(
     seconds = None
     if interval is not None:
         seconds = 0.0 if interval.strip().replace(".", "", 1).strip("0") == "" else (
-            _days_seconds(interval))
+            _interval_seconds(interval))
     watcher = Watcher(load_watch_config(config))
 
     def show(report: Any) -> None:
@@ -394,7 +397,8 @@ def watch_command(
     watcher.run(interval=seconds, max_runs=max_runs or 1, force=force, on_report=show)
 
 
-def _days_seconds(text: str) -> float:
+def _interval_seconds(text: str) -> float:
+    """``watch --interval`` in seconds (``30s``, ``5min``, ``1h``)."""
     from placecast.quantities import parse_duration
 
     duration = parse_duration(text, name="--interval")
