@@ -288,6 +288,10 @@ def test_slash_dates_need_one_reading_for_the_whole_column(tmp_path: Path) -> No
                      r"month-first")
     fixed = read_events(ambiguous, crs="local:m", time_format="%d/%m/%Y")
     assert [str(t)[:10] for t in fixed.time] == ["2017-02-01", "2017-04-03"]
+    # year first is unambiguous
+    ymd = _write(tmp_path, "time,x,y\n2017/02/01,1,2\n2017.2.13 10:00,1,2\n", "f.csv")
+    assert [str(t)[:16] for t in read_events(ymd, crs="local:m").time] == [
+        "2017-02-01T00:00", "2017-02-13T10:00"]
 
 
 def test_iso_times_need_a_full_date(tmp_path: Path) -> None:

@@ -497,6 +497,9 @@ _TIME_OF_DAY = r"\d:\d\d"
 # day/month/year or month/day/year (slashes or dots), four-digit year, anything after.
 _SLASH_DATE = r"^(\d{1,2})[/.](\d{1,2})[/.](\d{4})(.*)$"
 _SLASH_START = r"^\d{1,2}[/.]\d{1,2}[/.]\d{4}"
+# year/month/day with slashes or dots: unambiguous, read as ISO.
+_YMD_SLASH = r"^(\d{4})[/.](\d{1,2})[/.](\d{1,2})"
+_YMD_SLASH_START = r"^\d{4}[/.]\d{1,2}[/.]\d{1,2}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -629,6 +632,8 @@ def _parse_times(
         return times, timezone, outside
 
     text = _slash_dates_to_iso(text, where)
+    if text.str.contains(_YMD_SLASH_START, regex=True, na=False).any():
+        text = text.str.replace(_YMD_SLASH, r"\1-\2-\3", regex=True)
     iso = text.str.contains(_ISO_DATE, regex=True, na=False).to_numpy()
     offset = (iso & text.str.contains(_OFFSET, regex=True, na=False).to_numpy()
               & text.str.contains(_TIME_OF_DAY, regex=True, na=False).to_numpy())
