@@ -102,7 +102,7 @@ def test_forecast_bad_options_exit_2_without_output(tmp_path: Path, portland_arg
 
 def test_bad_file_exit_2(tmp_path: Path) -> None:
     bad = tmp_path / "events.csv"
-    bad.write_text("date,X,Y\n2016-01-01,1,2\n2016-01-02,abc,2\n")
+    bad.write_text("date,X,Y\n2016-01-01,350001,578002\n2016-01-02,abc,578002\n")
     result = runner.invoke(app, ["inspect", str(bad), "--crs", "EPSG:26971"])
     assert result.exit_code == 2
     message = " ".join(result.stderr.split())

@@ -95,11 +95,11 @@ def _write(tmp_path: Path, text: str, name: str = "events.csv") -> Path:
 @pytest.mark.parametrize(
     ("body", "pattern"),
     [
-        ("date,X,Y\n2016-01-01,1,2\n2016-13-01,3,4\n",
+        ("date,X,Y\n2016-01-01,350001,578002\n2016-13-01,350003,578004\n",
          r"events.csv row 3, column 'date': '2016-13-01' is not a date.*--time-format"),
-        ("date,X,Y\n2016-01-01,1,2\n2016-01-02,,4\n",
+        ("date,X,Y\n2016-01-01,350001,578002\n2016-01-02,,578004\n",
          r"row 3, column 'X': missing is not a number"),
-        ("date,X,Y\n2016-01-01,1,2\n2016-01-02,3,north\n",
+        ("date,X,Y\n2016-01-01,350001,578002\n2016-01-02,350003,north\n",
          r"row 3, column 'Y': 'north' is not a number"),
         ("date,X,Y\n", r"header but no rows"),
         ("", r"the file is empty"),

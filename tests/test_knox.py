@@ -170,7 +170,7 @@ def test_knox_and_nearrepeat_cli(shared_data: Path, tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["nearrepeat", str(path), "--x", "X", "--y", "Y", "--crs",
                                    "local:km", "--time", "T", "--time-format",
                                    "days since 1960-01-01", "--distance-bands",
-                                   "0,0,10km,20km", "--time-bands", "0,5,10",
+                                   "0,0,10km,20km", "--time-bands", "0,5d,10d",
                                    "--convention", "calculator", "--permutations", "9",
                                    "-o", str(tmp_path / "nr.csv")])
     assert res.exit_code == 0, res.output

@@ -153,7 +153,7 @@ def test_watch_cli_once_and_bounded_schedule(tmp_path: Path, receiver: Receiver)
     res = CliRunner().invoke(app, ["watch", str(config), "--interval", "0", "--max-runs", "2"])
     assert res.exit_code == 0, res.output
     assert len(receiver.received) >= 1
-    res = CliRunner().invoke(app, ["watch", str(config), "--interval", "5"])
+    res = CliRunner().invoke(app, ["watch", str(config), "--interval", "5s"])
     assert res.exit_code == 2 and "--max-runs" in res.output
 
 

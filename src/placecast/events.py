@@ -170,11 +170,17 @@ def to_datetime64(value: Any, *, name: str = "time") -> np.datetime64:
     Raises
     ------
     ParameterError
-        If the value is not a date.
+        If the value is not a date, or is outside the years 1678-2261 that
+        datetime64[ns] holds (a plain cast would silently wrap it to another date).
+
+    Examples
+    --------
+    >>> to_datetime64("2017-03-01")
+    np.datetime64('2017-03-01T00:00:00.000000000')
     """
     try:
         ts = pd.Timestamp(value)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         raise ParameterError(
             f"{name} {value!r} is not a date (expected ISO 8601, e.g. 2017-03-01)."
         ) from None
@@ -182,7 +188,29 @@ def to_datetime64(value: Any, *, name: str = "time") -> np.datetime64:
         raise ParameterError(f"{name} is missing (expected ISO 8601, e.g. 2017-03-01).")
     if ts.tzinfo is not None:
         ts = ts.tz_localize(None)
-    return ts.to_datetime64().astype("datetime64[ns]")
+    moment = ts.to_datetime64()
+    if not np.datetime64("1677-09-22") <= moment < np.datetime64("2262-04-11"):
+        raise ParameterError(
+            f"{name} {value!r} is outside the years 1678-2261 placecast can hold."
+        )
+    return moment.astype("datetime64[ns]")
+
+
+def _times_ns(values: Any) -> np.ndarray:
+    """Times as datetime64[ns], refusing values outside 1678-2261 instead of wrapping."""
+    array = np.asarray(values)
+    if array.dtype.kind != "M":
+        array = np.asarray(pd.to_datetime(array))
+        if array.dtype.kind != "M":  # tz-aware values come back as objects
+            array = np.asarray(pd.to_datetime(array, utc=True).tz_localize(None))
+    if array.dtype != np.dtype("datetime64[ns]"):
+        valid = array[~np.isnat(array)]
+        if len(valid) and (valid.min() < np.datetime64("1677-09-22")
+                           or valid.max() >= np.datetime64("2262-04-11")):
+            raise DataError("event times outside the years 1678-2261 cannot be held "
+                            "(datetime64[ns]); fix or drop them.")
+        array = array.astype("datetime64[ns]")
+    return array
 
 
 def _as_float(values: npt.ArrayLike, name: str) -> np.ndarray:
@@ -245,8 +273,8 @@ class Events:
         time = np.asarray(self.time)
         if time.dtype != np.dtype("datetime64[ns]"):
             try:
-                time = np.asarray(pd.to_datetime(time), dtype="datetime64[ns]")
-            except (ValueError, TypeError) as exc:
+                time = _times_ns(time)
+            except (ValueError, TypeError, OverflowError) as exc:
                 raise DataError(f"event times are not dates: {exc}") from None
         object.__setattr__(self, "time", time)
         object.__setattr__(self, "x", _as_float(self.x, "x"))
@@ -288,7 +316,7 @@ class Events:
     ) -> Events:
         """Build events from plain arrays (coordinates already in metres)."""
         return cls(
-            time=np.asarray(pd.to_datetime(np.asarray(time)), dtype="datetime64[ns]"),
+            time=_times_ns(time),
             x=np.asarray(x, dtype=float),
             y=np.asarray(y, dtype=float),
             spatial_reference=SpatialReference(crs, metres_per_unit),

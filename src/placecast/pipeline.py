@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
+import shapely
+
 from placecast.events import Events
-from placecast.exceptions import ParameterError
+from placecast.exceptions import DataError, DataQualityWarning, ParameterError
 from placecast.forecast import Forecast, TimeWindow
 from placecast.models import make_model
 from placecast.quantities import parse_length
 from placecast.units import Units, default_region, hex_grid, polygon_units, read_region, square_grid
 
-__all__ = ["UnitSpec", "build_units", "run_forecast"]
+__all__ = ["UnitSpec", "build_units", "check_events_in_units", "run_forecast"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +51,25 @@ class UnitSpec:
 
 
 def build_units(events: Events, spec: UnitSpec) -> Units:
-    """Build the area units for ``events`` following ``spec``."""
+    """Build the area units for ``events`` following ``spec``, checking they agree.
+
+    Raises
+    ------
+    DataError
+        If most of the events fall outside the units (a region for another place, or
+        events read with the wrong CRS), stating both extents.
+
+    Warns
+    -----
+    DataQualityWarning
+        If some events fall outside the units; they are not counted in any unit.
+    """
+    units = _make_units(events, spec)
+    check_events_in_units(events, units, region_file=spec.region or spec.polygons)
+    return units
+
+
+def _make_units(events: Events, spec: UnitSpec) -> Units:
     sref = events.spatial_reference
     if spec.region is not None:
         region = read_region(spec.region, sref)
@@ -68,6 +89,72 @@ def build_units(events: Events, spec: UnitSpec) -> Units:
             raise ParameterError("polygon units need a polygon file (--units-file FILE).")
         return polygon_units(spec.polygons, sref, id_column=spec.id_column, region=region)
     raise ParameterError(f"unknown unit kind {spec.kind!r}; use grid, hex or polygons.")
+
+
+def check_events_in_units(
+    events: Events, units: Units, *, region_file: str | os.PathLike[str] | None = None,
+    max_outside: float = 0.5,
+) -> int:
+    """Check that the events fall in the units; return how many fall outside.
+
+    Parameters
+    ----------
+    events : Events
+        The events.
+    units : Units
+        Area units built for them.
+    region_file : path, optional
+        The region or polygon file the units came from, named in messages.
+    max_outside : float
+        Largest share of events that may fall outside before it is an error.
+
+    Raises
+    ------
+    DataError
+        If more than ``max_outside`` of the events fall outside every unit: the region
+        and the events do not describe the same place (or the events' CRS is wrong).
+
+    Warns
+    -----
+    DataQualityWarning
+        If some (at most ``max_outside``) events fall outside every unit.
+    """
+    n = len(events)
+    if n == 0:
+        return 0
+    if units.kind == "hex" and units.region is not None:
+        # H3 assignment is a Python call per point: look up only the points outside the
+        # region (the hexagons overlapping the region cover it)
+        beyond = ~shapely.contains_xy(units.region, events.x, events.y)
+        n_out = int((units.assign(events.x[beyond], events.y[beyond]) < 0).sum())
+    else:
+        n_out = int((units.assign(events.x, events.y) < 0).sum())
+    if n_out == 0:
+        return 0
+    sref = events.spatial_reference
+    scale = sref.metres_per_unit
+    crs_units = "metres" if scale == 1 else f"{sref.crs} units ({scale:g} m)"
+    ex0, ey0, ex1, ey1 = (v / scale for v in events.bbox)
+    area = units.region if units.region is not None else shapely.union_all(units.geometry)
+    rx0, ry0, rx1, ry1 = (float(v) / scale for v in shapely.bounds(area))
+    what = f"the region {region_file}" if region_file is not None else "the area units"
+    share = n_out / n
+    if share > max_outside:
+        disjoint = ex1 < rx0 or rx1 < ex0 or ey1 < ry0 or ry1 < ey0
+        cause = ("They do not overlap at all, so " if disjoint else "So ")
+        raise DataError(
+            f"{n_out:,} of {n:,} events ({share:.0%}) fall outside {what}. The events span "
+            f"x {ex0:,.0f} .. {ex1:,.0f}, y {ey0:,.0f} .. {ey1:,.0f}; the region spans x "
+            f"{rx0:,.0f} .. {rx1:,.0f}, y {ry0:,.0f} .. {ry1:,.0f} (in {crs_units} of "
+            f"{sref.crs}). {cause}either the region is for another place, or the events "
+            "were read with the wrong CRS (check --crs). If the region is meant to cover "
+            "only part of the events, select those events first (e.g. --categories, "
+            "--since/--until, or a smaller file)."
+        )
+    warnings.warn(
+        f"{n_out:,} of {n:,} events ({share:.1%}) fall outside {what} and are not counted "
+        "in any unit.", DataQualityWarning, stacklevel=3)
+    return n_out
 
 
 def run_forecast(

@@ -1,11 +1,16 @@
 """Parse lengths, areas and durations with units, as users type them on the command line.
 
-Lengths: ``150m``, ``600ft``, ``0.5km``, ``0.25mi``, ``200`` (metres).
+Lengths: ``150m``, ``600ft``, ``0.5km``, ``0.25mi``.
 Areas: ``0.25sqmi``, ``62500sqft``, ``1.5km2``, ``1%`` (a share of the region).
-Durations: ``7d``, ``2w``, ``12h``, ``1M`` (calendar months), ``1y``.
+Durations: ``7d``, ``2w``, ``12h``, ``30min``, ``1M`` (calendar months), ``1y``.
 
 Everything is returned in SI base units used inside the library: metres, square metres and
 days (months are kept as calendar offsets because they differ in length).
+
+Text must carry its unit: ``"600"`` could be feet or metres, ``"7"`` days or weeks, so a
+bare number in text is refused with a message saying how to write it. Python numbers
+(``int``/``float``) are taken in the library's units by contract: metres for lengths,
+square metres for areas, days for durations.
 """
 
 from __future__ import annotations
@@ -61,6 +66,10 @@ _NUMBER = r"([-+]?\d*\.?\d+(?:[eE][-+]?\d+)?)"
 _QUANTITY = re.compile(rf"^\s*{_NUMBER}\s*([A-Za-z%0-9²]*)\s*$")
 
 
+def _number_text(value: float) -> str:
+    return f"{value:g}"
+
+
 def _split(text: str, what: str, example: str) -> tuple[float, str]:
     match = _QUANTITY.match(str(text))
     if match is None:
@@ -76,8 +85,8 @@ def parse_length(text: str | float, *, name: str = "length") -> float:
     Parameters
     ----------
     text : str or float
-        A number with an optional unit (``m`` default, ``km``, ``ft``, ``usft``, ``yd``,
-        ``mi``). Numbers without a unit are metres.
+        Text with a unit (``m``, ``km``, ``ft``, ``usft``, ``yd``, ``mi``), or a Python
+        number, which is metres.
     name : str
         What the length is, for the error message.
 
@@ -89,7 +98,7 @@ def parse_length(text: str | float, *, name: str = "length") -> float:
     Raises
     ------
     ParameterError
-        If the text is not a positive number with a known unit.
+        If the text is not a positive number with a known unit, or has no unit.
 
     Examples
     --------
@@ -97,12 +106,20 @@ def parse_length(text: str | float, *, name: str = "length") -> float:
     182.88
     >>> parse_length("0.5km")
     500.0
+    >>> parse_length(200.0)
+    200.0
     """
-    if isinstance(text, int | float):
+    if isinstance(text, int | float) and not isinstance(text, bool):
         value, unit = float(text), "m"
     else:
         value, unit = _split(text, name, "150m, 600ft, 0.5km, 0.25mi")
-    factor = METRES_PER_UNIT.get(unit.lower() if unit else "m")
+        if not unit:
+            raise ParameterError(
+                f"{name} {text!r} has no unit, and a bare number could be feet or metres: "
+                f"write it with one, e.g. {_number_text(value)}m, {_number_text(value)}ft "
+                "or 1km (units: m, km, ft, usft, yd, mi)."
+            )
+    factor = METRES_PER_UNIT.get(unit.lower())
     if factor is None:
         known = ", ".join(sorted({"m", "km", "ft", "usft", "yd", "mi"}))
         raise ParameterError(f"{name} {text!r}: unknown unit {unit!r} (use one of {known}).")
@@ -140,7 +157,7 @@ class AreaBudget:
 def parse_area(text: str | float, *, name: str = "area") -> AreaBudget:
     """Parse an area (``0.25sqmi``, ``62500sqft``, ``2km2``, ``40ha``) or a share (``1%``).
 
-    Plain numbers are square metres.
+    Python numbers are square metres; text needs a unit.
 
     Examples
     --------
@@ -149,17 +166,22 @@ def parse_area(text: str | float, *, name: str = "area") -> AreaBudget:
     >>> parse_area("1%").fraction
     0.01
     """
-    if isinstance(text, int | float):
+    if isinstance(text, int | float) and not isinstance(text, bool):
         value, unit = float(text), "m2"
     else:
         value, unit = _split(text, name, "0.25sqmi, 62500sqft, 1%")
+        if not unit:
+            raise ParameterError(
+                f"{name} {text!r} has no unit: write it with one, e.g. 0.25sqmi, "
+                "62500sqft, 1km2, 40ha, or a share of the region such as 1%."
+            )
     if not np.isfinite(value) or value <= 0:
         raise ParameterError(f"{name} {text!r} must be positive.")
     if unit == "%":
         if value > 100:
             raise ParameterError(f"{name} {text!r}: a share of the region cannot exceed 100%.")
         return AreaBudget(None, value / 100.0, str(text))
-    factor = SQUARE_METRES_PER_UNIT.get(unit.lower() if unit else "m2")
+    factor = SQUARE_METRES_PER_UNIT.get(unit.lower())
     if factor is None:
         raise ParameterError(
             f"{name} {text!r}: unknown unit {unit!r} "
@@ -177,8 +199,8 @@ class Duration:
     amount : float
         The number of ``unit``.
     unit : str
-        ``"D"`` for days (hours, weeks and years are converted to days) or ``"M"``
-        for calendar months.
+        ``"D"`` for days (seconds, minutes, hours, weeks and years are converted to days)
+        or ``"M"`` for calendar months.
     text : str
         What the user typed.
     """
@@ -187,30 +209,88 @@ class Duration:
     unit: str
     text: str
 
+    @property
+    def days(self) -> float:
+        """The length in days (a month counts as 365.25 / 12 days)."""
+        return self.amount * (365.25 / 12 if self.unit == "M" else 1.0)
+
     def add_to(self, start: np.datetime64 | pd.Timestamp) -> pd.Timestamp:
-        """Return ``start`` plus this duration (calendar months honoured)."""
-        ts = pd.Timestamp(start)
-        if self.unit == "M":
-            return ts + pd.DateOffset(months=int(self.amount))
-        return ts + pd.to_timedelta(self.amount, unit="D")
+        """Return ``start`` plus this duration (calendar months honoured).
+
+        Raises
+        ------
+        ParameterError
+            If the result falls outside the dates placecast can hold (1678-2261).
+        """
+        return self._shift(start, +1)
 
     def subtract_from(self, end: np.datetime64 | pd.Timestamp) -> pd.Timestamp:
-        """Return ``end`` minus this duration (calendar months honoured)."""
-        ts = pd.Timestamp(end)
-        if self.unit == "M":
-            return ts - pd.DateOffset(months=int(self.amount))
-        return ts - pd.to_timedelta(self.amount, unit="D")
+        """Return ``end`` minus this duration (calendar months honoured).
+
+        Raises
+        ------
+        ParameterError
+            If the result falls outside the dates placecast can hold (1678-2261).
+        """
+        return self._shift(end, -1)
+
+    def _shift(self, moment: np.datetime64 | pd.Timestamp, sign: int) -> pd.Timestamp:
+        ts = pd.Timestamp(moment)
+        try:
+            if self.unit == "M":
+                out = ts + sign * pd.DateOffset(months=int(self.amount))
+            else:
+                out = ts + sign * pd.to_timedelta(self.amount, unit="D")
+        except (OverflowError, ValueError, pd.errors.OutOfBoundsDatetime,
+                pd.errors.OutOfBoundsTimedelta):
+            out = None
+        if out is None or not (_FIRST_DATE <= out < _LAST_DATE):
+            raise ParameterError(
+                f"{self.text} {'after' if sign > 0 else 'before'} {ts} falls outside the "
+                "dates placecast can hold (1678 to 2261); use a shorter duration."
+            )
+        return out
 
     def __str__(self) -> str:
         return self.text
 
 
-_DAYS_PER_UNIT = {"d": 1.0, "day": 1.0, "days": 1.0, "h": 1 / 24, "w": 7.0, "wk": 7.0,
-                  "week": 7.0, "weeks": 7.0, "y": 365.25}
+#: The dates datetime64[ns] can hold, rounded inwards to whole days.
+_FIRST_DATE = pd.Timestamp("1677-09-22")
+_LAST_DATE = pd.Timestamp("2262-04-11")
+
+_DAYS_PER_UNIT = {"d": 1.0, "day": 1.0, "days": 1.0, "h": 1 / 24, "hr": 1 / 24,
+                  "hour": 1 / 24, "hours": 1 / 24, "min": 1 / 1440, "s": 1 / 86400,
+                  "sec": 1 / 86400, "w": 7.0, "wk": 7.0, "week": 7.0, "weeks": 7.0,
+                  "y": 365.25, "yr": 365.25, "year": 365.25, "years": 365.25}
+_MONTHS = ("M", "mo", "month", "months")
 
 
-def parse_duration(text: str | float, *, name: str = "duration") -> Duration:
-    """Parse ``7d``, ``2w``, ``12h``, ``1M`` (calendar month), ``1y``; plain numbers are days.
+def parse_duration(text: str | float, *, name: str = "duration",
+                   bare: str | None = None) -> Duration:
+    """Parse ``7d``, ``2w``, ``12h``, ``30min``, ``45s``, ``1M`` (calendar months), ``1y``.
+
+    Parameters
+    ----------
+    text : str or float
+        Text with a unit, or a Python number, which is days.
+    name : str
+        What the duration is, for the error message.
+    bare : str, optional
+        The unit of a bare number in text (``"d"`` for an option whose name already says
+        days, such as ``--max-days``). Without it a bare number is refused, because ``7``
+        could be days, weeks or hours.
+
+    Returns
+    -------
+    Duration
+        Months stay calendar months (``unit="M"``); everything else becomes days.
+
+    Raises
+    ------
+    ParameterError
+        If the text is not a positive number with a known unit, has no unit (and ``bare``
+        is not given), gives months that are not whole, or is longer than 1,000 years.
 
     Examples
     --------
@@ -218,20 +298,38 @@ def parse_duration(text: str | float, *, name: str = "duration") -> Duration:
     14.0
     >>> parse_duration("3M").unit
     'M'
+    >>> parse_duration("14", name="--max-days", bare="d").amount
+    14.0
     """
-    if isinstance(text, int | float):
+    if isinstance(text, int | float) and not isinstance(text, bool):
         value, unit = float(text), "d"
     else:
         value, unit = _split(text, name, "7d, 2w, 1M, 12h")
+        if not unit:
+            if bare is None:
+                shown = _number_text(value)
+                raise ParameterError(
+                    f"{name} {text!r} has no unit, and a bare number could be days, weeks "
+                    f"or hours: write it with one, e.g. {shown}d, {shown}w, {shown}h or "
+                    f"{shown}M for calendar months."
+                )
+            unit = bare
     if not np.isfinite(value) or value <= 0:
         raise ParameterError(f"{name} {text!r} must be a positive duration.")
-    if unit in ("M", "mo", "month", "months"):
+    if unit in _MONTHS:
         if value != int(value):
             raise ParameterError(f"{name} {text!r}: months must be a whole number.")
+        if value > 12_000:
+            raise ParameterError(f"{name} {text!r} is longer than 1,000 years.")
         return Duration(value, "M", str(text))
-    days = _DAYS_PER_UNIT.get(unit.lower() if unit else "d")
+    days = _DAYS_PER_UNIT.get(unit if unit == "min" else unit.lower())
     if days is None:
+        hint = " ('m' is ambiguous: write min for minutes or M for months)" if unit == "m" \
+            else ""
         raise ParameterError(
-            f"{name} {text!r}: unknown unit {unit!r} (use h, d, w, M for months, or y)."
+            f"{name} {text!r}: unknown unit {unit!r}{hint} (use s, min, h, d, w, M for "
+            "months, or y)."
         )
+    if value * days > 365_250:
+        raise ParameterError(f"{name} {text!r} is longer than 1,000 years.")
     return Duration(value * days, "D", str(text))

@@ -66,6 +66,11 @@ CategoriesOpt = Annotated[str | None, typer.Option(
 SinceOpt = Annotated[str | None, typer.Option("--since", help="Keep events at or after this "
                                               "date.")]
 UntilOpt = Annotated[str | None, typer.Option("--until", help="Keep events before this date.")]
+EncodingOpt = Annotated[str | None, typer.Option(
+    "--encoding", help="Text encoding of a CSV file, e.g. latin-1 or cp1252. Default UTF-8.")]
+SepOpt = Annotated[str | None, typer.Option(
+    "--sep", help="Field delimiter of a CSV file, e.g. ';' or '\\t'. Default ',' (tab for "
+    ".tsv).")]
 SkipBadOpt = Annotated[bool, typer.Option(
     "--skip-bad-rows", help="Drop rows with a bad date or coordinate (counted and reported) "
     "instead of stopping at the first.")]
@@ -86,6 +91,8 @@ EVENT_OPTIONS: dict[str, tuple[Any, Any]] = {
     "categories": (CategoriesOpt, None),
     "since": (SinceOpt, None),
     "until": (UntilOpt, None),
+    "encoding": (EncodingOpt, None),
+    "sep": (SepOpt, None),
     "skip_bad_rows": (SkipBadOpt, False),
 }
 
@@ -145,6 +152,8 @@ def load_events(
     categories: str | None = None,
     since: str | None = None,
     until: str | None = None,
+    encoding: str | None = None,
+    sep: str | None = None,
     skip_bad_rows: bool = False,
     quiet: bool = False,
     incident_id: str | None = None,
@@ -165,6 +174,7 @@ def load_events(
             ignored={"--time": time, "--x": x, "--y": y, "--lon": lon, "--lat": lat,
                      "--category": category, "--weight": weight, "--crs": crs,
                      "--time-format": time_format, "--timezone": timezone,
+                     "--encoding": encoding, "--sep": sep,
                      "--skip-bad-rows": skip_bad_rows or None, "--id": incident_id})
     events = read_events(
         path,
@@ -177,6 +187,8 @@ def load_events(
         since=since,
         until=until,
         skip_bad_rows=skip_bad_rows,
+        encoding=encoding,
+        sep=sep,
     )
     report = events.report
     if report is not None and not quiet:

@@ -28,6 +28,19 @@ PermutationsOpt = Annotated[int | None, typer.Option("--permutations", help="Mon
                                                      "replications.")]
 
 
+def _days_option(text: str | None, name: str) -> float | None:
+    """An option whose name says days: a bare number is days, units are accepted too."""
+    from placecast.quantities import parse_duration
+
+    if text is None:
+        return None
+    duration = parse_duration(text, name=name, bare="d")
+    if duration.unit == "M":
+        raise ParameterError(f"{name} {text!r}: months differ in length; give days or weeks "
+                             "(e.g. 90d, 13w).")
+    return duration.amount
+
+
 def _write_text(path: Path, text: str) -> None:
     from placecast.io._atomic import atomic_path
 
@@ -89,14 +102,15 @@ def scan_command(
                                                  "(e.g. 50m). Default exact coordinates.")]
     = None,
     interval: Annotated[str, typer.Option("--interval", help="Time interval length: 1d, 7d, "
-                                          "12h.")] = "1d",
-    study_days: Annotated[float | None, typer.Option("--study-days", help="Study period, "
-                                                     "days before --at (default all).")] = None,
+                                          "12h, 1M (calendar months).")] = "1d",
+    study_days: Annotated[str | None, typer.Option("--study-days", help="Study period before "
+                                                   "--at: days, or with a unit (13w). Default "
+                                                   "all.")] = None,
     at: Annotated[str | None, typer.Option("--at", help="Analysis time: the study period "
                                            "ends just before it (default: the day after the "
                                            "last event).")] = None,
-    max_days: Annotated[float, typer.Option("--max-days", help="Longest time window, days.")]
-    = 7.0,
+    max_days: Annotated[str, typer.Option("--max-days", help="Longest time window: days, or "
+                                          "with a unit (2w).")] = "7",
     max_radius: Annotated[str | None, typer.Option("--max-radius", help="Largest circle "
                                                    "radius, e.g. 1km.")] = None,
     max_share: Annotated[float, typer.Option("--max-share", help="Largest share of cases in a "
@@ -131,8 +145,6 @@ def scan_command(
     do not exist). Otherwise EVENTS become locations (cell centroids with --cell, rounded
     coordinates with --round, else exact coordinates) and daily intervals ending at --at.
     """
-    import pandas as pd
-
     from placecast.clusters import SpaceTimeScan, scan_data_from_events
     from placecast.io._satscan import format_satscan_report, read_satscan
     from placecast.quantities import parse_length
@@ -192,18 +204,20 @@ def scan_command(
                 raise ParameterError("--population gives a population per area unit: add "
                                      "--cell or --units-file.")
             unit_population = _read_population_csv(population)
-        from placecast.clusters._scan import parse_step
+        from placecast.quantities import parse_duration
 
-        step_days = parse_step(interval) / pd.Timedelta("1D")
+        step_days = parse_duration(interval, name="--interval").days
+        study = _days_option(study_days, "--study-days")
+        longest = _days_option(max_days, "--max-days") or 0.0
         data = scan_data_from_events(
             events, at=at, interval=interval, units=units,
-            n_intervals=int(round(study_days / step_days)) if study_days else None,
+            n_intervals=int(round(study / step_days)) if study else None,
             round_to=parse_length(round_to, name="--round") if round_to else None,
             cases=cases, population=unit_population)
         scan = SpaceTimeScan(
             max_share=max_share,
             max_radius=parse_length(max_radius, name="--max-radius") if max_radius else None,
-            max_intervals=max(1, int(max_days / step_days)),
+            max_intervals=max(1, int(longest / step_days)),
             n_permutations=999 if permutations is None else permutations,
             random_state=seed, n_jobs=jobs, randomization=randomization or "numpy",
             p_values=p_values or "monte_carlo", model=model, analysis=analysis)
@@ -314,8 +328,8 @@ def knox_command(
     events_path: Annotated[Path, typer.Argument(help="Events file.", show_default=False)],
     distance: Annotated[str, typer.Option("--distance", help="Close in space: at most this "
                                           "far, e.g. 20km.")],
-    days: Annotated[float, typer.Option("--days", help="Close in time: at most this many "
-                                        "days apart.")],
+    days: Annotated[str, typer.Option("--days", help="Close in time: at most this many "
+                                      "days apart (or with a unit: 2w).")],
     metric: Annotated[str, typer.Option("--metric", help="euclidean or manhattan.")]
     = "euclidean",
     permutations: PermutationsOpt = 0,
@@ -327,15 +341,16 @@ def knox_command(
     from placecast.clusters import knox_test
     from placecast.quantities import parse_length
 
+    close_days = _days_option(days, "--days")
     events = load_events(events_path, **(event_options or {}), quiet=as_json)
     result = knox_test(events.x, events.y, _days(events),
-                       distance=parse_length(distance, name="--distance"), time=days,
+                       distance=parse_length(distance, name="--distance"), time=close_days,
                        metric=metric, n_permutations=permutations or 0, random_state=seed)
     if as_json:
         console.print_json(json.dumps(result.to_dict()))
         return
     table = Table(title=f"Knox test: {result.n_pairs:,} pairs, close = within {distance} "
-                  f"and {days:g} days")
+                  f"and {close_days:g} days")
     for column in ("", "close in time", "not close in time"):
         table.add_column(column, justify="right")
     for a, label in enumerate(("close in space", "not close in space")):
@@ -468,8 +483,8 @@ def watch_command(
     config: Annotated[Path, typer.Argument(help="Watch configuration (.json or .toml).",
                                            show_default=False)],
     once: Annotated[bool, typer.Option("--once", help="Run one check and stop.")] = False,
-    interval: Annotated[float | None, typer.Option("--interval", help="Seconds between "
-                                                   "runs.")] = None,
+    interval: Annotated[str | None, typer.Option("--interval", help="Time between runs with "
+                                                 "a unit: 30s, 5min, 1h.")] = None,
     max_runs: Annotated[int | None, typer.Option("--max-runs", help="Stop after this many "
                                                  "runs (needed with --interval).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Run the check even if the events "
@@ -487,6 +502,10 @@ def watch_command(
         raise ParameterError("--once runs a single check; drop --interval/--max-runs.")
     if interval is not None and max_runs is None:
         raise ParameterError("--interval needs --max-runs N (watch runs are bounded).")
+    seconds = None
+    if interval is not None:
+        seconds = 0.0 if interval.strip().replace(".", "", 1).strip("0") == "" else (
+            _interval_seconds(interval))
     watcher = Watcher(load_watch_config(config))
 
     def show(report: Any) -> None:
@@ -496,4 +515,14 @@ def watch_command(
             err_console.print(f"[yellow]delivery failed (kept in outbox): {message}[/yellow]",
                               highlight=False)
 
-    watcher.run(interval=interval, max_runs=max_runs or 1, force=force, on_report=show)
+    watcher.run(interval=seconds, max_runs=max_runs or 1, force=force, on_report=show)
+
+
+def _interval_seconds(text: str) -> float:
+    """``watch --interval`` in seconds (``30s``, ``5min``, ``1h``)."""
+    from placecast.quantities import parse_duration
+
+    duration = parse_duration(text, name="--interval")
+    if duration.unit == "M":
+        raise ParameterError(f"--interval {text!r}: give a fixed time such as 30s, 5min or 1h.")
+    return duration.amount * 86400.0

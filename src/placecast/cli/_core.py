@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -45,7 +46,12 @@ ParamOpt = Annotated[list[str] | None, typer.Option("--param", "-p", help="Model
 
 
 def parse_params(items: list[str] | None) -> dict[str, Any]:
-    """Turn ``["bandwidth=250", "time_decay=none"]`` into typed keyword parameters."""
+    """Turn ``["bandwidth=250", "time_decay=none"]`` into typed keyword parameters.
+
+    A value with a length unit (``bandwidth=600ft``) becomes metres and one with a time
+    unit (``time_decay=4w``) becomes days, the units model parameters take; plain numbers
+    are passed as they are (model parameters are documented in metres and days).
+    """
     params: dict[str, Any] = {}
     for item in items or []:
         if "=" not in item:
@@ -63,9 +69,25 @@ def parse_params(items: list[str] | None) -> dict[str, Any]:
                 try:
                     parsed = float(value)
                 except ValueError:
-                    parsed = value
+                    parsed = _quantity_param(key, value)
         params[key] = parsed
     return params
+
+
+def _quantity_param(key: str, value: str) -> Any:
+    """``600ft`` -> metres, ``4w`` -> days; other text is returned unchanged."""
+    from placecast.quantities import METRES_PER_UNIT, parse_duration, parse_length
+
+    match = re.fullmatch(r"\s*[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?\s*([A-Za-z]+)\s*", value)
+    if match is None:
+        return value
+    if match.group(1).lower() in METRES_PER_UNIT:
+        return parse_length(value, name=f"--param {key}")
+    duration = parse_duration(value, name=f"--param {key}")
+    if duration.unit == "M":
+        raise ParameterError(f"--param {key}={value}: give days or weeks (months differ in "
+                             "length).")
+    return duration.amount
 
 
 def unit_spec_from_options(cell: str, units: str, units_file: Path | None,

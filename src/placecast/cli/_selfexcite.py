@@ -105,8 +105,8 @@ def simulate_command(
                                                      "'placecast fit' to take the "
                                                      "parameters from.")] = None,
     param: ParamOpt = None,
-    days: Annotated[float, typer.Option("--days", help="Length of the period, days.")]
-    = 365.0,
+    days: Annotated[str, typer.Option("--days", help="Length of the period: days, or with "
+                                      "a unit (52w).")] = "365",
     start: Annotated[str, typer.Option("--start", help="Date of day 0.")] = "2020-01-01",
     bbox: Annotated[str, typer.Option("--bbox", help="Region 'xmin,ymin,xmax,ymax' in "
                                       "metres (local grid).")] = "0,0,10000,10000",
@@ -152,8 +152,12 @@ def simulate_command(
             raise ParameterError(f"--param {key}: unknown; use one of "
                                  f"{', '.join(sorted(_SIMULATION_PARAMS))}.")
         values[key] = value
-    if not days > 0:
-        raise ParameterError(f"--days must be positive, got {days}.")
+    from placecast.quantities import parse_duration
+
+    period = parse_duration(days, name="--days", bare="d")
+    if period.unit == "M":
+        raise ParameterError(f"--days {days!r}: months differ in length; give days or weeks.")
+    days_value = period.amount
     if region is not None:
         if crs is None:
             raise ParameterError("--region needs --crs (the CRS to write coordinates in).")
@@ -167,7 +171,7 @@ def simulate_command(
     if name == "sepp":
         sim = simulate_sepp(background_rate=float(values["background_rate"]), region=area,
                             theta=float(values["theta"]), omega=float(values["omega"]),
-                            sigma=float(values["sigma"]), days=days,
+                            sigma=float(values["sigma"]), days=days_value,
                             time_cutoff=values.get("time_cutoff"),
                             distance_cutoff=values.get("distance_cutoff"),
                             random_state=seed)
@@ -176,7 +180,7 @@ def simulate_command(
         share = cells.area / cells.area.sum()
         sim = simulate_grid_etas(mu=float(values["background_rate"]) * share, units=cells,
                                  theta=float(values["theta"]), omega=float(values["omega"]),
-                                 days=days, random_state=seed)
+                                 days=days_value, random_state=seed)
     events = sim.to_events(start=start, spatial_reference=sref)
     frame = sim.to_frame().drop(columns=["time_days"])
     frame.insert(0, "time", events.time)

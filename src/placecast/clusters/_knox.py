@@ -321,8 +321,9 @@ def band_edges(values: Any, *, kind: str, name: str | None = None) -> np.ndarray
         ``"0,0,100m,200m,300m+"``. A last edge written ``300m+`` (or followed by ``inf``)
         opens a last band of everything from 300 on.
     kind : {"distance", "time"}
-        Distances take units (``100m``, ``0.5km``, ``600ft``; plain numbers are metres);
-        times are days (``7``, ``7d``, ``2w``, ``12h``).
+        Distances written as text need units (``100m``, ``0.5km``, ``600ft``; only ``0``
+        may be bare; numbers, not text, are metres); times are days (``7``, ``7d``,
+        ``2w``, ``12h``).
     name : str, optional
         Parameter name for error messages.
 
@@ -358,6 +359,10 @@ def band_edges(values: Any, *, kind: str, name: str | None = None) -> np.ndarray
                 value = math.inf
             elif re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", text):
                 value = float(text)
+                if kind == "distance" and value != 0:
+                    raise ParameterError(
+                        f"{label}: {text!r} has no unit; give one, e.g. {text}m or {text}ft "
+                        "(a bare 0 is fine).")
             elif kind == "distance":
                 value = parse_length(text, name=label)
             else:

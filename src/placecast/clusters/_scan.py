@@ -225,13 +225,18 @@ class ScanData:
 
 
 def parse_step(text: str) -> pd.Timedelta:
-    """Parse a time step such as ``"1d"``, ``"7D"`` or ``"12h"`` into a Timedelta."""
-    value = str(text).strip()
-    try:
-        return pd.Timedelta(value[:-1] + "D" if value[-1:] in ("d", "D") else value)
-    except (ValueError, IndexError):
-        raise ParameterError(f"time step {text!r} is not a duration such as 1d, 7d or "
-                             "12h.") from None
+    """Parse a time step such as ``"1d"``, ``"7d"``, ``"12h"`` or ``"2w"`` into a Timedelta.
+
+    Uses :func:`placecast.quantities.parse_duration`, so a bare number (``"30"``) is
+    refused rather than read in some unit.
+    """
+    from placecast.quantities import parse_duration
+
+    duration = parse_duration(text, name="time step")
+    if duration.unit == "M":
+        raise ParameterError(f"time step {text!r}: calendar months differ in length; give "
+                             "a fixed step such as 30d or 4w.")
+    return pd.Timedelta(days=duration.amount)
 
 
 def scan_data_from_events(
@@ -261,7 +266,8 @@ def scan_data_from_events(
     at : date-like, optional
         The analysis time; the study period ends just before it.
     interval : str
-        Interval length, e.g. ``"1d"``, ``"7d"``, ``"12h"``.
+        Interval length, e.g. ``"1d"``, ``"7d"``, ``"12h"``, or calendar months
+        (``"1M"``: intervals run from the same day of one month to the next).
     n_intervals : int, optional
         Study period length in intervals.
     units : Units, optional
@@ -281,19 +287,35 @@ def scan_data_from_events(
     ScanData
         Cartesian coordinates in metres; time unit ``"day"``.
     """
-    step = parse_step(interval)
-    if step <= pd.Timedelta(0):
-        raise ParameterError(f"interval must be positive, got {interval!r}.")
+    from placecast.quantities import parse_duration
+
+    duration = parse_duration(interval, name="interval")
+    months = int(duration.amount) if duration.unit == "M" else 0
+    step = parse_step(interval) if not months else None
     if len(events) == 0:
         raise DataError("there are no events to scan.")
     times = pd.DatetimeIndex(events.time)
     end = pd.Timestamp(at) if at is not None else times.max().normalize() + pd.Timedelta("1D")
     keep = np.asarray(times < end)
     if n_intervals is None:
-        n_intervals = int(math.ceil((end - times[keep].min()) / step)) if keep.any() else 1
+        if not keep.any():
+            n_intervals = 1
+        elif months:
+            first_time, n_intervals = times[keep].min(), 1
+            while end - pd.DateOffset(months=months * n_intervals) > first_time:
+                n_intervals += 1
+        else:
+            n_intervals = int(math.ceil((end - times[keep].min()) / step))
     if n_intervals < 1:
         raise ParameterError(f"n_intervals must be at least 1, got {n_intervals}.")
-    start = end - n_intervals * step
+    month_edges = None
+    if months:
+        month_edges = pd.DatetimeIndex(
+            [end - pd.DateOffset(months=months * (n_intervals - k))
+             for k in range(n_intervals + 1)])
+        start = month_edges[0]
+    else:
+        start = end - n_intervals * step
     keep &= np.asarray(times >= start)
     if not keep.any():
         raise DataError(f"no events fall in the study period {start} .. {end}.")
@@ -304,8 +326,11 @@ def scan_data_from_events(
                                  f"shape {cases.shape}.")
         cases = cases[keep]
     ev = events.select(keep)
-    t_index = np.floor((pd.DatetimeIndex(ev.time) - start) / step).astype(np.int64)
-    t_index = np.clip(np.asarray(t_index), 0, n_intervals - 1)
+    if month_edges is not None:
+        t_index = month_edges.searchsorted(pd.DatetimeIndex(ev.time), side="right") - 1
+    else:
+        t_index = np.floor((pd.DatetimeIndex(ev.time) - start) / step).astype(np.int64)
+    t_index = np.clip(np.asarray(t_index, dtype=np.int64), 0, n_intervals - 1)
     location_population = None
     if population is not None and units is None:
         raise ParameterError("a population per location needs area units (the population "
@@ -350,6 +375,10 @@ def scan_data_from_events(
     day = pd.Timedelta("1D")
     labels = []
     for i in range(n_intervals):
+        if month_edges is not None:
+            first, last = month_edges[i], month_edges[i + 1] - day
+            labels.append((first.strftime("%Y/%m/%d"), last.strftime("%Y/%m/%d")))
+            continue
         first = start + i * step
         last = first + step - (day if step >= day and step % day == pd.Timedelta(0)
                                else pd.Timedelta(0))
@@ -363,7 +392,8 @@ def scan_data_from_events(
         interval_labels=labels,
         coordinate_system="cartesian",
         time_unit="day",
-        interval_length=step / day,
+        # months: their mean length in days (recurrence intervals are in days)
+        interval_length=duration.days if months else step / day,
         study_period=(labels[0][0], labels[-1][1]),
         crs=events.crs,
         metres_per_unit=events.spatial_reference.metres_per_unit,
