@@ -254,7 +254,7 @@ def test_band_edges_text_and_open_bands() -> None:
 
     assert band_edges("0, 0, 100m, 0.2km, 300m, inf", kind="distance").tolist() == \
         [0, 0, 100, 200, 300, np.inf]
-    assert band_edges("0,7,2w,21d+", kind="time").tolist() == [0, 7, 14, 21, np.inf]
+    assert band_edges("0,7d,2w,21d+", kind="time").tolist() == [0, 7, 14, 21, np.inf]
     with pytest.raises(ParameterError, match="only the last edge may be open-ended"):
         band_edges("0,100m+,200m", kind="distance")
     with pytest.raises(ParameterError, match="not a fixed number of days"):
@@ -283,7 +283,7 @@ def test_nearrepeat_cli_calculator_table(chicago_january: pd.DataFrame,
     res = CliRunner().invoke(app, ["nearrepeat", str(events), "--x", "X", "--y", "Y",
                                    "--time", "date", "--crs", "EPSG:26971",
                                    "--distance-bands", "0,0,100m,200m,300m+",
-                                   "--time-bands", "0,7,14,21,inf", "--metric", "manhattan",
+                                   "--time-bands", "0,7d,14d,21d,inf", "--metric", "manhattan",
                                    "--convention", "calculator", "--permutations", "19",
                                    "--seed", "1", "-o", str(out)])
     assert res.exit_code == 0, res.output
@@ -293,5 +293,5 @@ def test_nearrepeat_cli_calculator_table(chicago_january: pd.DataFrame,
     res = CliRunner().invoke(app, ["nearrepeat", str(events), "--x", "X", "--y", "Y",
                                    "--time", "date", "--crs", "EPSG:26971",
                                    "--distance-bands", "0,100m,200m", "--time-bands",
-                                   "0,7", "--permutations", "3"])
+                                   "0,7d", "--permutations", "3"])
     assert res.exit_code == 0 and "beyond the last" in res.output

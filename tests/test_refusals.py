@@ -184,7 +184,7 @@ def test_most_events_outside_the_region_are_refused(square_region: Path) -> None
         (["nearrepeat", "--distance-bands", "0,100m", "--time-bands", "0,7,14"],
          r"--time-bands '7' has no unit"),
         (["hotspots", "--distance", "1000"], r"--distance '1000' has no unit"),
-        (["hotspots", "--step", "30"], r"time step '30' has no unit"),
+        (["hotspots", "--step", "30"], r"step '30' has no unit"),
         (["tune", "--model", "kde", "--cells", "250ft,600", "--tuning", "2015-03-01..2016-02-23",
           "--evaluation", "2016-03-01..2017-02-28"], r"--cells '600' has no unit"),
     ],

@@ -275,7 +275,7 @@ def nearrepeat_command(
         "0,100m,200m,300m; end with 300m+ (or ,inf) for an open 'more than 300 m' band "
         "(calculator convention: start with 0,0 for 'same location').")],
     time_bands: Annotated[str, typer.Option(
-        "--time-bands", help="Time band edges in days, e.g. 0,7,14,21; end with 21+ (or "
+        "--time-bands", help="Time band edges with units, e.g. 0,7d,14d,21d; end with 21d+ (or "
         ",inf) for an open 'more than 21 days' band.")],
     metric: Annotated[str, typer.Option("--metric", help="euclidean or manhattan.")]
     = "euclidean",
@@ -292,7 +292,7 @@ def nearrepeat_command(
     """Near-repeat analysis: observed vs expected pairs per distance x time band.
 
     The Near Repeat Calculator's table with bandwidths 100 m and 7 days, 3 bands each:
-    --distance-bands 0,0,100m,200m,300m+ --time-bands 0,7,14,21+ --convention calculator
+    --distance-bands 0,0,100m,200m,300m+ --time-bands 0,7d,14d,21d+ --convention calculator
     --metric manhattan (its 20 iterations are --permutations 19).
     """
     from placecast.clusters import near_repeat

@@ -321,8 +321,8 @@ def band_edges(values: Any, *, kind: str, name: str | None = None) -> np.ndarray
         ``"0,0,100m,200m,300m+"``. A last edge written ``300m+`` (or followed by ``inf``)
         opens a last band of everything from 300 on.
     kind : {"distance", "time"}
-        Distances written as text need units (``100m``, ``0.5km``, ``600ft``; only ``0``
-        may be bare; numbers, not text, are metres); times are days (``7``, ``7d``,
+        A text of edges needs units on every edge but ``0`` (``"0,100m,0.5km"``,
+        ``"0,7d,2w"``); in a sequence, numbers and bare number strings are metres or days; times are days (``7``, ``7d``,
         ``2w``, ``12h``).
     name : str, optional
         Parameter name for error messages.
@@ -342,6 +342,7 @@ def band_edges(values: Any, *, kind: str, name: str | None = None) -> np.ndarray
     from placecast.quantities import parse_duration, parse_length
 
     label = name or f"{kind}_bands"
+    from_text = isinstance(values, str)  # typed text needs units; Python numbers are metres
     items = [v.strip() for v in values.split(",") if v.strip()] if isinstance(values, str) \
         else list(np.atleast_1d(np.asarray(values, dtype=object)))
     edges: list[float] = []
@@ -359,9 +360,10 @@ def band_edges(values: Any, *, kind: str, name: str | None = None) -> np.ndarray
                 value = math.inf
             elif re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", text):
                 value = float(text)
-                if kind == "distance" and value != 0:
+                if value != 0 and from_text:
+                    example = f"{text}m or {text}ft" if kind == "distance" else f"{text}d"
                     raise ParameterError(
-                        f"{label}: {text!r} has no unit; give one, e.g. {text}m or {text}ft "
+                        f"{label} {text!r} has no unit; give one, e.g. {example} "
                         "(a bare 0 is fine).")
             elif kind == "distance":
                 value = parse_length(text, name=label)
