@@ -396,7 +396,8 @@ def create_app(store: Any = "placecast.duckdb", settings: ServiceSettings | None
 
     # ------------------------------------------------------------------ errors
     def _clean(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""),
+        return [{"loc": list(e.get("loc", ())),
+                 "msg": str(e.get("msg", "")).removeprefix("Value error, "),
                  "type": e.get("type", "")} for e in errors]
 
     @app.exception_handler(RequestValidationError)

@@ -148,6 +148,25 @@ def read_upload(path: Path, label: str, *, columns: dict[str, str | None], crs: 
 
 
 # ---------------------------------------------------------------------- shared steps
+_OUT_OF_RANGE = (OverflowError, pd.errors.OutOfBoundsDatetime, pd.errors.OutOfBoundsTimedelta)
+
+
+def _dates_in_range(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a date or number overflow deep in the work into a ParameterError (422)."""
+    import functools
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except _OUT_OF_RANGE as exc:
+            raise ParameterError(
+                f"the request reaches dates or numbers out of range ({exc}); use a shorter "
+                "step, horizon or look-back, or fewer origins.") from None
+
+    return wrapper
+
+
 def _check_model(name: str) -> None:
     from placecast.models import MODELS
 
@@ -199,6 +218,7 @@ def _origins(events: Events, start: str | None, end: str | None, step: str,
 
 
 # ---------------------------------------------------------------------- forecasts
+@_dates_in_range
 def run_forecast_request(store: LockedStore, request: Any, *, max_cells: int
                          ) -> tuple[Forecast, dict[str, Any]]:
     """Fit ``request.model`` on the dataset and forecast the next window."""
@@ -319,6 +339,7 @@ def backtest_job(store: LockedStore, request: Any, *, max_cells: int,
         _check_model(name)
     store.require_dataset(request.dataset)
 
+    @_dates_in_range
     def work(progress: Callable[[int, int], None]) -> dict[str, Any]:
         from placecast.evaluate import run_backtest
 
@@ -347,6 +368,7 @@ def audit_job(store: LockedStore, request: Any, *, max_cells: int,
     _check_model(request.model)
     store.require_dataset(request.dataset)
 
+    @_dates_in_range
     def work(progress: Callable[[int, int], None]) -> dict[str, Any]:
         from placecast.audit import exposure_audit
         from placecast.evaluate import run_backtest
@@ -398,6 +420,7 @@ def scan_job(store: LockedStore, request: Any, *, max_cells: int
     max_radius = (parse_length(request.max_radius, name="max_radius")
                   if request.max_radius is not None else None)
 
+    @_dates_in_range
     def work(progress: Callable[[int, int], None]) -> dict[str, Any]:
         from placecast.clusters import SpaceTimeScan, scan_data_from_events
 
@@ -443,6 +466,7 @@ def hotspot_job(store: LockedStore, request: Any, *, max_cells: int
     store.require_dataset(request.dataset)
     distance = parse_length(request.distance, name="distance")
 
+    @_dates_in_range
     def work(progress: Callable[[int, int], None]) -> dict[str, Any]:
         import shapely
 
