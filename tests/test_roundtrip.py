@@ -112,3 +112,79 @@ def test_cli_export_then_ingest_gives_the_same_dataset(portland, tmp_path, name)
     assert r.exit_code == 0, r.output
     with open_store(db, create=False) as store:
         assert_same_events(store.load_events("again"), store.load_events("burglary"))
+
+
+# ---------------------------------------------------------------------- --db/--dataset
+@pytest.fixture(scope="module")
+def memphis_store(memphis, tmp_path_factory):
+    db = tmp_path_factory.mktemp("dbdataset") / "m.duckdb"
+    with open_store(str(db)) as store:
+        store.add_events("robbery", memphis)
+    return str(db)
+
+
+def test_db_dataset_options_equal_the_db_hash_dataset_argument(memphis_store, tmp_path):
+    runner = CliRunner()
+    common = ["--at", "2019-10-01", "--cell", "1000m", "--model", "naive"]
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    r1 = runner.invoke(app, ["forecast", f"{memphis_store}#robbery", "-o", str(a), *common])
+    r2 = runner.invoke(app, ["forecast", "--db", memphis_store, "--dataset", "robbery",
+                             "-o", str(b), *common])
+    assert r1.exit_code == 0 and r2.exit_code == 0, (r1.output, r2.output)
+    assert a.read_bytes() == b.read_bytes()
+    r = runner.invoke(app, ["inspect", "--db", memphis_store, "--dataset", "robbery",
+                            "--json"])
+    assert r.exit_code == 0 and "2245" in r.output.replace(",", "")
+
+
+def test_dataset_from_the_environment_store(memphis_store, monkeypatch):
+    monkeypatch.setenv("PLACECAST_DB", memphis_store)
+    r = CliRunner().invoke(app, ["inspect", "--dataset", "robbery", "--json"])
+    assert r.exit_code == 0, r.output
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    # forecast's own --db is also the store of --save: alone it names no events.
+    (["--db", "{db}"], ["no events given", "--dataset NAME"]),
+    # ... and its default store (placecast.duckdb) is where --dataset alone is looked up.
+    (["--dataset", "robbery"], ["placecast.duckdb: no such store"]),
+    ([], ["no events given", "--db FILE --dataset NAME"]),
+    (["{csv}", "--db", "{db}", "--dataset", "robbery"], ["not both"]),
+    (["{csv}", "--dataset", "robbery"], ["not both"]),
+    (["--db", "{db}", "--dataset", "nope"], ["no dataset 'nope'"]),
+    (["--db", "{tmp}/missing.duckdb", "--dataset", "robbery"], ["no such store"]),
+])
+def test_db_dataset_refusals(memphis_store, shared_data, tmp_path, monkeypatch, args,
+                             words):
+    monkeypatch.delenv("PLACECAST_DB", raising=False)
+    csv = str(shared_data / "memphis" / "personal_robberies_2019.csv")
+    args = [a.format(db=memphis_store, csv=csv, tmp=tmp_path) for a in args]
+    out = tmp_path / "f.csv"
+    r = CliRunner().invoke(app, ["forecast", *args, "--at", "2019-10-01", "--cell", "1000m",
+                                 "-o", str(out)], env={"COLUMNS": "300"})
+    assert r.exit_code == 2, r.output
+    text = " ".join(r.output.split())
+    for word in words:
+        assert word in text, (word, text)
+    assert "Traceback" not in r.output
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_half_a_db_dataset_pair_is_refused(memphis_store, monkeypatch):
+    monkeypatch.delenv("PLACECAST_DB", raising=False)
+    r = CliRunner().invoke(app, ["inspect", "--db", memphis_store], env={"COLUMNS": "300"})
+    assert r.exit_code == 2 and "needs --dataset NAME" in " ".join(r.output.split())
+    r = CliRunner().invoke(app, ["inspect", "--dataset", "robbery"], env={"COLUMNS": "300"})
+    assert r.exit_code == 2
+    assert "--dataset robbery needs --db FILE" in " ".join(r.output.split())
+
+
+def test_ingest_keeps_db_and_dataset_as_the_target(memphis_store, shared_data, tmp_path):
+    """``ingest`` reads a file; its --db/--dataset say where the events go."""
+    db = str(tmp_path / "t.duckdb")
+    csv = str(shared_data / "memphis" / "personal_robberies_2019.csv")
+    r = CliRunner().invoke(app, ["ingest", csv, "--db", db, "--dataset", "rob"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, ["ingest", "--db", db, "--dataset", "rob"])
+    assert r.exit_code == 2  # the events file is still required
