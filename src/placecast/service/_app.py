@@ -142,16 +142,19 @@ def _is_public(path: str) -> bool:
 class _Limits:
     """ASGI middleware: security headers, token-first, body size limits and the audit log.
 
-    Before any byte of a request body is read, a request that carries one (POST, PUT,
-    PATCH, DELETE) to a route that needs a token must present a valid token (else 401),
+    Before any byte of a request body is read and before any routing, a request to a
+    route that needs a token (all but ``/``, ``/static/*``, ``/health``,
+    ``/openapi.json`` and CORS preflights) must present a valid one (else 401, cheaply;
+    an unknown path is left to the app's 404),
     and a body is refused (413) as soon as it is declared or seen to be larger than its
     limit: ``max_upload_bytes`` for uploads, ``max_json_bytes`` for everything else.
     An unexpected error becomes a JSON 500 with the same headers as every response.
     """
 
     def __init__(self, app: Any, *, max_bytes: int, max_json_bytes: int, audit: AuditLog,
-                 tokens: TokenStore) -> None:
+                 tokens: TokenStore, routes: list[re.Pattern[str]]) -> None:
         self.app = app
+        self.routes = routes  # the app's route patterns (filled once routes exist)
         self.max_bytes = max_bytes
         self.max_json_bytes = max_json_bytes
         self.audit = audit
@@ -199,7 +202,8 @@ class _Limits:
         upload = method == "POST" and bool(_UPLOAD_PATH.match(path))
         limit = self.max_bytes if upload else self.max_json_bytes
         try:
-            if method in ("POST", "PUT", "PATCH", "DELETE") and not _is_public(path):
+            if (method != "OPTIONS" and not _is_public(path)
+                    and any(pattern.match(path) for pattern in self.routes)):
                 refused = await self._refuse_token(scope)
                 if refused is not None:
                     await self._reply(send_secured, 401, {"detail": refused},
@@ -391,8 +395,10 @@ def create_app(store: Any = "placecast.duckdb", settings: ServiceSettings | None
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
                            allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["Authorization", "Content-Type"])
+    route_patterns: list[re.Pattern[str]] = []
     app.add_middleware(_Limits, max_bytes=settings.max_upload_bytes,
-                       max_json_bytes=settings.max_json_bytes, audit=audit, tokens=tokens)
+                       max_json_bytes=settings.max_json_bytes, audit=audit, tokens=tokens,
+                       routes=route_patterns)
 
     # ------------------------------------------------------------------ errors
     def _clean(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -423,6 +429,9 @@ def create_app(store: Any = "placecast.duckdb", settings: ServiceSettings | None
 
     def principal(request: Request, credentials: Annotated[
             HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
+        checked = request.scope.get("state", {}).get("principal")
+        if isinstance(checked, Principal):  # verified by _Limits for this request
+            return checked
         try:
             who = tokens.authenticate(credentials.credentials if credentials else None)
         except TokenRefused as exc:
@@ -796,4 +805,6 @@ def create_app(store: Any = "placecast.duckdb", settings: ServiceSettings | None
 
     app.mount("/static/leaflet", StaticFiles(directory=leaflet_dir()), name="leaflet")
     app.mount("/static", StaticFiles(directory=static_dir()), name="static")
+    route_patterns.extend(route.path_regex for route in app.routes
+                          if hasattr(route, "path_regex"))
     return app
