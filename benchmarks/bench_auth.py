@@ -13,8 +13,8 @@ before the fast scheme are). Then, for a fixed time each:
   id (each costs one scrypt; the service runs at most one at a time).
 
 and prints, per scenario, the valid client's requests and p50/p99 latency and the
-attackers' requests per second (all refused with 401, or 200 for /health). Loopback only; the loops stop by
-themselves (--seconds <= 60, --clients <= 100).
+attackers' requests per second (all refused with 401, or 200 for /health). Loopback only;
+the loops stop by themselves (--seconds <= 60, --clients <= 100).
 
     PYTHONPATH=src python benchmarks/bench_auth.py --clients 20 --seconds 5
 """
