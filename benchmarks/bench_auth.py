@@ -12,8 +12,9 @@ before the fast scheme are). Then, for a fixed time each:
 * ``wrong-legacy``  - the same, while N clients send wrong secrets for the legacy token's
   id (each costs one scrypt; the service runs at most one at a time).
 
-and prints, per scenario, the valid client's requests and p50/p99 latency and the
-attackers' requests per second (all refused with 401, or 200 for /health). Loopback only;
+and prints, per scenario, the valid client's requests and p50/p99 latency, the
+attackers' requests per second (all refused with 401, or 200 for /health) and the
+server's CPU time per request (all requests of the scenario). Loopback only;
 the loops stop by themselves (--seconds <= 60, --clients <= 100).
 
     PYTHONPATH=src python benchmarks/bench_auth.py --clients 20 --seconds 5
@@ -73,6 +74,13 @@ def _serve(db: str, port: int) -> None:
     uvicorn.run(create_app(db), host=HOST, port=port, log_level="error")
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _wrong(token: str) -> str:
     return token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
 
@@ -116,7 +124,7 @@ async def _scenario(url: str, user: str, attack: str | None, clients: int,
     ms = np.array(latencies) * 1000
     return {"valid": len(ms), "p50": float(np.percentile(ms, 50)),
             "p99": float(np.percentile(ms, 99)), "attack_rps": refused[0] / seconds,
-            "errors": errors[0]}
+            "errors": errors[0], "n": len(ms) + refused[0]}
 
 
 def main() -> None:
@@ -149,7 +157,9 @@ def main() -> None:
             rows = []
             for name, attack in (("baseline", None), ("flood-health", "health"),
                                  ("wrong-fast", fast), ("wrong-legacy", legacy)):
+                cpu = _cpu_seconds(server.pid)
                 result = asyncio.run(_scenario(url, user, attack, clients, seconds))
+                result["cpu_ms"] = (_cpu_seconds(server.pid) - cpu) * 1000 / result["n"]
                 rows.append((name, result))
         finally:
             server.terminate()
@@ -157,10 +167,10 @@ def main() -> None:
     print(f"valid GET /me with {clients} attacking clients, {seconds:g} s per scenario "
           f"(cpus: {os.cpu_count()})")
     print(f"{'scenario':<14}{'valid req':>10}{'p50 ms':>9}{'p99 ms':>9}"
-          f"{'attack req/s':>14}{'errors':>8}")
+          f"{'attack req/s':>14}{'server CPU ms/req':>19}{'errors':>8}")
     for name, r in rows:
         print(f"{name:<14}{r['valid']:>10}{r['p50']:>9.1f}{r['p99']:>9.1f}"
-              f"{r['attack_rps']:>14.0f}{r['errors']:>8}")
+              f"{r['attack_rps']:>14.0f}{r['cpu_ms']:>19.2f}{r['errors']:>8}")
 
 
 if __name__ == "__main__":
