@@ -71,6 +71,7 @@ from placecast.service._work import (
     LockedStore,
     NotFound,
     TooLarge,
+    api_message,
     audit_job,
     backtest_job,
     forecast_csv,
@@ -422,7 +423,7 @@ def create_app(store: Any = "placecast.duckdb", settings: ServiceSettings | None
 
     @app.exception_handler(PlacecastError)
     async def _bad_input(request: Request, exc: PlacecastError) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"detail": str(exc)})
+        return JSONResponse(status_code=422, content={"detail": api_message(str(exc))})
 
     # ------------------------------------------------------------------ auth
     bearer = HTTPBearer(auto_error=False, description="A placecast token: pc_<id>.<secret>")

@@ -23,6 +23,7 @@ from placecast.forecast import Forecast
 from placecast.store import Store
 
 __all__ = [
+    "api_message",
     "LockedStore",
     "NotFound",
     "TooLarge",
@@ -65,6 +66,31 @@ def check_not_person_column(field: str, column: str | None) -> None:
             f"column {column!r} for the event {field} looks like a field about persons "
             f"({', '.join(hit)}); placecast never reads such fields. Map a place-based "
             "column (time, location, offence category) instead.")
+
+
+#: Command-line flags the library's messages may name -> the API field meant.
+_FLAG_FIELDS = {
+    "cell": "cell_size", "area": "area", "start": "start", "end": "end",
+    "horizon": "horizon", "horizons": "horizons", "step": "step", "at": "at",
+    "interval": "interval", "max-radius": "max_radius", "distance": "distance",
+    "model": "model", "models": "models", "param": "model_params",
+    "categories": "category", "category": "category", "n-origins": "n_origins",
+    "max-share": "max_share", "time-steps": "time_steps", "alpha": "alpha",
+}
+
+
+def api_message(text: str) -> str:
+    """A library message with the command-line flags it names turned into API fields.
+
+    Examples
+    --------
+    >>> api_message("origin 2018-01-01 is too early. Use a later --start.")
+    'origin 2018-01-01 is too early. Use a later start.'
+    """
+    import re
+
+    return re.sub(r"(?<![\w-])--([a-z][a-z-]*)",
+                  lambda m: _FLAG_FIELDS.get(m.group(1), m.group(0)), text)
 
 
 class NotFound(PlacecastError):
@@ -165,6 +191,16 @@ def _dates_in_range(function: Callable[..., Any]) -> Callable[..., Any]:
                 "step, horizon or look-back, or fewer origins.") from None
 
     return wrapper
+
+
+def _check_step(text: str, field: str) -> None:
+    """Check now a time step the scan/cube code will parse later (422, not a failed job)."""
+    from placecast.clusters._scan import parse_step
+
+    try:
+        parse_step(text)
+    except PlacecastError as exc:
+        raise ParameterError(f"{field}: {exc}") from None
 
 
 def _check_model(name: str) -> None:
@@ -419,6 +455,7 @@ def scan_job(store: LockedStore, request: Any, *, max_cells: int
     store.require_dataset(request.dataset)
     max_radius = (parse_length(request.max_radius, name="max_radius")
                   if request.max_radius is not None else None)
+    _check_step(request.interval, "interval")
 
     @_dates_in_range
     def work(progress: Callable[[int, int], None]) -> dict[str, Any]:
@@ -465,6 +502,7 @@ def hotspot_job(store: LockedStore, request: Any, *, max_cells: int
 
     store.require_dataset(request.dataset)
     distance = parse_length(request.distance, name="distance")
+    _check_step(request.step, "step")
 
     @_dates_in_range
     def work(progress: Callable[[int, int], None]) -> dict[str, Any]:
