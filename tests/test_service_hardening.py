@@ -620,6 +620,26 @@ def test_fuzz_json_api_no_500(svc, caplog):
                          "/backtests/{}", "/scans/{}"):
             r = svc.raw.get(template.format(segment), headers=h)
             assert r.status_code < 500, (template, segment, r.status_code, r.text)
+        r = svc.raw.post(f"/alerts/{segment}/acknowledge", headers=h)
+        assert r.status_code < 500, (segment, r.status_code, r.text)
+    forms = ["time", "x", "y", "lon", "lat", "category", "weight", "incident_id", "mark",
+             "crs", "time_format", "timezone", "skip_bad_rows"]
+    plausible_forms = {"crs": ["EPSG:4326", "EPSG:32616", "local:m", "EPSG:999999"],
+                       "time": ["datetime", "nope"], "timezone": ["UTC", "Mars/Olympus"],
+                       "time_format": ["%Y-%m-%d %H:%M", "%d/%m/%Y"],
+                       "lon": ["longitude", "latitude"], "lat": ["latitude"],
+                       "skip_bad_rows": ["true", "false", "maybe"]}
+    for i in range(30):  # uploads: random form fields with a real small CSV
+        form = {}
+        for field in rng.sample(forms, rng.randrange(1, 4)):
+            pool = plausible_forms.get(field)
+            form[field] = rng.choice(pool) if pool and rng.random() < 0.6 \
+                else str(_values(rng))[:200]
+        with open(svc.csv, "rb") as handle:
+            r = svc.raw.post(f"/datasets/fuzz{i}", headers=h, data=form,
+                             files={"file": ("small.csv", handle, "text/csv")})
+        assert r.status_code < 500, (form, r.status_code, r.text)
+        assert "Traceback" not in r.text and not FLAG.search(r.text), r.text
     print("fuzz statuses:", sorted(statuses.items()), "jobs:", len(job_ids))
     assert sum(statuses.values()) == 400 and statuses.get(422, 0) > 100, statuses
     assert statuses.get(201, 0) >= 10 and len(job_ids) >= 20, statuses

@@ -76,6 +76,11 @@ _FLAG_FIELDS = {
     "model": "model", "models": "models", "param": "model_params",
     "categories": "category", "category": "category", "n-origins": "n_origins",
     "max-share": "max_share", "time-steps": "time_steps", "alpha": "alpha",
+    # upload form fields
+    "time": "time", "x": "x", "y": "y", "lon": "lon", "lat": "lat", "crs": "crs",
+    "time-format": "time_format", "timezone": "timezone", "weight": "weight",
+    "skip-bad-rows": "skip_bad_rows", "id": "incident_id", "incident-id": "incident_id",
+    "mark": "mark",
 }
 
 
