@@ -265,6 +265,7 @@ OUT_OF_RANGE = [
     ("/forecasts", {"model": "kde", "model_params": {"bandwidth": -5.0}}, "bandwidth"),
     ("/forecasts", {"model": "kde", "model_params": {"lookback_days": 1e9}}, "lookback_days"),
     ("/forecasts", {"model": "etas", "model_params": {"max_iter": 10**9}}, "max_iter"),
+    ("/forecasts", {"model": "etas", "model_params": {"max_iter": True}}, "max_iter"),
     ("/forecasts", {"at": "9999-12-31"}, "at"),
     ("/forecasts", {"at": "2019-02-30"}, "at"),
     ("/forecasts", {"at": "2019-01-01T25:00"}, "at"),
@@ -294,6 +295,26 @@ def test_numbers_out_of_range_are_refused_with_the_field(svc, path, change, fiel
     assert r.status_code == 422, (change, r.status_code, r.text)
     assert field in r.json()["detail"], r.json()["detail"]
     assert "Traceback" not in r.text
+    assert svc.snapshot() == before
+
+
+@pytest.mark.parametrize(("path", "text", "field"), [
+    ("/forecasts", '"model": "kde", "model_params": {"bandwidth": 1e400}', "bandwidth"),
+    ("/forecasts", '"model": "kde", "model_params": {"bandwidth": NaN}', "bandwidth"),
+    ("/forecasts", '"model": "kde", "model_params": {"lookback_days": -Infinity}',
+     "lookback_days"),
+    ("/scans", '"alpha": NaN', "alpha"), ("/scans", '"max_share": Infinity', "max_share"),
+    ("/audits", '"factor": 1e400', "factor"), ("/hotspots", '"alpha": -1e400', "alpha"),
+    ("/backtests", '"n_origins": 1e400', "n_origins"),
+])
+def test_non_finite_json_numbers_are_refused(svc, path, text, field):
+    """Python's JSON parser accepts NaN, Infinity and 1e400 (inf): each is refused."""
+    before = svc.snapshot()
+    body = '{"dataset": "base", "cell_size": "1000m", ' + text + "}"
+    r = svc.raw.post(path, headers={**svc.headers("analyst"),
+                                    "content-type": "application/json"}, content=body)
+    assert r.status_code == 422, (text, r.status_code, r.text)
+    assert field in r.json()["detail"]
     assert svc.snapshot() == before
 
 

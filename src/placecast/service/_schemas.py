@@ -158,6 +158,8 @@ def _check_date(text: str) -> str:
 def _check_params(params: dict[str, Any] | None) -> dict[str, Any] | None:
     for name, value in (params or {}).items():
         if isinstance(value, bool):
+            if name in MODEL_PARAM_BOUNDS:
+                raise ValueError(f"{name}: {value!r} is not a number.")
             continue
         low, high, integer = MODEL_PARAM_BOUNDS.get(name, (-1e6, 1e6, False))
         if not math.isfinite(float(value)):
