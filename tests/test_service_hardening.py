@@ -418,6 +418,23 @@ def test_legacy_state_file_is_migrated_and_old_tokens_keep_working(tmp_path):
     assert secret not in path.read_bytes()
 
 
+def test_legacy_checks_run_one_at_a_time(tmp_path):
+    from placecast.service import StateDB, TokenRefused, TokenStore
+
+    path = tmp_path / "p.service.sqlite"
+    store = TokenStore(StateDB(path))
+    _, token = _legacy_token(path)
+    store._legacy.acquire()  # another scrypt check is running
+    try:
+        started = time.monotonic()
+        with pytest.raises(TokenRefused, match="busy"):
+            store.authenticate(token)
+        assert time.monotonic() - started < 5
+    finally:
+        store._legacy.release()
+    assert store.authenticate(token).role == "analyst"
+
+
 def test_expired_token_gets_401_saying_so(svc):
     from placecast.service import StateDB
 

@@ -11,8 +11,9 @@ who knew a token id spend ~30 ms of server CPU per request with a wrong secret.
 Tokens made before this scheme (``scheme = 'scrypt'``: scrypt n=2**14, r=8, p=1) keep
 working: the first request that presents one correctly re-hashes it with the fast
 scheme, in place. Until then each check of such a token costs one scrypt, and at most
-one scrypt runs at a time (other checks of legacy tokens wait up to 5 s, then are
-refused), so wrong secrets for a legacy token id cannot take more than one core.
+one scrypt runs at a time (other checks of legacy tokens wait up to 1 s, then are
+refused with a message saying to retry), so wrong secrets for a legacy token id cannot
+take more than one core or hold many request threads.
 ``placecast token list`` shows which tokens are still legacy; revoking and re-creating
 them ends the cost at once.
 
@@ -218,7 +219,13 @@ class TokenStore:
         if scheme == FAST:
             ok = hmac.compare_digest(_fast_hash(secret, bytes(salt)), bytes(stored))
         else:
-            ok = self._check_legacy(token_id, secret, bytes(salt), bytes(stored))
+            legacy = self._check_legacy(token_id, secret, bytes(salt), bytes(stored))
+            if legacy is None:
+                raise TokenRefused(
+                    "the service is busy checking tokens made by an earlier version; try "
+                    "again in a moment, or ask an admin for a new token (`placecast token "
+                    "create`).")
+            ok = legacy
         if not ok or revoked is not None:
             raise TokenRefused(_NEEDED)
         if expires is not None and expires <= utc_now():
@@ -226,10 +233,14 @@ class TokenStore:
                                "new one (`placecast token create --expires 90d`).")
         return Principal(token_id, name, role)
 
-    def _check_legacy(self, token_id: str, secret: str, salt: bytes, stored: bytes) -> bool:
-        """Check a scrypt-hashed token (one at a time); re-hash it when it matches."""
-        if not self._legacy.acquire(timeout=5.0):
-            return False
+    def _check_legacy(self, token_id: str, secret: str, salt: bytes, stored: bytes
+                      ) -> bool | None:
+        """Check a scrypt-hashed token (one at a time); re-hash it when it matches.
+
+        ``None`` when another check did not finish within 1 s (the caller refuses).
+        """
+        if not self._legacy.acquire(timeout=1.0):
+            return None
         try:
             ok = hmac.compare_digest(_scrypt_hash(secret, salt), stored)
         finally:
