@@ -6,7 +6,7 @@ A token reads ``pc_<id>.<secret>``: ``id`` (12 hex digits) finds the row, ``secr
 ``hmac.compare_digest``. Only the salt and the hash are stored: a stolen database gives
 no usable token, because finding a 256-bit secret from its hash is as hard as breaking
 SHA-256 - a slow password hash adds nothing for secrets this random, and it let anyone
-who knew a token id spend ~30 ms of server CPU per request with a wrong secret.
+who knew a token id spend a scrypt (tens of ms of CPU) per request with a wrong secret.
 
 Tokens made before this scheme (``scheme = 'scrypt'``: scrypt n=2**14, r=8, p=1) keep
 working: the first request that presents one correctly re-hashes it with the fast
