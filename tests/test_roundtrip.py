@@ -78,6 +78,32 @@ def test_projected_events_with_every_field_round_trip(portland, tmp_path, name):
     assert_same_events(back, portland)
 
 
+@pytest.mark.parametrize("name", ["e.gpkg", "e.shp", "e.parquet", "e.csv"])
+def test_unreferenced_events_round_trip_with_their_crs(tmp_path, name):
+    """local:m events are written without a CRS and read back with crs='local:m'."""
+    from placecast.events import Events
+    from placecast.exceptions import DataError
+
+    events = Events.from_arrays(
+        ["2020-01-01T10:00:00", "2020-01-02T11:30:15", "2020-01-03T00:00:00"],
+        [0.0, 10.5, 20.25], [5.0, 6.0, 7.125], crs="local:m",
+        weight=np.array([1.0, 2.0, 0.5]))
+    path = export_events(events, tmp_path / name)
+    assert_same_events(read_events(path, crs="local:m"), events)
+    with pytest.raises(DataError, match="CRS"):
+        read_events(path)
+
+
+def test_unreferenced_events_are_not_written_as_geojson(tmp_path):
+    from placecast.events import Events
+    from placecast.exceptions import ParameterError
+
+    events = Events.from_arrays(["2020-01-01T10:00:00"], [0.0], [5.0], crs="local:m")
+    with pytest.raises(ParameterError, match="GeoJSON cannot hold unreferenced"):
+        export_events(events, tmp_path / "e.geojson")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_projected_csv_without_crs_is_refused(portland, tmp_path):
     from placecast.exceptions import DataError
 

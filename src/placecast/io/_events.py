@@ -464,7 +464,7 @@ def read_events(
             ys = frame["__y"].to_numpy(dtype=float)
             xcol, ycol = "geometry", "geometry"
             xraw = yraw = pd.Series(np.isfinite(xs)).map({True: "point", False: None})
-            source_crs = file_crs
+            source_crs = file_crs or crs  # a file without a CRS (local:m exports) takes crs=
         else:
             xcol, ycol = mapping["lon"], mapping["lat"]
             xraw, yraw = frame[xcol], frame[ycol]

@@ -172,6 +172,7 @@ def export_forecast(
     elif hotspot_area is not None:
         flags = hotspot_flags(forecast, hotspot_area)
     gdf = forecast.units.to_geodataframe(crs)
+    _check_geojson_crs(kind, None if gdf.crs is None else str(gdf.crs), path)
     gdf["intensity"] = forecast.intensity
     gdf["rank"] = forecast.rank
     if flags is not None:
@@ -243,6 +244,7 @@ def export_events(events: Events, path: str | os.PathLike[str], *, format: str |
     if kind == "csv":
         _write_csv(data, x, y, target, path)
         return path
+    _check_geojson_crs(kind, target, path)
     gdf = gpd.GeoDataFrame(data, geometry=gpd.points_from_xy(x, y),
                            crs=None if target.startswith("local:") else target)
     _write(gdf, path, kind, layer="events")
@@ -260,7 +262,25 @@ def _write_csv(data: dict[str, Any], x: np.ndarray, y: np.ndarray, crs: str,
         frame.to_csv(tmp, index=False)
 
 
+def _check_geojson_crs(kind: str, crs: str | None, path: Path) -> None:
+    """GeoJSON without a CRS means longitude/latitude: refuse unreferenced coordinates."""
+    if kind == "geojson" and (crs is None or crs.startswith("local:")):
+        raise ParameterError(
+            f"{path}: GeoJSON cannot hold unreferenced ({crs or 'local'}) coordinates: a "
+            "reader would take them as longitude/latitude. Export to .gpkg, .parquet or "
+            ".csv instead.")
+
+
 def _write(gdf: Any, path: Path, kind: str, *, layer: str) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        # Unreferenced (local:) coordinates are written without a CRS on purpose.
+        warnings.filterwarnings("ignore", message="'crs' was not provided")
+        _write_file(gdf, path, kind, layer=layer)
+
+
+def _write_file(gdf: Any, path: Path, kind: str, *, layer: str) -> None:
     if kind in ("gpkg", "geoparquet", "geojson"):
         with atomic_path(path) as tmp:
             if kind == "gpkg":
