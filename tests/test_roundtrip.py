@@ -214,3 +214,33 @@ def test_ingest_keeps_db_and_dataset_as_the_target(memphis_store, shared_data, t
     assert r.exit_code == 0, r.output
     r = CliRunner().invoke(app, ["ingest", "--db", db, "--dataset", "rob"])
     assert r.exit_code == 2  # the events file is still required
+
+
+def test_geoparquet_with_another_geometry_column_name(memphis, tmp_path):
+    """GeoParquet from other tools: the primary geometry column need not be 'geometry'."""
+    import geopandas as gpd
+    import pandas as pd
+
+    sref = memphis.spatial_reference
+    lon, lat = sref.to_crs_coordinates(memphis.x, memphis.y, "EPSG:4326")
+    frame = gpd.GeoDataFrame({"occurred": pd.to_datetime(memphis.time)},
+                             geometry=gpd.points_from_xy(lon, lat), crs="EPSG:4326")
+    frame = frame.rename_geometry("geom")
+    frame.to_parquet(tmp_path / "other.parquet")
+    back = read_events(tmp_path / "other.parquet")
+    np.testing.assert_array_equal(back.time, memphis.time)
+    np.testing.assert_allclose(back.x, memphis.x, atol=1e-6)
+    np.testing.assert_allclose(back.y, memphis.y, atol=1e-6)
+
+
+def test_damaged_geoparquet_metadata_is_a_clear_error(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from placecast.exceptions import DataError
+
+    table = pa.table({"time": ["2019-01-01"], "geometry": [b"\x01"]})
+    table = table.replace_schema_metadata({b"geo": b"{not json"})
+    pq.write_table(table, tmp_path / "bad.parquet")
+    with pytest.raises(DataError, match="GeoParquet metadata"):
+        read_events(tmp_path / "bad.parquet")

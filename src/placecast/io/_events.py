@@ -243,15 +243,20 @@ def _read_rows(path: Path, columns: list[str]) -> pd.DataFrame:
 
 
 def _geoparquet_columns(path: Path) -> list[str]:
-    """The geometry columns a GeoParquet file declares (``[]`` for plain Parquet)."""
+    """The geometry columns a GeoParquet file declares, primary first (``[]``: plain)."""
     import json
 
     import pyarrow.parquet as pq
 
     try:
         meta = (pq.read_schema(path).metadata or {}).get(b"geo")
-        return list(json.loads(meta)["columns"]) if meta else []
-    except (ValueError, KeyError, TypeError):
+        if not meta:
+            return []
+        info = json.loads(meta)
+        primary = info.get("primary_column")
+        # The primary geometry column first.
+        return sorted(info["columns"], key=lambda name: name != primary)
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise DataError(f"{path}: its GeoParquet metadata ('geo') is malformed; write the "
                         "file again, or drop the metadata and give --x/--y.") from None
 
