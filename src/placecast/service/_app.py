@@ -146,10 +146,10 @@ class _Limits:
     Before any byte of a request body is read and before any routing, a request to a
     route that needs a token (all but ``/``, ``/static/*``, ``/health``,
     ``/openapi.json`` and CORS preflights) must present a valid one (else 401, cheaply;
-    an unknown path is left to the app's 404),
-    and a body is refused (413) as soon as it is declared or seen to be larger than its
-    limit: ``max_upload_bytes`` for uploads, ``max_json_bytes`` for everything else.
-    An unexpected error becomes a JSON 500 with the same headers as every response.
+    an unknown path is left to the app's 404). A body is refused (413) as soon as it is
+    declared or seen to be larger than its limit: ``max_upload_bytes`` for uploads,
+    ``max_json_bytes`` for everything else. An unexpected error becomes a JSON 500 with
+    the same headers as every response (the details go to the log).
     """
 
     def __init__(self, app: Any, *, max_bytes: int, max_json_bytes: int, audit: AuditLog,
