@@ -20,6 +20,7 @@ from placecast.exceptions import PlacecastError
 
 __all__ = [
     "EVENT_OPTIONS",
+    "STORE_EVENT_OPTIONS",
     "app",
     "command",
     "console",
@@ -27,6 +28,7 @@ __all__ = [
     "load_events",
     "main",
     "shared_options",
+    "store_reference",
     "with_event_options",
 ]
 
@@ -44,7 +46,8 @@ err_console = Console(stderr=True)
 # ---------------------------------------------------------------------- shared options
 EventsPath = Annotated[Path, typer.Argument(help="Events file: .csv, .parquet, .geojson, "
                                             ".gpkg, .shp or .fgb; or a stored dataset, "
-                                            "DB#DATASET (placecast.duckdb#burglary).",
+                                            "DB#DATASET (placecast.duckdb#burglary), or "
+                                            "omit it and give --db FILE --dataset NAME.",
                                             show_default=False)]
 TimeCol = Annotated[str | None, typer.Option("--time", help="Time column (or two joined: "
                                              "'date,time'). Default: auto-detect.")]
@@ -75,6 +78,18 @@ SkipBadOpt = Annotated[bool, typer.Option(
     "--skip-bad-rows", help="Drop rows with a bad date or coordinate (counted and reported) "
     "instead of stopping at the first.")]
 
+
+EventsDbOpt = Annotated[str | None, typer.Option(
+    "--db", help="Store to read the events from (with --dataset) instead of an events file: "
+    "a DuckDB file or postgresql://... URL.")]
+EventsDatasetOpt = Annotated[str | None, typer.Option(
+    "--dataset", help="Dataset in --db (or $PLACECAST_DB) to read the events from.")]
+#: Where stored events come from, for commands that read events: ``--db FILE --dataset
+#: NAME`` is the same as the events argument ``FILE#NAME``.
+STORE_EVENT_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "db": (EventsDbOpt, None),
+    "dataset": (EventsDatasetOpt, None),
+}
 
 #: The event-reading options every command that reads events shares: name -> (type, default).
 EVENT_OPTIONS: dict[str, tuple[Any, Any]] = {
@@ -111,7 +126,9 @@ def shared_options(
     def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
         signature = inspect.signature(function, eval_str=True)
         own = [p for p in signature.parameters.values() if p.name != name]
-        shared = [inspect.Parameter(option, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        keyword_only = any(p.kind is inspect.Parameter.KEYWORD_ONLY for p in own)
+        shared = [inspect.Parameter(option, inspect.Parameter.KEYWORD_ONLY if keyword_only
+                                    else inspect.Parameter.POSITIONAL_OR_KEYWORD,
                                     default=default, annotation=annotation)
                   for option, (annotation, default) in options.items()]
 
@@ -130,14 +147,88 @@ def shared_options(
     return decorate
 
 
-#: Gives a command the shared event-reading options (``--time``, ``--crs``, ...) as one dict,
-#: ``event_options``, ready for ``load_events(path, **event_options)``. Put it under
-#: ``@command(...)``.
-with_event_options = shared_options(EVENT_OPTIONS, "event_options")
+def with_event_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a command the shared event-reading options as one dict, ``event_options``.
+
+    The dict is ready for ``load_events(events_path, **event_options)``. Put it under
+    ``@command(...)``. The command's ``events_path`` argument becomes optional, and
+    ``--db FILE --dataset NAME`` (options the command does not have itself) name a stored
+    dataset instead; a command with its own ``--db`` (``forecast --save``) reads
+    ``--dataset`` from that store. Giving both an events file and ``--dataset``, or only
+    one of ``--db``/``--dataset``, is refused with a message saying what to give.
+    """
+    signature = inspect.signature(function, eval_str=True)
+    params = signature.parameters
+    if "dataset" in params or "events_path" not in params:
+        # ``ingest``: its --db/--dataset say where events go, not where they come from.
+        return shared_options(EVENT_OPTIONS, "event_options")(function)
+    store_options = {k: v for k, v in STORE_EVENT_OPTIONS.items() if k not in params}
+
+    @functools.wraps(function)
+    def resolve(*args: Any, **kwargs: Any) -> Any:
+        options = dict(kwargs.pop("event_options", None) or {})
+        db = options.pop("db", None)
+        dataset = options.pop("dataset", None)
+        if "db" not in store_options and dataset is not None:
+            db = kwargs.get("db")
+        if db is not None or dataset is not None:
+            reference = store_reference(kwargs.get("events_path"), db, dataset)
+            kwargs["events_path"] = Path(f"{reference[0]}#{reference[1]}")
+            options["store"] = reference
+        return function(*args, event_options=options, **kwargs)
+
+    events_path = params["events_path"]
+    if events_path.default is inspect.Parameter.empty:
+        metadata = getattr(events_path.annotation, "__metadata__", ())
+        events_path = events_path.replace(
+            default=None, annotation=Annotated[(Path | None, *metadata)]
+            if metadata else Path | None)
+    # Keyword-only (Typer passes every value by name), so that the now optional events
+    # argument may come before parameters without a default.
+    parameters = [(events_path if p.name == "events_path" else p).replace(
+        kind=inspect.Parameter.KEYWORD_ONLY) for p in params.values()]
+    resolve.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=parameters)
+    resolve.__annotations__ = {p.name: p.annotation for p in parameters}
+    resolve.__annotations__["return"] = signature.return_annotation
+    return shared_options({**EVENT_OPTIONS, **store_options}, "event_options")(resolve)
+
+
+def store_reference(path: Path | None, db: str | None, dataset: str | None
+                    ) -> tuple[str, str]:
+    """``(db, dataset)`` from ``--db``/``--dataset``, refusing conflicts and half of a pair.
+
+    A missing ``--db`` is taken from ``$PLACECAST_DB`` when set.
+
+    Raises
+    ------
+    ParameterError
+        When an events file is given too, or ``--dataset`` is missing, or ``--db`` is
+        missing and ``$PLACECAST_DB`` is not set.
+    """
+    import os
+
+    from placecast.exceptions import ParameterError
+
+    if dataset is None:
+        raise ParameterError(
+            f"--db {db} needs --dataset NAME: the dataset in that store to read the events "
+            f"from (list them with `placecast datasets --db {db}`).")
+    if db is None:
+        db = os.environ.get("PLACECAST_DB")
+        if not db:
+            raise ParameterError(
+                f"--dataset {dataset} needs --db FILE (a DuckDB file or postgresql://... "
+                "URL) or $PLACECAST_DB: the store that holds it.")
+    if path is not None:
+        raise ParameterError(
+            f"give the events once: either the events argument ({path}) or --db {db} "
+            f"--dataset {dataset}, not both.")
+    return db, dataset
 
 
 def load_events(
-    path: Path,
+    path: Path | None,
     *,
     time: str | None = None,
     x: str | None = None,
@@ -157,17 +248,23 @@ def load_events(
     skip_bad_rows: bool = False,
     quiet: bool = False,
     incident_id: str | None = None,
+    store: tuple[str, str] | None = None,
 ) -> Events:
     """Read events with the shared CLI options and report what was detected or dropped.
 
     ``path`` may name a dataset in a store, ``DB#DATASET`` (``placecast.duckdb#burglary``,
-    ``postgresql://user@host/db#burglary``): its events are loaded with ``since``, ``until``
-    and ``categories`` applied; column and CRS options belong to ``placecast ingest``.
+    ``postgresql://user@host/db#burglary``), or ``store`` may give it as ``(db, dataset)``
+    (from ``--db``/``--dataset``): its events are loaded with ``since``, ``until`` and
+    ``categories`` applied; column and CRS options belong to ``placecast ingest``.
     """
+    from placecast.exceptions import ParameterError
     from placecast.io import ColumnMap, read_events
     from placecast.store import split_store_reference
 
-    reference = split_store_reference(path)
+    if path is None and store is None:
+        raise ParameterError("no events given: pass an events file (or DB#DATASET), or "
+                             "--db FILE --dataset NAME.")
+    reference = store if store is not None else split_store_reference(path)
     if reference is not None:
         return _load_store_events(
             reference, categories=categories, since=since, until=until, quiet=quiet,

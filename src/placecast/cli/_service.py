@@ -70,11 +70,15 @@ def token_create(
     name: Annotated[str, typer.Option("--name", help="Who or what the token is for.")] = "token",
     db: DbOpt = "placecast.duckdb",
     state: StateOpt = None,
+    expires: Annotated[str | None, typer.Option(
+        "--expires", help="Lifetime, e.g. 90d, 12h, 1y (at most 3660 days). Default: "
+        "never expires.")] = None,
 ) -> None:
     """Create a token and print it once (only its hash is kept)."""
-    token, info = _tokens(db, state).create(role, name)
-    err_console.print(f"token {info.id} ({info.role}, {info.name!r}) created; it is shown "
-                      "only now:", highlight=False)
+    token, info = _tokens(db, state).create(role, name, expires=expires)
+    until = f", expires {info.expires}" if info.expires else ""
+    err_console.print(f"token {info.id} ({info.role}, {info.name!r}{until}) created; it is "
+                      "shown only now:", highlight=False)
     print(token)
 
 
@@ -83,9 +87,12 @@ def token_list(db: DbOpt = "placecast.duckdb", state: StateOpt = None) -> None:
     """List tokens (ids, names, roles; never secrets)."""
     from rich.table import Table
 
-    table = Table("id", "name", "role", "created", "revoked")
+    table = Table("id", "name", "role", "created", "expires", "revoked", "hash")
     for info in _tokens(db, state).list():
-        table.add_row(info.id, info.name, info.role, info.created, info.revoked or "")
+        table.add_row(info.id, info.name, info.role, info.created, info.expires or "never",
+                      info.revoked or "",
+                      info.scheme + (" (legacy: re-hashed on first use)"
+                                     if info.scheme != "hmac-sha256" else ""))
     console.print(table)
 
 

@@ -37,7 +37,7 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
     "incident_id": ("uid", "incident_id", "incident_number", "case_number", "event_id",
                     "record_id"),
     "weight": ("weight",),
-    "mark": ("magnitude", "mag"),
+    "mark": ("magnitude", "mag", "mark"),
 }
 
 
@@ -172,7 +172,10 @@ def read_table_header(
         import pyarrow.parquet as pq
 
         try:
-            return list(pq.read_schema(path).names)
+            geometry = _geoparquet_columns(path)
+            return [n for n in pq.read_schema(path).names if n not in geometry]
+        except DataError:
+            raise
         except Exception as exc:  # pyarrow raises several types for a broken file
             raise DataError(f"{path}: could not read it as Parquet ({exc}).") from None
     import pyogrio
@@ -462,11 +465,45 @@ def _check_line_breaks(path: Path, frame: pd.DataFrame) -> None:
             )
 
 
+def _geoparquet_columns(path: Path) -> list[str]:
+    """The geometry columns a GeoParquet file declares, primary first (``[]``: plain)."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    try:
+        meta = (pq.read_schema(path).metadata or {}).get(b"geo")
+        if not meta:
+            return []
+        info = json.loads(meta)
+        primary = info.get("primary_column")
+        # The primary geometry column first.
+        return sorted(info["columns"], key=lambda name: name != primary)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise DataError(f"{path}: its GeoParquet metadata ('geo') is malformed; write the "
+                        "file again, or drop the metadata and give --x/--y.") from None
+
+
+def _read_geoparquet(path: Path, columns: list[str]) -> Any:
+    """Read the wanted columns and the primary geometry of a GeoParquet file."""
+    import geopandas as gpd
+
+    try:
+        return gpd.read_parquet(path, columns=[*columns, _geoparquet_columns(path)[0]])
+    except Exception as exc:  # pyarrow / shapely errors on a damaged file
+        raise DataError(f"{path}: could not read it as GeoParquet ({exc}).") from None
+
+
 def _read_vector(path: Path, columns: list[str]) -> tuple[pd.DataFrame, str | None]:
     import pyogrio
 
     try:
-        frame = pyogrio.read_dataframe(path, columns=columns)
+        if _suffix(path) in {".parquet", ".pq"}:
+            frame = _read_geoparquet(path, columns)
+        else:
+            frame = pyogrio.read_dataframe(path, columns=columns)
+    except DataError:
+        raise
     except Exception as exc:  # pyogrio raises several GDAL-derived types
         raise DataError(f"{path}: could not read it as a vector file ({exc}).") from None
     geometry = frame.geometry
@@ -477,7 +514,7 @@ def _read_vector(path: Path, columns: list[str]) -> tuple[pd.DataFrame, str | No
             "to points (e.g. centroids) before reading."
         )
     crs = frame.crs.to_string() if frame.crs is not None else None
-    out = pd.DataFrame(frame.drop(columns="geometry"))
+    out = pd.DataFrame(frame.drop(columns=frame.geometry.name))
     empty = geometry.isna() | geometry.is_empty
     out["__x"] = np.where(empty, np.nan, geometry.x.where(~empty))
     out["__y"] = np.where(empty, np.nan, geometry.y.where(~empty))
@@ -763,7 +800,8 @@ def read_events(
             ".geojson, .gpkg, .shp and .fgb."
         )
     given = columns or ColumnMap()
-    is_vector = suffix in VECTOR_SUFFIXES
+    is_vector = suffix in VECTOR_SUFFIXES or (suffix in {".parquet", ".pq"}
+                                              and bool(_geoparquet_columns(path)))
     is_csv = suffix in {".csv", ".txt", ".tsv"}
     header = read_table_header(path, sep=sep, encoding=encoding)
     has_geometry = is_vector and not (given.x or given.lon)
@@ -822,7 +860,7 @@ def read_events(
             ys = frame["__y"].to_numpy(dtype=float)
             xcol, ycol = "geometry", "geometry"
             xraw = yraw = pd.Series(np.isfinite(xs)).map({True: "point", False: None})
-            source_crs = file_crs
+            source_crs = file_crs or crs  # a file without a CRS (local:m exports) takes crs=
         else:
             xcol, ycol = mapping["lon"], mapping["lat"]
             xraw, yraw = frame[xcol], frame[ycol]

@@ -1,7 +1,11 @@
-"""Exports for the tools users already have: GeoPackage, shapefile, GeoParquet, NIJ.
+"""Exports for the tools users already have: GeoPackage, shapefile, GeoParquet, NIJ, ...
 
 * GeoPackage (``.gpkg``) and shapefile (``.shp``, or ``.zip`` for a zipped one) open in
-  QGIS and ArcGIS; GeoParquet (``.parquet``) in GeoPandas, DuckDB, QGIS 3.30+.
+  QGIS and ArcGIS; GeoParquet (``.parquet``) in GeoPandas, DuckDB, QGIS 3.30+; GeoJSON
+  (``.geojson``) anywhere; events also as CSV (``.csv``).
+* Every events export reads back with ``read_events`` (and ``placecast ingest``) to the
+  same events: times, coordinates, category, weight, incident id and mark (precision and
+  time zones: see ``export_events``).
 * The NIJ Real-Time Crime Forecasting Challenge submission format: a shapefile of every
   cell with an integer field ``hotspot`` (1 = forecast hot spot, 0 = not), in the
   challenge's projection EPSG:2913 (NAD 1983 HARN StatePlane Oregon North, international
@@ -38,10 +42,12 @@ EXPORT_FORMATS = {
     "gpkg": "GeoPackage layer",
     "shp": "ESRI shapefile (.shp + .shx/.dbf/.prj/.cpg; .zip for one zipped file)",
     "geoparquet": "GeoParquet (WKB geometry, CRS in the metadata)",
+    "geojson": "GeoJSON (GDAL; coordinates in the output CRS, named in the file)",
+    "csv": "CSV of events: time, x/y (or longitude/latitude), fields (events only)",
     "nij": "NIJ challenge submission: shapefile of all cells with hotspot = 1/0, EPSG:2913",
 }
 _SUFFIXES = {".gpkg": "gpkg", ".shp": "shp", ".zip": "shp", ".parquet": "geoparquet",
-             ".geoparquet": "geoparquet"}
+             ".geoparquet": "geoparquet", ".geojson": "geojson", ".csv": "csv"}
 _SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
 
 #: The NIJ challenge's projection (Oregon North, international feet).
@@ -64,8 +70,8 @@ def _resolve_format(path: Path, format: str | None) -> str:
     if suffix_kind is None:
         raise ParameterError(
             f"{path}: cannot tell the export format from {path.suffix!r}; use .gpkg, .shp, "
-            ".zip (zipped shapefile) or .parquet, or give the format (gpkg, shp, "
-            "geoparquet, nij)."
+            ".zip (zipped shapefile), .parquet, .geojson or .csv, or give the format "
+            f"({', '.join(EXPORT_FORMATS)})."
         )
     return suffix_kind
 
@@ -145,6 +151,9 @@ def export_forecast(
     """
     path = Path(path)
     kind = _resolve_format(path, format)
+    if kind == "csv":
+        raise ParameterError(f"{path}: CSV export is for events; export a forecast as .gpkg, "
+                             ".shp, .parquet or .geojson (or use the forecast command's CSV).")
     flags = None
     if kind == "nij":
         if hotspot_area is None:
@@ -163,6 +172,7 @@ def export_forecast(
     elif hotspot_area is not None:
         flags = hotspot_flags(forecast, hotspot_area)
     gdf = forecast.units.to_geodataframe(crs)
+    _check_geojson_crs(kind, None if gdf.crs is None else str(gdf.crs), path)
     gdf["intensity"] = forecast.intensity
     gdf["rank"] = forecast.rank
     if flags is not None:
@@ -177,10 +187,41 @@ def export_forecast(
 
 def export_events(events: Events, path: str | os.PathLike[str], *, format: str | None = None,
                   crs: str | None = None) -> Path:
-    """Write events as points (``.gpkg``, ``.shp``/``.zip``, ``.parquet``).
+    """Write events as points (``.gpkg``, ``.shp``/``.zip``, ``.parquet``, ``.geojson``) or CSV.
 
-    Coordinates are in ``crs`` (default the CRS the events came in). Shapefiles hold the
-    time as ISO text (their date field has no time of day).
+    Every format reads back with ``placecast.io.read_events`` to the same events.
+
+    Parameters
+    ----------
+    events : Events
+        The events.
+    path : path-like
+        Output file; the format follows the suffix unless ``format`` is given.
+    format : {"gpkg", "shp", "geoparquet", "geojson", "csv"}, optional
+        The format.
+    crs : str, optional
+        CRS of the output coordinates (default the CRS the events came in).
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Notes
+    -----
+    Fields are ``time``, ``category``, ``weight``, ``incident_id`` (``uid`` in a
+    shapefile, whose names stop at 10 characters) and ``mark``, when the events have
+    them. Times are the events' wall-clock times without a zone (read them back with the
+    same time zone when the events had one); GeoPackage keeps milliseconds, shapefile and
+    CSV whole seconds unless a time has a fraction (CSV then keeps it). A CSV holds
+    ``longitude``/``latitude`` for a geographic output CRS, else ``x``/``y`` in the output
+    CRS, which the reader must then be told (``crs=``, ``--crs``): a CSV cannot name it.
+    Coordinates are written with full precision (GeoJSON: 15 significant digits).
+
+    Raises
+    ------
+    ParameterError
+        For an unknown format or the NIJ format (forecasts only).
     """
     import geopandas as gpd
 
@@ -192,23 +233,60 @@ def export_events(events: Events, path: str | os.PathLike[str], *, format: str |
     target = crs or sref.source_crs
     x, y = sref.to_crs_coordinates(events.x, events.y, None if target == sref.crs else target)
     data: dict[str, Any] = {"time": pd.to_datetime(events.time)}
-    if kind == "shp":
-        data["time"] = data["time"].strftime("%Y-%m-%dT%H:%M:%S")
+    if kind in ("shp", "csv"):
+        whole = bool((data["time"] == data["time"].floor("s")).all())
+        data["time"] = data["time"].strftime("%Y-%m-%dT%H:%M:%S" if whole
+                                             else "%Y-%m-%dT%H:%M:%S.%f")
     for name in ("category", "weight", "incident_id", "mark"):
         value = getattr(events, name)
         if value is not None:
-            data[name if kind != "shp" else name[:10]] = value
+            data["uid" if kind == "shp" and name == "incident_id" else name] = value
+    if kind == "csv":
+        _write_csv(data, x, y, target, path)
+        return path
+    _check_geojson_crs(kind, target, path)
     gdf = gpd.GeoDataFrame(data, geometry=gpd.points_from_xy(x, y),
                            crs=None if target.startswith("local:") else target)
     _write(gdf, path, kind, layer="events")
     return path
 
 
+def _write_csv(data: dict[str, Any], x: np.ndarray, y: np.ndarray, crs: str,
+               path: Path) -> None:
+    from pyproj import CRS
+
+    geographic = not crs.startswith("local:") and CRS.from_user_input(crs).is_geographic
+    names = ("longitude", "latitude") if geographic else ("x", "y")
+    frame = pd.DataFrame({"time": data.pop("time"), names[0]: x, names[1]: y, **data})
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def _check_geojson_crs(kind: str, crs: str | None, path: Path) -> None:
+    """GeoJSON without a CRS means longitude/latitude: refuse unreferenced coordinates."""
+    if kind == "geojson" and (crs is None or crs.startswith("local:")):
+        raise ParameterError(
+            f"{path}: GeoJSON cannot hold unreferenced ({crs or 'local'}) coordinates: a "
+            "reader would take them as longitude/latitude. Export to .gpkg, .parquet or "
+            ".csv instead.")
+
+
 def _write(gdf: Any, path: Path, kind: str, *, layer: str) -> None:
-    if kind in ("gpkg", "geoparquet"):
+    import warnings
+
+    with warnings.catch_warnings():
+        # Unreferenced (local:) coordinates are written without a CRS on purpose.
+        warnings.filterwarnings("ignore", message="'crs' was not provided")
+        _write_file(gdf, path, kind, layer=layer)
+
+
+def _write_file(gdf: Any, path: Path, kind: str, *, layer: str) -> None:
+    if kind in ("gpkg", "geoparquet", "geojson"):
         with atomic_path(path) as tmp:
             if kind == "gpkg":
                 gdf.to_file(tmp, driver="GPKG", layer=layer)
+            elif kind == "geojson":
+                gdf.to_file(tmp, driver="GeoJSON", COORDINATE_PRECISION=15)
             else:
                 gdf.to_parquet(tmp, index=False)
         return

@@ -9,8 +9,8 @@ and every parameter is validated. See ``docs/service.md``.
 """
 
 from placecast.service._app import ServiceSettings, create_app
-from placecast.service._auth import ROLES, Principal, TokenInfo, TokenStore
+from placecast.service._auth import ROLES, Principal, TokenInfo, TokenRefused, TokenStore
 from placecast.service._state import StateDB, state_path_for
 
-__all__ = ["ROLES", "Principal", "ServiceSettings", "StateDB", "TokenInfo", "TokenStore",
-           "create_app", "state_path_for"]
+__all__ = ["ROLES", "Principal", "ServiceSettings", "StateDB", "TokenInfo", "TokenRefused",
+           "TokenStore", "create_app", "state_path_for"]

@@ -46,7 +46,7 @@ from typing import Annotated, Any
 
 from placecast.exceptions import ParameterError, PlacecastError
 from placecast.service._audit_log import AuditLog
-from placecast.service._auth import ROLES, Principal, TokenStore, role_at_least
+from placecast.service._auth import ROLES, Principal, TokenRefused, TokenStore, role_at_least
 from placecast.service._jobs import DaskBackend, JobManager
 from placecast.service._schemas import (
     AREA,
@@ -71,6 +71,7 @@ from placecast.service._work import (
     LockedStore,
     NotFound,
     TooLarge,
+    api_message,
     audit_job,
     backtest_job,
     forecast_csv,
@@ -109,6 +110,9 @@ class ServiceSettings:
         ``X.duckdb`` -> ``X.service.sqlite``).
     max_upload_bytes : int
         Largest upload body accepted (413 above).
+    max_json_bytes : int
+        Largest body of any other request (413 above; 16 KiB by default, far more than
+        any valid JSON request needs).
     max_rows : int
         Most events one upload may hold (413 above).
     max_cells : int
@@ -123,6 +127,7 @@ class ServiceSettings:
 
     state_path: str | os.PathLike[str] | None = None
     max_upload_bytes: int = 50 * 1024 * 1024
+    max_json_bytes: int = 16 * 1024
     max_rows: int = 1_000_000
     max_cells: int = 250_000
     cors_origins: tuple[str, ...] = ()
@@ -130,13 +135,31 @@ class ServiceSettings:
     dask: str | None = None
 
 
-class _Limits:
-    """ASGI middleware: security headers, upload size limit and the audit log."""
+def _is_public(path: str) -> bool:
+    """Paths that need no token: the liveness probe, the schema and the dashboard shell."""
+    return path in ("/", "/health", "/openapi.json") or path.startswith("/static/")
 
-    def __init__(self, app: Any, *, max_bytes: int, audit: AuditLog) -> None:
+
+class _Limits:
+    """ASGI middleware: security headers, token-first, body size limits and the audit log.
+
+    Before any byte of a request body is read and before any routing, a request to a
+    route that needs a token (all but ``/``, ``/static/*``, ``/health``,
+    ``/openapi.json`` and CORS preflights) must present a valid one (else 401, cheaply;
+    an unknown path is left to the app's 404). A body is refused (413) as soon as it is
+    declared or seen to be larger than its limit: ``max_upload_bytes`` for uploads,
+    ``max_json_bytes`` for everything else. An unexpected error becomes a JSON 500 with
+    the same headers as every response (the details go to the log).
+    """
+
+    def __init__(self, app: Any, *, max_bytes: int, max_json_bytes: int, audit: AuditLog,
+                 tokens: TokenStore, routes: list[re.Pattern[str]]) -> None:
         self.app = app
+        self.routes = routes  # the app's route patterns (filled once routes exist)
         self.max_bytes = max_bytes
+        self.max_json_bytes = max_json_bytes
         self.audit = audit
+        self.tokens = tokens
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -156,7 +179,7 @@ class _Limits:
                 # The body went over the limit: whatever the app answers, reply 413 once.
                 if message["type"] == "http.response.start" and not started[0]:
                     started[0] = True
-                    await _Limits._reply(send_secured, 413, self._too_large())
+                    await _Limits._reply(send_secured, 413, self._too_large(limit, upload))
                 return
             await send_secured(message)
 
@@ -176,11 +199,22 @@ class _Limits:
                 message["headers"] = headers
             await send(message)
 
-        if scope["method"] in ("POST", "PUT", "PATCH") and _UPLOAD_PATH.match(path):
-            declared = dict(scope.get("headers", [])).get(b"content-length")
-            if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-                await self._reply(send_secured, 413, self._too_large())
-                self._log(scope, 413)
+        method = scope["method"]
+        upload = method == "POST" and bool(_UPLOAD_PATH.match(path))
+        limit = self.max_bytes if upload else self.max_json_bytes
+        try:
+            if (method != "OPTIONS" and not _is_public(path)
+                    and any(pattern.match(path) for pattern in self.routes)):
+                refused = await self._refuse_token(scope)
+                if refused is not None:
+                    await self._reply(send_secured, 401, {"detail": refused},
+                                      [(b"www-authenticate", b"Bearer")])
+                    return
+            declared = _header(scope, b"content-length")
+            if declared is not None and (not declared.isdigit() or int(declared) > limit):
+                status = 413 if declared.isdigit() else 400
+                await self._reply(send_secured, status, self._too_large(limit, upload)
+                                  if status == 413 else {"detail": "bad Content-Length."})
                 return
             seen = [0]
             inner_receive = receive
@@ -189,32 +223,61 @@ class _Limits:
                 message = await inner_receive()
                 if message["type"] == "http.request":
                     seen[0] += len(message.get("body", b""))
-                    if seen[0] > self.max_bytes:
+                    if seen[0] > limit:
                         exceeded[0] = True
                         raise _BodyTooLarge
                 return message
 
-            receive = counting_receive
-        try:
-            await self.app(scope, receive, send_with_headers)
+            await self.app(scope, counting_receive, send_with_headers)
         except _BodyTooLarge:
             if not started[0]:
                 started[0] = True
-                await self._reply(send_secured, 413, self._too_large())
+                await self._reply(send_secured, 413, self._too_large(limit, upload))
+        except Exception:
+            import logging
+
+            logging.getLogger("placecast.service").exception(
+                "internal error in %s %s", method, path)
+            if started[0]:
+                raise
+            await self._reply(send_secured, 500, {
+                "detail": "internal error: the request could not be completed; the "
+                          "service log has the details. Please report it."})
         finally:
             if logged:
                 self._log(scope, status_box[0] or 500)
 
-    def _too_large(self) -> dict[str, str]:
-        return {"detail": f"the upload is larger than this service's limit of "
-                          f"{self.max_bytes:,} bytes; split the file."}
+    async def _refuse_token(self, scope: Scope) -> str | None:
+        """Why the request's token is refused, or ``None`` when it is valid."""
+        from starlette.concurrency import run_in_threadpool
+
+        header = (_header(scope, b"authorization") or "").strip()
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer":
+            token = ""
+        try:
+            who = await run_in_threadpool(self.tokens.authenticate, token.strip())
+        except TokenRefused as exc:
+            return str(exc)
+        scope.setdefault("state", {})["principal"] = who
+        return None
+
+    def _too_large(self, limit: int, upload: bool) -> dict[str, str]:
+        if upload:
+            return {"detail": f"the upload is larger than this service's limit of "
+                              f"{limit:,} bytes; split the file."}
+        return {"detail": f"the request body is larger than this service's limit of "
+                          f"{limit:,} bytes for JSON requests; send only the documented "
+                          "fields (lists of at most 20 categories)."}
 
     @staticmethod
-    async def _reply(send: Send, status: int, body: dict[str, Any]) -> None:
+    async def _reply(send: Send, status: int, body: dict[str, Any],
+                     headers: list[tuple[bytes, bytes]] | None = None) -> None:
         data = json.dumps(body).encode()
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(data)).encode())]})
+                                (b"content-length", str(len(data)).encode()),
+                                *(headers or [])]})
         await send({"type": "http.response.body", "body": data})
 
     def _log(self, scope: Scope, status: int) -> None:
@@ -233,6 +296,13 @@ class _Limits:
             import logging
 
             logging.getLogger("placecast.service").exception("audit log write failed")
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
 
 
 class _BodyTooLarge(Exception):
@@ -326,11 +396,15 @@ def create_app(store: Any = "placecast.duckdb", settings: ServiceSettings | None
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
                            allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["Authorization", "Content-Type"])
-    app.add_middleware(_Limits, max_bytes=settings.max_upload_bytes, audit=audit)
+    route_patterns: list[re.Pattern[str]] = []
+    app.add_middleware(_Limits, max_bytes=settings.max_upload_bytes,
+                       max_json_bytes=settings.max_json_bytes, audit=audit, tokens=tokens,
+                       routes=route_patterns)
 
     # ------------------------------------------------------------------ errors
     def _clean(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""),
+        return [{"loc": list(e.get("loc", ())),
+                 "msg": str(e.get("msg", "")).removeprefix("Value error, "),
                  "type": e.get("type", "")} for e in errors]
 
     @app.exception_handler(RequestValidationError)
@@ -349,18 +423,21 @@ def create_app(store: Any = "placecast.duckdb", settings: ServiceSettings | None
 
     @app.exception_handler(PlacecastError)
     async def _bad_input(request: Request, exc: PlacecastError) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"detail": str(exc)})
+        return JSONResponse(status_code=422, content={"detail": api_message(str(exc))})
 
     # ------------------------------------------------------------------ auth
     bearer = HTTPBearer(auto_error=False, description="A placecast token: pc_<id>.<secret>")
 
     def principal(request: Request, credentials: Annotated[
             HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
-        who = tokens.verify(credentials.credentials) if credentials is not None else None
-        if who is None:
-            raise HTTPException(status_code=401, detail="a valid bearer token is needed "
-                                "(Authorization: Bearer pc_...); see `placecast token "
-                                "create`.", headers={"WWW-Authenticate": "Bearer"})
+        checked = request.scope.get("state", {}).get("principal")
+        if isinstance(checked, Principal):  # verified by _Limits for this request
+            return checked
+        try:
+            who = tokens.authenticate(credentials.credentials if credentials else None)
+        except TokenRefused as exc:
+            raise HTTPException(status_code=401, detail=str(exc),
+                                headers={"WWW-Authenticate": "Bearer"}) from None
         request.state.principal = who
         return who
 
@@ -716,7 +793,7 @@ def create_app(store: Any = "placecast.duckdb", settings: ServiceSettings | None
     # ------------------------------------------------------------------ audit log
     @app.get("/audit-log", tags=["service"])
     def audit_log(who: Admin, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                  before: Annotated[int | None, Query(ge=1)] = None) -> dict[str, Any]:
+                  before: Annotated[int | None, Query(ge=1, le=2**62)] = None) -> dict[str, Any]:
         """The newest entries of the append-only log of requests."""
         return {"entries": audit.entries(limit=limit, before=before), "roles": list(ROLES)}
 
@@ -729,4 +806,6 @@ def create_app(store: Any = "placecast.duckdb", settings: ServiceSettings | None
 
     app.mount("/static/leaflet", StaticFiles(directory=leaflet_dir()), name="leaflet")
     app.mount("/static", StaticFiles(directory=static_dir()), name="static")
+    route_patterns.extend(route.path_regex for route in app.routes
+                          if hasattr(route, "path_regex"))
     return app

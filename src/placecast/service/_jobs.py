@@ -81,8 +81,10 @@ class JobManager:
             try:
                 result = function(progress)
             except PlacecastError as exc:
+                from placecast.service._work import api_message
+
                 self._update(job_id, "status = 'failed', finished = ?, error = ?",
-                             (utc_now(), str(exc)))
+                             (utc_now(), api_message(str(exc))))
                 return
             except Exception:
                 _log.exception("job %s failed", job_id)

@@ -27,7 +27,9 @@ CREATE TABLE IF NOT EXISTS tokens (
     salt BLOB NOT NULL,
     hash BLOB NOT NULL,
     created TEXT NOT NULL,
-    revoked TEXT
+    revoked TEXT,
+    scheme TEXT NOT NULL DEFAULT 'scrypt',
+    expires TEXT
 );
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
@@ -105,6 +107,20 @@ class StateDB:
             self._con.execute("PRAGMA journal_mode=WAL")
             self._con.execute("PRAGMA synchronous=NORMAL")
             self._con.executescript(_SCHEMA)
+            self._migrate()
+
+    def _migrate(self) -> None:
+        """Add columns that newer versions use to a state file made by an older one.
+
+        ``tokens.scheme`` (how the secret is hashed; rows made before it are scrypt) and
+        ``tokens.expires`` (UTC expiry, empty = never).
+        """
+        have = {row[1] for row in self._con.execute("PRAGMA table_info(tokens)")}
+        if "scheme" not in have:
+            self._con.execute("ALTER TABLE tokens ADD COLUMN scheme TEXT NOT NULL "
+                              "DEFAULT 'scrypt'")
+        if "expires" not in have:
+            self._con.execute("ALTER TABLE tokens ADD COLUMN expires TEXT")
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run one parameterised statement and return its rows."""

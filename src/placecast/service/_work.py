@@ -23,6 +23,7 @@ from placecast.forecast import Forecast
 from placecast.store import Store
 
 __all__ = [
+    "api_message",
     "LockedStore",
     "NotFound",
     "TooLarge",
@@ -65,6 +66,36 @@ def check_not_person_column(field: str, column: str | None) -> None:
             f"column {column!r} for the event {field} looks like a field about persons "
             f"({', '.join(hit)}); placecast never reads such fields. Map a place-based "
             "column (time, location, offence category) instead.")
+
+
+#: Command-line flags the library's messages may name -> the API field meant.
+_FLAG_FIELDS = {
+    "cell": "cell_size", "area": "area", "start": "start", "end": "end",
+    "horizon": "horizon", "horizons": "horizons", "step": "step", "at": "at",
+    "interval": "interval", "max-radius": "max_radius", "distance": "distance",
+    "model": "model", "models": "models", "param": "model_params",
+    "categories": "category", "category": "category", "n-origins": "n_origins",
+    "max-share": "max_share", "time-steps": "time_steps", "alpha": "alpha",
+    # upload form fields
+    "time": "time", "x": "x", "y": "y", "lon": "lon", "lat": "lat", "crs": "crs",
+    "time-format": "time_format", "timezone": "timezone", "weight": "weight",
+    "skip-bad-rows": "skip_bad_rows", "id": "incident_id", "incident-id": "incident_id",
+    "mark": "mark",
+}
+
+
+def api_message(text: str) -> str:
+    """A library message with the command-line flags it names turned into API fields.
+
+    Examples
+    --------
+    >>> api_message("origin 2018-01-01 is too early. Use a later --start.")
+    'origin 2018-01-01 is too early. Use a later start.'
+    """
+    import re
+
+    return re.sub(r"(?<![\w-])--([a-z][a-z-]*)",
+                  lambda m: _FLAG_FIELDS.get(m.group(1), m.group(0)), text)
 
 
 class NotFound(PlacecastError):
@@ -148,6 +179,35 @@ def read_upload(path: Path, label: str, *, columns: dict[str, str | None], crs: 
 
 
 # ---------------------------------------------------------------------- shared steps
+_OUT_OF_RANGE = (OverflowError, pd.errors.OutOfBoundsDatetime, pd.errors.OutOfBoundsTimedelta)
+
+
+def _dates_in_range(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a date or number overflow deep in the work into a ParameterError (422)."""
+    import functools
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except _OUT_OF_RANGE as exc:
+            raise ParameterError(
+                f"the request reaches dates or numbers out of range ({exc}); use a shorter "
+                "step, horizon or look-back, or fewer origins.") from None
+
+    return wrapper
+
+
+def _check_step(text: str, field: str) -> None:
+    """Check now a time step the scan/cube code will parse later (422, not a failed job)."""
+    from placecast.clusters._scan import parse_step
+
+    try:
+        parse_step(text)
+    except PlacecastError as exc:
+        raise ParameterError(f"{field}: {exc}") from None
+
+
 def _check_model(name: str) -> None:
     from placecast.models import MODELS
 
@@ -199,6 +259,7 @@ def _origins(events: Events, start: str | None, end: str | None, step: str,
 
 
 # ---------------------------------------------------------------------- forecasts
+@_dates_in_range
 def run_forecast_request(store: LockedStore, request: Any, *, max_cells: int
                          ) -> tuple[Forecast, dict[str, Any]]:
     """Fit ``request.model`` on the dataset and forecast the next window."""
@@ -319,6 +380,7 @@ def backtest_job(store: LockedStore, request: Any, *, max_cells: int,
         _check_model(name)
     store.require_dataset(request.dataset)
 
+    @_dates_in_range
     def work(progress: Callable[[int, int], None]) -> dict[str, Any]:
         from placecast.evaluate import run_backtest
 
@@ -347,6 +409,7 @@ def audit_job(store: LockedStore, request: Any, *, max_cells: int,
     _check_model(request.model)
     store.require_dataset(request.dataset)
 
+    @_dates_in_range
     def work(progress: Callable[[int, int], None]) -> dict[str, Any]:
         from placecast.audit import exposure_audit
         from placecast.evaluate import run_backtest
@@ -397,7 +460,9 @@ def scan_job(store: LockedStore, request: Any, *, max_cells: int
     store.require_dataset(request.dataset)
     max_radius = (parse_length(request.max_radius, name="max_radius")
                   if request.max_radius is not None else None)
+    _check_step(request.interval, "interval")
 
+    @_dates_in_range
     def work(progress: Callable[[int, int], None]) -> dict[str, Any]:
         from placecast.clusters import SpaceTimeScan, scan_data_from_events
 
@@ -442,7 +507,9 @@ def hotspot_job(store: LockedStore, request: Any, *, max_cells: int
 
     store.require_dataset(request.dataset)
     distance = parse_length(request.distance, name="distance")
+    _check_step(request.step, "step")
 
+    @_dates_in_range
     def work(progress: Callable[[int, int], None]) -> dict[str, Any]:
         import shapely
 
