@@ -33,6 +33,7 @@ from placecast.cli._core import (
     parse_params,
     with_unit_options,
 )
+from placecast.cli._progress import progress_bar
 from placecast.exceptions import DataError, ParameterError
 
 __all__ = ["PolicyBacktest", "backtest_policy"]
@@ -67,8 +68,8 @@ class PolicyBacktest:
 
 
 def backtest_policy(events: Any, units: Any, model: str, params: dict[str, Any], start: str,
-                    end: str, horizon: str, budget_m2: float, *, jobs: int = 1
-                    ) -> PolicyBacktest:
+                    end: str, horizon: str, budget_m2: float, *, jobs: int = 1,
+                    progress: Any = None) -> PolicyBacktest:
     """Backtest the policy with ``placecast.evaluate.run_backtest``.
 
     Origins are ``start, start + horizon, ...`` while the window ends by ``end``, so the
@@ -91,7 +92,8 @@ def backtest_policy(events: Any, units: Any, model: str, params: dict[str, Any],
     result = run_backtest(events, units, models={model: model},
                           model_params={model: params},
                           origins=[e.to_datetime64() for e in edges[:-1]],
-                          horizons=(horizon,), area=budget_m2, jobs=jobs)
+                          horizons=(horizon,), area=budget_m2, jobs=jobs,
+                          progress=progress)
     per_origin = result.to_frame()
     per_origin["origin"] = pd.to_datetime(per_origin["origin"]).dt.date.astype(str)
     return PolicyBacktest(origins=edges[:-1], flags=result.flags(model, horizon),
@@ -207,9 +209,9 @@ def audit_command(
         with console.status("assigning units to area groups..."):
             assignment = assign_groups(area_units, groups, group_by, quantiles=quantiles,
                                        method=assign, population=population)
-    with console.status(f"backtesting {model} over {start} .. {end}..."):
+    with progress_bar(f"backtesting {model}: origins") as bar:
         backtest = backtest_policy(events, area_units, model, params, start, end, horizon,
-                                   budget, jobs=jobs)
+                                   budget, jobs=jobs, progress=bar)
     n_periods = len(backtest.origins)
     err_console.print(f"[dim]{n_periods} periods of {horizon}, {len(area_units):,} units, "
                       f"{int(backtest.observed.sum()):,} events in the audited period[/dim]")
@@ -239,7 +241,8 @@ def audit_command(
                             "simulation needs a non-zero ground-truth intensity.")
         refit = model_refit(make_model(model, **params), area_units, first, period_days,
                             n_hist)
-        with console.status(f"simulating {periods} periods of feedback x {runs} run(s)..."):
+        with err_console.status(f"simulating {periods} periods of feedback x {runs} "
+                                "run(s)..."):
             feedback = run_simulation(truth, area_units.area, budget, refit=refit,
                                       history=history, n_periods=periods, uplift=uplift,
                                       detection=detection, random_share=random_share,
