@@ -389,7 +389,9 @@ def tune_command(
         name, text = item.split("=", 1)
         values[name.strip()] = [next(iter(parse_params([f"v={v}"]).values()))
                                 for v in text.split(",") if v.strip()]
-    sizes = [parse_length(c.strip(), name="--cells") for c in cells.split(",") if c.strip()]
+    texts = [c.strip() for c in cells.split(",") if c.strip()]
+    sizes = [parse_length(c, name="--cells") for c in texts]
+    as_given = dict(zip(sizes, texts, strict=True))  # echo lengths in the user's units
     events = load_events(events_path, **(event_options or {}))
     spec = unit_spec_from_options(cells.split(",")[0], units, None, None, region, None,
                                   rotation)
@@ -408,9 +410,12 @@ def tune_command(
     for column in frame.columns:
         table.add_column(str(column), justify="right")
     for row in frame.head(15).itertuples(index=False):
-        table.add_row(*[_fmt(v) if isinstance(v, float) else str(v) for v in row])
+        table.add_row(*[as_given.get(v, _fmt(v)) if column == "cell_size"
+                        else _fmt(v) if isinstance(v, float) else str(v)
+                        for column, v in zip(frame.columns, row, strict=True)])
     print_table(table)
-    console.print(f"chosen: cell {result.best_cell_size:g} m, "
+    cell_text = as_given.get(result.best_cell_size, f"{result.best_cell_size:g} m")
+    console.print(f"chosen: cell {cell_text} ({result.best_cell_size:.2f} m), "
                   + ", ".join(f"{k}={v}" for k, v in result.best_params.items()))
     if result.evaluation is not None:
         console.print(f"[bold]evaluation period {eval_start} .. {eval_end}[/bold] "
