@@ -30,6 +30,7 @@ from placecast.cli._app import (
 )
 from placecast.cli._core import (
     ParamOpt,
+    build_units_reported,
     parse_params,
     with_unit_options,
 )
@@ -175,7 +176,6 @@ def audit_command(
     from placecast.audit import simulate_feedback as run_simulation
     from placecast.io._atomic import atomic_path
     from placecast.models import make_model
-    from placecast.pipeline import build_units
     from placecast.quantities import parse_area
     from placecast.units import aggregate
 
@@ -197,9 +197,7 @@ def audit_command(
             raise ParameterError(f"--truth history needs a model with a lookback_days "
                                  f"parameter ({model} has none); use --truth forecast.")
     events = load_events(events_path, **(event_options or {}))
-    spec = unit_spec
-    with console.status("building area units..."):
-        area_units = build_units(events, spec)
+    area_units = build_units_reported(events, unit_spec)
     budget = parse_area(area, name="--area").resolve(area_units.region_area)
     if budget < area_units.area.min():
         raise ParameterError(f"--area {area} is smaller than one unit "

@@ -26,6 +26,7 @@ from placecast.cli._core import (
     RegionOpt,
     RotationOpt,
     UnitsOpt,
+    build_units_reported,
     parse_params,
     unit_spec_from_options,
     with_unit_options,
@@ -138,7 +139,6 @@ def backtest_command(
     test of the winner against each other model on per-origin scores.
     """
     from placecast.evaluate import NIJ, nij_settings, plot_backtest, resolve_area, run_backtest
-    from placecast.pipeline import build_units
 
     _check_output(output, _RESULT_FORMATS, "--output")
     _check_output(plot, (".png", ".svg"), "--plot")
@@ -166,9 +166,7 @@ def backtest_command(
                                  "--protocol nij.")
         horizons = [h.strip() for h in (horizon or "7d").split(",") if h.strip()]
     events = load_events(events_path, **(event_options or {}))
-    spec = unit_spec
-    with console.status("building area units..."):
-        area_units = build_units(events, spec)
+    area_units = build_units_reported(events, unit_spec)
     budget = (nij_settings(area_units, area) if protocol is not None
               else resolve_area(area or "1%", area_units))
     folder = checkpoint or output.parent / f".{output.name}.checkpoint"
@@ -396,7 +394,9 @@ def tune_command(
     spec = unit_spec_from_options(cells.split(",")[0], units, None, None, region, None,
                                   rotation)
     with progress_bar("candidates x origins") as bar:
-        result = tune(events, lambda size: build_units(events, replace(spec, cell_size=size)),
+        result = tune(events, lambda size: (build_units_reported if size == sizes[0]
+                                            else build_units)(
+                          events, replace(spec, cell_size=size)),
                       model=model.strip().lower(), grid=values, cell_sizes=sizes,
                       tuning_start=tune_start, tuning_end=tune_end,
                       evaluation_start=eval_start, evaluation_end=eval_end, step=step,

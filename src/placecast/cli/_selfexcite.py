@@ -198,7 +198,8 @@ def simulate_command(
             raise DataError(f"{params_file}: region_wkt_m is not a valid WKT geometry "
                             f"({exc}).") from None
         err_console.print(f"[dim]region: the fitted region ({area.area / 1e6:,.1f} km², "
-                          f"CRS {sref.source_crs}); --bbox or --region to change[/dim]", soft_wrap=True)
+                          f"CRS {sref.source_crs}); --bbox or --region to change[/dim]",
+                          soft_wrap=True)
     else:
         if crs is not None:
             raise ParameterError("--crs is only used with --region (a polygon file).")
