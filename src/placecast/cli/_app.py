@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from placecast.events import Events
 from placecast.exceptions import PlacecastError
@@ -38,6 +39,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # docstring paragraphs reflow; `code` shows as code
 )
 console = Console()
 err_console = Console(stderr=True)
@@ -317,8 +319,9 @@ def command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callabl
             try:
                 return function(*f_args, **f_kwargs)
             except PlacecastError as exc:
-                err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False,
-                                  soft_wrap=True)
+                # escaped: "pip install 'placecast[dask]'" must keep its [dask]
+                err_console.print(f"[bold red]error:[/bold red] {escape(str(exc))}",
+                                  highlight=False, soft_wrap=True)
                 raise typer.Exit(2) from None
             except KeyboardInterrupt:  # Ctrl-C: no traceback, the shell's status 128 + 2
                 err_console.print("[yellow]interrupted; nothing was written.[/yellow]")

@@ -354,9 +354,18 @@ def watch_command(
         raise ParameterError("--interval needs --max-runs N (watch runs are bounded).")
     watcher = Watcher(load_watch_config(config))
 
-    def show(report: Any) -> None:
-        err_console.print(f"[dim]watch: {json.dumps(report.to_dict())}[/dim]",
-                          highlight=False)
+    def show(report: Any) -> None:  # on stderr: stdout carries the alerts (stdout sink)
+        from placecast.cli._app import print_table
+
+        summary = report.to_dict()
+        table = Table(title="watch run", show_header=False)
+        table.add_row("check ran", "yes" if summary["ran_check"] else
+                      "no (events unchanged; --force to run anyway)")
+        table.add_row("signals", str(summary["n_signals"]))
+        table.add_row("new alerts", ", ".join(map(str, summary["new_alerts"])) or "none")
+        table.add_row("delivered", str(summary["delivered"]))
+        table.add_row("queued in outbox", str(summary["queued"]))
+        print_table(table, to=err_console)
         for message in report.errors:
             err_console.print(f"[yellow]delivery failed (kept in outbox): {message}[/yellow]",
                               highlight=False)

@@ -19,12 +19,14 @@ from placecast.cli._app import (
     with_event_options,
 )
 from placecast.exceptions import ParameterError
+from placecast.models import MODELS
 
 __all__ = ["UNIT_OPTIONS", "build_units_reported", "describe_units", "parse_params",
            "unit_spec_from_options", "with_unit_options"]
 
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help="naive, kde or prospective "
-                                       "(and any model registered in placecast.models).")]
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help=(
+    f"Model: {', '.join(sorted(MODELS))} (placecast.models.MODELS; parameters with "
+    "-p name=value)."))]
 CellOpt = Annotated[str, typer.Option("--cell", help="Cell size with a unit: 150m, 600ft, "
                                       "0.1mi.")]
 UnitsOpt = Annotated[str, typer.Option("--units", help="grid (square cells), hex (H3) or "
@@ -248,9 +250,9 @@ def demo_command(
 ) -> None:
     """Run the main job on the bundled Portland burglary sample and say where it wrote it.
 
-    Forecasts the week from 2017-03-01 with ``kde`` on 600 ft cells over the police
-    districts (the NIJ challenge set-up), scores it against that week's burglaries,
-    and writes the forecast as CSV and GeoJSON.
+    Forecasts the week from 2017-03-01 with the kde model on 600 ft cells over the
+    police districts (the NIJ challenge set-up), scores it against that week's
+    burglaries, and writes the forecast (CSV, GeoJSON), a summary and an offline report.
     """
     from placecast.datasets import PORTLAND_CRS, portland_burglary_path, portland_region_path
     from placecast.forecast import TimeWindow

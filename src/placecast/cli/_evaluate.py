@@ -33,14 +33,15 @@ from placecast.cli._core import (
 )
 from placecast.cli._progress import progress_bar
 from placecast.exceptions import ParameterError
+from placecast.models import MODELS
 
 __all__ = ["render_backtest_html"]
 
 SQMI = 1609.344**2
 _RESULT_FORMATS = (".csv", ".parquet")
 
-ModelsOpt = Annotated[str, typer.Option("--models", "-m", help="Models to compare, "
-                                        "comma-separated: naive,kde,prospective.")]
+ModelsOpt = Annotated[str, typer.Option("--models", "-m", help=(
+    f"Models to compare, comma-separated, from: {', '.join(sorted(MODELS))}."))]
 AreaOpt = Annotated[str | None, typer.Option("--area", help="Flagged-area budget: 0.25sqmi, "
                                              "62500sqft or 1% of the region. Default 1% "
                                              "(nij: the fewest cells covering 0.25 sq mi).")]

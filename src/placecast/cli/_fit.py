@@ -86,11 +86,22 @@ FitHandler = Callable[[FitRequest], dict[str, Any]]
 FIT_HANDLERS: dict[str, FitHandler] = {}
 
 
+def _model_help() -> str:
+    known = ", ".join(sorted(FIT_HANDLERS)) or "none registered"
+    return (f"Model to fit: {known} (etas and sepp for crime-like events; etas_marked for "
+            "earthquake catalogs with magnitudes).")
+
+
+#: ``--model`` of ``placecast fit``; its help lists the registered models.
+_MODEL_OPTION = typer.Option("--model", "-m", help=_model_help())
+
+
 def register_fit_handler(name: str) -> Callable[[FitHandler], FitHandler]:
     """Decorator: make ``placecast fit --model NAME`` call the decorated handler."""
 
     def decorate(handler: FitHandler) -> FitHandler:
         FIT_HANDLERS[name] = handler
+        _MODEL_OPTION.help = _model_help()  # help is read when it is shown
         return handler
 
     return decorate
@@ -117,8 +128,7 @@ def _parse_initial(text: str | None) -> dict[str, float]:
 @with_event_options
 def fit_command(
     events_path: EventsPath,
-    model: Annotated[str, typer.Option("--model", "-m", help="Model to fit (see --help of "
-                                       "each model's docs).")],
+    model: Annotated[str, _MODEL_OPTION],
     output: Annotated[Path, typer.Option("--output", "-o", help="JSON file for the "
                                          "estimates.")],
     param: ParamOpt = None,
