@@ -278,28 +278,47 @@ def _serial(plan: _Plan, origins: Sequence[np.datetime64]) -> Iterable[_OriginRe
 
 def _processes(plan: _Plan, origins: Sequence[np.datetime64],
                jobs: int) -> Iterable[_OriginResult]:
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    """Run origins in ``jobs`` worker processes, yielding results as they finish.
 
-    pool = ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(plan,))
+    A ``multiprocessing`` pool rather than ``concurrent.futures``: on an interrupt or an
+    error its ``terminate`` stops the workers at once and cleanly (a process-pool executor
+    can hang at interpreter exit after its workers are killed). A worker that dies
+    (killed, out of memory) is reported instead of waited for.
+    """
+    import multiprocessing
+
+    pool = multiprocessing.get_context().Pool(processes=jobs, initializer=_init_worker,
+                                             initargs=(plan,))
     finished = False
+    workers: set[Any] = set()  # the pool replaces a dead worker: remember every one
     try:
-        pending = {pool.submit(_run_in_worker, origin) for origin in origins}
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                yield future.result()
+        results = pool.imap_unordered(_run_in_worker, origins, chunksize=1)
+        for _ in range(len(origins)):
+            while True:
+                workers.update(getattr(pool, "_pool", []))
+                try:
+                    yield results.next(timeout=1.0)
+                    break
+                except multiprocessing.TimeoutError:
+                    _check_workers(workers)
         finished = True
     finally:
         if finished:
-            pool.shutdown(wait=True)
+            pool.close()
         else:  # interrupted or failed: do not wait for origins still running
-            workers = list((getattr(pool, "_processes", None) or {}).values())
-            pool.shutdown(wait=False, cancel_futures=True)
-            for worker in workers:
-                if worker.is_alive():
-                    worker.terminate()
-            for worker in workers:
-                worker.join(timeout=1.0)
+            pool.terminate()
+        pool.join()
+
+
+def _check_workers(workers: set[Any]) -> None:
+    """Raise if one of the pool's ``workers`` died: its origin would never finish."""
+    for worker in workers:
+        code = worker.exitcode
+        if code is not None and code != 0:
+            raise RuntimeError(
+                f"a backtest worker process died (exit code {code}; -9 is usually the "
+                "system running out of memory). Use fewer --jobs, or resume from the "
+                "checkpoint.")
 
 
 def _dask(plan: _Plan, origins: Sequence[np.datetime64], address: Any,
