@@ -91,7 +91,6 @@ SLOW_PREFIXES = (
     "placecast audit ",
     "placecast backtest burglary.csv --crs EPSG:2913 --region Portland_Police_Districts.shp "
     "--models",
-    "placecast fit thefts.csv",
 )
 
 

@@ -26,6 +26,7 @@ from placecast.cli._app import (
     console,
     err_console,
     load_events,
+    print_table,
     with_event_options,
 )
 from placecast.cli._core import (
@@ -355,7 +356,7 @@ def _print_summary(performance: pd.DataFrame, exposure: Any, disparity: Any,
         table.add_column(column, justify="left" if column == "metric" else "right")
     for row in performance.itertuples():
         table.add_row(str(row.metric), f"{row.mean:.3f}", f"{row.low:.3f} .. {row.high:.3f}")
-    console.print(table)
+    print_table(table)
     s = exposure.summary
     console.print(f"exposure: {s['n_flags']:,} flags on {s['n_units_ever_flagged']:,} units; "
                   f"top 1% of units hold {s['top_1pct_share_flags']:.0%} of flags "

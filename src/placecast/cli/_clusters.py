@@ -16,6 +16,7 @@ from placecast.cli._app import (
     console,
     err_console,
     load_events,
+    print_table,
     with_event_options,
 )
 from placecast.exceptions import ParameterError
@@ -64,7 +65,7 @@ def _print_scan(result: Any) -> None:
                       str(c.observed), f"{c.expected:.2f}", f"{c.test_statistic:.6f}",
                       "n/a" if math.isnan(c.p_value) else f"{c.p_value:.3f}",
                       f"{c.recurrence_interval:.1f}")
-    console.print(table)
+    print_table(table)
 
 
 @command("scan")
@@ -228,7 +229,7 @@ def nearrepeat_command(
     for row in frame.itertuples():
         table.add_row(str(row.distance_band), str(row.time_band), str(row.observed),
                       f"{row.expected:.1f}", f"{row.ratio:.2f}", f"{row.p_value:.3f}")
-    console.print(table)
+    print_table(table)
     console.print(result.summary())
     if output is not None:
         _write_text(output, frame.to_csv(index=False))
@@ -268,7 +269,7 @@ def knox_command(
     for a, label in enumerate(("close in space", "not close in space")):
         table.add_row(label, *(f"{result.table[a, b]} ({result.expected[a, b]:.2f})"
                                for b in range(2)))
-    console.print(table)
+    print_table(table)
     console.print(f"close-close pairs {result.statistic}, expected "
                   f"{result.expected[0, 0]:.4f}; Poisson p = {result.p_value_poisson:.6g}"
                   + (f"; permutation p = {result.p_value_permutation:.4f}"
@@ -324,7 +325,7 @@ def hotspots_command(
     table.add_column("units", justify="right")
     for name, n in sorted(result.counts().items(), key=lambda kv: -kv[1]):
         table.add_row(name, str(n))
-    console.print(table)
+    print_table(table)
     console.print(f"wrote {output}")
 
 
@@ -355,8 +356,6 @@ def watch_command(
     watcher = Watcher(load_watch_config(config))
 
     def show(report: Any) -> None:  # on stderr: stdout carries the alerts (stdout sink)
-        from placecast.cli._app import print_table
-
         summary = report.to_dict()
         table = Table(title="watch run", show_header=False)
         table.add_row("check ran", "yes" if summary["ran_check"] else

@@ -15,6 +15,7 @@ from placecast.cli._app import (
     console,
     err_console,
     load_events,
+    print_table,
     shared_options,
     with_event_options,
 )
@@ -179,7 +180,7 @@ def inspect_command(
         shown = ", ".join(f"{k} ({v:,})" for k, v in list(cats.items())[:10])
         more = f" and {len(cats) - 10} more" if len(cats) > 10 else ""
         table.add_row("categories", shown + more)
-    console.print(table)
+    print_table(table)
 
 
 @command("forecast")
@@ -240,7 +241,7 @@ def _print_forecast_summary(forecast: Any, n_top: int = 5) -> None:
         table.add_column(column, justify="right" if column != "unit_id" else "left")
     for row in frame.head(n_top).itertuples():
         table.add_row(str(row.rank), str(row.unit_id), f"{row.intensity:.3f}")
-    console.print(table)
+    print_table(table)
 
 
 @command("demo")

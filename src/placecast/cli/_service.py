@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from placecast.cli._app import app, command, console, err_console
+from placecast.cli._app import app, command, console, err_console, print_table
 from placecast.exceptions import ParameterError
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ def token_list(db: DbOpt = "placecast.duckdb", state: StateOpt = None) -> None:
     table = Table("id", "name", "role", "created", "revoked")
     for info in _tokens(db, state).list():
         table.add_row(info.id, info.name, info.role, info.created, info.revoked or "")
-    console.print(table)
+    print_table(table)
 
 
 @_token_command("revoke")
