@@ -268,6 +268,15 @@ def test_fit_notes_are_silent_on_a_regular_fit() -> None:
     assert rows["theta"][3] == "0.302 .. 0.498"
     assert rows["sigma"][3] == "70.2 .. 89.8"  # 80 +- 1.96 x 5
     assert rows["omega"][2] == "-"  # no standard error: none invented
+    # the marked model's JSON: names as in the R package, std_errors, a stopped fit
+    marked = {"model": "etas_marked", "beta": 2.3, "mu": 0.5, "A": 0.2, "p": 1.1,
+              "std_errors": {"beta": 0.1, "mu": 0.05, "A": float("nan")},
+              "converged": False}
+    rows = {row[0]: row for row in estimate_rows(marked)}
+    assert set(rows) == {"beta", "mu", "A", "p"}
+    assert rows["mu"][3] == "0.402 .. 0.598" and rows["A"][3] == "-"
+    notes = degenerate_notes(marked)
+    assert len(notes) == 1 and "without converging" in notes[0]
 
 
 # ---------------------------------------------------------------------- 4. simulate defaults

@@ -233,8 +233,9 @@ def degenerate_notes(result: dict[str, Any]) -> list[str]:
         notes.append(
             f"The triggering vanished (theta = {_number(result.get('theta'))}, "
             "practically 0): these events show no detectable self-excitation at the "
-            "scales fitted, so the fit is a background-only model. omega and sigma then "
-            "mean nothing (no intervals are given). To forecast these data, a background "
+            "scales fitted, so the fit is a background-only model. The other triggering "
+            "parameters (omega, and sigma for sepp) then mean nothing (no intervals are "
+            "given). To forecast these data, a background "
             "model such as kde or naive is as good; date-only times or coarse cells can "
             "also hide repeats, so try finer cells or other cut-offs before concluding "
             "there are none.")
