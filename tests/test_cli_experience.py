@@ -216,6 +216,16 @@ def test_failed_run_leaves_no_useless_checkpoint(tmp_path: Path,
     assert len(list(folder.glob("origin-*.npz"))) == 2
     assert "--resume" in failed.stderr
 
+    # Ctrl-C before any origin finished: nothing to resume, nothing left behind
+    def interrupt(plan, origin):  # noqa: ANN001, ANN202
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(backtest, "_run_origin", interrupt)
+    other = tmp_path / "other.csv"
+    stopped = runner.invoke(app, _backtest_args(other))
+    assert stopped.exit_code == 130 and "before any origin finished" in stopped.stderr
+    assert not (tmp_path / ".other.csv.checkpoint").exists() and not other.exists()
+
 
 def test_dask_install_hint_names_the_extra(tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:

@@ -188,6 +188,11 @@ def backtest_command(
                 area=budget, ties=ties, jobs=n_jobs, dask=dask, checkpoint=folder,
                 resume=resume, progress=lambda n, total: (count(n, total), bar(n, total)))
     except KeyboardInterrupt:
+        if not any(folder.glob("origin-*.npz")):
+            _drop_unresumable_checkpoint(folder, existed=existed, given=checkpoint is not None)
+            err_console.print("[yellow]interrupted before any origin finished; nothing was "
+                              "written.[/yellow]")
+            raise typer.Exit(130) from None
         err_console.print(
             f"[yellow]interrupted after {counts[0]} of {counts[1]} origins; the finished "
             f"ones are kept in {folder}/.[/yellow] To finish the rest, run the same command "
