@@ -335,14 +335,14 @@ def test_tune_echoes_cell_sizes_as_given() -> None:
 def test_hex_and_polygon_units_say_what_they_chose(tmp_path: Path) -> None:
     base = ["forecast", EVENTS, "--crs", PORTLAND_CRS, "--at", "2017-03-01", "--model",
             "naive"]
-    hexes = runner.invoke(app, [*base, "--units", "hex", "--cell", "600ft", "--region",
+    hexes = runner.invoke(app, [*base, "--units", "hex", "--cell", "2000ft", "--region",
                                 REGION, "-o", str(tmp_path / "h.csv")])
     assert hexes.exit_code == 0, hexes.output
     match = re.search(r"H3 resolution (\d+)", hexes.stderr)
     assert match is not None
     import h3
 
-    area = (600 * 0.3048) ** 2  # nearest average hexagon area to --cell squared
+    area = (2000 * 0.3048) ** 2  # nearest average hexagon area to --cell squared
     best = min(range(16), key=lambda r: abs(h3.average_hexagon_area(r, unit="m^2") - area))
     assert int(match.group(1)) == best
     polygons = runner.invoke(app, [*base, "--units", "polygons", "--units-file", REGION,
