@@ -525,7 +525,8 @@ def polygon_units(
         geometry=np.asarray(geoms, dtype=object),
         region=region if region is not None else shapely.union_all(geoms),
         spatial_reference=spatial_reference,
-        description={"kind": "polygons", "source": str(path), "n_units": len(ids)},
+        description={"kind": "polygons", "source": str(path), "n_units": len(ids),
+                     "id_column": id_column},  # None: ids are the row numbers 0..n-1
     )
 
 

@@ -81,8 +81,29 @@ def polygon_overlaps(units: npt.ArrayLike, polygons: npt.ArrayLike
     return unit_idx[keep], poly_idx[keep], area[keep]
 
 
+def _largest_overlap(out: np.ndarray,
+                     pairs: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    """Set ``out[unit]`` to the polygon each unit of ``pairs`` overlaps most."""
+    unit_idx, poly_idx, area = pairs
+    # largest overlap wins; ties go to the lower polygon index
+    order = np.lexsort((poly_idx, -area, unit_idx))
+    unit_idx, poly_idx = unit_idx[order], poly_idx[order]
+    first = np.ones(len(unit_idx), dtype=bool)
+    first[1:] = unit_idx[1:] != unit_idx[:-1]
+    out[unit_idx[first]] = poly_idx[first]
+    return out
+
+
 def _assign(units: Units, polygons: np.ndarray, method: str,
-            pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> np.ndarray:
+            pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+            ) -> tuple[np.ndarray, int]:
+    """Polygon index of each unit (-1: none) and how many centroid misses overlap decided.
+
+    With ``"centroid"`` a unit whose centroid lies in no polygon but which overlaps some
+    (a cell on the region's edge whose centre is just outside, or a centroid in a sliver
+    between neighbouring polygons) goes to the polygon it overlaps most: only units that
+    overlap no group polygon at all stay outside.
+    """
     n_units = len(units)
     out = np.full(n_units, -1, dtype=np.int64)
     if method == "centroid":
@@ -94,16 +115,16 @@ def _assign(units: Units, polygons: np.ndarray, method: str,
         first = np.ones(len(point_idx), dtype=bool)
         first[1:] = point_idx[1:] != point_idx[:-1]
         out[point_idx[first]] = poly_idx[first]
-        return out
+        missed = np.flatnonzero(out < 0)
+        if len(missed) == 0:
+            return out, 0
+        m_unit, m_poly, m_area = polygon_overlaps(units.geometry[missed], polygons)
+        fallback = np.full(len(missed), -1, dtype=np.int64)
+        _largest_overlap(fallback, (m_unit, m_poly, m_area))
+        out[missed] = fallback
+        return out, int((fallback >= 0).sum())
     assert pairs is not None
-    unit_idx, poly_idx, area = pairs
-    # largest overlap wins; ties go to the lower polygon index
-    order = np.lexsort((poly_idx, -area, unit_idx))
-    unit_idx, poly_idx = unit_idx[order], poly_idx[order]
-    first = np.ones(len(unit_idx), dtype=bool)
-    first[1:] = unit_idx[1:] != unit_idx[:-1]
-    out[unit_idx[first]] = poly_idx[first]
-    return out
+    return _largest_overlap(out, pairs), 0
 
 
 def assign_groups(
@@ -130,6 +151,9 @@ def assign_groups(
         Number of quantile classes of ``group_by`` (2..20).
     method : {"centroid", "overlap"}
         A unit belongs to the polygon holding its centroid, or to the one it overlaps most.
+        With ``"centroid"``, a unit whose centroid is in no polygon but which overlaps one
+        (edge cells of a grid over the union of the polygons) goes to the polygon it
+        overlaps most; ``description["n_units_by_overlap"]`` counts them.
     population : str, optional
         Numeric column of polygon population; apportioned to units by overlap area.
 
@@ -188,7 +212,9 @@ def assign_groups(
         labels = np.array(sorted(set(polygon_label), key=_natural_key), dtype=object)
     need_pairs = method == "overlap" or population is not None
     pairs = polygon_overlaps(units.geometry, geoms) if need_pairs else None
-    unit_poly = _assign(units, geoms, method, pairs)
+    unit_poly, n_by_overlap = _assign(units, geoms, method, pairs)
+    if n_by_overlap:
+        description["n_units_by_overlap"] = n_by_overlap
     label_index = {label: i for i, label in enumerate(labels)}
     poly_group = np.array([label_index[label] for label in polygon_label], dtype=np.int64)
     unit_group = np.where(unit_poly >= 0, poly_group[np.maximum(unit_poly, 0)], -1)

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from placecast.events import Events
 from placecast.exceptions import PlacecastError
@@ -27,6 +28,7 @@ __all__ = [
     "err_console",
     "load_events",
     "main",
+    "print_table",
     "shared_options",
     "store_reference",
     "with_event_options",
@@ -39,9 +41,62 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # docstring paragraphs reflow; `code` shows as code
 )
 console = Console()
 err_console = Console(stderr=True)
+
+
+def _show_flags_as_flags() -> None:
+    """Make help list a flag as ``--resume``, not ``--resume <bool>``.
+
+    Typer 0.2x prints a ``<bool>`` type beside every flag, as if it took a value
+    (``--once true`` then fails with "unexpected extra argument"). Flags parse as flags;
+    only their help line is changed here.
+    """
+    from typer.core import TyperOption
+
+    original = getattr(TyperOption, "display_type_rich", None)
+    if original is None or getattr(original, "placecast_flags", False):
+        return
+
+    def display_type_rich(self: Any, ctx: Any) -> str | None:
+        if getattr(self, "is_flag", False) and not getattr(self, "count", False):
+            return None
+        return original(self, ctx)
+
+    display_type_rich.placecast_flags = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_show_flags_as_flags()
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            text = version("placecast")
+        except PackageNotFoundError:  # pragma: no cover - running from a source tree
+            text = "unknown (not installed)"
+        typer.echo(f"placecast {text}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="No progress bars or informational lines on stderr (errors "
+        "and results are still printed).")] = False,
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_version_callback, is_eager=True,
+        help="Print the placecast version and exit.")] = False,
+) -> None:
+    """Apply the global options (``--quiet``, ``--version``) before any command."""
+    from placecast.cli._progress import set_quiet
+
+    set_quiet(quiet)
 
 # ---------------------------------------------------------------------- shared options
 EventsPath = Annotated[Path, typer.Argument(help="Events file: .csv, .parquet, .geojson, "
@@ -287,6 +342,9 @@ def load_events(
         encoding=encoding,
         sep=sep,
     )
+    from placecast.cli._progress import is_quiet
+
+    quiet = quiet or is_quiet()
     report = events.report
     if report is not None and not quiet:
         if report.detected:
@@ -313,18 +371,52 @@ def _load_store_events(reference: tuple[str, str], *, categories: str | None,
             f"{reference[1]}): columns, CRS and time zone were fixed when it was ingested. "
             "Drop them, or give the events file instead."
         )
+    from placecast.cli._progress import is_quiet
+
     with open_store(reference[0], create=False) as store:
         events = store.load_events(
             reference[1], since=since, until=until,
             categories=[c.strip() for c in categories.split(",")] if categories else None)
-    if not quiet:
+    if not (quiet or is_quiet()):
         err_console.print(f"[dim]loaded {len(events):,} events from dataset "
                           f"{reference[1]!r} in {reference[0]}[/dim]")
     return events
 
 
+def print_table(table: Any, *, to: Console | None = None) -> None:
+    """Print a rich table without squeezing it, on a terminal or not.
+
+    Off a terminal (a pipe, a file, CI logs) rich assumes 80 columns and wraps cells and
+    titles into narrow columns; the table is printed at its natural width instead. A title
+    wider than the table is printed as its own line above it rather than wrapped into the
+    table's width.
+    """
+    from rich.measure import Measurement
+    from rich.text import Text
+
+    target = to or console
+    natural = Measurement.get(target, target.options.update_width(10_000), table).maximum
+    if not target.is_terminal:
+        target = Console(file=target.file, width=max(natural, 80), no_color=True,
+                         highlight=False)
+    title = table.title
+    if title is not None and Text.from_markup(str(title)).cell_len > min(natural,
+                                                                         target.width):
+        target.print(Text.from_markup(str(title), style="italic"), soft_wrap=True)
+        table.title = None
+        try:
+            target.print(table)
+        finally:
+            table.title = title
+        return
+    target.print(table)
+
+
 def command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a command on ``app``; ``PlacecastError`` inside it becomes exit status 2.
+
+    ``KeyboardInterrupt`` (Ctrl-C) becomes exit status 130 without a traceback; outputs
+    are written atomically, so an interrupted command leaves none half-written.
 
     Use instead of ``@app.command()`` so that every command reports bad input the same way
     (one paragraph on stderr, no traceback, status 2), under ``CliRunner`` too.
@@ -336,9 +428,13 @@ def command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callabl
             try:
                 return function(*f_args, **f_kwargs)
             except PlacecastError as exc:
-                err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False,
-                                  soft_wrap=True)
+                # escaped: "pip install 'placecast[dask]'" must keep its [dask]
+                err_console.print(f"[bold red]error:[/bold red] {escape(str(exc))}",
+                                  highlight=False, soft_wrap=True)
                 raise typer.Exit(2) from None
+            except KeyboardInterrupt:  # Ctrl-C: no traceback, the shell's status 128 + 2
+                err_console.print("[yellow]interrupted; nothing was written.[/yellow]")
+                raise typer.Exit(130) from None
 
         app.command(*args, **kwargs)(wrapper)
         return wrapper

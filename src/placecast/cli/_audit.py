@@ -26,13 +26,16 @@ from placecast.cli._app import (
     console,
     err_console,
     load_events,
+    print_table,
     with_event_options,
 )
 from placecast.cli._core import (
     ParamOpt,
+    build_units_reported,
     parse_params,
     with_unit_options,
 )
+from placecast.cli._progress import progress_bar
 from placecast.exceptions import DataError, ParameterError
 
 __all__ = ["PolicyBacktest", "backtest_policy"]
@@ -67,8 +70,8 @@ class PolicyBacktest:
 
 
 def backtest_policy(events: Any, units: Any, model: str, params: dict[str, Any], start: str,
-                    end: str, horizon: str, budget_m2: float, *, jobs: int = 1
-                    ) -> PolicyBacktest:
+                    end: str, horizon: str, budget_m2: float, *, jobs: int = 1,
+                    progress: Any = None) -> PolicyBacktest:
     """Backtest the policy with ``placecast.evaluate.run_backtest``.
 
     Origins are ``start, start + horizon, ...`` while the window ends by ``end``, so the
@@ -91,7 +94,8 @@ def backtest_policy(events: Any, units: Any, model: str, params: dict[str, Any],
     result = run_backtest(events, units, models={model: model},
                           model_params={model: params},
                           origins=[e.to_datetime64() for e in edges[:-1]],
-                          horizons=(horizon,), area=budget_m2, jobs=jobs)
+                          horizons=(horizon,), area=budget_m2, jobs=jobs,
+                          progress=progress)
     per_origin = result.to_frame()
     per_origin["origin"] = pd.to_datetime(per_origin["origin"]).dt.date.astype(str)
     return PolicyBacktest(origins=edges[:-1], flags=result.flags(model, horizon),
@@ -173,7 +177,6 @@ def audit_command(
     from placecast.audit import simulate_feedback as run_simulation
     from placecast.io._atomic import atomic_path
     from placecast.models import make_model
-    from placecast.pipeline import build_units
     from placecast.quantities import parse_area
     from placecast.units import aggregate
 
@@ -195,9 +198,7 @@ def audit_command(
             raise ParameterError(f"--truth history needs a model with a lookback_days "
                                  f"parameter ({model} has none); use --truth forecast.")
     events = load_events(events_path, **(event_options or {}))
-    spec = unit_spec
-    with console.status("building area units..."):
-        area_units = build_units(events, spec)
+    area_units = build_units_reported(events, unit_spec)
     budget = parse_area(area, name="--area").resolve(area_units.region_area)
     if budget < area_units.area.min():
         raise ParameterError(f"--area {area} is smaller than one unit "
@@ -207,9 +208,9 @@ def audit_command(
         with console.status("assigning units to area groups..."):
             assignment = assign_groups(area_units, groups, group_by, quantiles=quantiles,
                                        method=assign, population=population)
-    with console.status(f"backtesting {model} over {start} .. {end}..."):
+    with progress_bar(f"backtesting {model}: origins") as bar:
         backtest = backtest_policy(events, area_units, model, params, start, end, horizon,
-                                   budget, jobs=jobs)
+                                   budget, jobs=jobs, progress=bar)
     n_periods = len(backtest.origins)
     err_console.print(f"[dim]{n_periods} periods of {horizon}, {len(area_units):,} units, "
                       f"{int(backtest.observed.sum()):,} events in the audited period[/dim]")
@@ -239,7 +240,8 @@ def audit_command(
                             "simulation needs a non-zero ground-truth intensity.")
         refit = model_refit(make_model(model, **params), area_units, first, period_days,
                             n_hist)
-        with console.status(f"simulating {periods} periods of feedback x {runs} run(s)..."):
+        with err_console.status(f"simulating {periods} periods of feedback x {runs} "
+                                "run(s)..."):
             feedback = run_simulation(truth, area_units.area, budget, refit=refit,
                                       history=history, n_periods=periods, uplift=uplift,
                                       detection=detection, random_share=random_share,
@@ -354,7 +356,7 @@ def _print_summary(performance: pd.DataFrame, exposure: Any, disparity: Any,
         table.add_column(column, justify="left" if column == "metric" else "right")
     for row in performance.itertuples():
         table.add_row(str(row.metric), f"{row.mean:.3f}", f"{row.low:.3f} .. {row.high:.3f}")
-    console.print(table)
+    print_table(table)
     s = exposure.summary
     console.print(f"exposure: {s['n_flags']:,} flags on {s['n_units_ever_flagged']:,} units; "
                   f"top 1% of units hold {s['top_1pct_share_flags']:.0%} of flags "

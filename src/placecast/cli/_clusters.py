@@ -16,6 +16,7 @@ from placecast.cli._app import (
     console,
     err_console,
     load_events,
+    print_table,
     with_event_options,
 )
 from placecast.exceptions import ParameterError
@@ -63,7 +64,7 @@ def _print_scan(result: Any) -> None:
                       "n/a" if math.isnan(c.p_value) else f"{c.p_value:.3f}",
                       "-" if math.isnan(c.recurrence_interval)
                       else f"{c.recurrence_interval:.1f}")
-    console.print(table)
+    print_table(table)
 
 
 @command("scan")
@@ -315,7 +316,7 @@ def nearrepeat_command(
     for row in frame.itertuples():
         table.add_row(str(row.distance_band), str(row.time_band), str(row.observed),
                       f"{row.expected:.1f}", f"{row.ratio:.2f}", f"{row.p_value:.3f}")
-    console.print(table)
+    print_table(table)
     console.print(result.summary())
     if output is not None:
         _write_text(output, frame.to_csv(index=False))
@@ -356,7 +357,7 @@ def knox_command(
     for a, label in enumerate(("close in space", "not close in space")):
         table.add_row(label, *(f"{result.table[a, b]} ({result.expected[a, b]:.2f})"
                                for b in range(2)))
-    console.print(table)
+    print_table(table)
     console.print(f"close-close pairs {result.statistic}, expected "
                   f"{result.expected[0, 0]:.4f}; Poisson p = {result.p_value_poisson:.6g}"
                   + (f"; permutation p = {result.p_value_permutation:.4f}"
@@ -465,7 +466,7 @@ def hotspots_command(
     table.add_column("cells", justify="right")
     for name, n in sorted(result.counts().items(), key=lambda kv: -kv[1]):
         table.add_row(name, str(n))
-    console.print(table)
+    print_table(table)
     dropped = units.n_units - cube.n_units
     console.print(f"Gi* {settings['gi']}, {settings['neighbours']} neighbours, time lag "
                   f"{settings['time_steps']}, alpha {settings['alpha']:g}, FDR "
@@ -508,9 +509,16 @@ def watch_command(
             _interval_seconds(interval))
     watcher = Watcher(load_watch_config(config))
 
-    def show(report: Any) -> None:
-        err_console.print(f"[dim]watch: {json.dumps(report.to_dict())}[/dim]",
-                          highlight=False)
+    def show(report: Any) -> None:  # on stderr: stdout carries the alerts (stdout sink)
+        summary = report.to_dict()
+        table = Table(title="watch run", show_header=False)
+        table.add_row("check ran", "yes" if summary["ran_check"] else
+                      "no (events unchanged; --force to run anyway)")
+        table.add_row("signals", str(summary["n_signals"]))
+        table.add_row("new alerts", ", ".join(map(str, summary["new_alerts"])) or "none")
+        table.add_row("delivered", str(summary["delivered"]))
+        table.add_row("queued in outbox", str(summary["queued"]))
+        print_table(table, to=err_console)
         for message in report.errors:
             err_console.print(f"[yellow]delivery failed (kept in outbox): {message}[/yellow]",
                               highlight=False)

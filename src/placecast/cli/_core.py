@@ -16,15 +16,19 @@ from placecast.cli._app import (
     console,
     err_console,
     load_events,
+    print_table,
     shared_options,
     with_event_options,
 )
 from placecast.exceptions import ParameterError
+from placecast.models import MODELS
 
-__all__ = ["UNIT_OPTIONS", "parse_params", "unit_spec_from_options", "with_unit_options"]
+__all__ = ["UNIT_OPTIONS", "build_units_reported", "describe_units", "parse_params",
+           "unit_spec_from_options", "with_unit_options"]
 
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help="naive, kde or prospective "
-                                       "(and any model registered in placecast.models).")]
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help=(
+    f"Model: {', '.join(sorted(MODELS))} (placecast.models.MODELS; parameters with "
+    "-p name=value)."))]
 CellOpt = Annotated[str, typer.Option("--cell", help="Cell size with a unit: 150m, 600ft, "
                                       "0.1mi.")]
 UnitsOpt = Annotated[str, typer.Option("--units", help="grid (square cells), hex (H3) or "
@@ -109,6 +113,38 @@ def unit_spec_from_options(cell: str, units: str, units_file: Path | None,
                     rotation=rotation)
 
 
+def describe_units(units: Any) -> str | None:
+    """A line saying a choice the units made for the user (H3 resolution, polygon ids).
+
+    ``None`` when there is nothing to say (square grids are as the user asked).
+    """
+    description = units.description
+    if "h3_resolution" in description:
+        area = float(description["mean_area_m2"])
+        side = area ** 0.5
+        return (f"hex units: H3 resolution {description['h3_resolution']} (mean hexagon "
+                f"{area / 1e6:.4g} km², about a {side:,.0f} m square; the resolution whose "
+                f"hexagon area is nearest --cell squared), {len(units):,} hexagons")
+    if description.get("kind") == "polygons" and description.get("id_column") is None:
+        return (f"polygon units: no --units-id given, so the unit ids are the row numbers "
+                f"0..{len(units) - 1} of {description.get('source')}; name an id column "
+                "with --units-id to keep your own ids")
+    return None
+
+
+def build_units_reported(events: Any, spec: Any) -> Any:
+    """``placecast.pipeline.build_units``, then say any choice it made on stderr."""
+    from placecast.cli._progress import is_quiet
+    from placecast.pipeline import build_units
+
+    with err_console.status("building area units..."):
+        units = build_units(events, spec)
+    note = describe_units(units)
+    if note is not None and not is_quiet():
+        err_console.print(f"[dim]{note}[/dim]", highlight=False, soft_wrap=True)
+    return units
+
+
 #: The area-unit options of every command that builds units: name -> (type, default).
 UNIT_OPTIONS: dict[str, tuple[Any, Any]] = {
     "cell": (CellOpt, "150m"),
@@ -166,7 +202,7 @@ def inspect_command(
         shown = ", ".join(f"{k} ({v:,})" for k, v in list(cats.items())[:10])
         more = f" and {len(cats) - 10} more" if len(cats) > 10 else ""
         table.add_row("categories", shown + more)
-    console.print(table)
+    print_table(table)
 
 
 @command("forecast")
@@ -194,16 +230,14 @@ def forecast_command(
     """Forecast expected events per area unit for the window starting at --at."""
     from placecast.io import write_forecast
     from placecast.io._forecast import FORECAST_FORMATS
-    from placecast.pipeline import build_units, run_forecast
+    from placecast.pipeline import run_forecast
 
     if output.suffix.lower() not in FORECAST_FORMATS:
         raise ParameterError(f"{output}: unknown output format {output.suffix!r}; use .csv, "
                              ".gpkg, .parquet or .geojson.")
     events = load_events(events_path, **(event_options or {}))
-    spec = unit_spec
-    with console.status("building area units..."):
-        area_units = build_units(events, spec)
-    with console.status(f"fitting {model} and forecasting..."):
+    area_units = build_units_reported(events, unit_spec)
+    with err_console.status(f"fitting {model} and forecasting..."):
         forecast = run_forecast(events, model=model, at=at, horizon=horizon, units=area_units,
                                 model_params=parse_params(param))
     write_forecast(forecast, output)
@@ -229,7 +263,7 @@ def _print_forecast_summary(forecast: Any, n_top: int = 5) -> None:
         table.add_column(column, justify="right" if column != "unit_id" else "left")
     for row in frame.head(n_top).itertuples():
         table.add_row(str(row.rank), str(row.unit_id), f"{row.intensity:.3f}")
-    console.print(table)
+    print_table(table)
 
 
 @command("demo")
@@ -239,9 +273,9 @@ def demo_command(
 ) -> None:
     """Run the main job on the bundled Portland burglary sample and say where it wrote it.
 
-    Forecasts the week from 2017-03-01 with ``kde`` on 600 ft cells over the police
-    districts (the NIJ challenge set-up), scores it against that week's burglaries,
-    and writes the forecast as CSV and GeoJSON.
+    Forecasts the week from 2017-03-01 with the kde model on 600 ft cells over the
+    police districts (the NIJ challenge set-up), scores it against that week's
+    burglaries, and writes the forecast (CSV, GeoJSON), a summary and an offline report.
     """
     from placecast.datasets import PORTLAND_CRS, portland_burglary_path, portland_region_path
     from placecast.forecast import TimeWindow

@@ -11,7 +11,6 @@ from typing import Annotated, Any
 
 import numpy as np
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from placecast.cli._app import (
@@ -20,25 +19,29 @@ from placecast.cli._app import (
     console,
     err_console,
     load_events,
+    print_table,
     with_event_options,
 )
 from placecast.cli._core import (
     RegionOpt,
     RotationOpt,
     UnitsOpt,
+    build_units_reported,
     parse_params,
     unit_spec_from_options,
     with_unit_options,
 )
+from placecast.cli._progress import progress_bar
 from placecast.exceptions import ParameterError
+from placecast.models import MODELS
 
 __all__ = ["render_backtest_html"]
 
 SQMI = 1609.344**2
 _RESULT_FORMATS = (".csv", ".parquet")
 
-ModelsOpt = Annotated[str, typer.Option("--models", "-m", help="Models to compare, "
-                                        "comma-separated: naive,kde,prospective.")]
+ModelsOpt = Annotated[str, typer.Option("--models", "-m", help=(
+    f"Models to compare, comma-separated, from: {', '.join(sorted(MODELS))}."))]
 AreaOpt = Annotated[str | None, typer.Option("--area", help="Flagged-area budget: 0.25sqmi, "
                                              "62500sqft or 1% of the region. Default 1% "
                                              "(nij: the fewest cells covering 0.25 sq mi).")]
@@ -78,11 +81,6 @@ def _model_params(items: list[str] | None, models: list[str]) -> dict[str, dict[
                                  f"({', '.join(models)}).")
         out.setdefault(model, {})[name] = value
     return out
-
-
-def _progress() -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=err_console, transient=True)
 
 
 def _check_output(path: Path | None, formats: tuple[str, ...], option: str) -> None:
@@ -142,7 +140,6 @@ def backtest_command(
     test of the winner against each other model on per-origin scores.
     """
     from placecast.evaluate import NIJ, nij_settings, plot_backtest, resolve_area, run_backtest
-    from placecast.pipeline import build_units
 
     _check_output(output, _RESULT_FORMATS, "--output")
     _check_output(plot, (".png", ".svg"), "--plot")
@@ -170,26 +167,40 @@ def backtest_command(
                                  "--protocol nij.")
         horizons = [h.strip() for h in (horizon or "7d").split(",") if h.strip()]
     events = load_events(events_path, **(event_options or {}))
-    spec = unit_spec
-    with console.status("building area units..."):
-        area_units = build_units(events, spec)
+    area_units = build_units_reported(events, unit_spec)
     budget = (nij_settings(area_units, area) if protocol is not None
               else resolve_area(area or "1%", area_units))
     folder = checkpoint or output.parent / f".{output.name}.checkpoint"
     if resume and not (folder / "manifest.json").exists():
         err_console.print(f"[yellow]--resume: no checkpoint in {folder}; starting afresh."
                           "[/yellow]")
-    with _progress() as bar:
-        task = bar.add_task("origins", total=None)
+    existed = folder.exists()
+    counts = [0, 0]  # origins finished, origins in all
 
-        def update(n_done: int, n_total: int) -> None:
-            bar.update(task, completed=n_done, total=n_total)
+    def count(n_done: int, n_total: int) -> None:
+        counts[:] = [n_done, n_total]
 
-        result = run_backtest(events, area_units, models=model_names,
-                              model_params=model_params, origins=origins, start=start,
-                              end=end, step=step, horizons=horizons, area=budget, ties=ties,
-                              jobs=n_jobs, dask=dask, checkpoint=folder, resume=resume,
-                              progress=update)
+    try:
+        with progress_bar("origins") as bar:
+            result = run_backtest(
+                events, area_units, models=model_names, model_params=model_params,
+                origins=origins, start=start, end=end, step=step, horizons=horizons,
+                area=budget, ties=ties, jobs=n_jobs, dask=dask, checkpoint=folder,
+                resume=resume, progress=lambda n, total: (count(n, total), bar(n, total)))
+    except KeyboardInterrupt:
+        if not any(folder.glob("origin-*.npz")):
+            _drop_unresumable_checkpoint(folder, existed=existed, given=checkpoint is not None)
+            err_console.print("[yellow]interrupted before any origin finished; nothing was "
+                              "written.[/yellow]")
+            raise typer.Exit(130) from None
+        err_console.print(
+            f"[yellow]interrupted after {counts[0]} of {counts[1]} origins; the finished "
+            f"ones are kept in {folder}/.[/yellow] To finish the rest, run the same command "
+            f"with --resume:\n  {_resume_command()}", highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
+    except BaseException:
+        _drop_unresumable_checkpoint(folder, existed=existed, given=checkpoint is not None)
+        raise
     _write_table(result.to_frame(), output)
     written = [str(output)]
     if plot is not None:
@@ -207,11 +218,32 @@ def backtest_command(
     console.print(f"wrote {', '.join(written)}")
 
 
-def _print_wide(table: Table) -> None:
-    """Print a table at least 110 characters wide (rich shrinks tables to 80 in pipes)."""
-    from rich.console import Console
+def _resume_command() -> str:
+    """The command line that was run, with ``--resume`` added."""
+    import shlex
+    import sys
 
-    Console(width=max(console.width, 110)).print(table)
+    args = sys.argv[1:]
+    if "--resume" not in args:
+        args = [*args, "--resume"]
+    return shlex.join(["placecast", *args])
+
+
+def _drop_unresumable_checkpoint(folder: Path, *, existed: bool, given: bool) -> None:
+    """After a failed run, remove a checkpoint folder it made that holds no finished origin.
+
+    Such a folder cannot save any work on ``--resume``; one holding finished origins is
+    kept (and said so), and a folder the user named or that existed before is never removed.
+    """
+    if not folder.exists():
+        return
+    if any(folder.glob("origin-*.npz")):
+        n_done = sum(1 for _ in folder.glob("origin-*.npz"))
+        err_console.print(f"[yellow]{n_done} finished origins are kept in {folder}/; fix the "
+                          "problem and run the same command with --resume to reuse them."
+                          "[/yellow]", highlight=False, soft_wrap=True)
+    elif not existed and not given:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _fmt(value: float, digits: int = 2) -> str:
@@ -238,7 +270,7 @@ def _print_summary(result: Any, *, protocol: str | None = None) -> None:
             table.add_row(row.horizon, row.model, f"{row.n_events:g}",
                           str(row.n_flagged_units), f"{row.hits:g}", _fmt(row.pai),
                           _fmt(row.pei_star, 3), _fmt(row.log_score))
-        _print_wide(table)
+        print_table(table)
         return
     summary = result.summary()
     for horizon in result.horizons:
@@ -257,7 +289,7 @@ def _print_summary(result: Any, *, protocol: str | None = None) -> None:
                           _fmt(part.loc[(model, "hit_rate")]["mean"], 3),
                           _fmt(part.loc[(model, "pei_star")]["mean"], 3),
                           _fmt(part.loc[(model, "log_score")]["mean"]))
-        _print_wide(table)
+        print_table(table)
         if len(result.models) > 1:
             best = result.winner("pai", horizon)
             console.print(f"best mean PAI ({horizon}): [bold]{best}[/bold]")
@@ -361,29 +393,35 @@ def tune_command(
         name, text = item.split("=", 1)
         values[name.strip()] = [next(iter(parse_params([f"v={v}"]).values()))
                                 for v in text.split(",") if v.strip()]
-    sizes = [parse_length(c.strip(), name="--cells") for c in cells.split(",") if c.strip()]
+    texts = [c.strip() for c in cells.split(",") if c.strip()]
+    sizes = [parse_length(c, name="--cells") for c in texts]
+    as_given = dict(zip(sizes, texts, strict=True))  # echo lengths in the user's units
     events = load_events(events_path, **(event_options or {}))
     spec = unit_spec_from_options(cells.split(",")[0], units, None, None, region, None,
                                   rotation)
-    with _progress() as bar:
-        task = bar.add_task("candidates x origins", total=None)
-        result = tune(events, lambda size: build_units(events, replace(spec, cell_size=size)),
+    with progress_bar("candidates x origins") as bar:
+        result = tune(events, lambda size: (build_units_reported if size == sizes[0]
+                                            else build_units)(
+                          events, replace(spec, cell_size=size)),
                       model=model.strip().lower(), grid=values, cell_sizes=sizes,
                       tuning_start=tune_start, tuning_end=tune_end,
                       evaluation_start=eval_start, evaluation_end=eval_end, step=step,
                       horizon=horizon, area=area, metric=metric,
                       baselines=[b.strip() for b in baselines.split(",") if b.strip()],
                       jobs=_jobs(jobs), dask=dask,
-                      progress=lambda n, total: bar.update(task, completed=n, total=total))
+                      progress=bar)
     table = Table(title=f"{model} on {len(result.tuning_origins)} tuning origins "
                   f"({tune_start} .. {tune_end}), mean {metric}: best first")
     frame = result.to_frame()
     for column in frame.columns:
         table.add_column(str(column), justify="right")
     for row in frame.head(15).itertuples(index=False):
-        table.add_row(*[_fmt(v) if isinstance(v, float) else str(v) for v in row])
-    _print_wide(table)
-    console.print(f"chosen: cell {result.best_cell_size:g} m, "
+        table.add_row(*[as_given.get(v, _fmt(v)) if column == "cell_size"
+                        else _fmt(v) if isinstance(v, float) else str(v)
+                        for column, v in zip(frame.columns, row, strict=True)])
+    print_table(table)
+    cell_text = as_given.get(result.best_cell_size, f"{result.best_cell_size:g} m")
+    console.print(f"chosen: cell {cell_text} ({result.best_cell_size:.2f} m), "
                   + ", ".join(f"{k}={v}" for k, v in result.best_params.items()))
     if result.evaluation is not None:
         console.print(f"[bold]evaluation period {eval_start} .. {eval_end}[/bold] "

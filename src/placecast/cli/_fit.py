@@ -26,7 +26,8 @@ from placecast.cli._app import (
 from placecast.cli._core import CellOpt, ParamOpt, RegionOpt, parse_params
 from placecast.exceptions import ParameterError
 
-__all__ = ["FIT_HANDLERS", "FitRequest", "register_fit_handler"]
+__all__ = ["FIT_HANDLERS", "FitRequest", "degenerate_notes", "estimate_rows", "print_estimates",
+           "register_fit_handler"]
 
 
 @dataclass
@@ -85,11 +86,22 @@ FitHandler = Callable[[FitRequest], dict[str, Any]]
 FIT_HANDLERS: dict[str, FitHandler] = {}
 
 
+def _model_help() -> str:
+    known = ", ".join(sorted(FIT_HANDLERS)) or "none registered"
+    return (f"Model to fit: {known} (etas and sepp for crime-like events; etas_marked for "
+            "earthquake catalogs with magnitudes).")
+
+
+#: ``--model`` of ``placecast fit``; its help lists the registered models.
+_MODEL_OPTION = typer.Option("--model", "-m", help=_model_help())
+
+
 def register_fit_handler(name: str) -> Callable[[FitHandler], FitHandler]:
     """Decorator: make ``placecast fit --model NAME`` call the decorated handler."""
 
     def decorate(handler: FitHandler) -> FitHandler:
         FIT_HANDLERS[name] = handler
+        _MODEL_OPTION.help = _model_help()  # help is read when it is shown
         return handler
 
     return decorate
@@ -116,8 +128,7 @@ def _parse_initial(text: str | None) -> dict[str, float]:
 @with_event_options
 def fit_command(
     events_path: EventsPath,
-    model: Annotated[str, typer.Option("--model", "-m", help="Model to fit (see --help of "
-                                       "each model's docs).")],
+    model: Annotated[str, _MODEL_OPTION],
     output: Annotated[Path, typer.Option("--output", "-o", help="JSON file for the "
                                          "estimates.")],
     param: ParamOpt = None,
@@ -162,4 +173,104 @@ def fit_command(
 
     with atomic_path(output) as tmp:
         tmp.write_text(json.dumps(result, indent=2, default=float))
+    print_estimates(result)
     console.print(f"wrote {output}")
+
+
+#: What each estimate means, for the table ``placecast fit`` prints.
+_MEANINGS = {
+    "theta": "triggering amplitude",
+    "branching_ratio": "events directly triggered per event",
+    "omega": "decay of triggering, per day",
+    "sigma": "spatial spread of triggering, metres",
+    "background_rate": "background events per day (region)",
+    "beta": "Gutenberg-Richter b-value x ln 10",
+    "mu": "background rate multiplier",
+    "A": "productivity",
+    "c": "Omori c, days",
+    "alpha": "magnitude sensitivity of productivity",
+    "p": "Omori decay exponent",
+    "D": "spatial scale",
+    "q": "spatial decay exponent",
+    "gamma": "magnitude scaling of spatial extent",
+}
+
+
+def _number(value: Any) -> str:
+    if value is None:
+        return "-"
+    value = float(value)
+    if value != value:  # nan
+        return "-"
+    return f"{value:.4g}"
+
+
+def estimate_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """``(parameter, estimate, std. error, 95% interval, meaning)`` rows of a fit's JSON."""
+    errors = result.get("standard_errors") or result.get("std_errors") or {}
+    intervals = result.get("intervals_95") or {}
+    names = [n for n in _MEANINGS if isinstance(result.get(n), int | float)
+             and not isinstance(result.get(n), bool)]
+    rows = []
+    for name in names:
+        estimate = float(result[name])
+        se = errors.get(name)
+        finite = se is not None and se == se and abs(float(se)) != float("inf")
+        low, high = intervals.get(name) or ((estimate - 1.96 * float(se),
+                                             estimate + 1.96 * float(se)) if finite
+                                            else (None, None))
+        interval = f"{_number(low)} .. {_number(high)}" if low is not None else "-"
+        rows.append((name, _number(estimate), _number(se) if finite else "-", interval,
+                     _MEANINGS[name]))
+    return rows
+
+
+def degenerate_notes(result: dict[str, Any]) -> list[str]:
+    """Plain-language notes on estimates that sit on a bound or vanished."""
+    details = result.get("details") or {}
+    notes = []
+    if details.get("triggering_vanished"):
+        notes.append(
+            f"The triggering vanished (theta = {_number(result.get('theta'))}, "
+            "practically 0): these events show no detectable self-excitation at the "
+            "scales fitted, so the fit is a background-only model. The other triggering "
+            "parameters (omega, and sigma for sepp) then mean nothing (no intervals are "
+            "given). To forecast these data, a background "
+            "model such as kde or naive is as good; date-only times or coarse cells can "
+            "also hide repeats, so try finer cells or other cut-offs before concluding "
+            "there are none.")
+    if details.get("sigma_at_bound"):
+        bound = details.get("sigma_min_m")
+        notes.append(
+            f"sigma sits at its lower bound ({_number(bound)} m): triggered events fall "
+            "closer to the events that triggered them than the fit may resolve (repeats "
+            "at the same address, or coordinates rounded to the same points). Read sigma "
+            f"as 'at most about {_number(bound)} m'; its interval is not reported. Lower "
+            "the bound with -p sigma_min=... only if the coordinates are that precise.")
+    if result.get("converged") is False:
+        notes.append(
+            "The fit stopped at its iteration limit without converging: the estimates may "
+            "still move. Raise the limit (-p max_iter=... or -p max_iterations=...) and "
+            "compare.")
+    return notes
+
+
+def print_estimates(result: dict[str, Any]) -> None:
+    """Print a fit's estimates with 95% intervals as a table, then notes in words."""
+    from rich.table import Table
+
+    from placecast.cli._app import print_table
+
+    rows = estimate_rows(result)
+    if rows:
+        table = Table(title=f"{result.get('model', 'model')} estimates "
+                      "(95% intervals: estimate +- 1.96 standard errors)")
+        for column in ("parameter", "estimate", "std. error", "95% interval", "meaning"):
+            table.add_column(column, justify="left" if column in ("parameter", "meaning")
+                             else "right")
+        for row in rows:
+            table.add_row(*row)
+        print_table(table)
+    for note in degenerate_notes(result):
+        console.print(f"[bold yellow]note:[/bold yellow] {note}", highlight=False,
+                      soft_wrap=True)

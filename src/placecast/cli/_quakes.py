@@ -12,6 +12,7 @@ from typing import Any
 
 from placecast.cli._app import console
 from placecast.cli._fit import FitRequest, register_fit_handler
+from placecast.cli._progress import progress_bar
 from placecast.exceptions import ParameterError
 
 __all__ = ["fit_etas_marked"]
@@ -63,7 +64,9 @@ def fit_etas_marked(req: FitRequest) -> dict[str, Any]:
     for key in ("n_neighbours", "ndiv", "max_iterations"):
         if key in kwargs:
             kwargs[key] = int(kwargs[key])
-    result = fit_marked_etas(catalog, initial=req.initial or None, **kwargs)
+    with progress_bar("etas_marked fit: iterations") as bar:
+        result = fit_marked_etas(catalog, initial=req.initial or None, progress=bar,
+                                 **kwargs)
     out = result.to_dict()
     csv_path = req.output.with_name(req.output.stem + "_declustering.csv")
     with atomic_path(csv_path) as tmp:

@@ -20,7 +20,10 @@ from placecast.exceptions import DataError, ParameterError
 __all__ = ["fit_etas", "fit_sepp", "simulate_command"]
 
 
-def _summary(model: Any, events: Any) -> dict[str, Any]:
+def _summary(model: Any, events: Any, region: Any = None) -> dict[str, Any]:
+    """The fit's JSON: estimates, period, CRS and the region simulations default to."""
+    import shapely
+
     fit = model.fit_
     out = fit.to_dict()
     out["background"] = {
@@ -31,6 +34,13 @@ def _summary(model: Any, events: Any) -> dict[str, Any]:
     out["period"] = {"start": str(events.start), "end": str(events.end),
                      "days": fit.period_days}
     out["crs"] = events.spatial_reference.source_crs
+    sref = events.spatial_reference
+    out["spatial_reference"] = {"crs": sref.crs, "metres_per_unit": sref.metres_per_unit,
+                                "input_crs": sref.input_crs}
+    if region is None:  # where the events are: their convex hull
+        region = shapely.convex_hull(shapely.multipoints(events.xy))
+    out["region_wkt_m"] = shapely.to_wkt(shapely.simplify(region, 1.0),
+                                         rounding_precision=1)
     out["params"] = {k: v for k, v in model.get_params().items() if k != "random_state"}
     return _finite(out)
 
@@ -65,7 +75,7 @@ def fit_etas(request: FitRequest) -> dict[str, Any]:
                             "region file, such as police districts).")
         units = build_units(events, UnitSpec(cell_size=cell_size, region=region))
     model.fit(events, units=units)  # type: ignore[call-arg]
-    out = _summary(model, events)
+    out = _summary(model, events, region=model.units_.region)
     out["cell_size_m"] = cell_size
     return out
 
@@ -107,9 +117,12 @@ def simulate_command(
     param: ParamOpt = None,
     days: Annotated[str, typer.Option("--days", help="Length of the period: days, or with "
                                       "a unit (52w).")] = "365",
-    start: Annotated[str, typer.Option("--start", help="Date of day 0.")] = "2020-01-01",
-    bbox: Annotated[str, typer.Option("--bbox", help="Region 'xmin,ymin,xmax,ymax' in "
-                                      "metres (local grid).")] = "0,0,10000,10000",
+    start: Annotated[str | None, typer.Option(
+        "--start", help="Date of day 0. Default: with --params the day after the fitted "
+        "data, otherwise 2020-01-01.")] = None,
+    bbox: Annotated[str | None, typer.Option(
+        "--bbox", help="Region 'xmin,ymin,xmax,ymax' in metres (local grid). Default: with "
+        "--params the fitted region in its CRS, otherwise 0,0,10000,10000.")] = None,
     region: Annotated[Path | None, typer.Option("--region", help="Region polygon file "
                                                 "(instead of --bbox); needs --crs.")] = None,
     crs: CrsOpt = None,
@@ -119,7 +132,9 @@ def simulate_command(
 
     Parameters come from --params (a fit's JSON) and/or --param name=value: theta, omega
     (per day), sigma (metres, sepp), background_rate (events per day over the region),
-    time_cutoff, distance_cutoff (sepp) and cell_size (metres, etas).
+    time_cutoff, distance_cutoff (sepp) and cell_size (metres, etas). With --params the
+    events fall in the fitted region (the etas cells' region, or the convex hull of the
+    sepp events), in the fit's CRS, from the day after the fitted data.
     """
     import shapely
 
@@ -133,11 +148,18 @@ def simulate_command(
         raise ParameterError(f"--model {model!r}: simulate knows 'etas' and 'sepp'.")
     values: dict[str, Any] = {"theta": 0.5, "omega": 0.1, "sigma": 100.0,
                               "background_rate": 5.0, "cell_size": 150.0}
+    fitted: dict[str, Any] = {}
     if params_file is not None:
         try:
             fitted = json.loads(Path(params_file).read_text())
         except (OSError, ValueError) as exc:
             raise DataError(f"{params_file}: cannot read the fit's JSON ({exc}).") from None
+        if not isinstance(fitted, dict):
+            raise DataError(f"{params_file}: not a fit's JSON (expected an object).")
+        fitted_model = fitted.get("model")
+        if fitted_model in ("etas", "sepp") and fitted_model != name:
+            raise ParameterError(f"--params {params_file} holds a {fitted_model} fit but "
+                                 f"--model is {name}; use --model {fitted_model}.")
         for key in ("theta", "omega", "sigma", "background_rate"):
             if fitted.get(key) is not None:
                 values[key] = float(fitted[key])
@@ -158,6 +180,10 @@ def simulate_command(
     if period.unit == "M":
         raise ParameterError(f"--days {days!r}: months differ in length; give days or weeks.")
     days_value = period.amount
+    if not days_value > 0:
+        raise ParameterError(f"--days must be positive, got {days}.")
+    if region is not None and bbox is not None:
+        raise ParameterError("give --region or --bbox, not both.")
     if region is not None:
         if crs is None:
             raise ParameterError("--region needs --crs (the CRS to write coordinates in).")
@@ -165,9 +191,35 @@ def simulate_command(
 
         sref = _spatial_reference_for(crs)
         area = read_region(region, sref)
+    elif bbox is None and fitted.get("region_wkt_m") and fitted.get("spatial_reference"):
+        if crs is not None:
+            raise ParameterError(f"--crs {crs}: the fitted region is in the fit's CRS "
+                                 f"({fitted.get('crs')}); drop --crs, or give --region.")
+        saved = fitted["spatial_reference"]
+        sref = SpatialReference(str(saved["crs"]), float(saved.get("metres_per_unit", 1.0)),
+                                saved.get("input_crs"))
+        try:
+            area = shapely.from_wkt(fitted["region_wkt_m"])
+        except shapely.errors.GEOSException as exc:
+            raise DataError(f"{params_file}: region_wkt_m is not a valid WKT geometry "
+                            f"({exc}).") from None
+        err_console.print(f"[dim]region: the fitted region ({area.area / 1e6:,.1f} km², "
+                          f"CRS {sref.source_crs}); --bbox or --region to change[/dim]",
+                          soft_wrap=True)
     else:
+        if crs is not None:
+            raise ParameterError("--crs is only used with --region (a polygon file).")
         sref = SpatialReference("local:m")
-        area = shapely.box(*_parse_bbox(bbox))
+        area = shapely.box(*_parse_bbox(bbox or "0,0,10000,10000"))
+    if start is None:
+        start = "2020-01-01"
+        end = (fitted.get("period") or {}).get("end")
+        if end:
+            import numpy as np
+
+            start = str(np.datetime64(str(end)[:10], "D") + 1)
+            err_console.print(f"[dim]start: {start}, the day after the fitted data; --start "
+                              "to change[/dim]", soft_wrap=True)
     if name == "sepp":
         sim = simulate_sepp(background_rate=float(values["background_rate"]), region=area,
                             theta=float(values["theta"]), omega=float(values["omega"]),

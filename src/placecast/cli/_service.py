@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from placecast.cli._app import app, command, console, err_console
+from placecast.cli._app import app, command, console, err_console, print_table
 from placecast.exceptions import ParameterError
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ def token_list(db: DbOpt = "placecast.duckdb", state: StateOpt = None) -> None:
                       info.revoked or "",
                       info.scheme + (" (legacy: re-hashed on first use)"
                                      if info.scheme != "hmac-sha256" else ""))
-    console.print(table)
+    print_table(table)
 
 
 @_token_command("revoke")

@@ -13,6 +13,7 @@ from placecast.cli._app import (
     command,
     console,
     load_events,
+    print_table,
     with_event_options,
 )
 from placecast.exceptions import ParameterError
@@ -85,7 +86,7 @@ def datasets_command(
                 table.add_row(str(f.id), f.name, f.model,
                               f"{f.window_start[:10]} .. {f.window_end[:10]}",
                               f"{f.n_units:,}", f"{f.expected_total:.1f}", f.created[:19])
-            console.print(table)
+            print_table(table)
             return
         infos = store.list_datasets()
     if not infos:
@@ -99,7 +100,7 @@ def datasets_command(
         table.add_row(d.name, f"{d.n_events:,}", str(d.n_imports),
                       f"{(d.start or '')[:10]} .. {(d.end or '')[:10]}", d.crs,
                       ", ".join(d.fields) or "-")
-    console.print(table)
+    print_table(table)
 
 
 @command("export")

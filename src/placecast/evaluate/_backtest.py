@@ -16,7 +16,7 @@ import os
 import pickle
 import uuid
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from placecast._progress import ProgressCallback
 from placecast.evaluate._metrics import DEFAULT_FLOOR, _score_arrays, resolve_area
 from placecast.events import Events, to_datetime64
 from placecast.exceptions import ParameterError, UndefinedMetricWarning
@@ -47,7 +48,6 @@ COLUMNS = ("origin", "horizon", "model", "n_events", "n_flagged_units", "flagged
 _METRICS = ("hit_rate", "pai", "pei_star", "log_score")
 _DAY = np.timedelta64(1, "D")
 
-ProgressCallback = Callable[[int, int], None]
 
 
 # ---------------------------------------------------------------------- origins and checks
@@ -248,6 +248,11 @@ _WORKER_PLAN: _Plan | None = None
 def _init_worker(plan: _Plan) -> None:
     global _WORKER_PLAN
     _WORKER_PLAN = plan
+    # Ctrl-C reaches the whole process group: the parent stops the workers itself, so a
+    # worker ignores SIGINT instead of printing its own traceback
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _run_in_worker(origin: np.datetime64) -> _OriginResult:
@@ -273,19 +278,47 @@ def _serial(plan: _Plan, origins: Sequence[np.datetime64]) -> Iterable[_OriginRe
 
 def _processes(plan: _Plan, origins: Sequence[np.datetime64],
                jobs: int) -> Iterable[_OriginResult]:
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    """Run origins in ``jobs`` worker processes, yielding results as they finish.
 
-    with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker,
-                             initargs=(plan,)) as pool:
-        pending = {pool.submit(_run_in_worker, origin) for origin in origins}
-        try:
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    yield future.result()
-        finally:
-            for future in pending:
-                future.cancel()
+    A ``multiprocessing`` pool rather than ``concurrent.futures``: on an interrupt or an
+    error its ``terminate`` stops the workers at once and cleanly (a process-pool executor
+    can hang at interpreter exit after its workers are killed). A worker that dies
+    (killed, out of memory) is reported instead of waited for.
+    """
+    import multiprocessing
+
+    pool = multiprocessing.get_context().Pool(processes=jobs, initializer=_init_worker,
+                                             initargs=(plan,))
+    finished = False
+    workers: set[Any] = set()  # the pool replaces a dead worker: remember every one
+    try:
+        results = pool.imap_unordered(_run_in_worker, origins, chunksize=1)
+        for _ in range(len(origins)):
+            while True:
+                workers.update(getattr(pool, "_pool", []))
+                try:
+                    yield results.next(timeout=1.0)
+                    break
+                except multiprocessing.TimeoutError:
+                    _check_workers(workers)
+        finished = True
+    finally:
+        if finished:
+            pool.close()
+        else:  # interrupted or failed: do not wait for origins still running
+            pool.terminate()
+        pool.join()
+
+
+def _check_workers(workers: set[Any]) -> None:
+    """Raise if one of the pool's ``workers`` died: its origin would never finish."""
+    for worker in workers:
+        code = worker.exitcode
+        if code is not None and code != 0:
+            raise RuntimeError(
+                f"a backtest worker process died (exit code {code}; -9 is usually the "
+                "system running out of memory). Use fewer --jobs, or resume from the "
+                "checkpoint.")
 
 
 def _dask(plan: _Plan, origins: Sequence[np.datetime64], address: Any,
@@ -612,6 +645,10 @@ def run_backtest(
 
     Notes
     -----
+    Interrupting a run (``KeyboardInterrupt``, Ctrl-C) stops it promptly, worker
+    processes included; every origin finished before is already in ``checkpoint``, so
+    the same call with ``resume=True`` computes only the rest.
+
     Cost: origins x models x (fit + predict) plus O(n_events + n_units) scoring per
     forecast. Results do not depend on ``jobs`` or ``dask``: each origin is a pure
     function of the data and settings, and rows are sorted afterwards.
@@ -665,12 +702,17 @@ def run_backtest(
         stream = _processes(plan, todo, min(jobs, len(todo)))
     else:
         stream = _serial(plan, todo)
-    for result in stream:
-        if store is not None:
-            store.save(result)
-        results[result.origin] = result
-        if progress is not None:
-            progress(len(results), total)
+    try:
+        for result in stream:
+            if store is not None:
+                store.save(result)
+            results[result.origin] = result
+            if progress is not None:
+                progress(len(results), total)
+    finally:  # on an interrupt too: stop the workers now, not when garbage-collected
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
     return _assemble(plan, origin_array, results, [h.text for h in durations])
 
 

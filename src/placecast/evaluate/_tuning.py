@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from placecast._progress import scaled
 from placecast.evaluate._backtest import BacktestResult, rolling_origins, run_backtest
 from placecast.events import Events, to_datetime64
 from placecast.exceptions import ParameterError, UndefinedMetricWarning
@@ -113,6 +114,9 @@ def tune(
         Cell sizes to try, metres.
     metric : {"pai", "hit_rate", "pei_star", "log_score"}
         What to maximise.
+    progress : callable, optional
+        ``progress(n_done, n_total)`` counting backtested origins over every candidate and
+        the evaluation period (see ``placecast._progress``).
 
     Returns
     -------
@@ -156,7 +160,9 @@ def tune(
             f"{str(duration.subtract_from(eval_start))[:10]}.")
     candidates = [dict(zip(names, values, strict=True))
                   for values in itertools.product(*(grid[n] for n in names))]
-    total = len(candidates) * len(cell_sizes) * len(origins)
+    n_evaluation = (len(rolling_origins(evaluation_start, evaluation_end, step))
+                    if evaluation_end is not None else 0)
+    total = len(candidates) * len(cell_sizes) * len(origins) + n_evaluation
     done_before = 0
     rows = []
     for cell_size in cell_sizes:
@@ -195,7 +201,8 @@ def tune(
         evaluation = run_backtest(events, units, models=models,
                                   model_params={label: best_params},
                                   start=evaluation_start, end=evaluation_end, step=step,
-                                  horizons=[horizon], area=area, jobs=jobs, dask=dask)
+                                  horizons=[horizon], area=area, jobs=jobs, dask=dask,
+                                  progress=scaled(progress, done_before, total))
     return TuningResult(model, metric, table, best_params, best_cell, origins, evaluation)
 
 

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from placecast._progress import ProgressCallback, report
 from placecast.exceptions import ParameterError
 from placecast.models import _etas_marked_kernels as _k
 from placecast.models._catalog import MarkedCatalog, point_in_polygon
@@ -340,6 +341,7 @@ def fit_marked_etas(
     background: str = "smoothed",
     standard_errors: bool = True,
     verbose: bool = False,
+    progress: ProgressCallback | None = None,
 ) -> MarkedETASResult:
     """Fit marked space-time ETAS as the R package ETAS does (see module docstring).
 
@@ -366,6 +368,11 @@ def fit_marked_etas(
         used for simulate-then-fit checks.
     standard_errors : bool
         Compute the observed-information standard errors (9 extra gradient evaluations).
+    verbose : bool
+        Print the log-likelihood and estimates after each outer iteration.
+    progress : callable, optional
+        ``progress(n_done, n_total)`` after each outer iteration (of ``max_iterations``,
+        plus one step for the standard errors); on early convergence it jumps to the end.
 
     Returns
     -------
@@ -379,6 +386,7 @@ def fit_marked_etas(
     if max_iterations < 1:
         raise ParameterError("max_iterations must be at least 1.")
     theta = _theta_from(initial)
+    n_steps = max_iterations + int(bool(standard_errors))
     lik = MarkedETASLikelihood(catalog, bandwidth_min=bandwidth_min,
                                n_neighbours=n_neighbours, ndiv=ndiv)
     n = catalog.n_events
@@ -416,16 +424,19 @@ def fit_marked_etas(
             print(f"iteration {k}: logL={ll:.4f} theta={np.round(theta_new, 6)}")
         theta = theta_new
         bk_old, ll_old = bk.copy(), ll
+        report(progress, k, n_steps)
         if background == "uniform" or (np.all(rel_theta < rel_tol) and rel_ll < rel_tol
                                        and rel_bk < rel_tol):
             converged = True
             break
+    report(progress, max_iterations, n_steps)
     # background probabilities at the final estimate
     trig = lik.triggering(theta)
     lam = theta[0] * bk + trig
     pb = np.where(lam > 0, theta[0] * bk / np.where(lam > 0, lam, 1.0), 1.0)
     se = (_observed_information_se(lik, theta, bk, integ0) if standard_errors
           else np.full(8, np.nan))
+    report(progress, n_steps, n_steps)
     used = catalog.m[catalog.flag == 1] if beta_events == "target" else catalog.m
     beta = 1.0 / float(np.mean(used)) if used.size and np.mean(used) > 0 else float("nan")
     return MarkedETASResult(
