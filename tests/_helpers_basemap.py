@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 from pathlib import Path
 
 #: protomaps-leaflet's light style (5.1.0): water colour.
@@ -53,6 +54,7 @@ def write_pmtiles(path: Path, bounds: tuple[float, float, float, float], *,
     Vector (default): layers ``earth`` and ``water`` (polygons over the padded box) and
     ``roads`` (a highway across it). Raster: solid PNG tiles of ``RASTER_RGB``.
     """
+    import mapbox_vector_tile
     import shapely
     from pmtiles.tile import Compression, TileType, zxy_to_tileid
     from pmtiles.writer import write
@@ -94,10 +96,10 @@ def write_pmtiles(path: Path, bounds: tuple[float, float, float, float], *,
             if not part.is_empty:
                 layers.append({"name": "roads", "features": [
                     {"geometry": part.wkt, "properties": {"kind": "highway"}}]})
-            import mapbox_vector_tile
-
-            data = mapbox_vector_tile.encode(layers, default_options={
-                "quantize_bounds": tb, "extents": 4096})
+            with warnings.catch_warnings():  # mapbox-vector-tile 2.2 calls shapely.ops.transform
+                warnings.simplefilter("ignore", DeprecationWarning)
+                data = mapbox_vector_tile.encode(layers, default_options={
+                    "quantize_bounds": tb, "extents": 4096})
             writer.write_tile(tile_id, data)
         e7 = [round(v * 1e7) for v in box_ll]
         header = {
