@@ -5,7 +5,7 @@
   "use strict";
 
   var TOKEN_KEY = "placecast-token";
-  var COLORS = ["#fff5eb", "#fdd0a2", "#fd8d3c", "#d94801", "#7f2704"];
+  var COLORS = ["#fde0c5", "#fdae6b", "#fd8d3c", "#d94801", "#7f2704"];
   // Colour classes: cells in the top 1 %, 1-5 %, 5-20 %, 20-50 % and the rest (by expected events).
   var TOP_SHARES = [0.01, 0.05, 0.20, 0.50];
   var SERIES = ["#0b57d0", "#d94801", "#188038", "#8e24aa"];
@@ -95,8 +95,11 @@
     state.map = L.map("map", { preferCanvas: true, zoomSnap: 0.25, attributionControl: false })
       .setView([0, 0], 2);
     // Panes: basemap tiles (200) < cells (400) < outline and reference layers < flagged cells.
-    state.map.createPane("context").style.zIndex = 430;
-    state.map.createPane("flagged").style.zIndex = 450;
+    ["context", "flagged"].forEach(function (name, i) {
+      var pane = state.map.createPane(name);
+      pane.style.zIndex = 430 + 20 * i;
+      pane.style.pointerEvents = "none";  // tooltips and clicks reach the cells below
+    });
     state.flaggedRenderer = L.canvas({ pane: "flagged", padding: 0.5 });
     state.contextRenderer = L.canvas({ pane: "context", padding: 0.5 });
     L.control.scale({ metric: true, imperial: true, maxWidth: 150 }).addTo(state.map);
