@@ -172,9 +172,8 @@ def test_dashboard_map_context_in_headless_chromium(tmp_path, shared_data):
     import pandas as pd
     from PIL import Image
 
-    from placecast.service import ServiceSettings
-
     from _helpers_basemap import WATER_RGB, write_pmtiles, write_reference_layer
+    from placecast.service import ServiceSettings
 
     sync_playwright = _browser_or_skip()
     frame = pd.read_csv(memphis_csv(shared_data))

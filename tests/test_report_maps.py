@@ -149,3 +149,32 @@ def test_report_legend_uses_rounded_numbers(shared_data, archive, tmp_path):
     with pytest.raises(ParameterError, match="max_basemap_bytes"):
         build_report(forecast, events=events, area=BUDGET, basemap=archive,
                      max_basemap_bytes=100)
+
+
+def test_cli_report_with_basemap_and_reference(shared_data, archive, tmp_path):
+    from typer.testing import CliRunner
+
+    from placecast.cli import app
+
+    folder = shared_data / "portland"
+    csv = folder / "burglary_2012-03_2017-05.csv"
+    reference = write_reference_layer(tmp_path / "districts.gpkg", BOUNDS)
+    args = ["report", str(csv), "--crs", "EPSG:2913", "--at", "2017-03-01", "--cell",
+            "1000ft", "--model", "naive", "--area", "1%", "--reference", str(reference)]
+    out = tmp_path / "r.html"
+    result = CliRunner().invoke(app, [*args, "--basemap", str(archive), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "basemap city.pmtiles inlined: 0.0 MB" in result.output
+    html = out.read_text()
+    assert 'id="placecast-basemap"' in html and "districts" in html
+    # too large: refused before any forecast work, exit status 2, nothing written
+    big = tmp_path / "big.html"
+    result = CliRunner().invoke(app, [*args, "--basemap", str(archive), "--max-basemap-mb",
+                                      "0.001", "-o", str(big)])
+    assert result.exit_code == 2
+    assert "--max-basemap-mb" in result.output and "pmtiles extract" in result.output
+    assert not big.exists()
+    bad = tmp_path / "notes.pmtiles"
+    bad.write_text("hello")
+    result = CliRunner().invoke(app, [*args, "--basemap", str(bad), "-o", str(big)])
+    assert result.exit_code == 2 and "not a PMTiles archive" in result.output

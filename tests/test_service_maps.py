@@ -6,10 +6,9 @@ import pytest
 
 pytest.importorskip("fastapi")
 
-from placecast.exceptions import DataError  # noqa: E402
-
 from _helpers_basemap import write_pmtiles, write_reference_layer  # noqa: E402
 from _helpers_service import make_service  # noqa: E402
+from placecast.exceptions import DataError  # noqa: E402
 
 BOUNDS = (-90.15, 35.0, -89.7, 35.3)  # Memphis, lon/lat
 
