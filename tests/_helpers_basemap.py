@@ -15,6 +15,8 @@ from pathlib import Path
 
 #: protomaps-leaflet's light style (5.1.0): water colour.
 WATER_RGB = (0x80, 0xDE, 0xEA)
+#: The archives' credit line: HTML that the page must show as plain text.
+ATTRIBUTION = '<a href="https://example.org/">&copy; placecast test tiles</a><img src=x>'
 #: Colour of the raster test tiles.
 RASTER_RGB = (0x3A, 0xB0, 0x4F)
 
@@ -108,7 +110,7 @@ def write_pmtiles(path: Path, bounds: tuple[float, float, float, float], *,
             "min_lon_e7": e7[0], "min_lat_e7": e7[1], "max_lon_e7": e7[2], "max_lat_e7": e7[3],
             "center_zoom": max_zoom // 2,
         }
-        metadata = {"name": "placecast test basemap", "vector_layers": [
+        metadata = {"name": "placecast test basemap", "attribution": ATTRIBUTION, "vector_layers": [
             {"id": name, "fields": {"kind": "String"}} for name in ("earth", "water", "roads")]}
         writer.finalize(header, metadata)
     return path

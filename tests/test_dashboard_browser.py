@@ -247,6 +247,11 @@ def test_dashboard_map_context_in_headless_chromium(tmp_path, shared_data):
                 assert len(scale) == 2 and re.match(r"\d+ k?m$", scale[0]), scale
                 assert re.match(r"\d+ (mi|ft)$", scale[1]), scale
 
+                # the archive's credit, as text only (its HTML link and image are dropped)
+                credit = page.locator(".leaflet-control-attribution")
+                assert credit.inner_text() == "\u00a9 placecast test tiles"
+                assert credit.locator("a, img").count() == 0
+
                 shot = tmp_path / "dashboard-context.png"
                 page.screenshot(path=str(shot))
                 if os.environ.get("PLACECAST_KEEP_SCREENSHOT"):

@@ -197,6 +197,9 @@ def test_report_with_basemap_and_reference(browser, shared_data, context_files, 
         page.wait_for_timeout(800)  # protomaps-leaflet paints its tiles after a short delay
         note = page.locator("#basemap-note").inner_text()
         assert f"{size / 1e6:.1f} MB" in note and "inlined" in note
+        credit = page.locator(".leaflet-control-attribution")
+        assert credit.inner_text() == "\u00a9 placecast test tiles"  # as text, no HTML
+        assert credit.locator("a, img").count() == 0
         legend = page.locator(".legend").inner_text()
         assert "or more" in legend and "below" in legend and "districts" in legend
         png = page.locator("#map").screenshot()

@@ -79,3 +79,19 @@ def test_bad_basemap_stops_the_service_at_start(tmp_path):
     bad.write_text("not tiles")
     with pytest.raises(DataError, match="not a PMTiles archive"):
         create_app(str(tmp_path / "x.duckdb"), ServiceSettings(basemap=bad))
+
+
+def test_serve_refuses_a_bad_basemap_or_layer_with_exit_2(tmp_path, files):
+    from typer.testing import CliRunner
+
+    from placecast.cli import app
+
+    bad = tmp_path / "city.pmtiles"
+    bad.write_bytes(b"PM\x02" + bytes(300))
+    db = str(tmp_path / "s.duckdb")
+    result = CliRunner().invoke(app, ["serve", "--db", db, "--basemap", str(bad)])
+    assert result.exit_code == 2, result.output
+    assert "version 2" in result.output and "pmtiles convert" in result.output
+    result = CliRunner().invoke(app, ["serve", "--db", db, "--basemap", str(files["basemap"]),
+                                      "--reference", str(tmp_path / "none.gpkg")])
+    assert result.exit_code == 2 and "reference layer not found" in result.output

@@ -91,7 +91,7 @@
 
   // ------------------------------------------------------------------ map
   function initMap() {
-    if (state.map) { return; }
+    if (state.map) { loadMapLayers(); return; }  // signed in again: the new token fetches tiles
     state.map = L.map("map", { preferCanvas: true, zoomSnap: 0.25, attributionControl: false })
       .setView([0, 0], 2);
     // Panes: basemap tiles (200) < cells (400) < outline and reference layers < flagged cells.
@@ -111,14 +111,19 @@
 
   // The basemap (PMTiles, fetched in byte ranges with the same token) and reference layers.
   function loadMapLayers() {
+    (state.contextLayers || []).forEach(function (layer) { state.map.removeLayer(layer); });
+    state.contextLayers = [];
+    state.basemap = null;
     return api("/map/layers").then(function (layers) {
       var names = layers.references.map(function (r) { return r.name; });
-      placecastMap.references(state.map, layers.references, "context");
+      var refs = placecastMap.references(state.map, layers.references, "context");
+      Object.keys(refs).forEach(function (name) { state.contextLayers.push(refs[name]); });
       $("map").setAttribute("data-references", names.join(","));
       if (layers.basemap) {
         var source = new pmtiles.FetchSource(layers.basemap.url,
           new Headers({ "Authorization": "Bearer " + state.token }));
         state.basemap = placecastMap.basemap(state.map, new pmtiles.PMTiles(source), layers.basemap);
+        state.contextLayers.push(state.basemap);
         $("map").setAttribute("data-basemap", layers.basemap.tile_type);
       } else {
         $("map").setAttribute("data-basemap", "");

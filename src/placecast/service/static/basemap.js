@@ -21,10 +21,16 @@
     }
     layer.addTo(map);
     // Credit the archive's data as its metadata asks (as text: never as HTML).
+    if (map.placecastCredit) { map.removeControl(map.placecastCredit); map.placecastCredit = null; }
     archive.getMetadata().then(function (meta) {
-      var credit = meta && typeof meta.attribution === "string" ?
-        meta.attribution.replace(/<[^>]*>/g, "").replace(/[&<>"']/g, "") : "";
-      if (credit) { L.control.attribution({ prefix: false }).addAttribution(credit).addTo(map); }
+      if (!meta || typeof meta.attribution !== "string") { return; }
+      // the metadata may hold HTML (links): keep its text only, escaped
+      var text = new DOMParser().parseFromString(meta.attribution, "text/html").body.textContent;
+      text = text.trim().replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+      if (text) {
+        map.placecastCredit = L.control.attribution({ prefix: false }).addAttribution(text);
+        map.placecastCredit.addTo(map);
+      }
     }).catch(function () { /* no metadata: nothing to credit */ });
     return layer;
   }
