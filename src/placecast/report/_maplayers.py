@@ -29,7 +29,7 @@ __all__ = ["DEFAULT_MAX_INLINE_BYTES", "Basemap", "ReferenceLayer", "inline_base
            "read_basemap", "read_reference_layer", "vendor_dir"]
 
 #: Largest basemap a report inlines by default (the HTML grows by 4/3 of it).
-DEFAULT_MAX_INLINE_BYTES = 30 * 1024 * 1024
+DEFAULT_MAX_INLINE_BYTES = 30_000_000
 #: Most features one reference layer may hold (the page draws every one of them).
 MAX_REFERENCE_FEATURES = 100_000
 
