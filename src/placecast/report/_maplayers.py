@@ -109,8 +109,6 @@ def read_basemap(path: str | os.PathLike[str]) -> Basemap:
             head = handle.read(_HEADER.size)
     except OSError as exc:
         raise DataError(f"{path}: cannot read the basemap ({exc.strerror or exc}).") from None
-    if path.is_dir():  # pragma: no cover - open() already fails on a folder
-        raise DataError(f"{path} is a folder; give a .pmtiles file.")
     if head[:2] == b"PM" and len(head) > 2 and head[2] in (1, 2):
         raise DataError(f"{path}: a PMTiles version {head[2]} archive; the map libraries read "
                         "version 3: convert it with `pmtiles convert OLD.pmtiles NEW.pmtiles`.")

@@ -142,7 +142,7 @@
   function drawLegend(cuts) {
     var legend = $("legend");
     legend.textContent = "";
-    legend.appendChild(el("div", "Expected events per cell", "title"));
+    legend.appendChild(el("div", "Expected events per cell in the window", "title"));
     if (cuts.length) {
       var text = placecastMap.labels(cuts);
       for (var c = cuts.length; c >= 0; c--) {
