@@ -157,3 +157,123 @@ def _check_map_pixels(path: Path, box: dict) -> None:
     assert share > 0.10, f"only {share:.1%} of the map is drawn"
     assert orange.mean() > 0.02, "no forecast colours on the map"
     assert blue.sum() > 20, "no flagged-cell outlines on the map"
+
+
+@pytest.mark.browser
+def test_dashboard_map_context_in_headless_chromium(tmp_path, shared_data):
+    """Outline, scale, legend numbers, reference layer and the PMTiles basemap are drawn.
+
+    The basemap is a small vector archive built here; the page must fetch it in byte
+    ranges (206) with the token, and its water colour must fill the map around the cells.
+    """
+    import re
+
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    from _helpers_basemap import WATER_RGB, write_pmtiles, write_reference_layer
+    from placecast.service import ServiceSettings
+
+    sync_playwright = _browser_or_skip()
+    frame = pd.read_csv(memphis_csv(shared_data))
+    bounds = (frame.longitude.min(), frame.latitude.min(), frame.longitude.max(),
+              frame.latitude.max())
+    basemap = write_pmtiles(tmp_path / "memphis.pmtiles", bounds)
+    wards = write_reference_layer(tmp_path / "wards.gpkg", bounds, crs="EPSG:32616")
+    settings = ServiceSettings(basemap=basemap, reference_layers=(wards,))
+    with make_service(tmp_path, settings) as svc:
+        assert svc.upload("memphis", memphis_csv(shared_data)).status_code == 201
+        r = svc.client.post("/forecasts", headers=svc.headers("analyst"), json={
+            "dataset": "memphis", "model": "kde", "cell_size": CELL, "area": "3%"})
+        assert r.status_code == 201, r.text
+        forecast_id = r.json()["id"]
+        cells = svc.client.get(f"/forecasts/{forecast_id}/geojson?area=3%25",
+                               headers=svc.headers("viewer")).json()["features"]
+
+        with serve_in_thread(svc.app) as base, sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 860})
+                outside: list[str] = []
+                ranges: list[tuple[str | None, int]] = []
+                errors: list[str] = []
+
+                def guard(route):
+                    if route.request.url.startswith(base + "/"):
+                        route.continue_()
+                    else:
+                        outside.append(route.request.url)
+                        route.abort()
+
+                def record(response):
+                    if response.url.endswith("/map/basemap.pmtiles"):
+                        ranges.append((response.request.headers.get("range"), response.status))
+
+                page.route("**/*", guard)
+                page.on("response", record)
+                page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+                page.on("pageerror", lambda e: errors.append(str(e)))
+                page.goto(base + "/")
+                page.wait_for_selector("#login:not([hidden])")
+                page.fill("#token", svc.tokens["viewer"])
+                page.click("#login-form button[type=submit]")
+                page.wait_for_selector(f"#map[data-forecast-id='{forecast_id}']", timeout=20000)
+                page.wait_for_selector("#map[data-basemap='mvt'][data-references='wards']")
+                page.wait_for_selector(".leaflet-tile-pane canvas.leaflet-tile", timeout=10000)
+                page.wait_for_timeout(1000)  # protomaps-leaflet paints after a short delay
+
+                # legend: readable numbers, the same breaks as the cells' expected events
+                legend = page.inner_text("#legend")
+                assert "Expected events per cell" in legend
+                intensity = np.sort([f["properties"]["intensity"] for f in cells])[::-1]
+                expected = []
+                for share in (0.50, 0.20, 0.05, 0.01):
+                    v = intensity[min(max(int(np.ceil(share * len(intensity))) - 1, 0),
+                                      len(intensity) - 1)]
+                    if v > 0 and (not expected or v > expected[-1]):
+                        expected.append(v)
+                shown = [float(b) for b in page.get_attribute(
+                    "#map", "data-legend-breaks").split(",")]
+                np.testing.assert_allclose(shown, expected, rtol=1e-6)
+                numbers = re.findall(r"\d[\d,]*\.?\d*", legend)
+                assert len(numbers) >= len(expected)
+                for value in expected:  # each break appears rounded to 2-3 digits
+                    assert any(abs(float(n.replace(",", "")) - value) <= 0.05 * value
+                               for n in numbers), (value, legend)
+                assert "region" in legend and "flagged" in legend
+                # the scale bar shows metric and imperial lengths
+                scale = page.locator(".leaflet-control-scale-line").all_inner_texts()
+                assert len(scale) == 2 and re.match(r"\d+ k?m$", scale[0]), scale
+                assert re.match(r"\d+ (mi|ft)$", scale[1]), scale
+
+                # the archive's credit, as text only (its HTML link and image are dropped)
+                credit = page.locator(".leaflet-control-attribution")
+                assert credit.inner_text() == "\u00a9 placecast test tiles"
+                assert credit.locator("a, img").count() == 0
+
+                shot = tmp_path / "dashboard-context.png"
+                page.screenshot(path=str(shot))
+                if os.environ.get("PLACECAST_KEEP_SCREENSHOT"):
+                    shutil.copy(shot, os.environ["PLACECAST_KEEP_SCREENSHOT"] + ".context.png")
+                box = page.locator("#map").bounding_box()
+            finally:
+                browser.close()
+
+    assert not errors, errors
+    assert not outside, outside
+    # the basemap came in byte ranges, with the token (a 401 would show as status 401)
+    assert ranges and all(status == 206 for _, status in ranges), ranges
+    assert all(r is not None and r.startswith("bytes=") for r, _ in ranges), ranges
+    assert len(ranges) >= 2  # header + root directory, then tiles
+    image = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    crop = image[int(box["y"]):int(box["y"] + box["height"]),
+                 int(box["x"]):int(box["x"] + box["width"])].reshape(-1, 3)
+
+    def share(rgb, tolerance=3):
+        return float((np.abs(crop - np.array(rgb)).max(axis=1) <= tolerance).mean())
+
+    assert share(WATER_RGB) > 0.03, f"basemap water covers {share(WATER_RGB):.1%}"
+    assert share((0xF8, 0xF9, 0xFA)) < 0.01  # the blank background is covered
+    assert share((0x1D, 0x2B, 0x3A), tolerance=10) * len(crop) > 300  # region outline
+    assert share((0x0B, 0x3F, 0xD0), tolerance=12) * len(crop) > 100  # flagged cells

@@ -154,3 +154,66 @@ def test_polygon_units_on_a_local_grid_with_layers(browser, tmp_path):
         assert page.locator("#clusters td").first.inner_text() == "1"
     finally:
         page.close()
+
+
+# ---------------------------------------------------------------------- map context
+@pytest.fixture(scope="module")
+def context_files(shared_data, tmp_path_factory):
+    from _helpers_basemap import lonlat_bounds, write_pmtiles, write_reference_layer
+
+    folder = tmp_path_factory.mktemp("context")
+    bounds = lonlat_bounds(shared_data, "portland/police_districts/"
+                                        "Portland_Police_Districts.shp")
+    return {"vector": write_pmtiles(folder / "city.pmtiles", bounds),
+            "raster": write_pmtiles(folder / "raster.pmtiles", bounds, raster=True),
+            "reference": write_reference_layer(folder / "districts.gpkg", bounds)}
+
+
+def _share_of(pixels: np.ndarray, rgb, tolerance: int = 3) -> float:
+    return float((np.abs(pixels - np.array(rgb)).max(axis=1) <= tolerance).mean())
+
+
+@pytest.mark.parametrize("kind", ["vector", "raster"])
+def test_report_with_basemap_and_reference(browser, shared_data, context_files, tmp_path,
+                                           kind):
+    """The inlined PMTiles basemap is drawn (its colour fills the map outside the region),
+    the flagged units are drawn on top in blue, the legend reads in numbers, nothing leaves."""
+    from PIL import Image
+
+    from _helpers_basemap import RASTER_RGB, WATER_RGB
+
+    events, _, forecast = portland(shared_data)
+    path = write_report(tmp_path / "report.html", forecast, events=events, area=BUDGET,
+                        basemap=context_files[kind],
+                        reference_layers=[context_files["reference"]])
+    size = context_files[kind].stat().st_size
+    page, requests, errors = _open(browser, path)
+    try:
+        assert page.get_attribute("html", "data-basemap") == ("mvt" if kind == "vector"
+                                                              else "png")
+        # protomaps-leaflet draws canvas tiles; the raster layer draws <img> tiles
+        tile = ("canvas" if kind == "vector" else "img") + ".leaflet-tile"
+        page.wait_for_selector(f".leaflet-tile-pane {tile}", timeout=10_000)
+        page.wait_for_timeout(800)  # protomaps-leaflet paints its tiles after a short delay
+        note = page.locator("#basemap-note").inner_text()
+        assert f"{size / 1e6:.1f} MB" in note and "inlined" in note
+        credit = page.locator(".leaflet-control-attribution")
+        assert credit.inner_text() == "\u00a9 placecast test tiles"  # as text, no HTML
+        assert credit.locator("a, img").count() == 0
+        legend = page.locator(".legend").inner_text()
+        assert "or more" in legend and "below" in legend and "districts" in legend
+        png = page.locator("#map").screenshot()
+        if os.environ.get("PLACECAST_KEEP_SCREENSHOT"):
+            Path(f"{os.environ['PLACECAST_KEEP_SCREENSHOT']}.{kind}.png").write_bytes(png)
+        pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).reshape(-1, 3)
+        pixels = pixels.astype(int)
+        basemap_share = _share_of(pixels, WATER_RGB if kind == "vector" else RASTER_RGB)
+        assert basemap_share > 0.05, f"basemap colour covers only {basemap_share:.1%}"
+        assert _share_of(pixels, BACKGROUND) < 0.01  # no blank background left
+        flagged_blue = _share_of(pixels, (0x0B, 0x3F, 0xD0), tolerance=12) * len(pixels)
+        assert flagged_blue > 200  # the flagged outlines, drawn on top of everything
+        assert errors == []
+        outside = [u for u in requests if not u.startswith(("file://", "data:", "blob:"))]
+        assert outside == []
+    finally:
+        page.close()

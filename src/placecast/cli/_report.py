@@ -79,6 +79,14 @@ def report_command(
     k: Annotated[int, typer.Option("--k", help="Minimum events per shown area with "
                                    "--public.")] = 5,
     title: Annotated[str | None, typer.Option("--title", help="Page title.")] = None,
+    basemap: Annotated[Path | None, typer.Option(
+        "--basemap", help="PMTiles file to draw under the map, inlined in the HTML "
+        "(vector tiles in the Protomaps basemap schema, or raster tiles).")] = None,
+    max_basemap_mb: Annotated[float, typer.Option(
+        "--max-basemap-mb", min=0.001, help="Refuse a --basemap larger than this.")] = 30.0,
+    reference: Annotated[list[Path] | None, typer.Option(
+        "--reference", help="Vector file (districts, streets; any CRS) drawn on the map "
+        "(repeatable).")] = None,
     event_options: dict[str, Any] | None = None,
 ) -> None:
     """Forecast and write a self-contained HTML report (map, plots, tables) that opens offline.
@@ -87,7 +95,8 @@ def report_command(
     rate over coverage for the forecast window when its events are in the data, a
     backtest comparison (--backtest, or --start/--end), clusters, emerging hot spots and
     a model card when given, and a data summary. --public hides areas with fewer than
-    --k events and never draws event points.
+    --k events and never draws event points. --basemap inlines a PMTiles basemap (the
+    file grows by 4/3 of it) and --reference draws districts or streets for context.
     """
     from placecast.pipeline import build_units, run_forecast
     from placecast.report import write_report
@@ -104,6 +113,18 @@ def report_command(
     if start is not None and backtest is not None:
         raise ParameterError("give either --start/--end (run a backtest) or --backtest FILE "
                              "(use one already run), not both.")
+    from placecast.report._maplayers import read_basemap, read_reference_layer
+
+    # check the map context before the (slow) forecast
+    checked_basemap = read_basemap(basemap) if basemap is not None else None
+    max_basemap_bytes = int(max_basemap_mb * 1e6)
+    if checked_basemap is not None and checked_basemap.n_bytes > max_basemap_bytes:
+        raise ParameterError(
+            f"--basemap {basemap} is {checked_basemap.n_bytes / 1e6:.1f} MB, more than "
+            f"--max-basemap-mb {max_basemap_mb:g}: the whole archive goes into the HTML file. "
+            "Cut a smaller area (`pmtiles extract IN OUT --bbox=... --maxzoom=14`) or raise "
+            "--max-basemap-mb.")
+    layers = [read_reference_layer(path) for path in reference or ()]
     events = load_events(events_path, **(event_options or {}))
     spec = unit_spec
     params = parse_params(param)
@@ -133,7 +154,10 @@ def report_command(
     write_report(
         output, forecast, events=events, area=area, backtest=results,
         clusters=clusters, hotspots=_read_table(hotspots, "hot-spot") if hotspots else None,
-        model_card=card, public=public, k=k, title=title,
+        model_card=card, public=public, k=k, title=title, basemap=checked_basemap,
+        reference_layers=layers, max_basemap_bytes=max_basemap_bytes,
     )
     kind = f"public report (k={k})" if public else "report"
-    console.print(f"wrote {kind} {output} ({output.stat().st_size / 1e6:.1f} MB)")
+    inlined = (f", basemap {checked_basemap.path.name} inlined: "
+               f"{checked_basemap.n_bytes / 1e6:.1f} MB" if checked_basemap else "")
+    console.print(f"wrote {kind} {output} ({output.stat().st_size / 1e6:.1f} MB{inlined})")

@@ -126,6 +126,12 @@ def serve(
     cors_origin: Annotated[list[str] | None, typer.Option(
         "--cors-origin", help="Allow browser calls from this origin (repeatable). "
         "Default: none (CORS closed).")] = None,
+    basemap: Annotated[Path | None, typer.Option(
+        "--basemap", help="PMTiles file drawn under the dashboard map (vector tiles in the "
+        "Protomaps basemap schema, or raster tiles); served to signed-in users only.")] = None,
+    reference: Annotated[list[Path] | None, typer.Option(
+        "--reference", help="Vector file (districts, streets; any CRS) drawn on the "
+        "dashboard map (repeatable).")] = None,
 ) -> None:
     """Run the web service and dashboard (FastAPI + uvicorn) over a store."""
     try:
@@ -150,7 +156,8 @@ def serve(
     settings = ServiceSettings(state_path=_state_path(db, state),
                                max_upload_bytes=int(max_upload_mb * 1024 * 1024),
                                max_rows=max_rows, job_workers=job_workers, dask=dask,
-                               cors_origins=tuple(cors_origin or ()))
+                               cors_origins=tuple(cors_origin or ()),
+                               basemap=basemap, reference_layers=tuple(reference or ()))
     application = create_app(db, settings)
     if not application.state.tokens.list():
         err_console.print("no token yet: create one with `placecast token create --role "

@@ -25,6 +25,15 @@ from placecast.evaluate import COLUMNS
 from placecast.events import Events, LoadReport
 from placecast.exceptions import DataError, ParameterError
 from placecast.forecast import Forecast
+from placecast.report._maplayers import (
+    DEFAULT_MAX_INLINE_BYTES,
+    Basemap,
+    ReferenceLayer,
+    inline_basemap,
+    read_basemap,
+    read_reference_layer,
+    vendor_dir,
+)
 from placecast.report._plots import hit_rate_curve_svg, pai_over_origins_svg
 from placecast.report._privacy import DEFAULT_K, PublicAreas, check_k, public_areas
 from placecast.units import Units, aggregate
@@ -65,6 +74,17 @@ def _leaflet_assets() -> tuple[str, str]:
 
     css = re.sub(r"url\((images/[\w.-]+\.png)\)", inline, css)
     return script.replace("</script", "<\\/script"), css
+
+
+@cache
+def _map_context_script() -> str:
+    """The vendored pmtiles and protomaps-leaflet builds and placecast's basemap.js."""
+    parts = []
+    for path in (vendor_dir() / "pmtiles.js", vendor_dir() / "protomaps-leaflet.js",
+                 vendor_dir().parent / "basemap.js"):
+        text = re.sub(r"//# sourceMappingURL=\S+", "", path.read_text(encoding="utf-8"))
+        parts.append(text.replace("</script", "<\\/script"))
+    return "\n;\n".join(parts)
 
 
 @cache
@@ -153,15 +173,44 @@ def _classes(values: np.ndarray) -> tuple[np.ndarray, list[dict[str, Any]]]:
                   .astype(int) if breaks else np.zeros(1, dtype=int))
     colour_index = ramp_index[cls]
     legend = []
+    labels = _break_labels(breaks)
     for c in range(len(breaks), -1, -1):
         n = int((cls == c).sum())
-        if c == 0:
-            text = f"below {_fmt_number(breaks[0])}" if breaks else "all units"
+        if not breaks:
+            text = "all units"
+        elif c == 0:
+            text = f"below {labels[0]}"
+        elif c == len(breaks):
+            text = f"{labels[-1]} or more"
         else:
-            text = f"≥ {_fmt_number(breaks[c - 1])}"
+            text = f"{labels[c - 1]} to {labels[c]}"
         legend.append({"colour": _RAMP[ramp_index[c]], "text": text, "n": n,
                        "share": n / len(values) if len(values) else 0.0})
     return colour_index, legend
+
+
+def _break_labels(breaks: Sequence[float]) -> list[str]:
+    """Class breaks as short numbers: two significant digits, or more where needed.
+
+    Neighbouring breaks never read the same.
+
+    >>> _break_labels([0.012345, 0.0251, 0.6789, 1234.5])
+    ['0.012', '0.025', '0.68', '1,200']
+    >>> _break_labels([0.1212, 0.1234])
+    ['0.121', '0.123']
+    """
+    for digits in range(2, 7):
+        texts = [_significant(v, digits) for v in breaks]
+        if len(set(texts)) == len(texts):
+            return texts
+    return [repr(float(v)) for v in breaks]
+
+
+def _significant(value: float, digits: int) -> str:
+    rounded = float(f"{value:.{digits}g}")
+    if rounded == int(rounded) and abs(rounded) < 1e15:
+        return f"{int(rounded):,}"
+    return f"{rounded:,.{max(digits - 1 - int(np.floor(np.log10(abs(rounded)))), 0)}f}"
 
 
 # ---------------------------------------------------------------------- backtest
@@ -365,6 +414,9 @@ def build_report(
     public: bool = False,
     k: int = DEFAULT_K,
     title: str | None = None,
+    basemap: Basemap | str | os.PathLike[str] | None = None,
+    reference_layers: Sequence[ReferenceLayer | str | os.PathLike[str]] = (),
+    max_basemap_bytes: int = DEFAULT_MAX_INLINE_BYTES,
 ) -> str:
     """Render a self-contained HTML report of a forecast and whatever else is available.
 
@@ -404,6 +456,13 @@ def build_report(
         Minimum events per shown area in a public report (default 5).
     title : str, optional
         Page title.
+    basemap : Basemap or path, optional
+        PMTiles archive drawn under the map (:func:`placecast.report._maplayers.read_basemap`).
+        The whole archive is inlined in the HTML (base64: the file grows by 4/3 of it).
+    reference_layers : sequence of ReferenceLayer or paths
+        Vector files (districts, streets; any CRS) drawn as outlines for context.
+    max_basemap_bytes : int
+        Refuse a larger basemap (default 30 MB).
 
     Returns
     -------
@@ -415,7 +474,11 @@ def build_report(
     ParameterError
         If ``public`` is asked without ``events`` or ``k`` is not a positive integer.
     DataError
-        If a backtest table, cluster or hot-spot input lacks what the report needs.
+        If a backtest table, cluster or hot-spot input lacks what the report needs, or a
+        basemap or reference layer cannot be read.
+    ParameterError
+        If the basemap is larger than ``max_basemap_bytes``, or map context is asked for
+        units in local coordinates (no real-world CRS to place it).
     """
     if not isinstance(forecast, Forecast):
         raise ParameterError(f"build_report needs a Forecast, got {type(forecast).__name__}.")
@@ -432,6 +495,7 @@ def build_report(
     frame = _check_backtest(backtest) if backtest is not None else None
     hotspot_series = _hotspot_series(hotspots, units) if hotspots is not None else None
     cluster_list = _cluster_features(clusters) if clusters is not None else None
+    context = _map_context(units, basemap, reference_layers, max_basemap_bytes)
     budget, budget_text = _resolve_area(area, units.region_area)
     flagged = forecast.top_units(budget)
     is_flagged = np.zeros(len(units), dtype=bool)
@@ -489,7 +553,10 @@ def build_report(
                                   if p.strip()]
 
     script, css = _leaflet_assets()
+    if context["payload"]:
+        script = script + "\n;\n" + _map_context_script()
     return str(_template().render(
+        context=context,
         title=title or f"placecast report: {forecast.model} forecast, {window}",
         forecast=forecast.to_dict(),
         window=str(window),
@@ -525,6 +592,31 @@ def write_report(path: str | os.PathLike[str], forecast: Forecast, **kwargs: Any
 
 
 # ---------------------------------------------------------------------- pieces
+def _map_context(units: Units, basemap: Any, reference_layers: Sequence[Any],
+                 max_basemap_bytes: int) -> dict[str, Any]:
+    """Basemap (base64) and reference layers for the page, checked before the map is built."""
+    if isinstance(reference_layers, (str, os.PathLike, ReferenceLayer)):
+        reference_layers = [reference_layers]
+    if basemap is None and not reference_layers:
+        return {"payload": None, "basemap": None, "base64": None, "references": []}
+    if units.spatial_reference.is_local:
+        raise ParameterError("a basemap or reference layers need units with a real-world CRS; "
+                             "these are in local coordinates (give the events' CRS).")
+    if basemap is not None and not isinstance(basemap, Basemap):
+        basemap = read_basemap(basemap)
+    encoded = inline_basemap(basemap, max_basemap_bytes) if basemap is not None else None
+    layers = [layer if isinstance(layer, ReferenceLayer) else read_reference_layer(layer)
+              for layer in reference_layers]
+    payload = {"basemap": basemap.to_dict() if basemap is not None else None,
+               "references": [layer.to_dict() for layer in layers]}
+    return {"payload": json.dumps(payload).replace("</", "<\\/"),
+            "basemap": basemap.to_dict() if basemap is not None else None,
+            "base64": encoded,
+            "references": [{"name": layer.name, "n_features": layer.n_features,
+                            "n_without_geometry": layer.n_without_geometry}
+                           for layer in layers]}
+
+
 def _headline(forecast: Forecast, budget: float, budget_text: str, flagged: np.ndarray,
               observed: np.ndarray | None, public_k: int | None = None
               ) -> list[tuple[str, str]]:

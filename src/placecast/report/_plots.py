@@ -183,8 +183,15 @@ def pai_over_origins_svg(backtest: pd.DataFrame) -> str | None:
     str or None
         SVG text, or None for an empty frame.
     """
+    fig = _pai_figure(backtest)
+    return None if fig is None else _to_svg(fig)
+
+
+def _pai_figure(backtest: pd.DataFrame) -> Any:
     if backtest is None or len(backtest) == 0:
         return None
+    import matplotlib.dates as mdates
+
     frame = backtest.copy()
     frame["origin"] = pd.to_datetime(frame["origin"])
     if "flagged_area" in frame:
@@ -192,6 +199,8 @@ def pai_over_origins_svg(backtest: pd.DataFrame) -> str | None:
         frame = frame[frame["flagged_area"] == smallest]
     horizons = frame["horizon"].astype(str).unique()
     fig = _figure(6.4, 3.4)
+    # room for the date ticks (two lines with the concise formatter) and the axis title
+    fig.subplots_adjust(bottom=0.22)
     ax = fig.add_subplot()
     _style(ax)
     colours = model_colours(frame["model"])
@@ -206,6 +215,9 @@ def pai_over_origins_svg(backtest: pd.DataFrame) -> str | None:
     ax.set_xlabel("forecast origin")
     ax.set_ylabel("PAI")
     ax.set_ylim(bottom=0)
-    fig.autofmt_xdate()
+    # horizontal, compact date ticks: rotated ones pushed the axis title off the figure
+    locator = mdates.AutoDateLocator(minticks=3, maxticks=7)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     ax.legend(fontsize=8, frameon=False)
-    return _to_svg(fig)
+    return fig

@@ -27,6 +27,8 @@ GET /scans, /scans/{job_id}                viewer   scan jobs, clusters as GeoJS
 POST /hotspots                             analyst  start an emerging-hot-spot job (202)
 GET /hotspots, /hotspots/{job_id}          viewer   hot spot jobs, patterns per unit
 GET /jobs, /jobs/{job_id}                  viewer   job status and progress
+GET /map/layers                            viewer   basemap description, reference layers
+GET /map/basemap.pmtiles                   viewer   the basemap archive (HTTP Range requests)
 GET /alerts                                viewer   alerts (filter by acknowledged)
 POST /alerts/{id}/acknowledge              analyst  acknowledge an alert
 GET /audit-log                             admin    who read or changed what, when
@@ -91,9 +93,11 @@ Send = Callable[[Message], Awaitable[None]]
 
 _FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_. \-]{0,99}$")
 _UPLOAD_PATH = re.compile(r"^/datasets/[^/]+$")
+#: Where the dashboard fetches basemap byte ranges (many per view: not audit-logged).
+BASEMAP_PATH = "/map/basemap.pmtiles"
 
 DASHBOARD_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; "
-                 "img-src 'self' data:; connect-src 'self'; font-src 'self'; "
+                 "img-src 'self' data: blob:; connect-src 'self'; font-src 'self'; "
                  "object-src 'none'; base-uri 'none'; form-action 'self'; "
                  "frame-ancestors 'none'")
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
@@ -123,6 +127,10 @@ class ServiceSettings:
         Threads running background jobs.
     dask : str, optional
         ``"local"`` or a scheduler address: backtests then run their origins on Dask.
+    basemap : path, optional
+        PMTiles archive the dashboard draws under the forecast (checked at start).
+    reference_layers : tuple of paths
+        Vector files (districts, streets, ...) the dashboard draws as outlines.
     """
 
     state_path: str | os.PathLike[str] | None = None
@@ -133,6 +141,8 @@ class ServiceSettings:
     cors_origins: tuple[str, ...] = ()
     job_workers: int = 1
     dask: str | None = None
+    basemap: str | os.PathLike[str] | None = None
+    reference_layers: tuple[str | os.PathLike[str], ...] = ()
 
 
 def _is_public(path: str) -> bool:
@@ -168,7 +178,7 @@ class _Limits:
         path = scope.get("path", "")
         is_shell = path == "/" or path.startswith("/static/")
         # The static shell and the liveness probe read nothing: they are not logged.
-        logged = not is_shell and path != "/health"
+        logged = not is_shell and path not in ("/health", BASEMAP_PATH)
         csp = DASHBOARD_CSP if is_shell else API_CSP
         status_box = [0]
         started = [False]
@@ -356,6 +366,9 @@ def create_app(store: Any = "placecast.duckdb", settings: ServiceSettings | None
     from placecast.store import Store, open_store
 
     settings = settings or ServiceSettings()
+    from placecast.service._dashboard import load_map_layers
+
+    map_layers = load_map_layers(settings.basemap, settings.reference_layers)
     owns_store = not isinstance(store, Store)
     raw_store = open_store(store) if owns_store else store
     locked = LockedStore(raw_store)
@@ -796,6 +809,20 @@ def create_app(store: Any = "placecast.duckdb", settings: ServiceSettings | None
                   before: Annotated[int | None, Query(ge=1, le=2**62)] = None) -> dict[str, Any]:
         """The newest entries of the append-only log of requests."""
         return {"entries": audit.entries(limit=limit, before=before), "roles": list(ROLES)}
+
+    # ------------------------------------------------------------------ map context
+    @app.get("/map/layers", tags=["map"])
+    def get_map_layers(who: Viewer) -> dict[str, Any]:
+        """The basemap (if any) and the reference layers, in WGS 84."""
+        return map_layers.to_dict(BASEMAP_PATH)
+
+    @app.get(BASEMAP_PATH, tags=["map"], response_class=Response,
+             responses={206: {"description": "the requested byte range"}})
+    def get_basemap(who: Viewer) -> Response:
+        """The PMTiles archive; answers ``Range: bytes=a-b`` with 206."""
+        if map_layers.basemap is None:
+            raise NotFound("no basemap: start the service with one (PMTiles file).")
+        return FileResponse(map_layers.basemap.path, media_type="application/vnd.pmtiles")
 
     # ------------------------------------------------------------------ dashboard shell
     from placecast.service._dashboard import leaflet_dir, static_dir

@@ -5,10 +5,12 @@
   "use strict";
 
   var TOKEN_KEY = "placecast-token";
-  var COLORS = ["#fff5eb", "#fdd0a2", "#fd8d3c", "#d94801", "#7f2704"];
+  var COLORS = ["#fde0c5", "#fdae6b", "#fd8d3c", "#d94801", "#7f2704"];
+  // Colour classes: cells in the top 1 %, 1-5 %, 5-20 %, 20-50 % and the rest (by expected events).
+  var TOP_SHARES = [0.01, 0.05, 0.20, 0.50];
   var SERIES = ["#0b57d0", "#d94801", "#188038", "#8e24aa"];
-  var state = { map: null, layer: null, alertLayer: null, clusterLayer: null, forecasts: [],
-                token: null, role: null };
+  var state = { map: null, layer: null, outline: null, alertLayer: null, clusterLayer: null,
+                forecasts: [], token: null, role: null, basemap: null };
 
   function $(id) { return document.getElementById(id); }
 
@@ -89,32 +91,82 @@
 
   // ------------------------------------------------------------------ map
   function initMap() {
-    if (state.map) { return; }
+    if (state.map) { loadMapLayers(); return; }  // signed in again: the new token fetches tiles
     state.map = L.map("map", { preferCanvas: true, zoomSnap: 0.25, attributionControl: false })
       .setView([0, 0], 2);
+    // Panes: basemap tiles (200) < cells (400) < outline and reference layers < flagged cells.
+    ["context", "flagged"].forEach(function (name, i) {
+      var pane = state.map.createPane(name);
+      pane.style.zIndex = 430 + 20 * i;
+      pane.style.pointerEvents = "none";  // tooltips and clicks reach the cells below
+    });
+    state.flaggedRenderer = L.canvas({ pane: "flagged", padding: 0.5 });
+    state.contextRenderer = L.canvas({ pane: "context", padding: 0.5 });
+    L.control.scale({ metric: true, imperial: true, maxWidth: 150 }).addTo(state.map);
     state.clusterLayer = L.layerGroup().addTo(state.map);
     state.alertLayer = L.layerGroup().addTo(state.map);
-    var legend = $("legend");
-    legend.textContent = "";
-    ["low", "", "", "", "high"].forEach(function (label, i) {
-      var sw = el("span", null, "swatch sw" + i);
-      legend.appendChild(sw);
-      if (label) { legend.appendChild(document.createTextNode(label + " ")); }
-    });
-    legend.appendChild(el("br"));
-    legend.appendChild(el("span", null, "swatch swf"));
-    legend.appendChild(document.createTextNode("flagged (area budget)"));
-    legend.appendChild(el("br"));
-    legend.appendChild(el("span", null, "swatch swc"));
-    legend.appendChild(document.createTextNode("cluster (scan)"));
-    legend.appendChild(el("span", null, "swatch swa"));
-    legend.appendChild(document.createTextNode("alert"));
+    drawLegend([]);
+    loadMapLayers();
   }
 
-  function colorFor(rank, n) {
-    var q = 1 - (rank - 1) / Math.max(n - 1, 1);
-    var i = Math.min(COLORS.length - 1, Math.floor(Math.pow(q, 3) * COLORS.length));
-    return COLORS[i];
+  // The basemap (PMTiles, fetched in byte ranges with the same token) and reference layers.
+  function loadMapLayers() {
+    (state.contextLayers || []).forEach(function (layer) { state.map.removeLayer(layer); });
+    state.contextLayers = [];
+    state.basemap = null;
+    return api("/map/layers").then(function (layers) {
+      var names = layers.references.map(function (r) { return r.name; });
+      var refs = placecastMap.references(state.map, layers.references, "context");
+      Object.keys(refs).forEach(function (name) { state.contextLayers.push(refs[name]); });
+      $("map").setAttribute("data-references", names.join(","));
+      if (layers.basemap) {
+        var source = new pmtiles.FetchSource(layers.basemap.url,
+          new Headers({ "Authorization": "Bearer " + state.token }));
+        state.basemap = placecastMap.basemap(state.map, new pmtiles.PMTiles(source), layers.basemap);
+        state.contextLayers.push(state.basemap);
+        $("map").setAttribute("data-basemap", layers.basemap.tile_type);
+      } else {
+        $("map").setAttribute("data-basemap", "");
+      }
+    }).catch(function (err) { setStatus("Map layers: " + err.message, true); });
+  }
+
+  function legendRow(legend, cls, text) {
+    var row = el("div", null, "row");
+    row.appendChild(el("span", null, "swatch " + cls));
+    row.appendChild(document.createTextNode(text));
+    legend.appendChild(row);
+  }
+
+  // Legend in expected events per cell over the forecast window, highest class first.
+  function drawLegend(cuts) {
+    var legend = $("legend");
+    legend.textContent = "";
+    legend.appendChild(el("div", "Expected events per cell in the window", "title"));
+    if (cuts.length) {
+      var text = placecastMap.labels(cuts);
+      for (var c = cuts.length; c >= 0; c--) {
+        var label = c === cuts.length ? "≥ " + text[c - 1] :
+          c === 0 ? "< " + text[0] : text[c - 1] + " – " + text[c];
+        legendRow(legend, "sw" + classColour(c, cuts.length), label);
+      }
+    } else {
+      legendRow(legend, "sw0", "no forecast drawn");
+    }
+    legendRow(legend, "swf", "flagged (area budget)");
+    legendRow(legend, "swo", "region (outer edge of the cells)");
+    legendRow(legend, "swc", "cluster (scan)");
+    legendRow(legend, "swa", "alert");
+  }
+
+  function classColour(c, nCuts) {
+    return Math.round(c * (COLORS.length - 1) / Math.max(nCuts, 1));
+  }
+
+  function classOf(value, cuts) {
+    var c = 0;
+    while (c < cuts.length && value >= cuts[c]) { c++; }
+    return c;
   }
 
   function showForecast(info) {
@@ -124,15 +176,36 @@
       .then(function (collection) {
         var n = collection.features.length;
         if (state.layer) { state.map.removeLayer(state.layer); }
-        var flagged = [];
+        if (state.flagged) { state.map.removeLayer(state.flagged); }
+        if (state.outline) { state.map.removeLayer(state.outline); }
+        var cuts = placecastMap.breaks(collection.features.map(function (f) {
+          return f.properties.intensity; }), TOP_SHARES);
+        var opacity = state.basemap ? 0.6 : 0.75;
         state.layer = L.geoJSON(collection, {
           style: function (feature) {
-            var p = feature.properties;
-            return { stroke: p.flagged, color: "#0b57d0", weight: p.flagged ? 2 : 0,
-                     fillColor: colorFor(p.rank, n), fillOpacity: 0.75 };
+            var c = classColour(classOf(feature.properties.intensity, cuts), cuts.length);
+            return { stroke: false, fillColor: COLORS[c], fillOpacity: opacity };
           },
-          onEachFeature: function (feature) { if (feature.properties.flagged) { flagged.push(feature); } }
+          onEachFeature: function (feature, layer) {
+            var p = feature.properties;
+            layer.bindTooltip("cell " + p.unit_id + ": " + placecastMap.label(p.intensity, 3) +
+                              " expected events, rank " + p.rank + (p.flagged ? " (flagged)" : ""));
+          }
         }).addTo(state.map);
+        // Flagged cells are the decision: drawn last, thick, blue on a white halo.
+        var flaggedOnly = { type: "FeatureCollection", features: collection.features.filter(
+          function (f) { return f.properties.flagged; }) };
+        state.flagged = L.layerGroup([
+          L.geoJSON(flaggedOnly, { renderer: state.flaggedRenderer, interactive: false,
+                                   style: { color: "#ffffff", weight: 6, fill: false } }),
+          L.geoJSON(flaggedOnly, { renderer: state.flaggedRenderer, interactive: false,
+                                   style: { color: "#0b3fd0", weight: 3, fill: false } })
+        ]).addTo(state.map);
+        state.outline = L.polyline(placecastMap.outline(collection), {
+          renderer: state.contextRenderer, interactive: false, color: "#1d2b3a", weight: 2 })
+          .addTo(state.map);
+        drawLegend(cuts);
+        $("map").setAttribute("data-legend-breaks", cuts.join(","));
         var bounds = state.layer.getBounds();
         if (bounds.isValid()) { state.map.fitBounds(bounds, { padding: [10, 10] }); }
         var meta = collection.forecast;
@@ -162,7 +235,10 @@
       state.forecasts = data.forecasts;
       var info = latestFor(dataset, model);
       if (!info) {
-        if (state.layer) { state.map.removeLayer(state.layer); state.layer = null; }
+        [state.layer, state.flagged, state.outline].forEach(function (layer) {
+          if (layer) { state.map.removeLayer(layer); } });
+        state.layer = state.flagged = state.outline = null;
+        drawLegend([]);
         $("map").setAttribute("data-forecast-id", "");
         $("map").setAttribute("data-model", model);
         setStatus("No " + model + " forecast for " + dataset + " yet: press Run forecast.");
