@@ -322,8 +322,8 @@ def band_edges(values: Any, *, kind: str, name: str | None = None) -> np.ndarray
         opens a last band of everything from 300 on.
     kind : {"distance", "time"}
         A text of edges needs units on every edge but ``0`` (``"0,100m,0.5km"``,
-        ``"0,7d,2w"``); in a sequence, numbers and bare number strings are metres or days; times are days (``7``, ``7d``,
-        ``2w``, ``12h``).
+        ``"0,7d,2w"``); in a sequence, numbers and bare number strings are metres or days.
+        Times may be given in days, weeks or hours (``7d``, ``2w``, ``12h``).
     name : str, optional
         Parameter name for error messages.
 
