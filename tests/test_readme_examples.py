@@ -52,7 +52,7 @@ NOT_RUN: dict[str, str] = {
     "pip install placecast[service]": "installs an extra",
     "placecast serve --db placecast.duckdb": "starts a web server that runs until stopped "
                                              "(the API is tested in test_service_api.py)",
-    "placecast watch watch.json --interval 3600 --max-runs 24": "runs for a day by design "
+    "placecast watch watch.json --interval 1h --max-runs 24": "runs for a day by design "
                                                                 "(--once is run)",
     "placecast ingest placecast.duckdb#burglary --dataset burglary --db "
     "postgresql://me@db/crime": "needs a PostgreSQL server (tested in test_store.py)",

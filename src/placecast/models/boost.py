@@ -211,6 +211,12 @@ def space_time_features(
         for lookback in lookbacks_days:
             sel = age <= lookback
             base[f"count_{lookback:g}d"] = np.bincount(u[sel], weights=w[sel], minlength=n_units)
+        # persistence: distinct days with an event (a burst of events on one day counts once)
+        day_key = u.astype(np.int64) * 100_000 + np.floor(t).astype(np.int64) % 100_000
+        for lookback in sorted(lookbacks_days)[2:]:
+            sel = age <= lookback
+            distinct = np.unique(day_key[sel]) // 100_000
+            base[f"days_with_events_{lookback:g}d"] = np.bincount(distinct, minlength=n_units)
         for half_life in half_lives_days:
             decay = w * np.exp(-_LN2 * age / half_life)
             base[f"decay_{half_life:g}d"] = np.bincount(u, weights=decay, minlength=n_units)
