@@ -83,6 +83,9 @@ class Forecast:
         Name of the model that made it.
     params : dict
         The model's parameters (and fitted values worth reporting).
+    details : DataFrame, optional
+        Extra per-unit columns in unit order, e.g. the features that raised each unit's
+        forecast most (``BoostedPoisson.explain``); ``to_frame`` appends them.
     """
 
     units: Units
@@ -90,6 +93,7 @@ class Forecast:
     intensity: np.ndarray
     model: str
     params: dict[str, Any] = field(default_factory=dict)
+    details: pd.DataFrame | None = None
 
     def __post_init__(self) -> None:
         values = np.asarray(self.intensity, dtype=float)
@@ -101,6 +105,10 @@ class Forecast:
             raise ParameterError("forecast intensities must be finite and non-negative.")
         values.setflags(write=False)
         object.__setattr__(self, "intensity", values)
+        if self.details is not None and len(self.details) != len(self.units):
+            raise ParameterError(
+                f"forecast details have {len(self.details)} rows, expected {len(self.units)}."
+            )
 
     @property
     def expected_total(self) -> float:
@@ -145,6 +153,9 @@ class Forecast:
 
             frame.insert(1, "geometry", shapely.to_wkt(self.units.geometry_in(crs),
                                                        rounding_precision=3))
+        if self.details is not None:
+            for column in self.details.columns:
+                frame[column] = self.details[column].to_numpy()
         return frame.sort_values("rank", kind="stable").reset_index(drop=True)
 
     def to_dict(self) -> dict[str, Any]:

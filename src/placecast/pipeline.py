@@ -167,8 +167,12 @@ def run_forecast(
     unit_spec: UnitSpec | None = None,
     cell: str | float = "150m",
     model_params: dict[str, Any] | None = None,
+    explain: bool = False,
 ) -> Forecast:
     """Fit ``model`` on events before ``at`` and forecast the window ``[at, at+horizon)``.
+
+    With ``explain=True`` (models that can say why, such as ``boost``) the forecast's
+    ``details`` name, per unit, the features that raised it most.
 
     Examples
     --------
@@ -185,5 +189,12 @@ def run_forecast(
         spec = unit_spec or UnitSpec(cell_size=parse_length(cell, name="--cell"))
         units = build_units(events, spec)
     estimator = make_model(model, **(model_params or {}))
+    explained = getattr(estimator, "explained_forecast", None)
+    if explain and explained is None:
+        raise ParameterError(f"the {model} model cannot explain its forecast; explanations "
+                             "come from the learned model (boost).")
     estimator.fit(events.before(window.start))
+    if explain:
+        assert explained is not None
+        return explained(units, window)  # type: ignore[no-any-return]
     return estimator.predict(units, window)

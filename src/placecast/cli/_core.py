@@ -49,6 +49,40 @@ ParamOpt = Annotated[list[str] | None, typer.Option("--param", "-p", help="Model
                                                     "bandwidth=250.")]
 
 
+CovariateOpt = Annotated[list[str] | None, typer.Option(
+    "--covariate", help="Risk-terrain layer for the learned model (boost): "
+    "FILE[:how[:SCALES]][:attr=COLUMN], e.g. bars.gpkg:count:100m,400m or "
+    "zoning.gpkg:attr=commercial (repeatable; any vector format and CRS). See "
+    "docs/covariates.md.")]
+
+
+def add_covariates(model_params: dict[str, dict[str, Any]], model_names: list[str],
+                   covariates: list[str] | None) -> dict[str, dict[str, Any]]:
+    """Give ``--covariate`` layers to every named model that takes covariates.
+
+    Raises
+    ------
+    ParameterError
+        If layers are given but no model can use them, or a layer spec is malformed.
+    """
+    if not covariates:
+        return model_params
+    from placecast.covariates import parse_covariate
+    from placecast.models import MODELS
+
+    for spec in covariates:
+        parse_covariate(spec)  # refuse a malformed spec before any work
+    takers = [name for name in model_names
+              if "covariates" in getattr(MODELS.get(name), "_param_names", lambda: [])()]
+    if not takers:
+        raise ParameterError(
+            f"--covariate: none of the models ({', '.join(model_names)}) uses covariate "
+            "layers; the learned model does (--model boost).")
+    for name in takers:
+        model_params.setdefault(name, {})["covariates"] = list(covariates)
+    return model_params
+
+
 def parse_params(items: list[str] | None) -> dict[str, Any]:
     """Turn ``["bandwidth=250", "time_decay=none"]`` into typed keyword parameters.
 
@@ -214,11 +248,16 @@ def forecast_command(
                                     "only events before it.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output file: .csv, .gpkg, "
                                          ".parquet or .geojson.")],
-    model: ModelOpt = "kde",
+    model: ModelOpt = "boost",
     horizon: Annotated[str, typer.Option("--horizon", help="Window length: 7d, 2w, 1M.")]
     = "7d",
     unit_spec: Any = None,
     param: ParamOpt = None,
+    covariate: CovariateOpt = None,
+    explain: Annotated[bool, typer.Option(
+        "--explain", help="Add, per unit, the three features that raised its forecast most "
+        "(reason_1..3) and by what factor (effect_1..3); learned model (boost) only.")]
+    = False,
     save: Annotated[str | None, typer.Option(
         "--save", help="Also keep the forecast in a store under this name (see --db).")]
     = None,
@@ -238,8 +277,10 @@ def forecast_command(
     events = load_events(events_path, **(event_options or {}))
     area_units = build_units_reported(events, unit_spec)
     with err_console.status(f"fitting {model} and forecasting..."):
+        params = add_covariates({model: parse_params(param)}, [model],
+                                covariate)[model]
         forecast = run_forecast(events, model=model, at=at, horizon=horizon, units=area_units,
-                                model_params=parse_params(param))
+                                model_params=params, explain=explain)
     write_forecast(forecast, output)
     _print_forecast_summary(forecast)
     console.print(f"wrote {output}")

@@ -23,9 +23,11 @@ from placecast.cli._app import (
     with_event_options,
 )
 from placecast.cli._core import (
+    CovariateOpt,
     RegionOpt,
     RotationOpt,
     UnitsOpt,
+    add_covariates,
     build_units_reported,
     parse_params,
     unit_spec_from_options,
@@ -119,6 +121,7 @@ def backtest_command(
     ties: Annotated[str, typer.Option("--ties", help="Ties at the budget edge: first (unit "
                                       "order) or mean (average over tie-breaks).")] = "first",
     param: ModelParamOpt = None,
+    covariate: CovariateOpt = None,
     jobs: JobsOpt = None,
     dask: DaskOpt = None,
     checkpoint: Annotated[Path | None, typer.Option(
@@ -146,7 +149,7 @@ def backtest_command(
     _check_output(report, (".html", ".htm"), "--report")
     n_jobs = _jobs(jobs)
     model_names = [m.strip().lower() for m in models.split(",") if m.strip()]
-    model_params = _model_params(param, model_names)
+    model_params = add_covariates(_model_params(param, model_names), model_names, covariate)
     origins = None
     if protocol is not None:
         if protocol.strip().lower() != "nij":
@@ -370,6 +373,7 @@ def tune_command(
     units: UnitsOpt = "grid",
     region: RegionOpt = None,
     rotation: RotationOpt = 0.0,
+    covariate: CovariateOpt = None,
     event_options: dict[str, Any] | None = None,
 ) -> None:
     """Grid-search a model's parameters and cell size on a tuning period.
@@ -393,6 +397,9 @@ def tune_command(
         name, text = item.split("=", 1)
         values[name.strip()] = [next(iter(parse_params([f"v={v}"]).values()))
                                 for v in text.split(",") if v.strip()]
+    fixed = add_covariates({}, [model.strip().lower()], covariate)
+    for name, value in fixed.get(model.strip().lower(), {}).items():
+        values[name] = [value]  # one value: the same layers for every candidate
     texts = [c.strip() for c in cells.split(",") if c.strip()]
     sizes = [parse_length(c, name="--cells") for c in texts]
     as_given = dict(zip(sizes, texts, strict=True))  # echo lengths in the user's units

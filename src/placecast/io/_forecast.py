@@ -18,7 +18,8 @@ FORECAST_FORMATS = {".csv": "csv", ".gpkg": "gpkg", ".parquet": "geoparquet",
 def write_forecast(forecast: Forecast, path: str | os.PathLike[str]) -> Path:
     """Write a forecast; the format follows the file suffix.
 
-    Columns are ``unit_id, geometry, intensity, rank`` (rank 1 = highest). CSV holds WKT
+    Columns are ``unit_id, geometry, intensity, rank`` (rank 1 = highest), then the
+    forecast's ``details`` columns if any (e.g. explanations). CSV holds WKT
     in the CRS the events came in; GeoPackage and GeoParquet keep that CRS; GeoJSON is
     WGS 84 lon/lat, as RFC 7946 requires. The file appears only when complete.
 
@@ -42,7 +43,8 @@ def write_forecast(forecast: Forecast, path: str | os.PathLike[str]) -> Path:
         frame = forecast.to_frame()
         gdf = forecast.units.to_geodataframe(crs)
         gdf = gdf.merge(frame, on="unit_id").sort_values("rank", kind="stable")
-        gdf = gdf[["unit_id", "geometry", "intensity", "rank"]]
+        extra = [] if forecast.details is None else list(forecast.details.columns)
+        gdf = gdf[["unit_id", "geometry", "intensity", "rank", *extra]]
         if kind == "geoparquet":
             gdf.to_parquet(tmp, index=False)
         elif kind == "gpkg":

@@ -211,12 +211,6 @@ def space_time_features(
         for lookback in lookbacks_days:
             sel = age <= lookback
             base[f"count_{lookback:g}d"] = np.bincount(u[sel], weights=w[sel], minlength=n_units)
-        # persistence: distinct days with an event (a burst of events on one day counts once)
-        day_key = u.astype(np.int64) * 100_000 + np.floor(t).astype(np.int64) % 100_000
-        for lookback in sorted(lookbacks_days)[2:]:
-            sel = age <= lookback
-            distinct = np.unique(day_key[sel]) // 100_000
-            base[f"days_with_events_{lookback:g}d"] = np.bincount(distinct, minlength=n_units)
         for half_life in half_lives_days:
             decay = w * np.exp(-_LN2 * age / half_life)
             base[f"decay_{half_life:g}d"] = np.bincount(u, weights=decay, minlength=n_units)
@@ -315,7 +309,9 @@ class BoostedPoisson(Forecaster):
     random_state : int
         Seed of the subsampling and of LightGBM (results are deterministic for a seed).
     n_threads : int, optional
-        LightGBM threads; default all cores.
+        LightGBM threads (None: all cores). One by default: backtests already run origins
+        in parallel processes, and OpenMP threads competing for the same cores are far
+        slower than one.
 
     Notes
     -----
@@ -328,7 +324,7 @@ class BoostedPoisson(Forecaster):
     def __init__(
         self,
         *,
-        n_origins: int = 52,
+        n_origins: int = 104,
         origin_step_days: float = 7.0,
         lookbacks_days: Sequence[float] = (7.0, 28.0, 91.0, 365.0, 1095.0),
         half_lives_days: Sequence[float] = (14.0, 60.0, 365.0),
@@ -340,9 +336,9 @@ class BoostedPoisson(Forecaster):
         learning_rate: float = 0.05,
         num_leaves: int = 15,
         min_child_samples: int = 100,
-        zero_fraction: float = 0.25,
+        zero_fraction: float = 0.05,
         random_state: int = 0,
-        n_threads: int | None = None,
+        n_threads: int | None = 1,
     ) -> None:
         self.n_origins = n_origins
         self.origin_step_days = origin_step_days
@@ -414,6 +410,29 @@ class BoostedPoisson(Forecaster):
         forecast, contributions = self._predict(units, window, explain=True)
         assert contributions is not None
         return forecast, contributions
+
+    def explained_forecast(self, units: Units, window: TimeWindow, *, n_features: int = 3
+                           ) -> Forecast:
+        """The forecast with, per unit, the ``n_features`` features that raised it most.
+
+        Adds ``details`` columns ``reason_1 .. reason_n`` (feature names) and
+        ``effect_1 .. effect_n`` (how many times the expected count that feature
+        multiplies it by, relative to an average unit: ``exp`` of its contribution).
+        """
+        forecast, contributions = self.explain(units, window)
+        features = contributions.drop(columns="bias")
+        values = features.to_numpy()
+        names = np.asarray(features.columns)
+        top = np.argsort(-values, axis=1, kind="stable")[:, :n_features]
+        rows = np.arange(len(values))[:, None]
+        details = {}
+        for j in range(top.shape[1]):
+            effect = np.exp(values[rows[:, 0], top[:, j]])
+            details[f"reason_{j + 1}"] = np.where(effect > 1.0, names[top[:, j]], "")
+            details[f"effect_{j + 1}"] = np.round(np.maximum(effect, 1.0), 3)
+        return Forecast(units=units, window=window, intensity=forecast.intensity,
+                        model=forecast.model, params=forecast.params,
+                        details=pd.DataFrame(details))
 
     def feature_importance(self, units: Units, window: TimeWindow) -> pd.DataFrame:
         """Gain importance of each feature for the booster of ``window``'s length."""
@@ -531,8 +550,10 @@ class BoostedPoisson(Forecaster):
         data = lightgbm.Dataset(features.values[keep], label=target[keep], weight=sample_weight,
                                 feature_name=[_safe(n) for n in features.names],
                                 free_raw_data=True)
+        monotone = [_monotone(name) for name in features.names]
         params = {
             "objective": "poisson",
+            "monotone_constraints": monotone,
             "learning_rate": float(self.learning_rate),
             "num_leaves": int(self.num_leaves),
             "min_data_in_leaf": int(self.min_child_samples),
@@ -563,6 +584,15 @@ def _window_counts(times: np.ndarray, unit_index: np.ndarray, weights: np.ndarra
         ok = u >= 0
         out[k * n_units:(k + 1) * n_units] = np.bincount(u[ok], weights=w[ok], minlength=n_units)
     return out
+
+
+def _monotone(name: str) -> int:
+    """+1: more past events never lower the forecast; -1: nor does a more recent one."""
+    if "days_since" in name:
+        return -1
+    if name.startswith(("count_", "decay_", "nbr")) or "_count_" in name:
+        return 1
+    return 0
 
 
 def _safe(name: str) -> str:
