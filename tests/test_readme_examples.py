@@ -75,6 +75,9 @@ NOT_RUN: dict[str, str] = {
     "--random-share 0.2 --truth history|forecast] [--n-boot 999] [--seed 0] "
     "[--plot-format png|svg] [--jobs 1] -o audit/": "a synopsis of the options, not a command",
     "TOKEN=pc_...": "needs the web server",
+    "placecast report burglary.csv ... --basemap portland.pmtiles --reference "
+    "Portland_Police_Districts.shp -o report.html":
+        "options elided ('...'); --basemap is tested in test_report_maps.py",
 }
 #: The Japan earthquake fit takes 1.5-3 minutes here; the same fit is run and checked
 #: against the published estimates by test_etas_marked.py (and the CLI path on Iran).

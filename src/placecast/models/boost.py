@@ -155,6 +155,7 @@ def space_time_features(
     window_days: float,
     auxiliary: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = (),
     static: FeatureSet | None = None,
+    history_start: float | None = None,
 ) -> FeatureSet:
     """Features of every unit at every origin from the events before that origin.
 
@@ -180,6 +181,10 @@ def space_time_features(
         Other event streams (other categories) counted as leading indicators.
     static : FeatureSet, optional
         Per-unit features that do not change with the origin (covariates).
+    history_start : float, optional
+        Start of the data (default: the first event). Counts over a look-back reaching
+        before it are scaled up to the full look-back, so early origins (with less
+        history) and late ones describe units on the same scale.
 
     Returns
     -------
@@ -191,6 +196,7 @@ def space_time_features(
     Each origin costs O(n_events_before_origin) for the counts plus one sparse product
     per neighbourhood; all origins together O(n_origins x (n_events + nnz)).
     """
+    start = float(times.min()) if history_start is None and len(times) else (history_start or 0.0)
     inside = unit_index >= 0
     times, unit_index, weights = times[inside], unit_index[inside], weights[inside]
     columns: dict[str, list[np.ndarray]] = {}
@@ -208,12 +214,17 @@ def space_time_features(
         w = weights[begin:end]
         age = origin - t
         base: dict[str, np.ndarray] = {}
+        available = max(origin - start, 1.0)
         for lookback in lookbacks_days:
             sel = age <= lookback
-            base[f"count_{lookback:g}d"] = np.bincount(u[sel], weights=w[sel], minlength=n_units)
+            scale = lookback / min(lookback, available)
+            base[f"count_{lookback:g}d"] = scale * np.bincount(u[sel], weights=w[sel],
+                                                               minlength=n_units)
         for half_life in half_lives_days:
             decay = w * np.exp(-_LN2 * age / half_life)
-            base[f"decay_{half_life:g}d"] = np.bincount(u, weights=decay, minlength=n_units)
+            scale = 1.0 / (1.0 - np.exp(-_LN2 * available / half_life))
+            base[f"decay_{half_life:g}d"] = scale * np.bincount(u, weights=decay,
+                                                                minlength=n_units)
         for name, values in base.items():
             add(name, values)
         # days since the last event of the unit (over all history before the origin)
@@ -240,8 +251,10 @@ def space_time_features(
             ok = a_u >= 0
             for lookback in sorted(lookbacks_days)[1::2]:
                 sel = ok & (a_age <= lookback)
+                scale = lookback / min(lookback, max(origin - float(a_times.min()), 1.0)) \
+                    if len(a_times) else 1.0
                 add(f"{label}_count_{lookback:g}d",
-                    np.bincount(a_u[sel], weights=a_w[sel], minlength=n_units))
+                    scale * np.bincount(a_u[sel], weights=a_w[sel], minlength=n_units))
         # the region's recent level and the season of the window
         recent = (t >= origin - 28.0)
         add("region_rate_28d", np.full(n_units, w[recent].sum() / 28.0))
@@ -305,7 +318,8 @@ class BoostedPoisson(Forecaster):
         Least training rows per leaf.
     zero_fraction : float
         Share of the training rows without any event in their target window that are
-        kept, weighted back up by its inverse (an unbiased Poisson likelihood).
+        kept, weighted back up by its inverse (an unbiased Poisson likelihood); at least
+        100,000 such rows are kept (all of them when there are fewer).
     random_state : int
         Seed of the subsampling and of LightGBM (results are deterministic for a seed).
     n_threads : int, optional
@@ -543,8 +557,9 @@ class BoostedPoisson(Forecaster):
         target = _window_counts(times, context["units"], context["weights"], origins, width,
                                 context["n_units"])
         rng = np.random.default_rng(self.random_state)
-        fraction = float(self.zero_fraction)
         quiet = target == 0
+        # subsample the zero rows only where there are many (at least 100,000 are kept)
+        fraction = min(1.0, max(float(self.zero_fraction), 100_000 / max(int(quiet.sum()), 1)))
         keep = ~quiet | (rng.random(len(target)) < fraction)
         sample_weight = np.where(quiet, 1.0 / fraction, 1.0)[keep]
         data = lightgbm.Dataset(features.values[keep], label=target[keep], weight=sample_weight,
