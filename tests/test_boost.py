@@ -192,3 +192,28 @@ def test_cli_wrong_geometry_type_and_no_model_taking_covariates(simulated, tmp_p
     res = CliRunner().invoke(app, [*base, "--model", "kde", "--covariate", str(stripes)])
     assert res.exit_code == 2 and "--model boost" in res.output, res.output
     assert not out.exists()
+
+
+def test_backtest_calibration_tables(simulated, tmp_path) -> None:
+    events, _, units = simulated
+    origins = np.datetime64("2016-06-07") + np.arange(4) * np.timedelta64(28, "D")
+    kwargs = dict(models=["naive", "boost"], origins=origins, horizons="28d", area="5%")
+    result = run_backtest(events, units, **kwargs)
+    table = result.calibration()
+    frame = result.to_frame()
+    for model in ("naive", "boost"):
+        mine = table[table.model == model].set_index("decile")
+        deciles = mine.drop(index="all")
+        assert len(deciles) == 10
+        assert deciles.observed.sum() == pytest.approx(mine.loc["all", "observed"])
+        assert deciles.predicted.sum() == pytest.approx(mine.loc["all", "predicted"])
+        assert mine.loc["all", "observed"] == frame[frame.model == model].n_events.sum()
+        # forecasts rank: the top decile sees more events than the bottom one
+        assert deciles.loc["1", "observed"] > deciles.loc["10", "observed"]
+    boost = table[(table.model == "boost") & (table.decile == "all")].ratio.item()
+    assert 0.8 < boost < 1.25  # stationary simulated events: honest expected counts
+    # a resumed run from checkpoints keeps the calibration records
+    folder = tmp_path / "ck"
+    run_backtest(events, units, checkpoint=folder, **kwargs)
+    resumed = run_backtest(events, units, checkpoint=folder, resume=True, **kwargs)
+    pd.testing.assert_frame_equal(resumed.calibration(), table)

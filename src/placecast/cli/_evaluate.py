@@ -259,6 +259,27 @@ def _fmt_p(value: float) -> str:
     return f"{value:.1e}" if value < 1e-4 else f"{value:.4f}"
 
 
+def _print_calibration(result: Any, horizon: str) -> None:
+    """Print predicted vs observed events per model: are the expected counts honest?"""
+    if getattr(result, "calibration_records", None) is None:
+        return
+    table_data = result.calibration(horizon)
+    table = Table(title=f"calibration ({horizon}): predicted vs observed events, all origins")
+    for column in ("model", "predicted", "observed", "observed/predicted",
+                   "top decile obs/pred", "bottom half obs/pred"):
+        table.add_column(column, justify="left" if column == "model" else "right",
+                         no_wrap=True)
+    for model in result.models:
+        mine = table_data[table_data.model == model].set_index("decile")
+        bottom = mine.loc[[str(d) for d in range(6, 11)]]
+        low = (bottom.observed.sum() / bottom.predicted.sum()
+               if bottom.predicted.sum() > 0 else float("nan"))
+        table.add_row(model, f"{mine.loc['all', 'predicted']:.1f}",
+                      f"{mine.loc['all', 'observed']:.0f}", _fmt(mine.loc["all", "ratio"], 3),
+                      _fmt(mine.loc["1", "ratio"], 3), _fmt(low, 3))
+    print_table(table)
+
+
 def _print_summary(result: Any, *, protocol: str | None = None) -> None:
     flagged_sqmi = result.records["flagged_area"].max() / SQMI
     region_sqmi = result.units.region_area / SQMI
@@ -293,6 +314,7 @@ def _print_summary(result: Any, *, protocol: str | None = None) -> None:
                           _fmt(part.loc[(model, "pei_star")]["mean"], 3),
                           _fmt(part.loc[(model, "log_score")]["mean"]))
         print_table(table)
+        _print_calibration(result, horizon)
         if len(result.models) > 1:
             best = result.winner("pai", horizon)
             console.print(f"best mean PAI ({horizon}): [bold]{best}[/bold]")

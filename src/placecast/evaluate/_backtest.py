@@ -180,6 +180,11 @@ def _run_origin(plan: _Plan, origin: np.datetime64) -> _OriginResult:
                                       plan.units.region_area, ties=plan.ties, floor=plan.floor)
             row: dict[str, Any] = {"origin": origin, "horizon": horizon.text, "model": label}
             row.update(score.to_dict())
+            # calibration: predicted and observed events by decile of predicted intensity
+            deciles = np.array_split(forecast.order, 10)
+            row["predicted"] = float(forecast.intensity.sum())
+            row["decile_predicted"] = [float(forecast.intensity[g].sum()) for g in deciles]
+            row["decile_observed"] = [float(observed[g].sum()) for g in deciles]
             rows.append(row)
             flags[(label, horizon.text)] = np.sort(flagged).astype(np.int64)
     return _OriginResult(origin, rows, flags, observed_by_horizon)
@@ -437,6 +442,42 @@ class BacktestResult:
     flag_indices: dict[tuple[str, str], list[np.ndarray]] = field(repr=False)
     observed: dict[str, np.ndarray] = field(repr=False)
     settings: dict[str, Any] = field(default_factory=dict)
+    calibration_records: pd.DataFrame | None = field(default=None, repr=False)
+
+    def calibration(self, horizon: str | None = None) -> pd.DataFrame:
+        """Predicted vs observed events per model: totals and the ten intensity deciles.
+
+        At every origin the units are ranked by forecast intensity and cut into ten
+        groups of equal size (decile 1 = the highest forecasts); predicted and observed
+        events are summed per group over all origins. ``ratio`` = observed / predicted:
+        1 means the expected counts were honest on average; above 1, too low.
+
+        Returns
+        -------
+        DataFrame
+            ``model, decile, predicted, observed, ratio`` with a ``decile = "all"`` row
+            per model (the totals).
+        """
+        if self.calibration_records is None:
+            raise ParameterError("this backtest result holds no calibration records (it was "
+                                 "made by an older placecast); run the backtest again.")
+        horizon = self._horizon(horizon)
+        part = self.calibration_records[self.calibration_records.horizon == horizon]
+        rows = []
+        for model in self.models:
+            mine = part[part.model == model]
+            predicted = np.sum(np.vstack(list(mine.decile_predicted)), axis=0)
+            observed = np.sum(np.vstack(list(mine.decile_observed)), axis=0)
+            for decile in range(10):
+                rows.append({"model": model, "decile": str(decile + 1),
+                             "predicted": predicted[decile], "observed": observed[decile]})
+            rows.append({"model": model, "decile": "all", "predicted": float(mine.predicted.sum()),
+                         "observed": float(observed.sum())})
+        table = pd.DataFrame(rows)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            table["ratio"] = np.where(table.predicted > 0, table.observed / table.predicted,
+                                      np.nan)
+        return table
 
     def to_frame(self) -> pd.DataFrame:
         """Return the per-origin table (a copy) with exactly ``COLUMNS``."""
@@ -729,6 +770,11 @@ def _assemble(plan: _Plan, origins: np.ndarray, results: Mapping[np.datetime64, 
     frame["model"] = frame["model"].astype(str)
     frame["n_flagged_units"] = frame["n_flagged_units"].astype(np.int64)
     frame = frame.reset_index(drop=True)
+    calibration = pd.DataFrame(
+        [{"origin": row["origin"], "horizon": row["horizon"], "model": row["model"],
+          "predicted": row.get("predicted", np.nan), "observed": row["n_events"],
+          "decile_predicted": row.get("decile_predicted"),
+          "decile_observed": row.get("decile_observed")} for row in rows])
     flag_indices = {(label, h): [results[o].flags[(label, h)] for o in origins]
                     for label in labels for h in horizons}
     observed = {h: np.vstack([results[o].observed[h] for o in origins]) for h in horizons}
@@ -740,4 +786,5 @@ def _assemble(plan: _Plan, origins: np.ndarray, results: Mapping[np.datetime64, 
     settings = {"models": {label: params for label, _, params in plan.models},
                 "ties": plan.ties, "log_score_floor": plan.floor}
     return BacktestResult(frame, np.asarray(origins, dtype="datetime64[ns]"), tuple(horizons),
-                          labels, plan.units, plan.area, flag_indices, observed, settings)
+                          labels, plan.units, plan.area, flag_indices, observed, settings,
+                          calibration)
