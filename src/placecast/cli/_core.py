@@ -296,6 +296,11 @@ def forecast_command(
 
 
 def _print_forecast_summary(forecast: Any, n_top: int = 5) -> None:
+    if "chosen" in forecast.params:
+        console.print(f"auto chose [bold]{forecast.params['chosen']}[/bold] "
+                      f"({forecast.params.get('validation', '')})")
+    if "weights" in forecast.params:
+        console.print(f"ensemble weights: {forecast.params['weights']}")
     frame = forecast.to_frame()
     table = Table(title=f"{forecast.model} forecast, {forecast.window} "
                   f"({len(forecast.units):,} units, expected {forecast.expected_total:.1f} "

@@ -260,7 +260,7 @@ def _fmt_p(value: float) -> str:
 
 
 def _print_calibration(result: Any, horizon: str) -> None:
-    """Print predicted vs observed events per model: are the expected counts honest?"""
+    """Print predicted vs observed events per model (are the expected counts honest)."""
     if getattr(result, "calibration_records", None) is None:
         return
     table_data = result.calibration(horizon)

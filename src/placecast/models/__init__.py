@@ -5,6 +5,7 @@ from typing import Any
 from placecast.exceptions import ParameterError
 from placecast.models._base import Forecaster, check_is_fitted
 from placecast.models.boost import BoostedPoisson
+from placecast.models.ensemble import AutoForecast, EnsembleForecast
 from placecast.models.etas import GridETAS
 from placecast.models.kde import KDEHotspot
 from placecast.models.naive import NaiveCounts
@@ -14,7 +15,9 @@ from placecast.models.sepp import SEPP
 __all__ = [
     "MODELS",
     "SEPP",
+    "AutoForecast",
     "BoostedPoisson",
+    "EnsembleForecast",
     "Forecaster",
     "GridETAS",
     "KDEHotspot",
@@ -26,7 +29,9 @@ __all__ = [
 
 #: Model name on the command line -> class.
 MODELS: dict[str, type[Forecaster]] = {
+    "auto": AutoForecast,
     "boost": BoostedPoisson,
+    "ensemble": EnsembleForecast,
     "etas": GridETAS,
     "kde": KDEHotspot,
     "naive": NaiveCounts,

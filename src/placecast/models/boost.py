@@ -156,6 +156,7 @@ def space_time_features(
     auxiliary: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = (),
     static: FeatureSet | None = None,
     history_start: float | None = None,
+    rows: np.ndarray | None = None,
 ) -> FeatureSet:
     """Features of every unit at every origin from the events before that origin.
 
@@ -185,6 +186,10 @@ def space_time_features(
         Start of the data (default: the first event). Counts over a look-back reaching
         before it are scaled up to the full look-back, so early origins (with less
         history) and late ones describe units on the same scale.
+    rows : ndarray of bool, optional
+        Keep only these rows (``len(origins) * n_units``, origin-major): training rows
+        are subsampled as they are made, so memory grows with the rows kept, not with
+        ``n_origins x n_units``.
 
     Returns
     -------
@@ -202,11 +207,16 @@ def space_time_features(
     columns: dict[str, list[np.ndarray]] = {}
     never = np.float32(np.nan)
 
+    selected: np.ndarray | None = None
+
     def add(name: str, values: np.ndarray) -> None:
+        values = values if selected is None else values[selected]
         columns.setdefault(name, []).append(values.astype(np.float32, copy=False))
 
     max_lookback = max([*lookbacks_days, *(10.0 * h for h in half_lives_days)])
-    for origin in origins:
+    for k, origin in enumerate(origins):
+        if rows is not None:
+            selected = rows[k * n_units:(k + 1) * n_units]
         end = int(np.searchsorted(times, origin, side="left"))
         begin = int(np.searchsorted(times, origin - max_lookback, side="left"))
         t = times[begin:end]
@@ -525,12 +535,13 @@ class BoostedPoisson(Forecaster):
         return (events.time - self._epoch()) / np.timedelta64(1, "ns") / _DAY_NS
 
     def _features(self, context: dict[str, Any], origins: np.ndarray,
-                  window_days: float) -> FeatureSet:
+                  window_days: float, rows: np.ndarray | None = None) -> FeatureSet:
         return space_time_features(
             context["times"], context["units"], context["weights"], origins,
             context["n_units"], lookbacks_days=self.lookbacks_days_,
             half_lives_days=self.half_lives_days_, neighbours=context["neighbours"],
-            window_days=window_days, auxiliary=context["auxiliary"], static=context["static"])
+            window_days=window_days, auxiliary=context["auxiliary"], static=context["static"],
+            rows=rows)
 
     def _booster(self, units: Units, window: TimeWindow) -> tuple[Any, list[str]]:
         """Train (or reuse) the booster for this window's length and start."""
@@ -553,7 +564,6 @@ class BoostedPoisson(Forecaster):
                 "from: the boost model needs history of at least one window plus 28 days "
                 "before the forecast date."
             )
-        features = self._features(context, origins, width)
         target = _window_counts(times, context["units"], context["weights"], origins, width,
                                 context["n_units"])
         rng = np.random.default_rng(self.random_state)
@@ -562,7 +572,8 @@ class BoostedPoisson(Forecaster):
         fraction = min(1.0, max(float(self.zero_fraction), 100_000 / max(int(quiet.sum()), 1)))
         keep = ~quiet | (rng.random(len(target)) < fraction)
         sample_weight = np.where(quiet, 1.0 / fraction, 1.0)[keep]
-        data = lightgbm.Dataset(features.values[keep], label=target[keep], weight=sample_weight,
+        features = self._features(context, origins, width, rows=keep)
+        data = lightgbm.Dataset(features.values, label=target[keep], weight=sample_weight,
                                 feature_name=[_safe(n) for n in features.names],
                                 free_raw_data=True)
         monotone = [_monotone(name) for name in features.names]
