@@ -217,3 +217,34 @@ def test_backtest_calibration_tables(simulated, tmp_path) -> None:
     run_backtest(events, units, checkpoint=folder, **kwargs)
     resumed = run_backtest(events, units, checkpoint=folder, resume=True, **kwargs)
     pd.testing.assert_frame_equal(resumed.calibration(), table)
+
+
+def test_ensemble_and_auto_learn_only_from_the_past(simulated) -> None:
+    from placecast.models import AutoForecast, EnsembleForecast
+
+    events, _, units = simulated
+    window = TimeWindow.starting("2016-08-01", "14d")
+    rng = np.random.default_rng(5)
+    later = events.time >= window.start
+    x = events.x.copy()
+    x[later] = rng.permutation(x[later])
+    scrambled = Events.from_arrays(events.time, x, events.y, crs=CRS)
+    for cls in (EnsembleForecast, AutoForecast):
+        model = cls(members=("kde", "naive"), n_origins=3)
+        first = model.fit(events).predict(units, window)
+        second = cls(members=("kde", "naive"), n_origins=3).fit(scrambled).predict(units,
+                                                                                    window)
+        np.testing.assert_array_equal(first.intensity, second.intensity)
+        weights = dict(item.split("=") for item in first.params["weights"].split(", "))
+        assert set(weights) == {"kde", "naive"} and all(float(w) >= 0 for w in weights.values())
+    auto = AutoForecast(members=("kde", "naive"), n_origins=3).fit(events).predict(units, window)
+    assert auto.params["chosen"] in {"kde", "naive", "ensemble"}
+    assert "log score on 3 past windows" in auto.params["validation"]
+
+
+def test_ensemble_refuses_unknown_or_nested_members(simulated) -> None:
+    from placecast.models import EnsembleForecast
+
+    events, _, _ = simulated
+    with pytest.raises(Exception, match="unknown or nested"):
+        EnsembleForecast(members=("kde", "auto")).fit(events)

@@ -13,17 +13,28 @@ from placecast.exceptions import (
 )
 from placecast.forecast import Forecast, TimeWindow
 from placecast.io import ColumnMap, read_events, write_forecast
-from placecast.models import KDEHotspot, NaiveCounts, ProspectiveHotspot, make_model
+from placecast.models import (
+    AutoForecast,
+    BoostedPoisson,
+    EnsembleForecast,
+    KDEHotspot,
+    NaiveCounts,
+    ProspectiveHotspot,
+    make_model,
+)
 from placecast.pipeline import UnitSpec, build_units, run_forecast
 from placecast.units import Units, aggregate, hex_grid, polygon_units, read_region, square_grid
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AutoForecast",
+    "BoostedPoisson",
     "ColumnMap",
     "ConvergenceWarning",
     "DataError",
     "DataQualityWarning",
+    "EnsembleForecast",
     "Events",
     "Forecast",
     "KDEHotspot",
