@@ -144,3 +144,42 @@ def test_cli_resumes_an_interrupted_run(files, tmp_path):
     fresh = runner.invoke(app, [*args[:-1], str(fresh_out)])
     assert fresh.exit_code == 0, fresh.output
     pd.testing.assert_frame_equal(pd.read_csv(out), pd.read_csv(fresh_out))
+
+
+def test_tune_grid_placement(files, tmp_path):
+    """Grid shift and rotation are tuned on the tuning period only, then reported."""
+    from placecast.evaluate import tune
+    from placecast.io import read_events
+    from placecast.pipeline import UnitSpec, build_units
+
+    events_path, region = files
+    out = tmp_path / "placement.csv"
+    result = runner.invoke(app, [
+        "tune", str(events_path), "--crs", "EPSG:2913", "--region", str(region), "--since",
+        "2015-06-01", "--model", "naive", "--cells", "1500ft", "--shifts", "0,0.5",
+        "--rotations", "0,30", "--tuning", "2016-04-01..2016-04-15", "--evaluation",
+        "2016-05-01..2016-05-08", "--area", "1%", "--jobs", "1", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out)
+    assert len(table) == 8  # 2 x 2 shifts x 2 rotations
+    assert {"shift_x", "shift_y", "rotation"} <= set(table.columns)
+    assert "grid shifted" in result.output
+    # the placements are different grids: a shifted / rotated grid has other cells
+    events = read_events(events_path, crs="EPSG:2913", since="2015-06-01")
+    calls = []
+
+    def make_units(size, shift=None, angle=None):
+        calls.append((shift, angle))
+        return build_units(events, UnitSpec(cell_size=size, region=region,
+                                            rotation=angle or 0.0))
+
+    found = tune(events, make_units, model="naive", grid={}, cell_sizes=[457.2],
+                 tuning_start="2016-04-01", tuning_end="2016-04-15",
+                 evaluation_start="2016-05-01", area="1%", rotations=[0.0, 30.0])
+    assert calls == [((0.0, 0.0), 0.0), ((0.0, 0.0), 30.0)]
+    assert found.best_placement is not None and found.best_placement[2] in (0.0, 30.0)
+    bad = runner.invoke(app, [
+        "tune", str(events_path), "--crs", "EPSG:2913", "--region", str(region), "--model",
+        "naive", "--cells", "1500ft", "--shifts", "0,1.5", "--tuning",
+        "2016-04-01..2016-04-15", "--evaluation", "2016-05-01..2016-05-08"])
+    assert bad.exit_code == 2 and "--shifts" in bad.output

@@ -259,6 +259,20 @@ def _fmt_p(value: float) -> str:
     return f"{value:.1e}" if value < 1e-4 else f"{value:.4f}"
 
 
+def _fractions(text: str | None, option: str, *, low: float = 0.0, high: float = 1.0
+               ) -> list[float] | None:
+    """Comma-separated numbers within ``[low, high)`` (None when the option is not given)."""
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ParameterError(f"{option} {text!r} must be comma-separated numbers.") from None
+    if not values or any(not low <= v < high for v in values):
+        raise ParameterError(f"{option} {text!r}: each value must be in [{low:g}, {high:g}).")
+    return values
+
+
 def _print_calibration(result: Any, horizon: str) -> None:
     """Print predicted vs observed events per model (are the expected counts honest)."""
     if getattr(result, "calibration_records", None) is None:
@@ -396,6 +410,11 @@ def tune_command(
     region: RegionOpt = None,
     rotation: RotationOpt = 0.0,
     covariate: CovariateOpt = None,
+    shifts: Annotated[str | None, typer.Option(
+        "--shifts", help="Grid placements to try (Mohler & Porter): origin shifts as "
+        "fractions of a cell, tried in x and y, e.g. 0,0.25,0.5,0.75.")] = None,
+    rotations: Annotated[str | None, typer.Option(
+        "--rotations", help="Grid rotations to try, degrees, e.g. 0,15,30,45.")] = None,
     event_options: dict[str, Any] | None = None,
 ) -> None:
     """Grid-search a model's parameters and cell size on a tuning period.
@@ -428,17 +447,37 @@ def tune_command(
     events = load_events(events_path, **(event_options or {}))
     spec = unit_spec_from_options(cells.split(",")[0], units, None, None, region, None,
                                   rotation)
+    shift_values = _fractions(shifts, "--shifts")
+    rotation_values = _fractions(rotations, "--rotations", low=-360.0, high=360.0)
+    grid_shifts = ([(fx, fy) for fx in shift_values for fy in shift_values]
+                   if shift_values is not None else None)
+    base_region: list[Any] = []
+
+    def make_units(size: float, shift: tuple[float, float] | None = None,
+                   angle: float | None = None) -> Any:
+        if shift is None and angle is None:
+            builder = build_units_reported if size == sizes[0] else build_units
+            return builder(events, replace(spec, cell_size=size))
+        if not base_region:  # the region's corner in metres, from the default grid
+            base_region.append(build_units(events, replace(spec, cell_size=size)).region)
+        import shapely
+
+        xmin, ymin, _, _ = shapely.bounds(base_region[0])
+        per_unit = events.spatial_reference.metres_per_unit
+        fx, fy = shift or (0.0, 0.0)
+        origin = ((xmin + fx * size) / per_unit, (ymin + fy * size) / per_unit)
+        return build_units(events, replace(spec, cell_size=size, origin=origin,
+                                           rotation=angle or 0.0))
+
     with progress_bar("candidates x origins") as bar:
-        result = tune(events, lambda size: (build_units_reported if size == sizes[0]
-                                            else build_units)(
-                          events, replace(spec, cell_size=size)),
+        result = tune(events, make_units,
                       model=model.strip().lower(), grid=values, cell_sizes=sizes,
                       tuning_start=tune_start, tuning_end=tune_end,
                       evaluation_start=eval_start, evaluation_end=eval_end, step=step,
                       horizon=horizon, area=area, metric=metric,
                       baselines=[b.strip() for b in baselines.split(",") if b.strip()],
                       jobs=_jobs(jobs), dask=dask,
-                      progress=bar)
+                      progress=bar, shifts=grid_shifts, rotations=rotation_values)
     table = Table(title=f"{model} on {len(result.tuning_origins)} tuning origins "
                   f"({tune_start} .. {tune_end}), mean {metric}: best first")
     frame = result.to_frame()
@@ -450,7 +489,11 @@ def tune_command(
                         for column, v in zip(frame.columns, row, strict=True)])
     print_table(table)
     cell_text = as_given.get(result.best_cell_size, f"{result.best_cell_size:g} m")
-    console.print(f"chosen: cell {cell_text} ({result.best_cell_size:.2f} m), "
+    placement = ""
+    if result.best_placement is not None:
+        fx, fy, angle = result.best_placement
+        placement = f"grid shifted {fx:g},{fy:g} cells, rotated {angle:g} deg, "
+    console.print(f"chosen: cell {cell_text} ({result.best_cell_size:.2f} m), {placement}"
                   + ", ".join(f"{k}={v}" for k, v in result.best_params.items()))
     if result.evaluation is not None:
         console.print(f"[bold]evaluation period {eval_start} .. {eval_end}[/bold] "

@@ -48,6 +48,9 @@ class TuningResult:
     evaluation : BacktestResult or None
         The chosen model (label ``"<model>-tuned"``), the model with default parameters
         and the baselines, scored on the evaluation period with the chosen cell size.
+    best_placement : (float, float, float) or None
+        With placements tuned: the chosen grid shift (x, y, as fractions of a cell) and
+        rotation (degrees).
     """
 
     model: str
@@ -57,6 +60,7 @@ class TuningResult:
     best_cell_size: float
     tuning_origins: np.ndarray
     evaluation: BacktestResult | None = field(default=None, repr=False)
+    best_placement: tuple[float, float, float] | None = None
 
     def to_frame(self) -> pd.DataFrame:
         """Return the candidate table (a copy)."""
@@ -90,6 +94,8 @@ def tune(
     jobs: int = 1,
     dask: Any = None,
     progress: Callable[[int, int], None] | None = None,
+    shifts: Sequence[tuple[float, float]] | None = None,
+    rotations: Sequence[float] | None = None,
 ) -> TuningResult:
     """Choose model parameters and cell size on a tuning period, then evaluate after it.
 
@@ -117,6 +123,10 @@ def tune(
     progress : callable, optional
         ``progress(n_done, n_total)`` counting backtested origins over every candidate and
         the evaluation period (see ``placecast._progress``).
+    shifts, rotations : sequence, optional
+        Grid placements to try as well (Mohler & Porter): shifts of the grid origin as
+        ``(x, y)`` fractions of a cell and rotations in degrees. When given,
+        ``make_units`` is called as ``make_units(cell_size, shift, rotation)``.
 
     Returns
     -------
@@ -162,11 +172,22 @@ def tune(
                   for values in itertools.product(*(grid[n] for n in names))]
     n_evaluation = (len(rolling_origins(evaluation_start, evaluation_end, step))
                     if evaluation_end is not None else 0)
-    total = len(candidates) * len(cell_sizes) * len(origins) + n_evaluation
+    tune_placement = shifts is not None or rotations is not None
+    placements = [((float(fx), float(fy)), float(angle))
+                  for fx, fy in (shifts or [(0.0, 0.0)]) for angle in (rotations or [0.0])]
+    for (fx, fy), _ in placements:
+        if not (0.0 <= fx < 1.0 and 0.0 <= fy < 1.0):
+            raise ParameterError(f"grid shifts are fractions of a cell in [0, 1), got "
+                                 f"{fx:g},{fy:g}.")
+    total = (len(candidates) * len(cell_sizes) * len(placements) * len(origins)
+             + n_evaluation)
     done_before = 0
     rows = []
-    for cell_size in cell_sizes:
-        units = make_units(float(cell_size))
+    for cell_size, (shift, angle) in itertools.product(cell_sizes, placements):
+        units = (make_units(float(cell_size), shift, angle) if tune_placement  # type: ignore[call-arg]
+                 else make_units(float(cell_size)))
+        placement = ({"shift_x": shift[0], "shift_y": shift[1], "rotation": angle}
+                     if tune_placement else {})
         for params in candidates:
             def step_progress(n_done: int, _n_total: int, base: int = done_before) -> None:
                 if progress is not None:
@@ -180,7 +201,7 @@ def tune(
                                       progress=step_progress)
             scores = result.records[metric].to_numpy(dtype=float)
             scores = scores[np.isfinite(scores)]
-            rows.append({"cell_size": float(cell_size), **params,
+            rows.append({"cell_size": float(cell_size), **placement, **params,
                          "n_origins": int(len(scores)),
                          "mean": float(scores.mean()) if len(scores) else np.nan,
                          "median": float(np.median(scores)) if len(scores) else np.nan})
@@ -191,9 +212,12 @@ def tune(
     best = table.iloc[0]
     best_params = {n: _plain(best[n]) for n in names}
     best_cell = float(best["cell_size"])
+    best_placement = ((float(best["shift_x"]), float(best["shift_y"]), float(best["rotation"]))
+                      if tune_placement else None)
     evaluation = None
     if evaluation_end is not None:
-        units = make_units(best_cell)
+        units = (make_units(best_cell, best_placement[:2], best_placement[2])  # type: ignore[call-arg]
+                 if best_placement is not None else make_units(best_cell))
         label = f"{model}-tuned"
         models: dict[str, str] = {label: model, model: model}
         for name in baselines:
@@ -203,7 +227,8 @@ def tune(
                                   start=evaluation_start, end=evaluation_end, step=step,
                                   horizons=[horizon], area=area, jobs=jobs, dask=dask,
                                   progress=scaled(progress, done_before, total))
-    return TuningResult(model, metric, table, best_params, best_cell, origins, evaluation)
+    return TuningResult(model, metric, table, best_params, best_cell, origins, evaluation,
+                        best_placement)
 
 
 def _plain(value: Any) -> Any:
