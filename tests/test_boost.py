@@ -248,3 +248,20 @@ def test_ensemble_refuses_unknown_or_nested_members(simulated) -> None:
     events, _, _ = simulated
     with pytest.raises(Exception, match="unknown or nested"):
         EnsembleForecast(members=("kde", "auto")).fit(events)
+
+
+def test_leading_categories_are_features_not_targets(simulated) -> None:
+    events, _, units = simulated
+    rng = np.random.default_rng(2)
+    category = np.where(rng.random(len(events)) < 0.7, "THEFT", "CALL")
+    labelled = Events.from_arrays(events.time, events.x, events.y, crs=CRS, category=category)
+    window = TimeWindow.starting("2016-11-01", "7d")
+    model = BoostedPoisson(target_categories="THEFT", leading_categories="all").fit(labelled)
+    assert len(model.events_) == int((category == "THEFT").sum())
+    names = set(model.feature_importance(units, window)["feature"])
+    assert {"leading_count_28d", "leading_count_365d"} <= names
+    # the forecast counts THEFT only: about 70 % of the 4 events a day
+    total = model.predict(units, window).expected_total
+    assert 0.7 * 28 * 0.75 < total < 0.7 * 28 * 1.3
+    with pytest.raises(Exception, match="no events of BURGLARY"):
+        BoostedPoisson(target_categories="BURGLARY").fit(labelled)
