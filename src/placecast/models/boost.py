@@ -410,7 +410,10 @@ class BoostedPoisson(Forecaster):
         self.events_ = target
         self.leading_ = leading
         if len(target) == 0:
-            raise DataError("no events to learn from (after choosing the target categories).")
+            chosen = (" of the target categories" if self.target_categories is not None
+                      or self.leading_categories is not None else "")
+            raise DataError(f"no events{chosen} before the forecast start to learn from: move "
+                            "the forecast date later or load earlier events.")
         self.boosters_: dict[tuple[int, float, float], Any] = {}
         self.contexts_: dict[int, tuple[Units, dict[str, Any]]] = {}
         return self
