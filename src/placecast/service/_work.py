@@ -319,7 +319,7 @@ class Encoded:
 
 
 class ForecastCache:
-    """Forecasts, their descriptions and encoded bodies, kept in memory.
+    """Forecasts and their encoded bodies (descriptions, maps, ...), kept in memory.
 
     Saved forecasts never change, so each is read from the store once; each rendered body
     (GeoJSON, compact map, CSV per forecast and area budget) is encoded and gzip-compressed
@@ -334,8 +334,6 @@ class ForecastCache:
         self._max_bytes = max_bytes
         self._forecasts: collections.OrderedDict[int, Forecast] = collections.OrderedDict()
         self._rendered: collections.OrderedDict[tuple[Any, ...], Encoded] = (
-            collections.OrderedDict())
-        self._described: collections.OrderedDict[int, dict[str, Any]] = (
             collections.OrderedDict())
         self._n_bytes = 0
         self._lock = threading.Lock()
@@ -357,20 +355,6 @@ class ForecastCache:
             while len(self._forecasts) > self._size:
                 self._forecasts.popitem(last=False)
         return forecast
-
-    def described(self, forecast_id: int, make: Callable[[], dict[str, Any]]
-                  ) -> dict[str, Any]:
-        """The description of a forecast (``make()`` once; forecasts never change)."""
-        with self._lock:
-            if forecast_id in self._described:
-                self._described.move_to_end(forecast_id)
-                return self._described[forecast_id]
-        out = make()
-        with self._lock:
-            self._described[forecast_id] = out
-            while len(self._described) > 64 * self._size:
-                self._described.popitem(last=False)
-        return out
 
     def encoded(self, key: tuple[Any, ...], make: Callable[[], bytes]) -> Encoded:
         """The encoded body for ``key``, rendered and compressed once by ``make()``."""
@@ -399,6 +383,14 @@ class ForecastCache:
                     _, dropped = self._rendered.popitem(last=False)
                     self._n_bytes -= dropped.n_bytes
         return entry
+
+    def peek(self, key: tuple[Any, ...]) -> Encoded | None:
+        """The encoded body for ``key`` if it is cached (never blocks on rendering)."""
+        with self._lock:
+            entry = self._rendered.get(key)
+            if entry is not None:
+                self._rendered.move_to_end(key)
+            return entry
 
     def rendered(self, key: tuple[Any, ...], make: Callable[[], bytes]) -> bytes:
         """Cached plain bytes for ``key``, made once by ``make()``."""
