@@ -392,10 +392,6 @@ class ForecastCache:
                 self._rendered.move_to_end(key)
             return entry
 
-    def rendered(self, key: tuple[Any, ...], make: Callable[[], bytes]) -> bytes:
-        """Cached plain bytes for ``key``, made once by ``make()``."""
-        return self.encoded(key, make).body
-
 
 def flags_for(forecast: Forecast, area: str) -> tuple[np.ndarray, float]:
     """Boolean flags of the top units within the area budget, and the budget in m²."""
