@@ -581,7 +581,7 @@ def _slice_gi_star(x: np.ndarray, indptr: np.ndarray, indices: np.ndarray, time_
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True, inline="always")
 def _splitmix64(state: np.uint64) -> tuple[np.uint64, np.uint64]:
     state = state + _GOLDEN
     z = state

@@ -310,7 +310,11 @@ class GridETAS(Forecaster):
     ``predict(units, window)`` on the units given to ``fit`` uses the fitted estimates;
     on other units, or when fitted events reach into the window, it refits by EM on
     ``units`` with the events before the window only (cached for the last units and
-    window), so no later event informs a forecast. The forecast is the expected count
+    window), so no later event informs a forecast. Without ``units``, ``fit`` only checks
+    the events: the default grid and its fit are made when first asked for (``units_``,
+    ``fit_``, ``mu_``, ``theta_``, ``omega_``, ``simulate``), so a backtest or forecast
+    that predicts on its own units fits once, on those units, and never builds the
+    default grid. The forecast is the expected count
 
     .. math:: E\,N_n[s, s + D) = m_n(s) E_1 + \omega \mu_n E_2
 
@@ -377,19 +381,67 @@ class GridETAS(Forecaster):
         self._validate()
         if len(events) == 0:
             raise DataError("grid ETAS needs events to fit; none were given.")
-        if units is None:
-            xmin, ymin, xmax, ymax = events.bbox
-            half = float(self.cell_size) / 2.0
-            region = shapely.box(xmin - half, ymin - half, xmax + half, ymax + half)
-            units = square_grid(region, float(self.cell_size), events.spatial_reference)
         self.origin_ = events.start
         self.events_ = events
-        self.units_ = units
         self._refit: tuple[Units, Any, np.ndarray, float, float] | None = None
-        self.fit_, self.mu_ = self._fit_on(events, units)
-        self.theta_ = self.fit_.theta
-        self.omega_ = self.fit_.omega
+        self._units: Units | None = units
+        self._fitted: tuple[HawkesFit, np.ndarray] | None = None
+        if units is None:
+            # The default grid and its EM fit are made when first asked for (``units_``,
+            # ``fit_``, ...): a backtest or forecast predicts on its own units, where
+            # ``predict`` fits afresh, so building a shapely grid of ``cell_size`` cells
+            # and fitting on it would be thrown away. Check now what the fit would refuse.
+            days = events.days_since(self.origin_)
+            if not float(days.max()) - float(days.min()) > 0:
+                raise DataError("grid ETAS needs events spread over time (the observation "
+                                "period is empty); give events on more than one moment.")
+            return self
+        self._fitted = self._fit_on(events, units)
         return self
+
+    def _default_units(self) -> Units:
+        """The grid of ``cell_size`` cells over the fitted events' bounding box."""
+        xmin, ymin, xmax, ymax = self.events_.bbox
+        half = float(self.cell_size) / 2.0
+        region = shapely.box(xmin - half, ymin - half, xmax + half, ymax + half)
+        return square_grid(region, float(self.cell_size), self.events_.spatial_reference)
+
+    def _fitted_on_units(self) -> tuple[HawkesFit, np.ndarray]:
+        """The fit on ``units_`` (made now if ``fit`` deferred it)."""
+        if "events_" not in vars(self):
+            raise AttributeError("this GridETAS is not fitted yet; call fit(events).")
+        if self._fitted is None:
+            if self._units is None:
+                self._units = self._default_units()
+            self._fitted = self._fit_on(self.events_, self._units)
+        return self._fitted
+
+    @property
+    def units_(self) -> Units:
+        """The cells fitted (see the class's Attributes)."""
+        self._fitted_on_units()
+        assert self._units is not None
+        return self._units
+
+    @property
+    def fit_(self) -> HawkesFit:
+        """Estimates, log-likelihood, iterations, standard errors on ``units_``."""
+        return self._fitted_on_units()[0]
+
+    @property
+    def mu_(self) -> np.ndarray:
+        """Background rate of each unit of ``units_``, events per day."""
+        return self._fitted_on_units()[1]
+
+    @property
+    def theta_(self) -> float:
+        """Branching ratio."""
+        return self.fit_.theta
+
+    @property
+    def omega_(self) -> float:
+        """Decay rate per day."""
+        return self.fit_.omega
 
     def _fit_on(self, events: Events, units: Units) -> tuple[HawkesFit, np.ndarray]:
         index = units.assign(events.x, events.y)
@@ -419,7 +471,7 @@ class GridETAS(Forecaster):
         window only (same starting values and period rule as ``fit``, so the result does
         not depend on what else was fitted). The last refit is cached.
         """
-        if units is self.units_ and self.events_.end < window.start:
+        if units is self._units and self.events_.end < window.start:
             return self.mu_, self.theta_, self.omega_
         cached = self._refit
         if cached is None or cached[0] is not units or cached[1] != window.start:

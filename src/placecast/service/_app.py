@@ -15,6 +15,7 @@ DELETE /datasets/{name}                    admin    delete a dataset
 POST /forecasts                            analyst  run and save a forecast
 GET /forecasts                             viewer   saved forecasts, newest first
 GET /forecasts/{id}                        viewer   one forecast's description
+GET /forecasts/{id}/map                    viewer   compact map: grid definition + arrays
 GET /forecasts/{id}/geojson                viewer   cells with intensity, rank, flagged
 GET /forecasts/{id}/csv                    viewer   the same as CSV
 GET /forecasts/{id}/report                 viewer   offline HTML report (download)
@@ -69,6 +70,7 @@ from placecast.service._schemas import (
 from placecast.service._state import StateDB, state_path_for
 from placecast.service._work import (
     UPLOAD_SUFFIXES,
+    Encoded,
     ForecastCache,
     LockedStore,
     NotFound,
@@ -78,6 +80,7 @@ from placecast.service._work import (
     backtest_job,
     forecast_csv,
     forecast_geojson,
+    forecast_map,
     hotspot_job,
     read_upload,
     run_forecast_request,
@@ -204,8 +207,12 @@ class _Limits:
                     (b"x-frame-options", b"DENY"),
                     (b"referrer-policy", b"no-referrer"),
                     (b"cross-origin-opener-policy", b"same-origin"),
-                    (b"cache-control", b"no-store" if not is_shell else b"no-cache"),
                 ]
+                # A route that sets its own caching (the tagged forecast bodies: private,
+                # revalidated with If-None-Match) keeps it; every other answer is no-store.
+                if not any(bytes(key).lower() == b"cache-control" for key, _ in headers):
+                    headers.append((b"cache-control",
+                                    b"no-store" if not is_shell else b"no-cache"))
                 message["headers"] = headers
             await send(message)
 
@@ -266,7 +273,11 @@ class _Limits:
         if scheme.lower() != "bearer":
             token = ""
         try:
-            who = await run_in_threadpool(self.tokens.authenticate, token.strip())
+            # A current token is checked here (one SQLite read and an HMAC); only an
+            # older scrypt-hashed one goes to a worker thread.
+            who = self.tokens.authenticate_quick(token.strip())
+            if who is None:
+                who = await run_in_threadpool(self.tokens.authenticate, token.strip())
         except TokenRefused as exc:
             return str(exc)
         scope.setdefault("state", {})["principal"] = who
@@ -441,13 +452,18 @@ def create_app(store: Any = "placecast.duckdb", settings: ServiceSettings | None
     # ------------------------------------------------------------------ auth
     bearer = HTTPBearer(auto_error=False, description="A placecast token: pc_<id>.<secret>")
 
-    def principal(request: Request, credentials: Annotated[
+    # Both dependencies are async: they run on the event loop instead of costing a
+    # worker-thread round trip each on every request.
+    async def principal(request: Request, credentials: Annotated[
             HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
         checked = request.scope.get("state", {}).get("principal")
         if isinstance(checked, Principal):  # verified by _Limits for this request
             return checked
+        from starlette.concurrency import run_in_threadpool
+
         try:
-            who = tokens.authenticate(credentials.credentials if credentials else None)
+            who = await run_in_threadpool(
+                tokens.authenticate, credentials.credentials if credentials else None)
         except TokenRefused as exc:
             raise HTTPException(status_code=401, detail=str(exc),
                                 headers={"WWW-Authenticate": "Bearer"}) from None
@@ -455,7 +471,7 @@ def create_app(store: Any = "placecast.duckdb", settings: ServiceSettings | None
         return who
 
     def needs(role: str) -> Any:
-        def check(who: Annotated[Principal, Depends(principal)]) -> Principal:
+        async def check(who: Annotated[Principal, Depends(principal)]) -> Principal:
             if not role_at_least(who.role, role):
                 raise HTTPException(status_code=403, detail=f"this needs the {role!r} role; "
                                     f"your token is {who.role!r}.")
@@ -619,46 +635,99 @@ def create_app(store: Any = "placecast.duckdb", settings: ServiceSettings | None
                  and (model is None or i.model == model)]
         return {"forecasts": [_forecast_out(i) for i in infos[:limit]]}
 
-    @app.get("/forecasts/{forecast_id}", tags=["forecasts"])
-    def get_forecast(who: Viewer, forecast_id: ForecastId) -> dict[str, Any]:
-        """One forecast's description (model, window, units, totals)."""
-        infos = [i for i in locked.list_forecasts() if i.id == forecast_id]
-        if not infos:
-            raise NotFound(f"no forecast {forecast_id}; see GET /forecasts.")
-        return {**_forecast_out(infos[0]), **cache.forecast(forecast_id).to_dict()}
+    async def _encoded(key: tuple[Any, ...], make: Callable[[], bytes]) -> Encoded:
+        """A cached body straight from memory, else rendered once in a worker thread."""
+        from starlette.concurrency import run_in_threadpool
+
+        entry = cache.peek(key)
+        if entry is None:
+            entry = await run_in_threadpool(cache.encoded, key, make)
+        return entry
+
+    def _tagged(request: Request, entry: Encoded, media_type: str,
+                headers: dict[str, str] | None = None, compress: bool = True) -> Response:
+        """Answer with a cached body: gzip when accepted, 304 when the tag matches."""
+        gzipped = compress and "gzip" in request.headers.get("accept-encoding", "").lower()
+        etag = entry.etag_gzip if gzipped else entry.etag
+        out = {"etag": etag, "cache-control": "private, no-cache", **(headers or {})}
+        if compress:
+            out["vary"] = "Accept-Encoding"
+        wanted = request.headers.get("if-none-match")
+        if wanted is not None:
+            tags = {t.strip().removeprefix("W/") for t in wanted.split(",")}
+            if "*" in tags or etag in tags:
+                return Response(status_code=304, headers=out)
+        if gzipped:
+            return Response(entry.gzip, media_type=media_type,
+                            headers={**out, "content-encoding": "gzip"})
+        return Response(entry.body, media_type=media_type, headers=out)
+
+    @app.get("/forecasts/{forecast_id}", tags=["forecasts"], response_class=Response,
+             responses={200: {"content": {"application/json": {}}},
+                        304: {"description": "not modified (If-None-Match)"}})
+    async def get_forecast(request: Request, who: Viewer, forecast_id: ForecastId
+                           ) -> Response:
+        """One forecast's description (model, window, units, totals).
+
+        Read from the store once and served from memory afterwards (forecasts never
+        change), with an ``ETag``; ``If-None-Match`` gets 304.
+        """
+        def describe() -> bytes:
+            from fastapi.encoders import jsonable_encoder
+
+            infos = [i for i in locked.list_forecasts() if i.id == forecast_id]
+            if not infos:
+                raise NotFound(f"no forecast {forecast_id}; see GET /forecasts.")
+            out = {**_forecast_out(infos[0]), **cache.forecast(forecast_id).to_dict()}
+            return JSONResponse(jsonable_encoder(out)).body
+
+        entry = await _encoded(("described", forecast_id), describe)
+        return _tagged(request, entry, "application/json", compress=False)
+
+    @app.get("/forecasts/{forecast_id}/map", tags=["forecasts"], response_class=Response,
+             responses={200: {"content": {"application/json": {}}},
+                        304: {"description": "not modified (If-None-Match)"}})
+    async def forecast_as_map(request: Request, who: Viewer, forecast_id: ForecastId,
+                              area: AreaQuery = "1%") -> Response:
+        """The forecast as a compact map for drawing (what the dashboard reads).
+
+        A square grid comes as its definition (origin, cell size, rotation, n_cols,
+        n_rows, CRS), the (col, row) of each unit and the cell corners in WGS 84, with one
+        array per column (intensity, rank, flagged); other units come with their GeoJSON
+        geometries. Rendered once per forecast and area budget, served from memory
+        (gzip when accepted) with an ``ETag``; ``If-None-Match`` gets 304.
+        """
+        entry = await _encoded(("map", forecast_id, area), lambda: forecast_map(
+            forecast_id, cache.forecast(forecast_id), area))
+        return _tagged(request, entry, "application/json")
 
     @app.get("/forecasts/{forecast_id}/geojson", tags=["forecasts"],
              response_class=Response,
-             responses={200: {"content": {"application/geo+json": {}}}})
-    def forecast_as_geojson(request: Request, who: Viewer, forecast_id: ForecastId,
-                            area: AreaQuery = "1%", flagged_only: bool = False) -> Response:
+             responses={200: {"content": {"application/geo+json": {}}},
+                        304: {"description": "not modified (If-None-Match)"}})
+    async def forecast_as_geojson(request: Request, who: Viewer, forecast_id: ForecastId,
+                                  area: AreaQuery = "1%", flagged_only: bool = False
+                                  ) -> Response:
         """The forecast's cells as GeoJSON (WGS 84) with intensity, rank and flagged.
 
-        Rendered once per forecast and area budget and served from memory afterwards
-        (gzip-compressed when the client accepts it).
+        For scripts and GIS; the dashboard reads the compact ``/map``. Rendered once per
+        forecast and area budget and served from memory afterwards (gzip-compressed when
+        the client accepts it) with an ``ETag``; ``If-None-Match`` gets 304.
         """
-        forecast = cache.forecast(forecast_id)
-        key = ("geojson", forecast_id, area, flagged_only)
-        body = cache.rendered(key, lambda: forecast_geojson(forecast_id, forecast, area,
-                                                            flagged_only))
-        if "gzip" in request.headers.get("accept-encoding", "").lower():
-            import gzip
-
-            packed = cache.rendered((*key, "gzip"), lambda: gzip.compress(body, 6, mtime=0))
-            return Response(packed, media_type="application/geo+json", headers={
-                "content-encoding": "gzip", "vary": "Accept-Encoding"})
-        return Response(body, media_type="application/geo+json",
-                        headers={"vary": "Accept-Encoding"})
+        entry = await _encoded(("geojson", forecast_id, area, flagged_only),
+                               lambda: forecast_geojson(forecast_id,
+                                                        cache.forecast(forecast_id), area,
+                                                        flagged_only))
+        return _tagged(request, entry, "application/geo+json")
 
     @app.get("/forecasts/{forecast_id}/csv", tags=["forecasts"], response_class=Response,
              responses={200: {"content": {"text/csv": {}}}})
-    def forecast_as_csv(who: Viewer, forecast_id: ForecastId, area: AreaQuery = "1%"
-                        ) -> Response:
+    async def forecast_as_csv(request: Request, who: Viewer, forecast_id: ForecastId,
+                              area: AreaQuery = "1%") -> Response:
         """The forecast as CSV: unit_id, intensity, rank, flagged (best first)."""
-        forecast = cache.forecast(forecast_id)
-        body = cache.rendered(("csv", forecast_id, area),
-                              lambda: forecast_csv(forecast, area))
-        return Response(body, media_type="text/csv", headers={
+        entry = await _encoded(("csv", forecast_id, area), lambda: forecast_csv(
+            cache.forecast(forecast_id), area))
+        return _tagged(request, entry, "text/csv", {
             "content-disposition": f'attachment; filename="forecast-{forecast_id}.csv"'})
 
     @app.get("/forecasts/{forecast_id}/report", tags=["forecasts"], response_class=Response,

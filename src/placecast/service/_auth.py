@@ -206,6 +206,27 @@ class TokenStore:
             With the reason, for a missing, malformed, unknown, wrong, revoked or
             expired token.
         """
+        who = self.authenticate_quick(token)
+        if who is None:
+            who = self._authenticate(token, quick=False)
+        assert who is not None
+        return who
+
+    def authenticate_quick(self, token: str | None) -> Principal | None:
+        """Like ``authenticate``, but ``None`` for a token made by an earlier version.
+
+        A current token costs one indexed SQLite read and one HMAC (microseconds), so a
+        server can check it on its event loop; ``None`` means the token is hashed with
+        scrypt (slow by design): check it with ``authenticate`` off the event loop.
+
+        Raises
+        ------
+        TokenRefused
+            As ``authenticate``.
+        """
+        return self._authenticate(token, quick=True)
+
+    def _authenticate(self, token: str | None, *, quick: bool) -> Principal | None:
         match = _TOKEN.match(token or "")
         if match is None:
             raise TokenRefused(_NEEDED)
@@ -216,6 +237,8 @@ class TokenStore:
         if not rows:
             raise TokenRefused(_NEEDED)
         name, role, salt, stored, revoked, expires, scheme = rows[0]
+        if scheme != FAST and quick:
+            return None
         if scheme == FAST:
             ok = hmac.compare_digest(_fast_hash(secret, bytes(salt)), bytes(stored))
         else:

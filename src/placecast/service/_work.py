@@ -7,6 +7,7 @@ check permissions and turn results into responses.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import math
 import threading
@@ -29,7 +30,9 @@ __all__ = [
     "TooLarge",
     "backtest_job",
     "audit_job",
+    "Encoded",
     "forecast_csv",
+    "forecast_map",
     "forecast_geojson",
     "hotspot_job",
     "scan_job",
@@ -278,16 +281,65 @@ def run_forecast_request(store: LockedStore, request: Any, *, max_cells: int
     return forecast, {"area_m2": area_m2}
 
 
-class ForecastCache:
-    """Forecasts and their rendered GeoJSON, kept in memory (forecasts never change)."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class Encoded:
+    """One response body, encoded once: plain and gzip bytes and their entity tags.
 
-    def __init__(self, store: LockedStore, size: int = 16) -> None:
+    Attributes
+    ----------
+    body : bytes
+        The plain body.
+    gzip : bytes
+        ``body`` gzip-compressed (level 6, no timestamp: the same bytes every time).
+    etag : str
+        Strong entity tag of ``body`` (quoted, as sent in the ``ETag`` header).
+    etag_gzip : str
+        Entity tag of the gzip representation (a different representation, so a
+        different tag).
+    """
+
+    body: bytes
+    gzip: bytes
+    etag: str
+    etag_gzip: str
+
+    @classmethod
+    def of(cls, body: bytes) -> Encoded:
+        """Compress ``body`` and tag both representations."""
+        import gzip
+        import hashlib
+
+        digest = hashlib.sha256(body).hexdigest()[:32]
+        return cls(body, gzip.compress(body, 6, mtime=0), f'"{digest}"', f'"{digest}-gz"')
+
+    @property
+    def n_bytes(self) -> int:
+        """Memory held by both representations."""
+        return len(self.body) + len(self.gzip)
+
+
+class ForecastCache:
+    """Forecasts and their encoded bodies (descriptions, maps, ...), kept in memory.
+
+    Saved forecasts never change, so each is read from the store once; each rendered body
+    (GeoJSON, compact map, CSV per forecast and area budget) is encoded and gzip-compressed
+    once and served from memory afterwards. Least recently used entries are dropped past
+    ``size`` forecasts and past ``max_bytes`` of encoded bodies.
+    """
+
+    def __init__(self, store: LockedStore, size: int = 16,
+                 max_bytes: int = 256 * 1024 * 1024) -> None:
         self._store = store
         self._size = size
+        self._max_bytes = max_bytes
         self._forecasts: collections.OrderedDict[int, Forecast] = collections.OrderedDict()
-        self._rendered: collections.OrderedDict[tuple[Any, ...], bytes] = (
+        self._rendered: collections.OrderedDict[tuple[Any, ...], Encoded] = (
             collections.OrderedDict())
+        self._n_bytes = 0
         self._lock = threading.Lock()
+        # One lock per key being rendered: 50 clients asking for the same new map wait
+        # for one rendering instead of making 50.
+        self._making: dict[tuple[Any, ...], threading.Lock] = {}
 
     def forecast(self, forecast_id: int) -> Forecast:
         """The saved forecast ``forecast_id`` (``NotFound`` if there is none)."""
@@ -304,18 +356,41 @@ class ForecastCache:
                 self._forecasts.popitem(last=False)
         return forecast
 
-    def rendered(self, key: tuple[Any, ...], make: Callable[[], bytes]) -> bytes:
-        """Cached bytes for ``key``, made once by ``make()``."""
+    def encoded(self, key: tuple[Any, ...], make: Callable[[], bytes]) -> Encoded:
+        """The encoded body for ``key``, rendered and compressed once by ``make()``."""
         with self._lock:
             if key in self._rendered:
                 self._rendered.move_to_end(key)
                 return self._rendered[key]
-        body = make()
+            making = self._making.setdefault(key, threading.Lock())
+        with making:
+            with self._lock:
+                if key in self._rendered:
+                    return self._rendered[key]
+            try:
+                entry = Encoded.of(make())
+            except BaseException:
+                with self._lock:
+                    self._making.pop(key, None)
+                raise
+            with self._lock:
+                self._rendered[key] = entry
+                self._making.pop(key, None)
+                self._n_bytes += entry.n_bytes
+                while len(self._rendered) > 1 and (
+                        len(self._rendered) > 4 * self._size
+                        or self._n_bytes > self._max_bytes):
+                    _, dropped = self._rendered.popitem(last=False)
+                    self._n_bytes -= dropped.n_bytes
+        return entry
+
+    def peek(self, key: tuple[Any, ...]) -> Encoded | None:
+        """The encoded body for ``key`` if it is cached (never blocks on rendering)."""
         with self._lock:
-            self._rendered[key] = body
-            while len(self._rendered) > self._size:
-                self._rendered.popitem(last=False)
-        return body
+            entry = self._rendered.get(key)
+            if entry is not None:
+                self._rendered.move_to_end(key)
+            return entry
 
 
 def flags_for(forecast: Forecast, area: str) -> tuple[np.ndarray, float]:
@@ -360,6 +435,96 @@ def forecast_geojson(forecast_id: int, forecast: Forecast, area: str,
             "n_flagged": int(flagged.sum()), "crs": crs}
     head = json.dumps({"type": "FeatureCollection", "forecast": meta}, default=str)[:-1]
     return (head + ',"features":[' + ",".join(parts) + "]}").encode()
+
+
+def _display_transform(units: Any) -> tuple[Callable[[np.ndarray, np.ndarray], np.ndarray],
+                                             str]:
+    """How the GeoJSON maps internal metres to its coordinates, and the CRS it names.
+
+    The one transform both ``forecast_geojson`` and ``forecast_map`` use, so that the
+    compact map rebuilds exactly the GeoJSON's coordinates.
+    """
+    sref = units.spatial_reference
+    if sref.source_crs.startswith("local:"):
+        target = sref.source_crs
+
+        def local(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+            tx, ty = sref.to_crs_coordinates(x, y, None if target == sref.crs else target)
+            return np.column_stack([tx, ty])
+
+        return local, target
+
+    def wgs84(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        tx, ty = sref.to_crs_coordinates(x, y, "EPSG:4326")
+        return np.round(np.column_stack([tx, ty]), 6)
+
+    return wgs84, "EPSG:4326"
+
+
+#: Version tag of the compact map payload (``GET /forecasts/{id}/map``).
+MAP_FORMAT = "placecast-forecast-map/1"
+
+
+def forecast_map(forecast_id: int, forecast: Forecast, area: str) -> bytes:
+    """The forecast as a compact map: the grid definition and one array per column.
+
+    A square grid is sent as its definition (``origin``, ``cell_size``, ``rotation``,
+    ``n_cols``, ``n_rows`` and ``crs``, in the internal metres), the ``(col, row)`` of each
+    unit and, for drawing without a projection library, the corners of the cells in
+    display coordinates (``display.nodes``: a lattice of ``(nc + 1) x (nr + 1)`` points,
+    x then y, row-major from ``(c0, r0)``; a cell ``(c, r)`` is the ring of nodes
+    ``(c, r), (c+1, r), (c+1, r+1), (c, r+1)``). Other units are sent as their GeoJSON
+    geometries. The columns ``intensity`` (rounded to 6 decimals like the GeoJSON),
+    ``rank`` and ``flagged`` (indices of the flagged units) follow unit order. Rebuilt,
+    it gives the same cells, coordinates and values as ``forecast_geojson``; a 12,000-cell
+    grid takes a small fraction of the bytes. O(n_units).
+    """
+    import shapely
+
+    flagged, area_m2 = flags_for(forecast, area)
+    units = forecast.units
+    transform, crs = _display_transform(units)
+    meta = {"id": forecast_id, **forecast.to_dict(), "area": area, "area_m2": area_m2,
+            "n_flagged": int(flagged.sum()), "crs": crs}
+    payload: dict[str, Any] = {"format": MAP_FORMAT, "forecast": meta,
+                               "n_units": len(units)}
+    grid = units.grid
+    if units.kind == "grid" and grid is not None and units.grid_cells is not None:
+        cells = np.asarray(units.grid_cells, dtype=np.int64)
+        cols, rows = cells[:, 0], cells[:, 1]
+        c0, r0 = int(cols.min()), int(rows.min())
+        n_cols, n_rows = int(cols.max()) - c0 + 1, int(rows.max()) - r0 + 1
+        node_rows, node_cols = np.meshgrid(np.arange(r0, r0 + n_rows + 1),
+                                           np.arange(c0, c0 + n_cols + 1), indexing="ij")
+        # The same arithmetic, in the same order, as the cell polygons (units.py), so the
+        # corners are the very same floats.
+        x = node_cols.ravel() * grid.cell_size
+        y = node_rows.ravel() * grid.cell_size
+        if grid.rotation:
+            theta = np.deg2rad(grid.rotation)
+            c, s = np.cos(theta), np.sin(theta)
+            x, y = c * x - s * y, s * x + c * y
+        nodes = transform(x + grid.origin[0], y + grid.origin[1])
+        payload["grid"] = {"origin": list(grid.origin), "cell_size": grid.cell_size,
+                           "rotation": grid.rotation, "n_cols": grid.n_cols,
+                           "n_rows": grid.n_rows, "crs": units.spatial_reference.crs}
+        payload["display"] = {"crs": crs, "c0": c0, "r0": r0, "nc": n_cols, "nr": n_rows,
+                              "nodes": nodes.ravel().tolist()}
+        payload["col"] = cols.tolist()
+        payload["row"] = rows.tolist()
+        derived = [f"c{a}_r{b}" for a, b in zip(payload["col"], payload["row"], strict=True)]
+        ids = [str(u) for u in units.unit_id]
+        if ids != derived:
+            payload["unit_id"] = ids
+    else:
+        geometry = shapely.transform(units.geometry,
+                                     lambda xy: transform(xy[:, 0], xy[:, 1]))
+        payload["geometries"] = [json.loads(text) for text in shapely.to_geojson(geometry)]
+        payload["unit_id"] = [str(u) for u in units.unit_id]
+    payload["intensity"] = [round(float(v), 6) for v in forecast.intensity]
+    payload["rank"] = np.asarray(forecast.rank).astype(int).tolist()
+    payload["flagged"] = np.flatnonzero(flagged).tolist()
+    return json.dumps(payload, default=str, separators=(",", ":")).encode()
 
 
 def forecast_csv(forecast: Forecast, area: str) -> bytes:

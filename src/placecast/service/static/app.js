@@ -169,11 +169,52 @@
     return c;
   }
 
+  // The compact map (GET /forecasts/{id}/map) as a GeoJSON FeatureCollection: a grid is
+  // rebuilt from its corner lattice and the (col, row) of each cell, other units come with
+  // their geometries; the columns become each feature's properties.
+  function decodeMap(payload) {
+    var features = [], flagged = {}, i;
+    payload.flagged.forEach(function (k) { flagged[k] = true; });
+    var d = payload.display, stride = d ? d.nc + 1 : 0, nodes = d ? d.nodes : null;
+    function node(k) { return [nodes[2 * k], nodes[2 * k + 1]]; }
+    for (i = 0; i < payload.n_units; i++) {
+      var geometry, id;
+      if (d) {
+        var c = payload.col[i], r = payload.row[i];
+        var a = (r - d.r0) * stride + (c - d.c0);
+        geometry = { type: "Polygon", coordinates: [[node(a), node(a + 1), node(a + 1 + stride),
+                                                      node(a + stride), node(a)]] };
+        id = payload.unit_id ? payload.unit_id[i] : "c" + c + "_r" + r;
+      } else {
+        geometry = payload.geometries[i];
+        id = payload.unit_id[i];
+      }
+      features.push({ type: "Feature", geometry: geometry, properties: {
+        unit_id: id, intensity: payload.intensity[i], rank: payload.rank[i],
+        flagged: flagged[i] === true } });
+    }
+    return { type: "FeatureCollection", forecast: payload.forecast, features: features };
+  }
+
+  // The map body is cached by the browser and revalidated with its ETag (304: no body).
+  function fetchMap(path) {
+    return fetch(path, { headers: { "Authorization": "Bearer " + state.token },
+                         credentials: "omit", cache: "no-cache" })
+      .then(function (response) {
+        if (response.status === 401) { signOut("Your token was not accepted."); throw new Error("401"); }
+        return response.json().then(function (data) {
+          if (!response.ok) { throw new Error(response.status + ": " + (data.detail || response.statusText)); }
+          return data;
+        });
+      });
+  }
+
   function showForecast(info) {
     var area = $("area").value.trim() || "1%";
     setStatus("Loading forecast #" + info.id + "\u2026");
-    return api("/forecasts/" + info.id + "/geojson?area=" + encodeURIComponent(area))
-      .then(function (collection) {
+    return fetchMap("/forecasts/" + info.id + "/map?area=" + encodeURIComponent(area))
+      .then(function (payload) {
+        var collection = decodeMap(payload);
         var n = collection.features.length;
         if (state.layer) { state.map.removeLayer(state.layer); }
         if (state.flagged) { state.map.removeLayer(state.flagged); }
