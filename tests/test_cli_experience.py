@@ -450,3 +450,18 @@ def test_watch_prints_a_summary_table(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "watch run" in result.stderr and "new alerts" in result.stderr
     assert "{" not in result.stderr  # not a raw dict
+
+
+def test_scan_reports_replication_progress(tmp_path: Path, shared_data: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    prm = shared_data / "satscan" / "satscan_test1.prm"
+    _force_terminal(monkeypatch)
+    shown = runner.invoke(app, ["scan", "--satscan", str(prm), "--permutations", "99",
+                                "--randomization", "numpy", "-o", str(tmp_path / "s")])
+    assert shown.exit_code == 0, shown.output
+    assert re.search(r"replications(\s|\x1b\[[0-9;]*m)+[━╸╺]", shown.stderr)
+    assert "99/99" in shown.stderr
+    _no_forced_terminal(monkeypatch)
+    plain = runner.invoke(app, ["scan", "--satscan", str(prm), "--permutations", "99",
+                                "--randomization", "numpy", "-o", str(tmp_path / "t")])
+    assert plain.exit_code == 0 and "replications" not in plain.stderr

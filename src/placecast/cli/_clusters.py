@@ -227,8 +227,11 @@ def scan_command(
 
         written = write_satscan_files(data, scan, export_satscan)
         console.print("wrote SaTScan input " + ", ".join(str(p) for p in written))
-    with console.status(f"scanning {data.n_cases} cases at {data.n_locations} locations..."):
-        result = scan.run(data)
+    from placecast.cli._progress import progress_bar
+
+    with progress_bar(f"scan of {data.n_cases} cases at {data.n_locations} locations: "
+                      "replications") as bar:
+        result = scan.run(data, progress=bar)
     output.mkdir(parents=True, exist_ok=True)
     _write_text(output / "report.txt", format_satscan_report(result, parameters=prm_settings))
     _write_text(output / "clusters.geojson", json.dumps(result.to_geojson(), indent=1))

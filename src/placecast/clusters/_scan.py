@@ -1137,8 +1137,12 @@ class SpaceTimeScan:
                      separable=self.model != "bernoulli", min_cases=float(self.min_cases))
 
     # ------------------------------------------------------------------ run
-    def run(self, data: ScanData) -> ScanResult:
+    def run(self, data: ScanData, *, progress: Callable[[int, int], None] | None = None
+            ) -> ScanResult:
         """Scan ``data`` and test the clusters by Monte Carlo.
+
+        ``progress(n_done, n_total)``, if given, is called after each batch of
+        replications (see ``placecast._progress``).
 
         Returns
         -------
@@ -1161,7 +1165,7 @@ class SpaceTimeScan:
         best, best_k, best_w = _k.best_per_centre(nb_ptr, nb_idx, cum, *plan.kernel_args())
         observed_max = float(best.max()) if len(best) else 0.0
 
-        sims, stopped = self._simulate(data, plan, nb_ptr, nb_idx, observed_max)
+        sims, stopped = self._simulate(data, plan, nb_ptr, nb_idx, observed_max, progress)
         n_done = len(sims)
         clusters: list[ScanCluster] = []
         taken = np.zeros(n_loc, dtype=bool)
@@ -1296,7 +1300,8 @@ class SpaceTimeScan:
         return replicate
 
     def _simulate(self, data: ScanData, plan: _Plan, nb_ptr: np.ndarray, nb_idx: np.ndarray,
-                  observed_max: float) -> tuple[np.ndarray, bool]:
+                  observed_max: float, progress: Callable[[int, int], None] | None = None
+                  ) -> tuple[np.ndarray, bool]:
         n_rep = int(self.n_permutations)
         if n_rep == 0:
             return np.zeros(0), False
@@ -1321,6 +1326,8 @@ class SpaceTimeScan:
                     exceed = int(hits[-1])
                 out.append(sims)
                 done += size
+                if progress is not None:
+                    progress(done, n_rep)
         finally:
             numba.set_num_threads(previous)
         return np.concatenate(out), False
