@@ -114,6 +114,10 @@ def test_dashboard_in_headless_chromium(tmp_path, shared_data):
                 page.wait_for_selector("#chart svg polyline")
                 assert page.locator("#chart svg polyline").count() == 2
                 assert "space-time scan" in page.inner_text("#alerts")
+                # Background jobs are listed with their progress (done/total).
+                page.wait_for_selector("#jobs li.job-succeeded")
+                jobs_text = page.inner_text("#jobs")
+                assert "backtest succeeded: 3/3 (100%)" in jobs_text, jobs_text
                 # Scan clusters are drawn.
                 page.wait_for_selector("#map:not([data-n-clusters='0'])[data-n-clusters]")
                 page.wait_for_timeout(300)

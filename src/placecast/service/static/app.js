@@ -323,6 +323,7 @@
         return n + " (" + data.categories[n] + ")"; })));
     }).catch(function () { fill($("category"), [""], ["all"]); });
     loadAlerts();
+    loadJobs();
     loadClusters(dataset);
     loadBacktest(dataset);
     return refreshForecast();
@@ -334,6 +335,29 @@
     if (g && g.type === "Point" && g.coordinates) { return [g.coordinates[1], g.coordinates[0]]; }
     if (typeof alert.lat === "number" && typeof alert.lon === "number") { return [alert.lat, alert.lon]; }
     return null;
+  }
+
+  // ------------------------------------------------------------------ jobs
+  // Background jobs with their progress (done/total), polled while any is unfinished.
+  function loadJobs() {
+    return api("/jobs").then(function (data) {
+      var list = $("jobs");
+      list.textContent = "";
+      if (!data.jobs.length) { list.appendChild(el("li", "none", "muted")); return; }
+      var unfinished = false;
+      data.jobs.slice(0, 10).forEach(function (job) {
+        var text = job.kind + " " + job.status;
+        if (job.n_total) {
+          text += ": " + job.n_done + "/" + job.n_total + " (" +
+                  Math.round(100 * job.progress) + "%)";
+        }
+        var item = el("li", text, "job-" + job.status);
+        item.setAttribute("data-job-id", job.id);
+        list.appendChild(item);
+        if (job.status === "queued" || job.status === "running") { unfinished = true; }
+      });
+      if (unfinished) { window.setTimeout(loadJobs, 2000); }
+    }).catch(function (err) { setStatus(err.message, true); });
   }
 
   function loadAlerts() {
