@@ -414,8 +414,15 @@ def read_partition(folder: str | os.PathLike[str], region: str) -> Events:
         shown = ", ".join(list(info.names)[:10])
         raise DataError(f"{info.folder}: no region {region!r} (regions: {shown}"
                         f"{' ...' if len(info.counts) > 10 else ''}).")
-    partitioning = ds.partitioning(pa.schema([(info.column, pa.string())]), flavor="hive")
-    dataset = ds.dataset(info.folder, format="parquet", partitioning=partitioning,
+    key = pa.schema([(info.column, pa.string())])
+    types = {"time": pa.timestamp("ns"), "x": pa.float64(), "y": pa.float64(),
+             "category": pa.string(), "weight": pa.float64(), "incident_id": pa.string(),
+             "mark": pa.float64()}
+    # the schema is given, so discovery opens no file; the filter then prunes by folder
+    schema = pa.schema([(name, types[name]) for name in ("time", "x", "y", *info.fields)]
+                       + [("geometry", pa.binary()), (info.column, pa.string())])
+    dataset = ds.dataset(info.folder, format="parquet", schema=schema,
+                         partitioning=ds.partitioning(key, flavor="hive"),
                          exclude_invalid_files=False, ignore_prefixes=[".", "_"])
     columns = ["time", "x", "y", *info.fields]
     table = dataset.to_table(columns=columns, filter=ds.field(info.column) == region)
