@@ -177,7 +177,8 @@ def main() -> None:
               f"{n / ingest:,.0f} events/s, {size / 2**20:,.0f} MiB on disk")
         driver_rss = psutil.Process().memory_info().rss / 2**30
         del events, split
-        last = (pd.Timestamp(end).normalize() - pd.Timedelta(days=8))
+        # a month before the end, so every region (even the smallest) has data past it
+        last = pd.Timestamp(end).normalize() - pd.Timedelta(days=30)
         first = last - pd.Timedelta(weeks=args.origins - 1)
         models = [m.strip() for m in args.models.split(",") if m.strip()]
         jobs = [("forecast", dict(model=models[0], at=str(last.date()), horizon="7d")),

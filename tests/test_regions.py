@@ -61,7 +61,8 @@ def portland(shared_data, tmp_path_factory):
     csv = folder / "burglary_precincts.csv"
     raw[["occ_date", "x_coordina", "y_coordina", "precinct"]].to_csv(csv, index=False)
     events = read_events(csv, crs="EPSG:2913")
-    return {"csv": csv, "missing_one": folder / "missing_one.gpkg", "events": events,
+    return {"csv": csv, "districts": shared_data / "portland" / "police_districts"
+            / "Portland_Police_Districts.shp", "missing_one": folder / "missing_one.gpkg", "events": events,
             "labels": raw.precinct.to_numpy(dtype=object),
             "polygons": folder / "precincts.gpkg", "no_id": folder / "no_id.gpkg"}
 
@@ -115,6 +116,11 @@ def test_polygons_give_the_same_regions_as_point_in_polygon(portland):
     split = regions_from_polygons(portland["events"], portland["polygons"],
                                   id_column="PRECINCT")
     np.testing.assert_array_equal(split.labels, portland["labels"])
+    # the 60 districts, several per precinct: each precinct is the union of its districts
+    districts = regions_from_polygons(portland["events"], portland["districts"],
+                                      id_column="PRECINCT")
+    np.testing.assert_array_equal(districts.labels, portland["labels"])
+    assert districts.counts == split.counts
     with pytest.raises(DataError, match="no column 'PRECINCT'"):
         regions_from_polygons(portland["events"], portland["no_id"], id_column="PRECINCT")
     with pytest.raises(DataError, match="have no value"):

@@ -124,13 +124,14 @@ def regions_from_polygons(events: Events, path: str | os.PathLike[str], *,
         Any vector file of polygons pyogrio reads, with a CRS (unless the events are on a
         local grid).
     id_column : str
-        Column naming each polygon's region (unique values).
+        Column naming each polygon's region; polygons sharing an id make one region
+        (their union).
 
     Raises
     ------
     DataError
-        If the file is missing or unreadable, lacks ``id_column``, repeats or leaves out an
-        id, or if some events lie in no polygon (their number and the first one's
+        If the file is missing or unreadable, lacks ``id_column`` or leaves an id empty, or
+        if some events lie in no polygon (their number and the first one's
         coordinates are reported; nothing is dropped).
     """
     import pyogrio
@@ -160,11 +161,12 @@ def regions_from_polygons(events: Events, path: str | os.PathLike[str], *,
         raise DataError(f"{path}: column {id_column!r} is empty for some polygons; give every "
                         "region a name.")
     ids = ids.astype(str)
-    if ids.duplicated().any():
-        raise DataError(f"{path}: region {ids[ids.duplicated()].iloc[0]!r} appears twice in "
-                        f"column {id_column!r}; give each region one (multi)polygon.")
+    # several polygons with one id (districts of a precinct) make one region, their union
+    names = np.asarray(pd.unique(ids), dtype=object)
+    valid = shapely.make_valid(geoms.to_numpy())
+    shapes = np.array([shapely.union_all(valid[(ids == name).to_numpy()]) for name in names],
+                      dtype=object)
     sref = events.spatial_reference
-    shapes = shapely.make_valid(geoms.to_numpy())
     source = frame.crs.to_string() if frame.crs is not None else None
     if source is None and not sref.is_local:
         raise DataError(f"{path}: the polygon file has no CRS (.prj missing?); add one.")
@@ -189,7 +191,6 @@ def regions_from_polygons(events: Events, path: str | os.PathLike[str], *,
             f"{int(outside.sum()):,} of {len(events):,} events lie in no polygon of {path} "
             f"(the first at x {x[0]:,.1f}, y {y[0]:,.1f} in {sref.crs}). Every event needs a "
             "region: add the missing polygons, or select only the events inside them.")
-    names = ids.to_numpy(dtype=object)
     labels = names[owner]
     counts = np.bincount(owner, minlength=len(shapes))
     order = np.argsort(names.astype(str), kind="stable")
