@@ -62,7 +62,8 @@ def portland(shared_data, tmp_path_factory):
     raw[["occ_date", "x_coordina", "y_coordina", "precinct"]].to_csv(csv, index=False)
     events = read_events(csv, crs="EPSG:2913")
     return {"csv": csv, "districts": shared_data / "portland" / "police_districts"
-            / "Portland_Police_Districts.shp", "missing_one": folder / "missing_one.gpkg", "events": events,
+            / "Portland_Police_Districts.shp", "missing_one": folder / "missing_one.gpkg",
+            "events": events,
             "labels": raw.precinct.to_numpy(dtype=object),
             "polygons": folder / "precincts.gpkg", "no_id": folder / "no_id.gpkg"}
 
@@ -215,10 +216,12 @@ def test_cli_backtest_and_forecast_by_region(portland, client, tmp_path):
     ("POLYGONS", ["--by-id", "PRECINCT"], "no column 'PRECINCT'"),
     ("POLYGONS_OK", [], "needs --by-id"),
     ("precinct", ["--plot", "x.svg"], "--plot"),
+    ("precinct", ["--region", "POLYGONS_OK"], "cannot be combined with regions"),
+    ("precinct", ["--units", "polygons"], "not available per region"),
 ])
 def test_cli_bad_regions_exit_2(portland, tmp_path, by, extra, message):
-    by = {"POLYGONS": str(portland["no_id"]),
-          "POLYGONS_OK": str(portland["polygons"])}.get(by, by)
+    files = {"POLYGONS": str(portland["no_id"]), "POLYGONS_OK": str(portland["polygons"])}
+    by, extra = files.get(by, by), [files.get(e, e) for e in extra]
     result = runner.invoke(app, ["backtest", str(portland["csv"]), "--crs", "EPSG:2913",
                                  "--start", "2016-09-01", "--end", "2016-09-29", "--by", by,
                                  *extra, "-o", str(tmp_path / "out.csv")])

@@ -446,6 +446,15 @@ def read_partition(folder: str | os.PathLike[str], region: str) -> Events:
 
 
 # ---------------------------------------------------------------------- per-region jobs
+def _check_spec(spec: UnitSpec) -> None:
+    if spec.region is not None:
+        raise ParameterError("a region file cannot be combined with regions: each region's "
+                             "units cover that region (its polygon, or its events' hull).")
+    if spec.kind not in ("grid", "hex"):
+        raise ParameterError(f"units {spec.kind!r} are not available per region yet; use "
+                             "grid or hex units.")
+
+
 def region_units(events: Events, spec: UnitSpec, geometry: Any = None) -> Units:
     """Area units over one region: ``geometry`` (metres) if given, else the events' hull.
 
@@ -454,12 +463,7 @@ def region_units(events: Events, spec: UnitSpec, geometry: Any = None) -> Units:
     ParameterError
         For polygon units or a ``spec.region`` (each region's area comes from the split).
     """
-    if spec.region is not None:
-        raise ParameterError("a region file cannot be combined with regions: each region's "
-                             "units cover that region (its polygon, or its events' hull).")
-    if spec.kind not in ("grid", "hex"):
-        raise ParameterError(f"units {spec.kind!r} are not available per region yet; use "
-                             "grid or hex units.")
+    _check_spec(spec)
     if len(events) == 0:
         raise DataError("the region has no events to build its units from.")
     sref = events.spatial_reference
@@ -631,6 +635,8 @@ def run_by_region(
         raise ParameterError(f"a {job} per region needs a unit_spec (grid or hex units).")
     if not (isinstance(jobs, int) and jobs >= 1):
         raise ParameterError(f"jobs must be a positive whole number, got {jobs!r}.")
+    if unit_spec is not None:
+        _check_spec(unit_spec)
     tasks = _tasks(job, source, params or {}, unit_spec, geometries, regions)
     if not tasks:
         raise DataError("no regions to run.")

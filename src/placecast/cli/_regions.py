@@ -83,6 +83,7 @@ def run_regions(job: str, events_path: Path | None, *, by: str, by_id: str | Non
     reads its own region from disk.
     """
     from placecast.regions import (
+        _check_spec,
         is_partitioned,
         partition_info,
         run_by_region,
@@ -90,6 +91,8 @@ def run_regions(job: str, events_path: Path | None, *, by: str, by_id: str | Non
         write_partitioned,
     )
 
+    if unit_spec is not None:
+        _check_spec(unit_spec)  # before any event is read
     event_options = dict(event_options or {})
     geometries = None
     temporary: Path | None = None
