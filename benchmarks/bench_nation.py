@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import tempfile
 import threading
@@ -175,7 +176,8 @@ def main() -> None:
               f"{min(split.counts.values()):,}")
         print(f"ingest: partitioned GeoParquet write {ingest:.1f} s = "
               f"{n / ingest:,.0f} events/s, {size / 2**20:,.0f} MiB on disk")
-        driver_rss = psutil.Process().memory_info().rss / 2**30
+        # peak of this process so far (Linux reports KiB): generation and the write
+        driver_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         del events, split
         # a month before the end, so every region (even the smallest) has data past it
         last = pd.Timestamp(end).normalize() - pd.Timedelta(days=30)
@@ -200,8 +202,8 @@ def main() -> None:
             print(f"{r['job']:<10}{r['workers']:>8}{r['seconds']:>10.1f}"
                   f"{base[r['job']] / r['seconds']:>9.2f}x{r['rows']:>13,}"
                   f"{r['peak_rss_gb']:>14.2f} GB   {label}")
-        print(f"\ndriver peak before the cluster runs: {driver_rss:.2f} GB RSS "
-              "(generation and partitioned write); 2-worker tables equal 1-worker tables.")
+        print(f"\ndriver peak RSS before the cluster runs: {driver_rss:.2f} GB (generation "
+              "and partitioned write); 2-worker tables equal 1-worker tables.")
         print(f"machine: {os.cpu_count()} cores, "
               f"{psutil.virtual_memory().total / 2**30:.0f} GB")
     finally:
