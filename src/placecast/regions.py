@@ -455,6 +455,24 @@ def _check_spec(spec: UnitSpec) -> None:
                              "grid or hex units.")
 
 
+def _hull_region(events: Events, buffer: float) -> Any:
+    """``default_region(events, buffer)``, computed from the hull's vertices only.
+
+    Qhull finds the vertices of the convex hull in a few milliseconds; GEOS then builds the
+    same hull from them (the same ring, bit for bit) without making a point object per
+    event, which was half the time of a small region's backtest.
+    """
+    from scipy.spatial import ConvexHull, QhullError
+
+    if len(events) < 3:
+        return default_region(events, buffer)
+    try:
+        vertices = np.sort(ConvexHull(events.xy).vertices)
+    except (QhullError, ValueError):  # all on a line: let GEOS handle it
+        return default_region(events, buffer)
+    return default_region(events.select(vertices), buffer)
+
+
 def region_units(events: Events, spec: UnitSpec, geometry: Any = None) -> Units:
     """Area units over one region: ``geometry`` (metres) if given, else the events' hull.
 
@@ -467,7 +485,7 @@ def region_units(events: Events, spec: UnitSpec, geometry: Any = None) -> Units:
     if len(events) == 0:
         raise DataError("the region has no events to build its units from.")
     sref = events.spatial_reference
-    area = geometry if geometry is not None else default_region(events, spec.cell_size)
+    area = geometry if geometry is not None else _hull_region(events, spec.cell_size)
     if spec.kind == "hex":
         units = hex_grid(area, spec.cell_size, sref)
     else:
