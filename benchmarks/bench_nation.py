@@ -11,11 +11,12 @@ Then, timed:
 * ``forecast``  - one 7-day forecast per region (``run_by_region("forecast", folder)``);
 * ``backtest``  - a ``--origins``-origin weekly backtest per region;
 
-each on a Dask ``LocalCluster`` of 1 and of 2 single-threaded worker processes (the
-1-worker run is the baseline; the table gives the speed-up), every task reading only its
-own region's files. Peak memory per worker is the largest resident set size sampled
-every 0.2 s with psutil over the worker processes; the 2-worker results are checked to
-equal the 1-worker results.
+serially in this process (no Dask), then on a Dask ``LocalCluster`` of 1 and of 2
+single-threaded worker processes (the 1-worker run is the baseline of the speed-up), every
+task reading only its own region's files. Workers get ``placecast.regions.WORKER_ENV``
+(``--dask-default-env``: Dask's own malloc settings, 2-2.5x slower here). Peak memory per
+worker is the largest resident set size sampled every 0.2 s with psutil over the worker
+processes; the Dask results are checked to equal the serial results.
 
     PYTHONPATH=src python benchmarks/bench_nation.py                  # the size
     PYTHONPATH=src python benchmarks/bench_nation.py --events 2000000 # a quick check
@@ -38,7 +39,7 @@ import psutil
 
 from placecast.events import Events, SpatialReference
 from placecast.pipeline import UnitSpec
-from placecast.regions import RegionSplit, run_by_region, write_partitioned
+from placecast.regions import WORKER_ENV, RegionSplit, run_by_region, write_partitioned
 
 SIDE = 20_000.0  # region side, metres
 GAP = 5_000.0
@@ -127,13 +128,13 @@ class PeakRSS:
 
 
 def timed_on_cluster(n_workers: int, folder: Path, jobs: list[tuple[str, dict]],
-                     spec: UnitSpec, scratch: Path) -> list[dict]:
+                     spec: UnitSpec, scratch: Path, env: dict | None) -> list[dict]:
     from dask.distributed import Client, LocalCluster
 
     rows = []
     with LocalCluster(n_workers=n_workers, threads_per_worker=1, dashboard_address=None,
                       processes=True, local_directory=str(scratch),
-                      memory_limit="4GiB") as cluster, Client(cluster) as client:
+                      memory_limit="4GiB", env=env) as cluster, Client(cluster) as client:
         pids = list(client.run(os.getpid).values())
         for job, params in jobs:
             with PeakRSS(pids) as rss:
@@ -154,6 +155,9 @@ def main() -> None:
     parser.add_argument("--origins", type=int, default=52)
     parser.add_argument("--models", default="naive", help="comma-separated")
     parser.add_argument("--cell", type=float, default=500.0, help="metres")
+    parser.add_argument("--dask-default-env", action="store_true",
+                        help="start workers with Dask's default malloc settings instead of "
+                        "placecast.regions.WORKER_ENV")
     parser.add_argument("--folder", type=Path, default=None,
                         help="where to write the partitions (default a temporary folder)")
     args = parser.parse_args()
@@ -188,22 +192,34 @@ def main() -> None:
                                   end=str(last.date()), step="7d", horizons=["7d"],
                                   area="1%"))]
         spec = UnitSpec(cell_size=args.cell)
-        rows = timed_on_cluster(1, folder, jobs, spec, scratch)
-        rows += timed_on_cluster(2, folder, jobs, spec, scratch)
+        env = None if args.dask_default_env else WORKER_ENV
+        rows = []
+        for job, params in jobs:  # the same work in this process, no Dask
+            t0 = time.perf_counter()
+            table = run_by_region(job, folder, params=params, unit_spec=spec)
+            rows.append({"job": job, "workers": 0, "seconds": time.perf_counter() - t0,
+                         "rows": len(table), "peak_rss_gb": float("nan"), "table": table})
+        rows += timed_on_cluster(1, folder, jobs, spec, scratch, env)
+        rows += timed_on_cluster(2, folder, jobs, spec, scratch, env)
         for job in ("forecast", "backtest"):
-            one, two = (r for r in rows if r["job"] == job)
-            pd.testing.assert_frame_equal(one["table"], two["table"])
+            serial, one, two = (r for r in rows if r["job"] == job)
+            pd.testing.assert_frame_equal(one["table"], serial["table"])
+            pd.testing.assert_frame_equal(two["table"], serial["table"])
         base = {r["job"]: r["seconds"] for r in rows if r["workers"] == 1}
+        print(f"Dask worker environment: "
+              f"{'Dask defaults' if env is None else env}; speed-up against 1 worker")
         print(f"\n{'job':<10}{'workers':>8}{'seconds':>10}{'speed-up':>10}"
               f"{'result rows':>13}{'peak RSS/worker':>17}")
         for r in rows:
-            label = (f"{r['job']} ({args.origins} origins x {len(models)} model)"
-                     if r["job"] == "backtest" else r["job"])
-            print(f"{r['job']:<10}{r['workers']:>8}{r['seconds']:>10.1f}"
+            label = (f"{args.origins} origins x {len(models)} model(s)"
+                     if r["job"] == "backtest" else "one 7-day forecast per region")
+            workers = "serial" if r["workers"] == 0 else str(r["workers"])
+            memory = "-" if r["workers"] == 0 else f"{r['peak_rss_gb']:.2f} GB"
+            print(f"{r['job']:<10}{workers:>8}{r['seconds']:>10.1f}"
                   f"{base[r['job']] / r['seconds']:>9.2f}x{r['rows']:>13,}"
-                  f"{r['peak_rss_gb']:>14.2f} GB   {label}")
+                  f"{memory:>17}   {label}")
         print(f"\ndriver peak RSS before the cluster runs: {driver_rss:.2f} GB (generation "
-              "and partitioned write); 2-worker tables equal 1-worker tables.")
+              "and partitioned write); Dask tables equal the serial tables.")
         print(f"machine: {os.cpu_count()} cores, "
               f"{psutil.virtual_memory().total / 2**30:.0f} GB")
     finally:
