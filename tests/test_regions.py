@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -238,3 +239,33 @@ def test_cli_events_in_no_region_exit_2(portland, tmp_path):
     assert result.exit_code == 2, result.output
     assert "lie in no polygon" in " ".join(result.output.split())
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_append_in_chunks_equals_one_write(portland, tmp_path):
+    events, labels = portland["events"], portland["labels"]
+    whole = write_partitioned(events, labels, tmp_path / "whole", rows_per_file=300)
+    half = len(events) // 2
+    first, second = np.arange(half), np.arange(half, len(events))
+    write_partitioned(events.select(first), labels[first], tmp_path / "chunks",
+                      rows_per_file=300)
+    chunks = write_partitioned(events.select(second), labels[second], tmp_path / "chunks",
+                               append=True, rows_per_file=300)
+    assert chunks.counts == whole.counts
+    for region in whole.names:
+        a, b = read_partition(tmp_path / "whole", region), read_partition(tmp_path / "chunks",
+                                                                          region)
+        order_a, order_b = np.lexsort((a.x, a.time)), np.lexsort((b.x, b.time))
+        np.testing.assert_array_equal(a.time[order_a], b.time[order_b])
+        np.testing.assert_array_equal(a.y[order_a], b.y[order_b])
+    # a description that does not match the files is reported, not read past
+    meta = json.loads((tmp_path / "chunks" / "_placecast.json").read_text())
+    meta["regions"][whole.names[0]] += 1
+    (tmp_path / "chunks" / "_placecast.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match="the folder was changed"):
+        read_partition(tmp_path / "chunks", whole.names[0])
+    from placecast.events import SpatialReference
+    from placecast.exceptions import ParameterError
+
+    other = dataclasses.replace(events, spatial_reference=SpatialReference("EPSG:32610"))
+    with pytest.raises(ParameterError, match="differ in CRS"):
+        write_partitioned(other, labels, tmp_path / "chunks", append=True)

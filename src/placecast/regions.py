@@ -282,6 +282,7 @@ def _geo_metadata(sref: SpatialReference, bbox: list[float]) -> bytes:
 
 def write_partitioned(events: Events, split: RegionSplit | Any, folder: str | os.PathLike[str],
                       *, column: str = "region", overwrite: bool = False,
+                      append: bool = False,
                       rows_per_file: int = _ROWS_PER_FILE) -> PartitionInfo:
     """Write events as GeoParquet partitioned by region (hive layout), atomically.
 
@@ -302,6 +303,11 @@ def write_partitioned(events: Events, split: RegionSplit | Any, folder: str | os
         Name of the partition column.
     overwrite : bool
         Replace an existing partitioned folder.
+    append : bool
+        Add the events to an existing partitioned folder (same column, CRS, time zone and
+        fields) as new files, for ingesting a catalog too large for memory in chunks. The
+        description is updated last; a run that dies half-way leaves files the description
+        does not count, which reading then reports.
     rows_per_file : int
         Largest number of rows in one file.
 
@@ -309,7 +315,6 @@ def write_partitioned(events: Events, split: RegionSplit | Any, folder: str | os
     -------
     PartitionInfo
     """
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     _check_column_name(column)
@@ -319,6 +324,10 @@ def write_partitioned(events: Events, split: RegionSplit | Any, folder: str | os
         raise ParameterError(f"{len(split.labels):,} region labels for {len(events):,} "
                              "events; give one label per event.")
     folder = Path(folder)
+    if append:
+        if overwrite:
+            raise ParameterError("give append or overwrite, not both.")
+        return _append(events, split, folder, column, rows_per_file)
     if folder.exists():
         if not overwrite:
             raise ParameterError(f"{folder} already exists; choose a new folder or overwrite "
@@ -329,34 +338,13 @@ def write_partitioned(events: Events, split: RegionSplit | Any, folder: str | os
     if rows_per_file < 1:
         raise ParameterError(f"rows_per_file must be at least 1, got {rows_per_file}.")
     sref = events.spatial_reference
-    scale = sref.metres_per_unit if np.isfinite(sref.metres_per_unit) else 1.0
-    index = {name: i for i, name in enumerate(split.names)}
-    codes = pd.Series(split.labels).map(index).to_numpy(dtype=np.int64)
-    order = np.argsort(codes, kind="stable")
-    bounds = np.searchsorted(codes[order], np.arange(len(split.names) + 1))
     present = [f for f in _FIELDS if getattr(events, f) is not None]
     tmp = folder.parent / f".{folder.name}.{uuid.uuid4().hex[:8]}.tmp"
     tmp.mkdir(parents=True)
     try:
-        for i, name in enumerate(split.names):
-            part_dir = tmp / f"{column}={urllib.parse.quote(name, safe='')}"
-            part_dir.mkdir()
-            rows = order[bounds[i]:bounds[i + 1]]
-            for k, start in enumerate(range(0, max(len(rows), 1), rows_per_file)):
-                take = rows[start:start + rows_per_file]
-                x, y = events.x[take], events.y[take]
-                columns: dict[str, Any] = {"time": pa.array(events.time[take]),
-                                           "x": pa.array(x), "y": pa.array(y)}
-                for name_ in present:
-                    values = getattr(events, name_)[take]
-                    columns[name_] = pa.array(values, type=pa.string() if values.dtype == object
-                                              else None)
-                columns["geometry"] = _wkb_points(x / scale, y / scale)
-                bbox = ([float(x.min() / scale), float(y.min() / scale), float(x.max() / scale),
-                         float(y.max() / scale)] if len(take) else [])
-                table = pa.table(columns).replace_schema_metadata(
-                    {b"geo": _geo_metadata(sref, bbox)})
-                pq.write_table(table, part_dir / f"part-{k:05d}.parquet")
+        for part_dir, name, take in _region_files(events, split, tmp, column, rows_per_file):
+            part_dir.mkdir(exist_ok=True)
+            pq.write_table(_part_table(events, take, present), part_dir / name)
         meta = {"format": _FORMAT, "version": 1, "column": column,
                 "crs": sref.crs, "metres_per_unit": sref.metres_per_unit,
                 "input_crs": sref.input_crs, "timezone": events.timezone,
@@ -373,6 +361,89 @@ def write_partitioned(events: Events, split: RegionSplit | Any, folder: str | os
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    return partition_info(folder)
+
+
+def _region_files(events: Events, split: RegionSplit, folder: Path, column: str,
+                  rows_per_file: int, first: Mapping[str, int] | None = None
+                  ) -> Iterator[tuple[Path, str, np.ndarray]]:
+    """``(region folder, file name, event indices)`` for every file to write."""
+    index = {name: i for i, name in enumerate(split.names)}
+    codes = pd.Series(split.labels).map(index).to_numpy(dtype=np.int64)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(split.names) + 1))
+    for i, region in enumerate(split.names):
+        rows = order[bounds[i]:bounds[i + 1]]
+        if first is not None and len(rows) == 0:
+            continue  # appending: no new file for a region without new events
+        part_dir = folder / f"{column}={urllib.parse.quote(region, safe='')}"
+        start_k = (first or {}).get(region, 0)
+        for k, start in enumerate(range(0, max(len(rows), 1), rows_per_file), start=start_k):
+            yield part_dir, f"part-{k:05d}.parquet", rows[start:start + rows_per_file]
+
+
+def _part_table(events: Events, take: np.ndarray, present: Sequence[str]) -> Any:
+    """One GeoParquet table: time, x, y, the optional fields and WKB points."""
+    import pyarrow as pa
+
+    sref = events.spatial_reference
+    scale = sref.metres_per_unit if np.isfinite(sref.metres_per_unit) else 1.0
+    x, y = events.x[take], events.y[take]
+    columns: dict[str, Any] = {"time": pa.array(events.time[take]), "x": pa.array(x),
+                               "y": pa.array(y)}
+    for name in present:
+        values = getattr(events, name)[take]
+        columns[name] = pa.array(values, type=pa.string() if values.dtype == object else None)
+    columns["geometry"] = _wkb_points(x / scale, y / scale)
+    bbox = ([float(x.min() / scale), float(y.min() / scale), float(x.max() / scale),
+             float(y.max() / scale)] if len(take) else [])
+    return pa.table(columns).replace_schema_metadata({b"geo": _geo_metadata(sref, bbox)})
+
+
+def _append(events: Events, split: RegionSplit, folder: Path, column: str,
+            rows_per_file: int) -> PartitionInfo:
+    import pyarrow.parquet as pq
+
+    info = partition_info(folder)
+    present = tuple(f for f in _FIELDS if getattr(events, f) is not None)
+    differences = [what for what, same in (
+        ("partition column", info.column == column),
+        ("CRS", info.spatial_reference == events.spatial_reference),
+        ("time zone", info.timezone == events.timezone),
+        ("event fields", info.fields == present)) if not same]
+    if differences:
+        raise ParameterError(f"{folder}: cannot append events that differ in "
+                             f"{', '.join(differences)} (folder: column {info.column!r}, "
+                             f"{info.spatial_reference.crs}, fields {list(info.fields)}); "
+                             "read them with the same settings, or write a new folder.")
+    first = {}
+    for region in split.names:
+        part_dir = folder / f"{column}={urllib.parse.quote(region, safe='')}"
+        first[region] = len(list(part_dir.glob("part-*.parquet"))) if part_dir.exists() else 0
+    written: list[tuple[Path, Path]] = []
+    try:
+        for part_dir, name, take in _region_files(events, split, folder, column,
+                                                  rows_per_file, first):
+            part_dir.mkdir(exist_ok=True)
+            hidden = part_dir / f".{name}.{uuid.uuid4().hex[:8]}"  # ignored by readers
+            pq.write_table(_part_table(events, take, present), hidden)
+            written.append((hidden, part_dir / name))
+    except BaseException:
+        for hidden, _ in written:
+            hidden.unlink(missing_ok=True)
+        raise
+    for hidden, final in written:
+        hidden.rename(final)
+    meta = json.loads((folder / _META_FILE).read_text())
+    counts = dict(meta["regions"])
+    for region, n in split.counts.items():
+        counts[region] = counts.get(region, 0) + n
+    meta.update(regions=dict(sorted(counts.items())),
+                n_events=int(meta["n_events"]) + len(events))
+    from placecast.io._atomic import atomic_path
+
+    with atomic_path(folder / _META_FILE) as tmp:
+        tmp.write_text(json.dumps(meta, indent=1))
     return partition_info(folder)
 
 

@@ -143,6 +143,8 @@ def partition_command(
     = "region",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing "
                                             "partitioned folder.")] = False,
+    append: Annotated[bool, typer.Option("--append", help="Add these events to an existing "
+                                         "partitioned folder (ingest in chunks).")] = False,
     time: Annotated[str | None, typer.Option("--time", help="Time column.")] = None,
     x: Annotated[str | None, typer.Option("--x", help="X column.")] = None,
     y: Annotated[str | None, typer.Option("--y", help="Y column.")] = None,
@@ -168,6 +170,8 @@ def partition_command(
                "crs": crs, "time_format": time_format, "timezone": timezone}
     events, split = region_split(events_path, by, by_id, options)
     with err_console.status(f"writing {len(events):,} events in {len(split.names)} regions..."):
-        info = write_partitioned(events, split, output, column=column, overwrite=overwrite)
-    console.print(f"wrote {len(events):,} events in {len(info.counts)} regions to {output}/ "
-                  f"(partitioned by {column!r})")
+        info = write_partitioned(events, split, output, column=column, overwrite=overwrite,
+                                 append=append)
+    console.print(f"wrote {len(events):,} events in {len(split.names)} regions to {output}/ "
+                  f"(partitioned by {column!r}; {sum(info.counts.values()):,} events in "
+                  f"{len(info.counts)} regions in all)")
