@@ -585,6 +585,7 @@ class _Task:
     geometry: Any = None
     events: Events | None = None
     folder: str | None = None
+    size: int = 0  # events in the region: the largest are sent first
 
 
 def _run_task(task: _Task) -> pd.DataFrame:
@@ -641,10 +642,12 @@ def _tasks(job: str, source: Any, params: Mapping[str, Any], unit_spec: UnitSpec
         names = list(info.names)
         folder: str | None = str(info.folder)
         by_region: Mapping[str, Events] = {}
+        sizes = info.counts
     elif isinstance(source, Mapping):
         names = sorted(str(k) for k in source)
         folder = None
         by_region = source
+        sizes = {str(k): len(v) for k, v in source.items()}
     else:
         raise ParameterError("source must be a partitioned events folder or a mapping "
                              "{region: Events}.")
@@ -660,7 +663,7 @@ def _tasks(job: str, source: Any, params: Mapping[str, Any], unit_spec: UnitSpec
             raise ParameterError(f"no polygon for region {missing[0]!r}.")
     return [_Task(job, name, dict(params), unit_spec,
                   geometries.get(name) if geometries is not None else None,
-                  by_region.get(name) if folder is None else None, folder)
+                  by_region.get(name) if folder is None else None, folder, sizes[name])
             for name in names]
 
 
@@ -788,10 +791,13 @@ def _dask(tasks: Sequence[_Task], address: Any, jobs: int
                 from None
     futures = []
     try:
+        # largest regions first, so a big one does not start last and hold up the end
+        ordered = sorted(tasks, key=lambda t: -t.size)
         futures = [client.submit(_run_task, task, key=f"placecast-{task.job}-{i}-"
-                                 f"{uuid.uuid4().hex[:8]}", pure=False)
-                   for i, task in enumerate(tasks)]
-        region_of = {f.key: t.region for f, t in zip(futures, tasks, strict=True)}
+                                 f"{uuid.uuid4().hex[:8]}", pure=False,
+                                 priority=len(ordered) - i)
+                   for i, task in enumerate(ordered)]
+        region_of = {f.key: t.region for f, t in zip(futures, ordered, strict=True)}
         for future in as_completed(futures):
             frame = future.result()
             yield region_of[future.key], frame
