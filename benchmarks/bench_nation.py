@@ -14,7 +14,7 @@ Then, timed:
 serially in this process (no Dask), then on a Dask ``LocalCluster`` of 1 and of 2
 single-threaded worker processes (the 1-worker run is the baseline of the speed-up), every
 task reading only its own region's files. Workers get ``placecast.regions.WORKER_ENV``
-(``--dask-default-env``: Dask's own malloc settings, 2-2.5x slower here). Peak memory per
+(``--dask-default-env``: Dask's own malloc settings, 2-4x slower here). Peak memory per
 worker is the largest resident set size sampled every 0.2 s with psutil over the worker
 processes; the Dask results are checked to equal the serial results.
 
@@ -39,7 +39,13 @@ import psutil
 
 from placecast.events import Events, SpatialReference
 from placecast.pipeline import UnitSpec
-from placecast.regions import WORKER_ENV, RegionSplit, run_by_region, write_partitioned
+from placecast.regions import (
+    WORKER_ENV,
+    RegionSplit,
+    local_cluster,
+    run_by_region,
+    write_partitioned,
+)
 
 SIDE = 20_000.0  # region side, metres
 GAP = 5_000.0
@@ -128,13 +134,15 @@ class PeakRSS:
 
 
 def timed_on_cluster(n_workers: int, folder: Path, jobs: list[tuple[str, dict]],
-                     spec: UnitSpec, scratch: Path, env: dict | None) -> list[dict]:
+                     spec: UnitSpec, scratch: Path, placecast_env: bool) -> list[dict]:
     from dask.distributed import Client, LocalCluster
 
     rows = []
-    with LocalCluster(n_workers=n_workers, threads_per_worker=1, dashboard_address=None,
-                      processes=True, local_directory=str(scratch),
-                      memory_limit="4GiB", env=env) as cluster, Client(cluster) as client:
+    options = dict(local_directory=str(scratch), memory_limit="4GiB")
+    cluster = (local_cluster(n_workers, **options) if placecast_env else
+               LocalCluster(n_workers=n_workers, threads_per_worker=1, dashboard_address=None,
+                            processes=True, **options))
+    with cluster, Client(cluster) as client:
         pids = list(client.run(os.getpid).values())
         for job, params in jobs:
             with PeakRSS(pids) as rss:
@@ -192,22 +200,22 @@ def main() -> None:
                                   end=str(last.date()), step="7d", horizons=["7d"],
                                   area="1%"))]
         spec = UnitSpec(cell_size=args.cell)
-        env = None if args.dask_default_env else WORKER_ENV
+        placecast_env = not args.dask_default_env
         rows = []
         for job, params in jobs:  # the same work in this process, no Dask
             t0 = time.perf_counter()
             table = run_by_region(job, folder, params=params, unit_spec=spec)
             rows.append({"job": job, "workers": 0, "seconds": time.perf_counter() - t0,
                          "rows": len(table), "peak_rss_gb": float("nan"), "table": table})
-        rows += timed_on_cluster(1, folder, jobs, spec, scratch, env)
-        rows += timed_on_cluster(2, folder, jobs, spec, scratch, env)
+        rows += timed_on_cluster(1, folder, jobs, spec, scratch, placecast_env)
+        rows += timed_on_cluster(2, folder, jobs, spec, scratch, placecast_env)
         for job in ("forecast", "backtest"):
             serial, one, two = (r for r in rows if r["job"] == job)
             pd.testing.assert_frame_equal(one["table"], serial["table"])
             pd.testing.assert_frame_equal(two["table"], serial["table"])
         base = {r["job"]: r["seconds"] for r in rows if r["workers"] == 1}
         print(f"Dask worker environment: "
-              f"{'Dask defaults' if env is None else env}; speed-up against 1 worker")
+              f"{WORKER_ENV if placecast_env else 'Dask defaults'}; speed-up against 1 worker")
         print(f"\n{'job':<10}{'workers':>8}{'seconds':>10}{'speed-up':>10}"
               f"{'result rows':>13}{'peak RSS/worker':>17}")
         for r in rows:

@@ -41,6 +41,7 @@ __all__ = [
     "PartitionInfo",
     "RegionSplit",
     "is_partitioned",
+    "local_cluster",
     "partition_info",
     "read_partition",
     "region_units",
@@ -54,11 +55,12 @@ __all__ = [
 #: The jobs ``run_by_region`` runs per region.
 JOBS = ("backtest", "forecast", "scan")
 
-#: Environment for Dask worker processes that placecast starts. Dask's nanny sets
+#: Environment for the Dask worker processes of :func:`local_cluster`. Dask's nanny sets
 #: ``MALLOC_TRIM_THRESHOLD_=65536``, which also turns off glibc's adaptive mmap threshold:
 #: every array over 128 KiB is then mapped and unmapped afresh, and a region's backtest
-#: (many per-origin temporaries) ran 2-2.5x slower than in a plain process. These values
-#: keep arrays under 16 MiB on the heap and return memory above 256 MiB of free heap.
+#: (many per-origin temporaries) ran 2-4x slower than in a plain process. These values
+#: keep arrays under 16 MiB on the heap and return memory above 256 MiB of free heap. Give
+#: the same to the workers of a real cluster (``distributed.nanny.pre-spawn-environ``).
 WORKER_ENV = {"MALLOC_TRIM_THRESHOLD_": str(2**28), "MALLOC_MMAP_THRESHOLD_": str(2**24)}
 
 _META_FILE = "_placecast.json"
@@ -760,6 +762,26 @@ def run_by_region(
     return pd.concat(non_empty, ignore_index=True)
 
 
+def local_cluster(n_workers: int, **options: Any) -> Any:
+    """A ``distributed.LocalCluster`` of single-threaded worker processes for placecast.
+
+    The workers start with ``WORKER_ENV`` (set through Dask's
+    ``distributed.nanny.pre-spawn-environ``: malloc settings only work when set before a
+    process starts); ``options`` go to ``LocalCluster``.
+    """
+    try:
+        import dask
+        from dask.distributed import LocalCluster
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ParameterError("running regions on Dask needs dask.distributed: pip install "
+                             "'placecast[dask]'.") from None
+    settings = {"threads_per_worker": 1, "dashboard_address": None, "processes": True,
+                **options}
+    environ = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_ENV.items()}
+    with dask.config.set(environ):
+        return LocalCluster(n_workers=n_workers, **settings)
+
+
 def _serial(tasks: Sequence[_Task]) -> Iterator[tuple[str, pd.DataFrame]]:
     for task in tasks:
         yield task.region, _run_task(task)
@@ -768,7 +790,7 @@ def _serial(tasks: Sequence[_Task]) -> Iterator[tuple[str, pd.DataFrame]]:
 def _dask(tasks: Sequence[_Task], address: Any, jobs: int
           ) -> Iterator[tuple[str, pd.DataFrame]]:
     try:
-        from dask.distributed import Client, LocalCluster, as_completed
+        from dask.distributed import Client, as_completed
     except ImportError:  # pragma: no cover - depends on the environment
         raise ParameterError("running regions on Dask needs dask.distributed: pip install "
                              "'placecast[dask]'.") from None
@@ -776,8 +798,7 @@ def _dask(tasks: Sequence[_Task], address: Any, jobs: int
     if isinstance(address, Client):
         client, own_client = address, False
     elif address == "local":
-        cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, dashboard_address=None,
-                               processes=True, env=WORKER_ENV)
+        cluster = local_cluster(jobs)
         client, own_client = Client(cluster), True
     else:
         text = str(address)
