@@ -269,3 +269,22 @@ def test_append_in_chunks_equals_one_write(portland, tmp_path):
     other = dataclasses.replace(events, spatial_reference=SpatialReference("EPSG:32610"))
     with pytest.raises(ParameterError, match="differ in CRS"):
         write_partitioned(other, labels, tmp_path / "chunks", append=True)
+
+
+def test_cli_scan_by_region(portland, tmp_path):
+    out = tmp_path / "scan"
+    result = runner.invoke(app, ["scan", str(portland["csv"]), "--crs", "EPSG:2913", "--by",
+                                 "precinct", "--at", "2016-12-01", "--study-days", "60",
+                                 "--round", "100m", "--permutations", "49", "--seed", "3",
+                                 "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out / "clusters.csv")
+    assert sorted(table.region.unique()) == sorted(set(portland["labels"]))
+    from placecast.clusters import SpaceTimeScan, scan_data_from_events
+
+    events, labels = portland["events"], portland["labels"]
+    mine = events.select(labels == "CE")
+    alone = SpaceTimeScan(n_permutations=49, random_state=3, max_intervals=7).run(
+        scan_data_from_events(mine, at="2016-12-01", n_intervals=60, round_to=100.0))
+    np.testing.assert_allclose(table[table.region == "CE"].test_statistic,
+                               alone.to_frame().test_statistic)
