@@ -145,11 +145,12 @@ def timed_on_cluster(n_workers: int, folder: Path, jobs: list[tuple[str, dict]],
     with cluster, Client(cluster) as client:
         pids = list(client.run(os.getpid).values())
         for job, params in jobs:
+            load = os.getloadavg()[0]
             with PeakRSS(pids) as rss:
                 t0 = time.perf_counter()
                 table = run_by_region(job, folder, params=params, unit_spec=spec, dask=client)
                 seconds = time.perf_counter() - t0
-            rows.append({"job": job, "workers": n_workers, "seconds": seconds,
+            rows.append({"job": job, "workers": n_workers, "seconds": seconds, "load": load,
                          "rows": len(table), "peak_rss_gb": max(rss.peak.values()) / 2**30,
                          "table": table})
     return rows
@@ -203,9 +204,11 @@ def main() -> None:
         placecast_env = not args.dask_default_env
         rows = []
         for job, params in jobs:  # the same work in this process, no Dask
+            load = os.getloadavg()[0]
             t0 = time.perf_counter()
             table = run_by_region(job, folder, params=params, unit_spec=spec)
             rows.append({"job": job, "workers": 0, "seconds": time.perf_counter() - t0,
+                         "load": load,
                          "rows": len(table), "peak_rss_gb": float("nan"), "table": table})
         rows += timed_on_cluster(1, folder, jobs, spec, scratch, placecast_env)
         rows += timed_on_cluster(2, folder, jobs, spec, scratch, placecast_env)
@@ -217,7 +220,7 @@ def main() -> None:
         print(f"Dask worker environment: "
               f"{WORKER_ENV if placecast_env else 'Dask defaults'}; speed-up against 1 worker")
         print(f"\n{'job':<10}{'workers':>8}{'seconds':>10}{'speed-up':>10}"
-              f"{'result rows':>13}{'peak RSS/worker':>17}")
+              f"{'result rows':>13}{'peak RSS/worker':>17}{'load':>6}")
         for r in rows:
             label = (f"{args.origins} origins x {len(models)} model(s)"
                      if r["job"] == "backtest" else "one 7-day forecast per region")
@@ -225,9 +228,11 @@ def main() -> None:
             memory = "-" if r["workers"] == 0 else f"{r['peak_rss_gb']:.2f} GB"
             print(f"{r['job']:<10}{workers:>8}{r['seconds']:>10.1f}"
                   f"{base[r['job']] / r['seconds']:>9.2f}x{r['rows']:>13,}"
-                  f"{memory:>17}   {label}")
+                  f"{memory:>17}{r['load']:>6.1f}   {label}")
         print(f"\ndriver peak RSS before the cluster runs: {driver_rss:.2f} GB (generation "
               "and partitioned write); Dask tables equal the serial tables.")
+        print("load: the machine's 1-minute load average as the step began (other users "
+              "count too)")
         print(f"machine: {os.cpu_count()} cores, "
               f"{psutil.virtual_memory().total / 2**30:.0f} GB")
     finally:
