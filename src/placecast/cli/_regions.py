@@ -160,8 +160,8 @@ def partition_command(
 ) -> None:
     """Write events as GeoParquet partitioned by region, for --by runs on a cluster.
 
-    Each region's events go to <output>/<column>=<region>/part-*.parquet (hive layout);
-    backtest, forecast and scan given the folder and --by <column> read only one region
+    Each region's events go to OUTPUT/COLUMN=REGION/part-*.parquet (hive layout);
+    backtest, forecast and scan given the folder and --by COLUMN read only one region
     per task. Events in no region are an error (counted), never dropped.
     """
     from placecast.regions import write_partitioned
