@@ -19,6 +19,7 @@ from placecast.cli._app import (
     print_table,
     with_event_options,
 )
+from placecast.cli._regions import ByIdOpt, ByOpt
 from placecast.exceptions import ParameterError
 
 __all__: list[str] = []
@@ -136,6 +137,10 @@ def scan_command(
     case_categories: Annotated[str | None, typer.Option(
         "--case-categories", help="With --model bernoulli: comma-separated categories "
         "that are cases; every other event is a control.")] = None,
+    by: ByOpt = None,
+    by_id: ByIdOpt = None,
+    dask: Annotated[str | None, typer.Option("--dask", help="With --by: run the regions on "
+                                             "Dask, 'local' or tcp://host:port.")] = None,
     event_options: dict[str, Any] | None = None,
 ) -> None:
     """Space-time scan statistics (Kulldorff), SaTScan-compatible.
@@ -148,8 +153,35 @@ def scan_command(
     """
     from placecast.clusters import SpaceTimeScan, scan_data_from_events
     from placecast.io._satscan import format_satscan_report, read_satscan
-    from placecast.quantities import parse_length
+    from placecast.quantities import parse_duration, parse_length
 
+    if by is not None:
+        given = [name for name, value in (
+            ("--satscan", satscan), ("--export-satscan", export_satscan),
+            ("--population", population), ("--units-file", units_file),
+            ("--case-categories", case_categories)) if value is not None]
+        if given:
+            raise ParameterError(f"--by scans each region on its own from EVENTS; drop "
+                                 f"{', '.join(given)}.")
+        step_days = parse_duration(interval, name="--interval").days
+        study = _days_option(study_days, "--study-days")
+        longest = _days_option(max_days, "--max-days") or 0.0
+        scan_options = dict(
+            max_share=max_share,
+            max_radius=parse_length(max_radius, name="--max-radius") if max_radius else None,
+            max_intervals=max(1, int(longest / step_days)),
+            n_permutations=999 if permutations is None else permutations,
+            random_state=seed, n_jobs=1, randomization=randomization or "numpy",
+            p_values=p_values or "monte_carlo", model=model, analysis=analysis)
+        _scan_by_region(events_path, output, by=by, by_id=by_id, dask=dask, jobs=jobs,
+                        event_options=event_options, cell=cell, params=dict(
+                            at=at, interval=interval,
+                            n_intervals=int(round(study / step_days)) if study else None,
+                            round_to=parse_length(round_to, name="--round") if round_to
+                            else None, scan=scan_options))
+        return
+    if dask is not None:
+        raise ParameterError("--dask runs regions in parallel; it needs --by.")
     prm_settings = None
     if satscan is not None:
         if events_path is not None:
@@ -239,6 +271,26 @@ def scan_command(
     _write_text(output / "result.json", json.dumps(result.to_dict(), indent=1, default=str))
     _print_scan(result)
     console.print(f"wrote {output}/report.txt, clusters.geojson, clusters.csv, result.json")
+
+
+def _scan_by_region(events_path: Any, output: Path, *, by: str, by_id: str | None,
+                    dask: str | None, jobs: int | None, event_options: Any,
+                    cell: str | None, params: dict[str, Any]) -> None:
+    """``scan --by``: one scan per region; all clusters in ``output/clusters.csv``."""
+    from placecast.cli._regions import run_regions
+    from placecast.pipeline import UnitSpec
+    from placecast.quantities import parse_length
+
+    unit_spec = UnitSpec(cell_size=parse_length(cell, name="--cell")) if cell else None
+    table = run_regions("scan", events_path, by=by, by_id=by_id, event_options=event_options,
+                        output=output, params=params, unit_spec=unit_spec, dask=dask,
+                        jobs=jobs or 2)
+    output.mkdir(parents=True, exist_ok=True)
+    _write_text(output / "clusters.csv", table.to_csv(index=False))
+    significant = table[table.p_value < 0.05] if len(table) else table
+    console.print(f"{len(table):,} clusters in {table.region.nunique() if len(table) else 0} "
+                  f"regions, {len(significant):,} with p < 0.05")
+    console.print(f"wrote {output}/clusters.csv")
 
 
 def _read_population_csv(path: Path) -> dict[str, float]:

@@ -20,6 +20,7 @@ from placecast.cli._app import (
     shared_options,
     with_event_options,
 )
+from placecast.cli._regions import ByIdOpt, ByOpt
 from placecast.exceptions import ParameterError
 from placecast.models import MODELS
 
@@ -264,6 +265,14 @@ def forecast_command(
     db: Annotated[str, typer.Option("--db", envvar="PLACECAST_DB", help="Store for --save: "
                                     "a DuckDB file or postgresql://... URL.")]
     = "placecast.duckdb",
+    by: ByOpt = None,
+    by_id: ByIdOpt = None,
+    dask: Annotated[str | None, typer.Option("--dask", help="With --by: run the regions on "
+                                             "Dask, 'local' (a LocalCluster of --jobs workers) "
+                                             "or a scheduler address tcp://host:port.")]
+    = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="With --dask local: workers.")]
+    = 2,
     event_options: dict[str, Any] | None = None,
 ) -> None:
     """Forecast expected events per area unit for the window starting at --at."""
@@ -271,6 +280,14 @@ def forecast_command(
     from placecast.io._forecast import FORECAST_FORMATS
     from placecast.pipeline import run_forecast
 
+    if by is not None:
+        _forecast_by_region(events_path, output, by=by, by_id=by_id, unit_spec=unit_spec,
+                            event_options=event_options, dask=dask, jobs=jobs, save=save,
+                            params=dict(model=model, at=at, horizon=horizon,
+                                        model_params=parse_params(param)))
+        return
+    if dask is not None:
+        raise ParameterError("--dask runs regions in parallel; it needs --by.")
     if output.suffix.lower() not in FORECAST_FORMATS:
         raise ParameterError(f"{output}: unknown output format {output.suffix!r}; use .csv, "
                              ".gpkg, .parquet or .geojson.")
@@ -293,6 +310,40 @@ def forecast_command(
         finally:
             store.close()
         console.print(f"saved forecast {save!r} as id {forecast_id} in {db}")
+
+
+def _forecast_by_region(events_path: Any, output: Path, *, by: str, by_id: str | None,
+                        unit_spec: Any, event_options: Any, dask: str | None, jobs: int,
+                        save: str | None, params: dict[str, Any]) -> None:
+    """``forecast --by``: one forecast per region, one table with a ``region`` column."""
+    from placecast.cli._regions import run_regions
+    from placecast.io._atomic import atomic_path
+
+    if output.suffix.lower() not in (".csv", ".parquet"):
+        raise ParameterError(f"{output}: with --by the forecasts of all regions go in one "
+                             "table; use .csv or .parquet.")
+    if save:
+        raise ParameterError("--save keeps one forecast; with --by drop it.")
+    if jobs < 1:
+        raise ParameterError(f"--jobs must be at least 1, got {jobs}.")
+    table = run_regions("forecast", events_path, by=by, by_id=by_id,
+                        event_options=event_options, output=output, params=params,
+                        unit_spec=unit_spec, dask=dask, jobs=jobs)
+    with atomic_path(output) as tmp:
+        if output.suffix.lower() == ".parquet":
+            table.to_parquet(tmp, index=False)
+        else:
+            table.to_csv(tmp, index=False)
+    totals = table.groupby("region", sort=True).intensity.agg(["size", "sum"])
+    summary = Table(title=f"{params['model']} forecasts in {len(totals)} regions")
+    for column in ("region", "units", "expected events"):
+        summary.add_column(column, justify="left" if column == "region" else "right")
+    for region, row in totals.head(10).iterrows():
+        summary.add_row(str(region), f"{int(row['size']):,}", f"{row['sum']:.1f}")
+    if len(totals) > 10:
+        summary.add_row(f"... {len(totals) - 10} more", "", "")
+    print_table(summary)
+    console.print(f"wrote {output}")
 
 
 def _print_forecast_summary(forecast: Any, n_top: int = 5) -> None:

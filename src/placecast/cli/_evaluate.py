@@ -34,6 +34,7 @@ from placecast.cli._core import (
     with_unit_options,
 )
 from placecast.cli._progress import progress_bar
+from placecast.cli._regions import ByIdOpt, ByOpt
 from placecast.exceptions import ParameterError
 from placecast.models import MODELS
 
@@ -133,6 +134,8 @@ def backtest_command(
                                               "model (.png or .svg).")] = None,
     report: Annotated[Path | None, typer.Option("--report", help="A minimal HTML summary.")]
     = None,
+    by: ByOpt = None,
+    by_id: ByIdOpt = None,
     unit_spec: Any = None,
     event_options: dict[str, Any] | None = None,
 ) -> None:
@@ -169,6 +172,16 @@ def backtest_command(
             raise ParameterError("give --start and --end (the first and last origin), or "
                                  "--protocol nij.")
         horizons = [h.strip() for h in (horizon or "7d").split(",") if h.strip()]
+    if by is not None:
+        _backtest_by_region(events_path, output, by=by, by_id=by_id, unit_spec=unit_spec,
+                            event_options=event_options, dask=dask, jobs=n_jobs,
+                            not_with={"--protocol": protocol, "--plot": plot,
+                                      "--report": report, "--checkpoint": checkpoint,
+                                      "--resume": resume or None},
+                            params=dict(models=model_names, model_params=model_params,
+                                        start=start, end=end, step=step, horizons=horizons,
+                                        area=area or "1%", ties=ties))
+        return
     events = load_events(events_path, **(event_options or {}))
     area_units = build_units_reported(events, unit_spec)
     budget = (nij_settings(area_units, area) if protocol is not None
@@ -219,6 +232,35 @@ def backtest_command(
         shutil.rmtree(folder, ignore_errors=True)
     _print_summary(result, protocol=protocol)
     console.print(f"wrote {', '.join(written)}")
+
+
+def _backtest_by_region(events_path: Any, output: Path, *, by: str, by_id: str | None,
+                        unit_spec: Any, event_options: Any, dask: str | None, jobs: int,
+                        not_with: dict[str, Any], params: dict[str, Any]) -> None:
+    """``backtest --by``: one backtest per region, one table with a ``region`` column."""
+    from placecast.cli._regions import run_regions
+
+    given = [name for name, value in not_with.items() if value is not None]
+    if given:
+        raise ParameterError(f"--by runs one backtest per region; {', '.join(given)} "
+                             "work on a single backtest: drop them.")
+    table = run_regions("backtest", events_path, by=by, by_id=by_id,
+                        event_options=event_options, output=output, params=params,
+                        unit_spec=unit_spec, dask=dask, jobs=jobs)
+    _write_table(table, output)
+    summary = (table.groupby(["horizon", "model"], sort=False)
+               .agg(regions=("region", "nunique"), origins=("origin", "nunique"),
+                    pai=("pai", "mean"), hit_rate=("hit_rate", "mean"))
+               .reset_index())
+    out = Table(title=f"backtest in {table.region.nunique()} regions (means over regions "
+                "and origins)")
+    for column in ("horizon", "model", "regions", "origins", "PAI", "hit rate"):
+        out.add_column(column, justify="left" if column in ("horizon", "model") else "right")
+    for row in summary.itertuples():
+        out.add_row(row.horizon, row.model, str(row.regions), str(row.origins),
+                    _fmt(row.pai), _fmt(row.hit_rate, 3))
+    print_table(out)
+    console.print(f"wrote {output}")
 
 
 def _resume_command() -> str:
