@@ -201,7 +201,8 @@ def test_cli_backtest_and_forecast_by_region(portland, client, tmp_path):
     assert partition_info(parts).column == "region"
     forecast_out = tmp_path / "forecasts.parquet"
     result = runner.invoke(app, ["forecast", str(parts), "--cell", "1500ft", "--at",
-                                 "2016-10-01", "--by", "region", "-o", str(forecast_out)])
+                                 "2016-10-01", "--model", "kde", "--by", "region", "-o",
+                                 str(forecast_out)])
     assert result.exit_code == 0, result.output
     forecasts = pd.read_parquet(forecast_out)
     events, labels = portland["events"], portland["labels"]

@@ -281,10 +281,14 @@ def forecast_command(
     from placecast.pipeline import run_forecast
 
     if by is not None:
+        if explain:
+            raise ParameterError("--explain adds columns to one forecast; with --by drop it.")
         _forecast_by_region(events_path, output, by=by, by_id=by_id, unit_spec=unit_spec,
                             event_options=event_options, dask=dask, jobs=jobs, save=save,
                             params=dict(model=model, at=at, horizon=horizon,
-                                        model_params=parse_params(param)))
+                                        model_params=add_covariates(
+                                            {model: parse_params(param)}, [model],
+                                            covariate)[model]))
         return
     if dask is not None:
         raise ParameterError("--dask runs regions in parallel; it needs --by.")
