@@ -329,7 +329,7 @@ def _check_workers(workers: set[Any]) -> None:
 def _dask(plan: _Plan, origins: Sequence[np.datetime64], address: Any,
           jobs: int) -> Iterable[_OriginResult]:
     try:
-        from dask.distributed import Client, LocalCluster, as_completed
+        from dask.distributed import Client, as_completed
     except ImportError:  # pragma: no cover - depends on the environment
         raise ParameterError("--dask needs dask.distributed: pip install 'placecast[dask]'."
                              ) from None
@@ -337,8 +337,11 @@ def _dask(plan: _Plan, origins: Sequence[np.datetime64], address: Any,
     if isinstance(address, Client):
         client, own_client = address, False
     elif address == "local":
-        cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, dashboard_address=None,
-                               processes=True)
+        from placecast.regions import local_cluster
+
+        # glibc's default malloc settings, as outside Dask: Dask's trim threshold made
+        # per-region backtests 2-4x slower (docs/scale.md)
+        cluster = local_cluster(jobs)
         client, own_client = Client(cluster), True
     else:
         try:
