@@ -196,5 +196,5 @@ def run_forecast(
     estimator.fit(events.before(window.start))
     if explain:
         assert explained is not None
-        return explained(units, window)  # type: ignore[no-any-return]
+        return explained(units, window)
     return estimator.predict(units, window)

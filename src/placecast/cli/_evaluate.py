@@ -198,11 +198,15 @@ def backtest_command(
 
     try:
         with progress_bar("origins") as bar:
+            def both(n_done: int, n_total: int) -> None:
+                count(n_done, n_total)
+                bar(n_done, n_total)
+
             result = run_backtest(
                 events, area_units, models=model_names, model_params=model_params,
                 origins=origins, start=start, end=end, step=step, horizons=horizons,
                 area=budget, ties=ties, jobs=n_jobs, dask=dask, checkpoint=folder,
-                resume=resume, progress=lambda n, total: (count(n, total), bar(n, total)))
+                resume=resume, progress=both)
     except KeyboardInterrupt:
         if not any(folder.glob("origin-*.npz")):
             _drop_unresumable_checkpoint(folder, existed=existed, given=checkpoint is not None)

@@ -496,7 +496,8 @@ class BoostedPoisson(Forecaster):
 
     def _days(self, moment: Any) -> float:
         epoch = self._epoch()
-        return float((np.datetime64(moment, "ns") - epoch) / np.timedelta64(1, "ns") / _DAY_NS)
+        elapsed = np.asarray(np.datetime64(moment, "ns") - epoch, dtype="timedelta64[ns]")
+        return float(elapsed.astype(np.int64) / _DAY_NS)
 
     def _epoch(self) -> np.datetime64:
         return np.datetime64("1970-01-01T00:00:00", "ns")

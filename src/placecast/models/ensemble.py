@@ -155,7 +155,7 @@ class EnsembleForecast(Forecaster):
         """
         key = ("validation", id(units), window.start, round(window.days, 6))
         if key in self.cache_:
-            return self.cache_[key]  # type: ignore[no-any-return]
+            return self.cache_[key]
         events: Events = self.events_
         history = events.before(window.start)
         if len(history) == 0:
@@ -164,7 +164,9 @@ class EnsembleForecast(Forecaster):
         width = np.timedelta64(int(round(window.days * 86400e9)), "ns")
         step = np.timedelta64(int(round(self.origin_step_days_ * 86400e9)), "ns")
         first = history.time.min() + np.timedelta64(28, "D")
-        predictions, observed, splits = [], [], []
+        predictions: list[np.ndarray] = []
+        observed: list[np.ndarray] = []
+        splits: list[np.ndarray] = []
         for k in range(int(self.n_origins)):
             origin = window.start - width - k * step
             if origin <= first:

@@ -134,7 +134,7 @@ def read_basemap(path: str | os.PathLike[str]) -> Basemap:
     bounds = tuple(round(v / 1e7, 7) for v in fields[19:23])
     return Basemap(path=path, n_bytes=n_bytes, tile_type=_TILE_TYPES[tile_type_code],
                    min_zoom=int(min_zoom), max_zoom=int(max_zoom),
-                   bounds=bounds)  # type: ignore[arg-type]
+                   bounds=bounds)
 
 
 def inline_basemap(basemap: Basemap, max_bytes: int = DEFAULT_MAX_INLINE_BYTES) -> str:
