@@ -70,7 +70,7 @@ def _number_text(value: float) -> str:
     return f"{value:g}"
 
 
-def _split(text: str, what: str, example: str) -> tuple[float, str]:
+def _split(text: object, what: str, example: str) -> tuple[float, str]:
     match = _QUANTITY.match(str(text))
     if match is None:
         raise ParameterError(
