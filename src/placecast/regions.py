@@ -22,6 +22,7 @@ import shutil
 import urllib.parse
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -787,6 +788,38 @@ def _serial(tasks: Sequence[_Task]) -> Iterator[tuple[str, pd.DataFrame]]:
         yield task.region, _run_task(task)
 
 
+@contextmanager
+def dask_client(address: Any, jobs: int, *, what: str = "--dask") -> Iterator[Any]:
+    """A ``distributed.Client`` for ``address``, closed (with its cluster) when owned.
+
+    ``address`` is a ``Client`` (used as is), ``"local"`` (a ``local_cluster`` of ``jobs``
+    workers) or a scheduler address. ``what`` names the setting in error messages.
+    """
+    try:
+        from dask.distributed import Client
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ParameterError(f"{what} needs dask.distributed: pip install "
+                             "'placecast[dask]'.") from None
+    if isinstance(address, Client):
+        yield address
+        return
+    cluster = local_cluster(jobs) if address == "local" else None
+    try:
+        try:
+            client = Client(cluster) if cluster is not None else Client(str(address),
+                                                                        timeout=30)
+        except OSError as exc:
+            raise ParameterError(f"{what} {address}: cannot reach the Dask scheduler "
+                                 f"({exc}).") from None
+        try:
+            yield client
+        finally:
+            client.close()
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
 def _dask(tasks: Sequence[_Task], address: Any, jobs: int
           ) -> Iterator[tuple[str, pd.DataFrame]]:
     try:
@@ -794,22 +827,17 @@ def _dask(tasks: Sequence[_Task], address: Any, jobs: int
     except ImportError:  # pragma: no cover - depends on the environment
         raise ParameterError("running regions on Dask needs dask.distributed: pip install "
                              "'placecast[dask]'.") from None
-    cluster = None
-    if isinstance(address, Client):
-        client, own_client = address, False
-    elif address == "local":
-        cluster = local_cluster(jobs)
-        client, own_client = Client(cluster), True
-    else:
+    if not isinstance(address, Client) and address != "local":
         text = str(address)
         if not text.startswith(("tcp://", "tls://", "inproc://", "ucx://")):
             raise ParameterError(f"Dask scheduler {text!r}: give 'local' or an address such "
                                  "as tcp://host:8786.")
-        try:
-            client, own_client = Client(text, timeout=30), True
-        except OSError as exc:
-            raise ParameterError(f"could not reach the Dask scheduler at {text} ({exc}).") \
-                from None
+    with dask_client(address, jobs) as client:
+        yield from _submit_regions(client, tasks, as_completed)
+
+
+def _submit_regions(client: Any, tasks: Sequence[_Task], as_completed: Any
+                    ) -> Iterator[tuple[str, pd.DataFrame]]:
     futures = []
     try:
         # largest regions first, so a big one does not start last and hold up the end
@@ -826,8 +854,4 @@ def _dask(tasks: Sequence[_Task], address: Any, jobs: int
     finally:
         for future in futures:
             future.cancel()
-        if own_client:
-            client.close()
-        if cluster is not None:
-            cluster.close()
 

@@ -16,7 +16,7 @@ import os
 import pickle
 import uuid
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -329,44 +329,32 @@ def _check_workers(workers: set[Any]) -> None:
 def _dask(plan: _Plan, origins: Sequence[np.datetime64], address: Any,
           jobs: int) -> Iterable[_OriginResult]:
     try:
-        from dask.distributed import Client, as_completed
+        from dask.distributed import as_completed
     except ImportError:  # pragma: no cover - depends on the environment
         raise ParameterError("--dask needs dask.distributed: pip install 'placecast[dask]'."
                              ) from None
-    cluster = None
-    if isinstance(address, Client):
-        client, own_client = address, False
-    elif address == "local":
-        from placecast.regions import local_cluster
+    from placecast.regions import dask_client
 
-        # glibc's default malloc settings, as outside Dask: Dask's trim threshold made
-        # per-region backtests 2-4x slower (docs/scale.md)
-        cluster = local_cluster(jobs)
-        client, own_client = Client(cluster), True
-    else:
-        try:
-            client, own_client = Client(str(address), timeout=30), True
-        except OSError as exc:
-            raise ParameterError(f"--dask {address}: cannot reach the Dask scheduler ({exc})."
-                                 ) from None
+    # "local": workers start with glibc's default malloc settings, as outside Dask (Dask's
+    # trim threshold made per-region backtests 2-4x slower, docs/scale.md)
+    with dask_client(address, jobs) as client:
+        yield from _submit_origins(client, plan, origins, as_completed)
+
+
+def _submit_origins(client: Any, plan: _Plan, origins: Sequence[np.datetime64],
+                    as_completed: Any) -> Iterator[_OriginResult]:
+    # one pickled payload (Dask's own serialisation of the plan's object arrays is
+    # several times slower); each worker unpickles it once and keeps it
+    key = uuid.uuid4().hex
+    payload = client.scatter(pickle.dumps(plan, protocol=pickle.HIGHEST_PROTOCOL),
+                             broadcast=True, hash=False)
+    futures = [client.submit(_run_origin_pickled, key, payload, origin, pure=False)
+               for origin in origins]
     try:
-        # one pickled payload (Dask's own serialisation of the plan's object arrays is
-        # several times slower); each worker unpickles it once and keeps it
-        key = uuid.uuid4().hex
-        payload = client.scatter(pickle.dumps(plan, protocol=pickle.HIGHEST_PROTOCOL),
-                                 broadcast=True, hash=False)
-        futures = [client.submit(_run_origin_pickled, key, payload, origin, pure=False)
-                   for origin in origins]
-        try:
-            for future in as_completed(futures):
-                yield future.result()
-        finally:
-            client.cancel(futures)
+        for future in as_completed(futures):
+            yield future.result()
     finally:
-        if own_client:
-            client.close()
-        if cluster is not None:
-            cluster.close()
+        client.cancel(futures)
 
 
 # ---------------------------------------------------------------------- result
