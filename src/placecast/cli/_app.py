@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from placecast.events import Events
-from placecast.exceptions import PlacecastError
+from placecast.exceptions import PlacecastError, render_message
 
 __all__ = [
     "EVENT_OPTIONS",
@@ -412,6 +412,18 @@ def print_table(table: Any, *, to: Console | None = None) -> None:
     target.print(table)
 
 
+#: Python parameter names whose command-line flag is not ``--`` + the name with dashes.
+FLAGS: dict[str, str] = {
+    "cell_size": "--cell", "area_budget": "--area", "model_params": "--param",
+    "incident_id": "--id", "path": "EVENTS",
+}
+
+
+def flag_for(param: str) -> str:
+    """The command-line flag for a library parameter name (``"n_origins"`` -> ``--n-origins``)."""
+    return FLAGS.get(param, "--" + param.replace("_", "-"))
+
+
 def command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a command on ``app``; ``PlacecastError`` inside it becomes exit status 2.
 
@@ -429,7 +441,8 @@ def command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callabl
                 return function(*f_args, **f_kwargs)
             except PlacecastError as exc:
                 # escaped: "pip install 'placecast[dask]'" must keep its [dask]
-                err_console.print(f"[bold red]error:[/bold red] {escape(str(exc))}",
+                text = render_message(exc, flag_for)
+                err_console.print(f"[bold red]error:[/bold red] {escape(text)}",
                                   highlight=False, soft_wrap=True)
                 raise typer.Exit(2) from None
             except KeyboardInterrupt:  # Ctrl-C: no traceback, the shell's status 128 + 2

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from placecast.exceptions import ParameterError, PlacecastError
+from placecast.exceptions import ParameterError, PlacecastError, render_message
 from placecast.service._audit_log import AuditLog
 from placecast.service._auth import ROLES, Principal, TokenRefused, TokenStore, role_at_least
 from placecast.service._jobs import DaskBackend, JobManager
@@ -78,6 +78,7 @@ from placecast.service._work import (
     api_message,
     audit_job,
     backtest_job,
+    field_for,
     forecast_csv,
     forecast_geojson,
     forecast_map,
@@ -447,7 +448,10 @@ def create_app(store: Any = "placecast.duckdb", settings: ServiceSettings | None
 
     @app.exception_handler(PlacecastError)
     async def _bad_input(request: Request, exc: PlacecastError) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"detail": api_message(str(exc))})
+        content: dict[str, Any] = {"detail": api_message(render_message(exc, field_for))}
+        if exc.params:
+            content["field"] = field_for(exc.params[0])
+        return JSONResponse(status_code=422, content=content)
 
     # ------------------------------------------------------------------ auth
     bearer = HTTPBearer(auto_error=False, description="A placecast token: pc_<id>.<secret>")

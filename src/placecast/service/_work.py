@@ -25,6 +25,7 @@ from placecast.store import Store
 
 __all__ = [
     "api_message",
+    "field_for",
     "LockedStore",
     "NotFound",
     "TooLarge",
@@ -85,6 +86,15 @@ _FLAG_FIELDS = {
     "skip-bad-rows": "skip_bad_rows", "id": "incident_id", "incident-id": "incident_id",
     "mark": "mark",
 }
+
+
+#: Library parameter names whose JSON field differs from the name.
+_PARAM_FIELDS = {"cell": "cell_size", "categories": "category"}
+
+
+def field_for(param: str) -> str:
+    """The JSON field of a request body that sets library parameter ``param``."""
+    return _PARAM_FIELDS.get(param, param)
 
 
 def api_message(text: str) -> str:
