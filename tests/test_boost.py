@@ -265,3 +265,44 @@ def test_leading_categories_are_features_not_targets(simulated) -> None:
     assert 0.7 * 28 * 0.75 < total < 0.7 * 28 * 1.3
     with pytest.raises(Exception, match="no events of BURGLARY"):
         BoostedPoisson(target_categories="BURGLARY").fit(labelled)
+
+
+def test_feature_cache_reuses_only_valid_origins(simulated, monkeypatch) -> None:
+    """Consecutive forecasts reuse past origins' features; results equal a cold run's."""
+    from placecast.models import boost
+
+    events, _, units = simulated
+    windows = [TimeWindow.starting(day, "7d") for day in ("2016-10-04", "2016-10-11")]
+
+    def run() -> list[np.ndarray]:
+        return [BoostedPoisson(n_origins=20, n_trees=30).fit(events.before(w.start))
+                .predict(units, w).intensity for w in windows]
+
+    monkeypatch.setenv("PLACECAST_FEATURE_CACHE_MB", "0")  # no cache: every origin computed
+    cold = run()
+    monkeypatch.setenv("PLACECAST_FEATURE_CACHE_MB", "512")
+    boost._FEATURE_CACHE.entries.clear()
+    calls = []
+    original = boost._FeatureInputs.origin_features
+    monkeypatch.setattr(boost._FeatureInputs, "origin_features",
+                        lambda self, origin: calls.append(origin) or original(self, origin))
+    warm = run()
+    for a, b in zip(cold, warm, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # 20 training origins + the forecast origin; then only the new forecast origin: the
+    # second forecast trains on the first's origin and 19 of its training origins
+    assert len(calls) == 21 + 1, len(calls)
+
+    # events changed before some origins: those origins are recomputed, results still exact
+    moved = np.asarray(events.x).copy()
+    moved[10] += 150.0
+    changed = Events.from_arrays(events.time, moved, events.y, crs=CRS)
+    calls.clear()
+    window = windows[1]
+    warm_changed = BoostedPoisson(n_origins=20, n_trees=30).fit(
+        changed.before(window.start)).predict(units, window).intensity
+    assert len(calls) == 21  # the change is before every origin: nothing reused
+    monkeypatch.setenv("PLACECAST_FEATURE_CACHE_MB", "0")
+    cold_changed = BoostedPoisson(n_origins=20, n_trees=30).fit(
+        changed.before(window.start)).predict(units, window).intensity
+    np.testing.assert_array_equal(warm_changed, cold_changed)

@@ -71,8 +71,14 @@ class Neighbourhood:
     """
 
     def __init__(self, units: Units, scale: float) -> None:
+        import hashlib
+
         self.scale = float(scale)
         self.n_units = len(units)
+        digest = hashlib.blake2b(repr((units.kind, self.scale, self.n_units)).encode(),
+                                 digest_size=16)
+        digest.update(np.ascontiguousarray(units.centroids, dtype=float).tobytes())
+        self._fingerprint = digest.hexdigest()
         self._grid = None
         from scipy import ndimage
 
@@ -108,6 +114,10 @@ class Neighbourhood:
             near = dist <= self.scale
             self._support = sparse.csr_matrix(
                 (np.ones(int(near.sum())), (rows[near], cols[near])), shape=(self.n_units,) * 2)
+
+    def fingerprint(self) -> str:
+        """A digest of the units' kind and centroids and the scale (same: same smoothing)."""
+        return self._fingerprint
 
     def _to_grid(self, values: np.ndarray, fill: float = 0.0) -> np.ndarray:
         assert self._grid is not None
@@ -199,24 +209,76 @@ def space_time_features(
     Notes
     -----
     Each origin costs O(n_events_before_origin) for the counts plus one sparse product
-    per neighbourhood; all origins together O(n_origins x (n_events + nnz)).
+    per neighbourhood; all origins together O(n_origins x (n_events + nnz)). The features
+    of an origin depend only on the events before it, so a process keeps the recent
+    origins' features (``_FeatureCache``, ``PLACECAST_FEATURE_CACHE_MB``, 512 MB by
+    default) and reuses them while the events before each origin are unchanged: in a
+    weekly backtest, consecutive forecasts share all but one of their training origins.
     """
-    start = float(times.min()) if history_start is None and len(times) else (history_start or 0.0)
-    inside = unit_index >= 0
-    times, unit_index, weights = times[inside], unit_index[inside], weights[inside]
-    columns: dict[str, list[np.ndarray]] = {}
-    never = np.float32(np.nan)
+    inputs = _FeatureInputs(times, unit_index, weights, n_units,
+                            tuple(lookbacks_days), tuple(half_lives_days), tuple(neighbours),
+                            float(window_days), tuple(auxiliary), static, history_start)
+    with _FEATURE_CACHE.lock:
+        values, names = _FEATURE_CACHE.features(inputs, np.asarray(origins, dtype=float), rows)
+    return FeatureSet(names, values)
 
-    selected: np.ndarray | None = None
 
-    def add(name: str, values: np.ndarray) -> None:
-        values = values if selected is None else values[selected]
-        columns.setdefault(name, []).append(values.astype(np.float32, copy=False))
+@dataclass(frozen=True, eq=False)
+class _FeatureInputs:
+    """What ``space_time_features`` computes from (events sorted by time)."""
 
-    max_lookback = max([*lookbacks_days, *(10.0 * h for h in half_lives_days)])
-    for k, origin in enumerate(origins):
-        if rows is not None:
-            selected = rows[k * n_units:(k + 1) * n_units]
+    times: np.ndarray
+    unit_index: np.ndarray
+    weights: np.ndarray
+    n_units: int
+    lookbacks_days: tuple[float, ...]
+    half_lives_days: tuple[float, ...]
+    neighbours: tuple[tuple[str, Neighbourhood], ...]
+    window_days: float
+    auxiliary: tuple[tuple[str, np.ndarray, np.ndarray, np.ndarray], ...]
+    static: FeatureSet | None
+    history_start: float | None
+
+    def start(self) -> float:
+        if self.history_start is not None:
+            return float(self.history_start)
+        return float(self.times.min()) if len(self.times) else 0.0
+
+    def key(self) -> tuple[Any, ...]:
+        """Everything but the events that the features depend on (hashable)."""
+        import hashlib
+
+        digest = hashlib.blake2b(digest_size=16)
+        for _, hood in self.neighbours:
+            digest.update(hood.fingerprint().encode())
+        if self.static is not None:
+            digest.update(repr(self.static.names).encode())
+            digest.update(np.ascontiguousarray(self.static.values).tobytes())
+        aux = tuple((label, float(t.min()) if len(t) else None)
+                    for label, t, _, _ in self.auxiliary)
+        return (self.n_units, self.lookbacks_days, self.half_lives_days,
+                tuple(label for label, _ in self.neighbours), self.window_days, aux,
+                self.start(), digest.hexdigest())
+
+    def streams(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        return [(self.times, self.unit_index, self.weights),
+                *[(t, u, w) for _, t, u, w in self.auxiliary]]
+
+    def origin_features(self, origin: float) -> tuple[list[str], np.ndarray]:
+        """Every unit's features at one origin: (names, float32 matrix n_units x k)."""
+        n_units = self.n_units
+        lookbacks_days, half_lives_days = self.lookbacks_days, self.half_lives_days
+        start = self.start()
+        inside = self.unit_index >= 0
+        times, unit_index, weights = (self.times[inside], self.unit_index[inside],
+                                      self.weights[inside])
+        columns: dict[str, np.ndarray] = {}
+        never = np.float32(np.nan)
+
+        def add(name: str, values: np.ndarray) -> None:
+            columns[name] = values.astype(np.float32, copy=False)
+
+        max_lookback = max([*lookbacks_days, *(10.0 * h for h in half_lives_days)])
         end = int(np.searchsorted(times, origin, side="left"))
         begin = int(np.searchsorted(times, origin - max_lookback, side="left"))
         t = times[begin:end]
@@ -244,8 +306,9 @@ def space_time_features(
         add("days_since_last", np.where(np.isfinite(since), since, never))
         recency = np.where(np.isfinite(since), 1.0 / (1.0 + np.nan_to_num(since, posinf=0.0)),
                            0.0)
-        for j, (label, hood) in enumerate(neighbours):
-            for name in (f"count_{max(lookbacks_days):g}d", f"count_{sorted(lookbacks_days)[1]:g}d",
+        for j, (label, hood) in enumerate(self.neighbours):
+            for name in (f"count_{max(lookbacks_days):g}d",
+                         f"count_{sorted(lookbacks_days)[1]:g}d",
                          f"decay_{min(half_lives_days):g}d", f"decay_{max(half_lives_days):g}d"):
                 if name in base:
                     add(f"nbr{label}_{name}", hood.smooth(base[name]))
@@ -253,7 +316,7 @@ def space_time_features(
                 nearest = hood.nearest_max(recency)
                 add(f"nbr{label}_days_since_last",
                     np.where(nearest > 0, 1.0 / np.maximum(nearest, 1e-12) - 1.0, never))
-        for label, a_times, a_units, a_weights in auxiliary:
+        for label, a_times, a_units, a_weights in self.auxiliary:
             a_end = int(np.searchsorted(a_times, origin, side="left"))
             a_begin = int(np.searchsorted(a_times, origin - max(lookbacks_days), side="left"))
             a_age = origin - a_times[a_begin:a_end]
@@ -268,16 +331,119 @@ def space_time_features(
         # the region's recent level and the season of the window
         recent = (t >= origin - 28.0)
         add("region_rate_28d", np.full(n_units, w[recent].sum() / 28.0))
-        middle = origin + window_days / 2.0
+        middle = origin + self.window_days / 2.0
         day_of_year = (middle % 365.2425) / 365.2425 * 2.0 * np.pi
         add("season_sin", np.full(n_units, np.sin(day_of_year)))
         add("season_cos", np.full(n_units, np.cos(day_of_year)))
-        if static is not None:
-            for j, name in enumerate(static.names):
-                add(name, static.values[:, j])
-    names = list(columns)
-    values = np.column_stack([np.concatenate(columns[name]) for name in names])
-    return FeatureSet(names, values)
+        if self.static is not None:
+            for j, name in enumerate(self.static.names):
+                add(name, self.static.values[:, j])
+        names = list(columns)
+        matrix = np.empty((n_units, len(names)), dtype=np.float32)
+        for j, name in enumerate(names):
+            matrix[:, j] = columns[name]
+        return names, matrix
+
+
+class _FeatureCache:
+    """The recent origins' feature matrices of one event stream, reused while valid.
+
+    An origin's features depend only on the events before it (and on the units and
+    settings, part of the key). A cached origin is reused when the new events before it
+    are the same events as when it was computed: the same count, all within the common
+    prefix of the old and new time-sorted arrays. O(n_events) to check per call.
+    Matrices are kept while they fit in ``PLACECAST_FEATURE_CACHE_MB`` (512 MB by
+    default); a call whose origins do not all fit bypasses the cache.
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        self.lock = threading.Lock()  # one caller at a time: a service runs jobs in threads
+        self.key: tuple[Any, ...] | None = None
+        self.streams: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.entries: dict[float, tuple[list[str], np.ndarray, tuple[int, ...]]] = {}
+
+    @staticmethod
+    def budget() -> int:
+        try:
+            megabytes = float(os.environ.get("PLACECAST_FEATURE_CACHE_MB", "512"))
+        except ValueError:
+            megabytes = 512.0
+        return int(max(megabytes, 0.0) * 2**20)
+
+    @staticmethod
+    def _counts(streams: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+                origin: float) -> tuple[int, ...]:
+        return tuple(int(np.searchsorted(t, origin, side="left")) for t, _, _ in streams)
+
+    def _revalidate(self, inputs: _FeatureInputs) -> None:
+        key = inputs.key()
+        streams = inputs.streams()
+        if key != self.key or len(streams) != len(self.streams):
+            self.key, self.streams, self.entries = key, streams, {}
+            return
+        common = [_common_prefix(old, new) for old, new in zip(self.streams, streams,
+                                                               strict=True)]
+        kept = {}
+        for origin, (names, matrix, counts) in self.entries.items():
+            now = self._counts(streams, origin)
+            if now == counts and all(c <= limit for c, limit in zip(counts, common,
+                                                                      strict=True)):
+                kept[origin] = (names, matrix, counts)
+        self.streams, self.entries = streams, kept
+
+    def features(self, inputs: _FeatureInputs, origins: np.ndarray,
+                 rows: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
+        """Rows of every origin's features (origin-major), ``rows`` selecting some."""
+        n_units = inputs.n_units
+        if len(origins) == 0:
+            names = inputs.origin_features(inputs.start())[0]
+            return np.empty((0, len(names)), dtype=np.float32), names
+        budget = self.budget()
+        self._revalidate(inputs)
+        first = self.entries.get(float(origins[0]))
+        if first is None:
+            names, matrix = inputs.origin_features(float(origins[0]))
+            first = (names, matrix, self._counts(self.streams, float(origins[0])))
+        use_cache = first[1].nbytes * len(origins) <= budget
+        if not use_cache:  # too big to keep: free what is kept and stream the origins
+            self.entries = {}
+        blocks = []
+        names = first[0]
+        for k, origin in enumerate(origins):
+            hit = first if k == 0 else self.entries.get(float(origin))
+            if hit is None:
+                names_k, matrix = inputs.origin_features(float(origin))
+                hit = (names_k, matrix, self._counts(self.streams, float(origin)))
+            if use_cache:
+                self.entries[float(origin)] = hit
+            matrix = hit[1]
+            blocks.append(matrix if rows is None else matrix[rows[k * n_units:(k + 1) * n_units]])
+        if use_cache:
+            size = sum(m.nbytes for _, m, _ in self.entries.values())
+            wanted = {float(o) for o in origins}
+            for origin in sorted(self.entries):  # the oldest origins go first
+                if size <= budget:
+                    break
+                if origin not in wanted:
+                    size -= self.entries.pop(origin)[1].nbytes
+        return np.concatenate(blocks), names
+
+
+def _common_prefix(old: tuple[np.ndarray, ...], new: tuple[np.ndarray, ...]) -> int:
+    """Length of the common prefix of two (times, units, weights) streams; O(n)."""
+    length = min(len(old[0]), len(new[0]))
+    same = np.ones(length, dtype=bool)
+    for a, b in zip(old, new, strict=True):
+        if a is b:
+            continue
+        same &= a[:length] == b[:length]
+    mismatch = np.flatnonzero(~same)
+    return int(mismatch[0]) if len(mismatch) else length
+
+
+_FEATURE_CACHE = _FeatureCache()
 
 
 def _row_max(matrix: sparse.csr_matrix, values: np.ndarray) -> np.ndarray:
