@@ -26,8 +26,7 @@ def fit_etas_marked(req: FitRequest) -> dict[str, Any]:
     """Fit marked ETAS for ``placecast fit`` and write the declustering CSV."""
     from placecast.io import ColumnMap, read_events
     from placecast.io._atomic import atomic_path
-    from placecast.models._catalog import build_catalog, parse_region
-    from placecast.models.etas_marked import fit_marked_etas
+    from placecast.seismic import build_catalog, fit_marked_etas, parse_region
 
     opts = req.event_options
     unknown = set(req.params) - _OPTION_PARAMS
