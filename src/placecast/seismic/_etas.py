@@ -263,13 +263,13 @@ def _theta_from(initial: dict[str, float] | None) -> FloatArray:
     for key, value in (initial or {}).items():
         if key not in PARAM_NAMES:
             raise ParameterError(f"initial value for unknown parameter {key!r} "
-                                 f"(known: {', '.join(PARAM_NAMES)}).")
+                                 f"(known: {', '.join(PARAM_NAMES)}).", param="initial")
         values[key] = float(value)
     theta = np.array([values[n] for n in PARAM_NAMES])
     if not np.all(np.isfinite(theta)) or np.any(theta <= 0):
-        raise ParameterError("initial values must be positive numbers.")
+        raise ParameterError("initial values must be positive numbers.", param="initial")
     if values["p"] <= 1 or values["q"] <= 1:
-        raise ParameterError("initial p and q must be greater than 1.")
+        raise ParameterError("initial p and q must be greater than 1.", param="initial")
     return theta
 
 
@@ -380,11 +380,11 @@ def fit_marked_etas(
     """
     started = _time.perf_counter()
     if beta_events not in ("target", "all"):
-        raise ParameterError("beta_events must be 'target' or 'all'.")
+        raise ParameterError("beta_events must be 'target' or 'all'.", param="beta_events")
     if background not in ("smoothed", "uniform"):
-        raise ParameterError("background must be 'smoothed' or 'uniform'.")
+        raise ParameterError("background must be 'smoothed' or 'uniform'.", param="background")
     if max_iterations < 1:
-        raise ParameterError("max_iterations must be at least 1.")
+        raise ParameterError("max_iterations must be at least 1.", param="max_iterations")
     theta = _theta_from(initial)
     n_steps = max_iterations + int(bool(standard_errors))
     lik = MarkedETASLikelihood(catalog, bandwidth_min=bandwidth_min,
@@ -507,7 +507,7 @@ def simulate_marked_etas(
     alpha, p, D = params["alpha"], params["p"], params["D"]
     q, gamma = params["q"], params["gamma"]
     if p <= 1 or q <= 1:
-        raise ParameterError("p and q must be greater than 1 to simulate.")
+        raise ParameterError("p and q must be greater than 1 to simulate.", param="params")
     poly = np.asarray(polygon, dtype=float)
     if not (poly[0] == poly[-1]).all():
         poly = np.vstack([poly, poly[:1]])
@@ -548,7 +548,7 @@ def simulate_marked_etas(
         i += 1
         if len(t) > max_events:
             raise ParameterError(f"the simulation exceeded {max_events} events; the "
-                                 "branching ratio is probably >= 1.")
+                                 "branching ratio is probably >= 1.", param="params")
     order = np.argsort(t, kind="stable")
     inv = np.empty_like(order)
     inv[order] = np.arange(order.size)
