@@ -416,6 +416,9 @@ def print_table(table: Any, *, to: Console | None = None) -> None:
 FLAGS: dict[str, str] = {
     "cell_size": "--cell", "area_budget": "--area", "model_params": "--param",
     "incident_id": "--id", "path": "EVENTS",
+    "hotspot_area": "--area",  # io.export_forecast
+    "mark": "--magnitude",  # ColumnMap.mark: only `fit --model etas_marked` reads it
+    "polygons": "--units-file",  # UnitSpec.polygons
 }
 
 
