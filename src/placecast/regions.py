@@ -523,10 +523,11 @@ def read_partition(folder: str | os.PathLike[str], region: str) -> Events:
             return np.asarray(chunked.to_pylist(), dtype=object)
         return chunked.to_numpy()
 
+    optional: dict[str, Any] = {name: column(name) for name in info.fields}
     return Events(time=column("time").astype("datetime64[ns]"), x=column("x"), y=column("y"),
                   spatial_reference=info.spatial_reference,
                   timezone=info.timezone,
-                  **{name: column(name) for name in info.fields})
+                  **optional)
 
 
 # ---------------------------------------------------------------------- per-region jobs
@@ -597,8 +598,11 @@ class _Task:
 def _run_task(task: _Task) -> pd.DataFrame:
     """One region: read its events, build its units, run the job, return its table."""
     try:
-        events = task.events if task.events is not None else read_partition(task.folder,
-                                                                            task.region)
+        if task.events is not None:
+            events = task.events
+        else:
+            assert task.folder is not None  # a task has its events or its folder
+            events = read_partition(task.folder, task.region)
         frame = _JOB_RUNNERS[task.job](events, task)
     except PlacecastError as exc:
         raise type(exc)(f"region {task.region!r}: {exc}", param=exc.params) from None

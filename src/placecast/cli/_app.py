@@ -316,10 +316,12 @@ def load_events(
     from placecast.io import ColumnMap, read_events
     from placecast.store import split_store_reference
 
-    if path is None and store is None:
-        raise ParameterError("no events given: pass an events file (or DB#DATASET), or "
-                             "--db FILE --dataset NAME.")
-    reference = store if store is not None else split_store_reference(path)
+    reference: tuple[str, str] | None = store
+    if store is None:
+        if path is None:
+            raise ParameterError("no events given: pass an events file (or DB#DATASET), or "
+                                 "`db` FILE `dataset` NAME.", param=("path", "db", "dataset"))
+        reference = split_store_reference(path)
     if reference is not None:
         return _load_store_events(
             reference, categories=categories, since=since, until=until, quiet=quiet,
@@ -328,6 +330,7 @@ def load_events(
                      "--time-format": time_format, "--timezone": timezone,
                      "--encoding": encoding, "--sep": sep,
                      "--skip-bad-rows": skip_bad_rows or None, "--id": incident_id})
+    assert path is not None  # without a store reference, the events come from a file
     events = read_events(
         path,
         columns=ColumnMap(time=time, x=x, y=y, lon=lon, lat=lat, category=category,

@@ -216,9 +216,12 @@ def estimate_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str]
         estimate = float(result[name])
         se = errors.get(name)
         finite = se is not None and se == se and abs(float(se)) != float("inf")
-        low, high = intervals.get(name) or ((estimate - 1.96 * float(se),
-                                             estimate + 1.96 * float(se)) if finite
-                                            else (None, None))
+        low: float | None = None
+        high: float | None = None
+        if intervals.get(name):
+            low, high = intervals[name]
+        elif finite and se is not None:
+            low, high = estimate - 1.96 * float(se), estimate + 1.96 * float(se)
         interval = f"{_number(low)} .. {_number(high)}" if low is not None else "-"
         rows.append((name, _number(estimate), _number(se) if finite else "-", interval,
                      _MEANINGS[name]))

@@ -59,7 +59,7 @@ def _finite(value: Any) -> Any:
 @register_fit_handler("etas")
 def fit_etas(request: FitRequest) -> dict[str, Any]:
     """Fit grid ETAS on ``--cell`` squares (over ``--region`` when given)."""
-    from placecast.models import make_model
+    from placecast.models import GridETAS, make_model
     from placecast.pipeline import UnitSpec, build_units
     from placecast.quantities import parse_length
 
@@ -74,7 +74,8 @@ def fit_etas(request: FitRequest) -> dict[str, Any]:
             raise DataError(f"--region {request.region}: no such polygon file (etas takes a "
                             "region file, such as police districts).")
         units = build_units(events, UnitSpec(cell_size=cell_size, region=region))
-    model.fit(events, units=units)  # type: ignore[call-arg]
+    assert isinstance(model, GridETAS)
+    model.fit(events, units=units)
     out = _summary(model, events, region=model.units_.region)
     out["cell_size_m"] = cell_size
     return out
