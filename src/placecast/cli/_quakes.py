@@ -31,14 +31,15 @@ def fit_etas_marked(req: FitRequest) -> dict[str, Any]:
     opts = req.event_options
     unknown = set(req.params) - _OPTION_PARAMS
     if unknown:
-        raise ParameterError(f"--param {sorted(unknown)[0]!r} is not an etas_marked option "
-                             f"(known: {', '.join(sorted(_OPTION_PARAMS))}).")
-    for option, hint in (("since", "--study-start"), ("until", "--study-end"),
+        raise ParameterError(f"`param` {sorted(unknown)[0]!r} is not an etas_marked option "
+                             f"(known: {', '.join(sorted(_OPTION_PARAMS))}).", param="param")
+    for option, hint in (("since", "`study_start`"), ("until", "`study_end`"),
                          ("categories", "a catalog filtered beforehand"),
                          ("category", "a catalog filtered beforehand"),
                          ("weight", "unweighted events"), ("crs", "lon/lat in degrees")):
         if opts.get(option):
-            raise ParameterError(f"--{option} is not used by etas_marked; use {hint}.")
+            raise ParameterError(f"`{option}` is not used by etas_marked; use {hint}.",
+                                 param=(option, "study_start", "study_end"))
     lon_col = opts.get("lon") or opts.get("x")
     lat_col = opts.get("lat") or opts.get("y")
     events = read_events(
@@ -50,7 +51,7 @@ def fit_etas_marked(req: FitRequest) -> dict[str, Any]:
     )
     if events.mark is None:
         raise ParameterError(f"{req.events_path}: no magnitude column found; name it with "
-                             "--magnitude.")
+                             "`magnitude`.", param="magnitude")
     region = parse_region(req.region) if req.region else None
     catalog = build_catalog(
         events.time, events.x, events.y, events.mark, mag_threshold=req.mag_threshold,
