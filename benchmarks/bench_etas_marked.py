@@ -6,7 +6,7 @@ Usage::
 
 For each catalog it prints: the one-off set-up cost (bandwidths, polygon rules), one
 log-likelihood + analytic gradient evaluation with the numba kernels and with the plain
-NumPy implementation (``placecast.models._etas_marked_numpy``, the same likelihood, the
+NumPy implementation (``placecast.seismic._likelihood_numpy``, the same likelihood, the
 reference's full polygon sum) measured in the same run, their ratio, and the full fit
 (wall time, CPU time of all threads - the work, independent of other load on the
 machine -, outer iterations, likelihood evaluations, wall time per evaluation).
@@ -24,9 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from placecast.models._catalog import build_catalog
-from placecast.models._etas_marked_numpy import loglik_numpy
-from placecast.models.etas_marked import PARAM_NAMES, MarkedETASLikelihood, fit_marked_etas
+from placecast.seismic import PARAM_NAMES, MarkedETASLikelihood, build_catalog, fit_marked_etas
+from placecast.seismic._likelihood_numpy import loglik_numpy
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "quakes"
 

@@ -87,7 +87,7 @@ def _workload(name: str):
         events = _portland(3)
         return lambda: SEPP().fit(events).fit_
     if name == "marked_etas":
-        from placecast.models.etas_marked import MarkedETASLikelihood
+        from placecast.seismic import MarkedETASLikelihood
 
         sys.path.insert(0, str(Path(__file__).parent))
         from bench_etas_marked import SETUPS, _catalog

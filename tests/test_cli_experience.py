@@ -119,8 +119,7 @@ def test_tune_and_audit_report_progress(tmp_path: Path,
 
 
 def test_marked_etas_fit_reports_each_iteration() -> None:
-    from placecast.models._catalog import catalog_from_arrays
-    from placecast.models.etas_marked import fit_marked_etas, simulate_marked_etas
+    from placecast.seismic import catalog_from_arrays, fit_marked_etas, simulate_marked_etas
 
     true = dict(mu=0.3, A=0.2, c=0.02, alpha=1.2, p=1.2, D=0.01, q=2.0, gamma=0.5)
     square = np.array([[0.0, 0.0], [4.0, 0.0], [4.0, 4.0], [0.0, 4.0]])

@@ -10,20 +10,18 @@ import pandas as pd
 import pytest
 
 from placecast.exceptions import DataError, ParameterError
-from placecast.models import _etas_marked_kernels as kernels
-from placecast.models._catalog import (
-    build_catalog,
-    catalog_from_arrays,
-    parse_region,
-    polygon_centroid,
-)
-from placecast.models._etas_marked_numpy import gaussian_integrals, loglik_numpy
-from placecast.models.etas_marked import (
+from placecast.seismic import (
     PARAM_NAMES,
     MarkedETASLikelihood,
+    build_catalog,
+    catalog_from_arrays,
     fit_marked_etas,
+    parse_region,
     simulate_marked_etas,
 )
+from placecast.seismic import _kernels as kernels
+from placecast.seismic._catalog import polygon_centroid
+from placecast.seismic._likelihood_numpy import gaussian_integrals, loglik_numpy
 
 IRAN_REGION = "52 26, 59 25, 58 29, 45 38, 43 35"
 IRAN_INITIAL = dict(zip(PARAM_NAMES, (0.5, 0.2, 0.05, 2.7, 1.2, 0.02, 2.3, 0.03), strict=True))

@@ -96,7 +96,7 @@ def _write(tmp_path: Path, text: str, name: str = "events.csv") -> Path:
     ("body", "pattern"),
     [
         ("date,X,Y\n2016-01-01,350001,578002\n2016-13-01,350003,578004\n",
-         r"events.csv row 3, column 'date': '2016-13-01' is not a date.*--time-format"),
+         r"events.csv row 3, column 'date': '2016-13-01' is not a date.*`time_format`"),
         ("date,X,Y\n2016-01-01,350001,578002\n2016-01-02,,578004\n",
          r"row 3, column 'X': missing is not a number"),
         ("date,X,Y\n2016-01-01,350001,578002\n2016-01-02,350003,north\n",
@@ -123,7 +123,7 @@ def test_missing_file_and_missing_column(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no such file"):
         read_events(tmp_path / "nope.csv")
     path = _write(tmp_path, "date,X,Y\n2016-01-01,1,2\n")
-    with pytest.raises(DataError, match=r"no column 'when' for the event time.*--time"):
+    with pytest.raises(DataError, match=r"no column 'when' for the event time.*`time`"):
         read_events(path, columns=ColumnMap(time="when"), crs="EPSG:26971")
     with pytest.raises(DataError, match=r"Did you mean 'X'"):
         read_events(path, columns=ColumnMap(x="x", y="Y"), crs="EPSG:26971")
@@ -131,7 +131,7 @@ def test_missing_file_and_missing_column(tmp_path: Path) -> None:
 
 def test_projected_columns_need_a_crs(tmp_path: Path) -> None:
     path = _write(tmp_path, "date,X,Y\n2016-01-01,1,2\n")
-    with pytest.raises(DataError, match=r"no CRS was given. Pass --crs"):
+    with pytest.raises(DataError, match=r"no CRS was given. Pass `crs`"):
         read_events(path)
     # x/y in a geographic CRS are lon/lat: projected like --lon/--lat
     assert read_events(path, crs="EPSG:4326").crs == "EPSG:32631"

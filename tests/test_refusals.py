@@ -106,8 +106,8 @@ def test_degrees_given_as_projected_coordinates_are_refused(shared_data: Path) -
 def test_swapped_projected_values_are_named(tmp_path: Path) -> None:
     path = _write(tmp_path, "date,easting,northing\n"
                   + "".join(f"2016-01-0{i},{578000 + i},{350000 + i}\n" for i in range(1, 6)))
-    with pytest.raises(DataError, match=r"with x and y swapped they would fit: give --x "
-                                        r"northing --y easting"):
+    with pytest.raises(DataError, match=r"with x and y swapped they would fit: give `x` "
+                                        r"northing `y` easting"):
         read_events(path, crs="EPSG:26971")
 
 

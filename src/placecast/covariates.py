@@ -127,7 +127,7 @@ class CovariateLayer:
         if how not in HOWS:
             raise ParameterError(
                 f"covariate {self.path}: unknown how {self.how!r} (use one of "
-                f"{', '.join(HOWS)})."
+                f"{', '.join(HOWS)}).", param="covariates"
             )
         object.__setattr__(self, "how", how)
         given = (self.scales,) if isinstance(self.scales, int | float | str) else self.scales
@@ -135,24 +135,25 @@ class CovariateLayer:
                        for s in given)
         if any(not np.isfinite(s) or s <= 0 for s in scales):
             raise ParameterError(f"covariate {self.path}: scales must be positive lengths, "
-                                 f"got {scales}.")
+                                 f"got {scales}.", param="covariates")
         if len(set(_scale_label(s) for s in scales)) != len(scales):
             raise ParameterError(f"covariate {self.path}: two scales round to the same metre "
-                                 f"({', '.join(_scale_label(s) for s in scales)}).")
+                                 f"({', '.join(_scale_label(s) for s in scales)}).",
+                                 param="covariates")
         object.__setattr__(self, "scales", scales)
         if scales and how not in _SCALED:
             raise ParameterError(f"covariate {self.path}: how={how!r} takes no scales; drop "
-                                 "them or use count, density or length.")
+                                 "them or use count, density or length.", param="covariates")
         if how == "mean" and not self.attribute:
             raise ParameterError(f"covariate {self.path}: how='mean' needs attr=COLUMN, the "
-                                 "numeric column to average.")
+                                 "numeric column to average.", param="covariates")
         if self.attribute and how not in ("auto", "mean"):
             raise ParameterError(f"covariate {self.path}: attr={self.attribute} averages a "
                                  f"polygon column by area share; it does not go with "
-                                 f"how={how!r}.")
+                                 f"how={how!r}.", param="covariates")
         if self.attribute and scales:
             raise ParameterError(f"covariate {self.path}: attr={self.attribute} takes no "
-                                 "scales (it is averaged over each unit).")
+                                 "scales (it is averaged over each unit).", param="covariates")
         name = _sanitise(self.name or self.path.stem)
         object.__setattr__(self, "name", name)
 
@@ -211,43 +212,46 @@ def parse_covariate(spec: str) -> CovariateLayer:
     """
     text = str(spec).strip()
     if not text:
-        raise ParameterError("a covariate needs a file, e.g. bars.gpkg or bars.gpkg:count.")
+        raise ParameterError("a covariate needs a file, e.g. bars.gpkg or bars.gpkg:count.",
+                             param="covariates")
     cuts = [m.start() for m in re.finditer(":", text)] + [len(text)]
     existing = [c for c in cuts if Path(text[:c]).is_file()]
     if len(existing) > 1:
         names = " and ".join(repr(text[:c]) for c in existing)
         raise ParameterError(f"covariate {text!r} is ambiguous: both {names} are files. "
-                             "Rename the file whose name contains ':'.")
+                             "Rename the file whose name contains ':'.", param="covariates")
     cut = existing[0] if existing else cuts[0]
     path, rest = text[:cut], text[cut + 1:]
     if not path:
-        raise ParameterError(f"covariate {text!r} has no file before ':'.")
+        raise ParameterError(f"covariate {text!r} has no file before ':'.", param="covariates")
     options: dict[str, Any] = {}
     for token in (t.strip() for t in rest.split(":")) if rest else ():
         if not token:
-            raise ParameterError(f"covariate {text!r}: empty option between ':'.")
+            raise ParameterError(f"covariate {text!r}: empty option between ':'.",
+                                 param="covariates")
         key, sep, value = token.partition("=")
         if sep and key.lower() in ("attr", "name", "layer"):
             field_name = "attribute" if key.lower() == "attr" else key.lower()
             if not value or field_name in options:
-                raise ParameterError(f"covariate {text!r}: give {key}= once, with a value.")
+                raise ParameterError(f"covariate {text!r}: give {key}= once, with a value.",
+                                     param="covariates")
             options[field_name] = value
         elif token[0].isdigit() or token[0] in ".+-":
             if "scales" in options:
                 raise ParameterError(f"covariate {text!r}: give the scales once, comma "
-                                     "separated (e.g. 100m,400m).")
+                                     "separated (e.g. 100m,400m).", param="covariates")
             options["scales"] = tuple(_parse_scale(s, text) for s in token.split(","))
         elif _HOW_ALIASES.get(token.lower(), token.lower()) in HOWS:
             if "how" in options:
                 raise ParameterError(f"covariate {text!r}: two ways to summarise "
                                      f"({options['how']!r} and {token!r}); give one, or the "
-                                     "file twice.")
+                                     "file twice.", param="covariates")
             options["how"] = token
         else:
             raise ParameterError(
                 f"covariate {text!r}: unknown option {token!r}. Options are a how "
                 f"({', '.join(HOWS)}), scales with units (100m,400m), attr=COLUMN, "
-                "name=LABEL or layer=NAME."
+                "name=LABEL or layer=NAME.", param="covariates"
             )
     return CovariateLayer(path=Path(path), **options)
 
@@ -256,7 +260,7 @@ def _parse_scale(token: str, spec: str) -> float:
     token = token.strip()
     if re.fullmatch(r"[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?", token):
         raise ParameterError(f"covariate {spec!r}: scale {token!r} has no unit; add one "
-                             f"(e.g. {token}m or {token}ft).")
+                             f"(e.g. {token}m or {token}ft).", param="covariates")
     return parse_length(token, name=f"covariate {spec!r} scale")
 
 
@@ -325,46 +329,47 @@ def read_covariate(layer: CovariateLayer, spatial_reference: SpatialReference
     path = layer.path
     if not path.exists():
         raise DataError(f"{path}: no such covariate file. Give a vector file (.gpkg, .shp, "
-                        ".geojson) of points, lines or polygons.")
+                        ".geojson) of points, lines or polygons.", param="covariates")
     import pyogrio
 
     try:
         layers = [str(row[0]) for row in pyogrio.list_layers(path)]
     except Exception as exc:
         raise DataError(f"{path}: could not read the covariate layer as a vector file "
-                        f"({exc}).") from None
+                        f"({exc}).", param="covariates") from None
     if layer.layer is not None and layer.layer not in layers:
-        raise DataError(f"{path}: no layer {layer.layer!r} (layers: {', '.join(layers)}).")
+        raise DataError(f"{path}: no layer {layer.layer!r} (layers: {', '.join(layers)}).",
+                        param="covariates")
     if layer.layer is None and len(layers) > 1:
         raise DataError(f"{path}: holds {len(layers)} layers ({', '.join(layers)}); choose "
-                        f"one with layer=NAME, e.g. {path}:layer={layers[0]}.")
+                        f"one with layer=NAME, e.g. {path}:layer={layers[0]}.", param="covariates")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             frame = pyogrio.read_dataframe(path, layer=layer.layer)
     except Exception as exc:
         raise DataError(f"{path}: could not read the covariate layer as a vector file "
-                        f"({exc}).") from None
+                        f"({exc}).", param="covariates") from None
     n_features = len(frame)
     if n_features == 0:
         raise DataError(f"{path}: the covariate layer has no features; give a file with at "
-                        "least one point, line or polygon.")
+                        "least one point, line or polygon.", param="covariates")
     geoms = np.asarray(frame.geometry.to_numpy(), dtype=object)
     missing = shapely.is_missing(geoms) | shapely.is_empty(geoms)
     if missing.any():
         raise DataError(f"{path}: {int(missing.sum())} of {n_features} features have no "
-                        "geometry (null or empty); remove or fix those rows.")
+                        "geometry (null or empty); remove or fix those rows.", param="covariates")
     family = _family(path, shapely.get_type_id(geoms), n_features)
     if family not in HOWS[layer.how]:
         allowed = ", ".join(h for h, fams in HOWS.items() if family in fams)
         raise DataError(f"{path}: how={layer.how!r} does not apply to a layer of {family}; "
-                        f"for {family} use {allowed}.")
+                        f"for {family} use {allowed}.", param="covariates")
     if layer.attribute is not None and family != "polygons":
         raise DataError(f"{path}: attr={layer.attribute} is averaged by area share, which "
-                        f"needs polygons, but the layer holds {family}.")
+                        f"needs polygons, but the layer holds {family}.", param="covariates")
     if layer.scales and family == "polygons":
         raise DataError(f"{path}: a polygon layer takes no scales (its share and mean are "
-                        "over each unit); drop the scales.")
+                        "over each unit); drop the scales.", param="covariates")
     values = None if layer.attribute is None else _attribute(path, frame, layer.attribute)
     source = frame.crs.to_string() if frame.crs is not None else None
     geoms = _to_metres(path, geoms, source, spatial_reference)
@@ -393,7 +398,7 @@ def _family(path: Path, type_ids: np.ndarray, n_features: int) -> str:
         listed = ", ".join(f"{n} {f}" for f, n in sorted(found.items()))
         raise DataError(f"{path}: the covariate layer mixes geometry types ({listed} of "
                         f"{n_features} features); split it into one file of points, one of "
-                        "lines and one of polygons.")
+                        "lines and one of polygons.", param="covariates")
     return next(iter(found))
 
 
@@ -401,20 +406,22 @@ def _attribute(path: Path, frame: Any, column: str) -> np.ndarray:
     if column not in frame.columns or column == frame.geometry.name:
         columns = [str(c) for c in frame.columns if c != frame.geometry.name]
         raise DataError(f"{path}: no column {column!r} for attr= (columns: "
-                        f"{', '.join(columns) or 'none'}).")
+                        f"{', '.join(columns) or 'none'}).", param="covariates")
     series = frame[column]
     if not (pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)):
         numeric = [str(c) for c in frame.columns
                    if c != frame.geometry.name and pd.api.types.is_numeric_dtype(frame[c])]
         example = series.dropna().iloc[0] if series.notna().any() else None
         raise DataError(f"{path}: column {column!r} is not numeric (e.g. {example!r}); "
-                        f"attr= needs numbers (numeric columns: {', '.join(numeric) or 'none'}).")
+                        f"attr= needs numbers (numeric columns: {', '.join(numeric) or 'none'}).",
+                        param="covariates")
     values = series.to_numpy(dtype=float, na_value=np.nan)
     bad = ~np.isfinite(values)
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
         raise DataError(f"{path}: column {column!r} has {int(bad.sum())} missing or infinite "
-                        f"values (first in feature {first}); fill them or drop those rows.")
+                        f"values (first in feature {first}); fill them or drop those rows.",
+                        param="covariates")
     return values
 
 
@@ -425,12 +432,13 @@ def _to_metres(path: Path, geoms: np.ndarray, source: str | None,
         if source is not None:
             raise DataError(f"{path}: the layer has CRS {source} but the events are on the "
                             f"local grid {sref.crs!r}, so it cannot be placed; give the events "
-                            "their real CRS, or a layer without a CRS in the grid's units.")
+                            "their real CRS, or a layer without a CRS in the grid's units.",
+                            param="covariates")
         return shapely.transform(geoms, lambda c: c * sref.metres_per_unit)
     if source is None:
         raise DataError(f"{path}: the covariate layer has no CRS (a .prj missing?); set its "
                         f"CRS (e.g. with ogr2ogr -a_srs or GeoDataFrame.set_crs) so it can be "
-                        f"reprojected to the events' {sref.crs}.")
+                        f"reprojected to the events' {sref.crs}.", param="covariates")
 
     def convert(coords: np.ndarray) -> np.ndarray:
         mx, my = sref.from_crs_coordinates(coords[:, 0], coords[:, 1], source)
@@ -442,12 +450,12 @@ def _to_metres(path: Path, geoms: np.ndarray, source: str | None,
         raise
     except Exception as exc:
         raise DataError(f"{path}: could not reproject the layer from {source} to "
-                        f"{sref.crs} ({exc}).") from None
+                        f"{sref.crs} ({exc}).", param="covariates") from None
     coords = shapely.get_coordinates(out)
     if not np.isfinite(coords).all():
         raise DataError(f"{path}: {int((~np.isfinite(coords).all(axis=1)).sum())} vertices "
                         f"could not be reprojected from {source} to {sref.crs} (outside the "
-                        "area of that CRS?); check the layer's CRS.")
+                        "area of that CRS?); check the layer's CRS.", param="covariates")
     return out
 
 
@@ -551,13 +559,14 @@ def covariate_features(
         if data.spatial_reference != units.spatial_reference:
             raise ParameterError(f"{data.layer.path}: read in {data.spatial_reference.crs}, "
                                  f"but the units are in {units.spatial_reference.crs}; read "
-                                 "it with the units' spatial reference.")
+                                 "it with the units' spatial reference.", param="covariates")
         scales = data.layer.scales or _default_scales(units)
         _warn_if_far(units, data, max(scales))
         for name, column, description in _layer_features(units, data, scales):
             if name in names:
                 raise ParameterError(f"{data.layer.path}: feature {name!r} is already made by "
-                                     "another covariate layer; give one of them name=LABEL.")
+                                     "another covariate layer; give one of them name=LABEL.",
+                                     param="covariates")
             names.append(name)
             columns.append(np.asarray(column, dtype=float))
             descriptions.append(description)

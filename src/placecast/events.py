@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from placecast.exceptions import DataError, ParameterError
+from placecast.exceptions import DataError, ParameterError, cite
 
 __all__ = ["Events", "LoadReport", "SpatialReference", "to_datetime64"]
 
@@ -88,7 +88,8 @@ class SpatialReference:
         if self.is_local:
             raise DataError(
                 f"cannot convert coordinates of the local grid {self.crs!r} to {target}: "
-                "the data were given without a real CRS (give --crs EPSG:xxxx on input)."
+                "the data were given without a real CRS (give `crs` EPSG:xxxx on input).",
+                param="crs",
             )
         tx, ty = _transformer(self.crs, target).transform(xs, ys)
         return np.asarray(tx), np.asarray(ty)
@@ -164,8 +165,11 @@ class LoadReport:
         }
 
 
-def to_datetime64(value: Any, *, name: str = "time") -> np.datetime64:
+def to_datetime64(value: Any, *, name: str | None = None) -> np.datetime64:
     """Turn a date-like value (``"2017-03-01"``, Timestamp, datetime64) into datetime64[ns].
+
+    ``name`` is the parameter the value is given for, by Python name (``"start"``): messages
+    name it in backticks and the error's ``param`` is it. Default: the word "time".
 
     Raises
     ------
@@ -178,20 +182,24 @@ def to_datetime64(value: Any, *, name: str = "time") -> np.datetime64:
     >>> to_datetime64("2017-03-01")
     np.datetime64('2017-03-01T00:00:00.000000000')
     """
+    name, params = cite(name, "time")
     try:
         ts = pd.Timestamp(value)
     except (ValueError, TypeError, OverflowError):
         raise ParameterError(
-            f"{name} {value!r} is not a date (expected ISO 8601, e.g. 2017-03-01)."
+            f"{name} {value!r} is not a date (expected ISO 8601, e.g. 2017-03-01).",
+            param=params,
         ) from None
     if ts is pd.NaT:
-        raise ParameterError(f"{name} is missing (expected ISO 8601, e.g. 2017-03-01).")
+        raise ParameterError(f"{name} is missing (expected ISO 8601, e.g. 2017-03-01).",
+                             param=params)
     if ts.tzinfo is not None:
         ts = ts.tz_localize(None)
     moment = ts.to_datetime64()
     if not np.datetime64("1677-09-22") <= moment < np.datetime64("2262-04-11"):
         raise ParameterError(
-            f"{name} {value!r} is outside the years 1678-2261 placecast can hold."
+            f"{name} {value!r} is outside the years 1678-2261 placecast can hold.",
+            param=params,
         )
     return moment.astype("datetime64[ns]")
 
@@ -423,7 +431,7 @@ class Events:
         if self.category is None:
             raise ParameterError(
                 "these events have no category column, so they cannot be filtered by "
-                "category; map one with --category COLUMN."
+                "category; map one with `category` COLUMN.", param="category"
             )
         upper = np.char.upper(self.category.astype(str))
         return self.select(np.isin(upper, sorted(wanted)))

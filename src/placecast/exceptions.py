@@ -33,6 +33,7 @@ __all__ = [
     "PlacecastError",
     "PlacecastWarning",
     "UndefinedMetricWarning",
+    "cite",
     "render_message",
 ]
 
@@ -100,6 +101,28 @@ class DataQualityWarning(PlacecastWarning):
 
 class UndefinedMetricWarning(PlacecastWarning):
     """A metric is undefined for its input (e.g. no events in the window); ``nan`` returned."""
+
+
+def cite(name: str | None, default: str) -> tuple[str, tuple[str, ...]]:
+    """How a message names the value of parameter ``name``, and the ``param`` to raise with.
+
+    For helpers that check a value on behalf of a caller (``parse_length(text,
+    name="cell_size")``): a Python parameter name is written in backticks and becomes the
+    error's ``param``; ``None`` gives the plain word ``default`` and no parameter; any other
+    text (a phrase such as ``"model parameter 'bandwidth'"``) is used as it is.
+
+    Examples
+    --------
+    >>> cite("cell_size", "length")
+    ('`cell_size`', ('cell_size',))
+    >>> cite(None, "length")
+    ('length', ())
+    """
+    if name is None:
+        return default, ()
+    if name.isidentifier():
+        return f"`{name}`", (name,)
+    return name, ()
 
 
 def render_message(error: BaseException, name_for: Callable[[str], str]) -> str:

@@ -86,7 +86,8 @@ def _make_units(events: Events, spec: UnitSpec) -> Units:
         return hex_grid(region, spec.cell_size, sref)
     if spec.kind == "polygons":
         if spec.polygons is None:
-            raise ParameterError("polygon units need a polygon file (--units-file FILE).")
+            raise ParameterError("polygon units need a polygon file (`polygons` FILE).",
+                                 param="polygons")
         return polygon_units(spec.polygons, sref, id_column=spec.id_column, region=region)
     raise ParameterError(f"unknown unit kind {spec.kind!r}; use grid, hex or polygons.")
 
@@ -147,9 +148,10 @@ def check_events_in_units(
             f"x {ex0:,.0f} .. {ex1:,.0f}, y {ey0:,.0f} .. {ey1:,.0f}; the region spans x "
             f"{rx0:,.0f} .. {rx1:,.0f}, y {ry0:,.0f} .. {ry1:,.0f} (in {crs_units} of "
             f"{sref.crs}). {cause}either the region is for another place, or the events "
-            "were read with the wrong CRS (check --crs). If the region is meant to cover "
-            "only part of the events, select those events first (e.g. --categories, "
-            "--since/--until, or a smaller file)."
+            "were read with the wrong CRS (check `crs`). If the region is meant to cover "
+            "only part of the events, select those events first (e.g. `categories`, "
+            "`since`/`until`, or a smaller file).",
+            param=("crs", "categories", "since", "until"),
         )
     warnings.warn(
         f"{n_out:,} of {n:,} events ({share:.1%}) fall outside {what} and are not counted "
@@ -186,13 +188,13 @@ def run_forecast(
     """
     window = TimeWindow.starting(at, horizon)
     if units is None:
-        spec = unit_spec or UnitSpec(cell_size=parse_length(cell, name="--cell"))
+        spec = unit_spec or UnitSpec(cell_size=parse_length(cell, name="cell"))
         units = build_units(events, spec)
     estimator = make_model(model, **(model_params or {}))
     explained = getattr(estimator, "explained_forecast", None)
     if explain and explained is None:
         raise ParameterError(f"the {model} model cannot explain its forecast; explanations "
-                             "come from the learned model (boost).")
+                             "come from the learned model (boost).", param="explain")
     estimator.fit(events.before(window.start))
     if explain:
         assert explained is not None

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from placecast.exceptions import ParameterError
+from placecast.exceptions import ParameterError, cite
 
 __all__ = [
     "AreaBudget",
@@ -70,16 +70,17 @@ def _number_text(value: float) -> str:
     return f"{value:g}"
 
 
-def _split(text: object, what: str, example: str) -> tuple[float, str]:
+def _split(text: object, what: str, example: str,
+           params: tuple[str, ...] = ()) -> tuple[float, str]:
     match = _QUANTITY.match(str(text))
     if match is None:
         raise ParameterError(
-            f"{what} {text!r} is not a number with a unit (e.g. {example})."
+            f"{what} {text!r} is not a number with a unit (e.g. {example}).", param=params
         ) from None
     return float(match.group(1)), match.group(2).replace("²", "2")
 
 
-def parse_length(text: str | float, *, name: str = "length") -> float:
+def parse_length(text: str | float, *, name: str | None = None) -> float:
     """Return a length in metres.
 
     Parameters
@@ -87,8 +88,9 @@ def parse_length(text: str | float, *, name: str = "length") -> float:
     text : str or float
         Text with a unit (``m``, ``km``, ``ft``, ``usft``, ``yd``, ``mi``), or a Python
         number, which is metres.
-    name : str
-        What the length is, for the error message.
+    name : str, optional
+        The parameter the length is given for, by Python name (``"cell_size"``): messages
+        name it in backticks and the error's ``param`` is it. Default: the word "length".
 
     Returns
     -------
@@ -109,22 +111,24 @@ def parse_length(text: str | float, *, name: str = "length") -> float:
     >>> parse_length(200.0)
     200.0
     """
+    name, params = cite(name, "length")
     if isinstance(text, int | float) and not isinstance(text, bool):
         value, unit = float(text), "m"
     else:
-        value, unit = _split(text, name, "150m, 600ft, 0.5km, 0.25mi")
+        value, unit = _split(text, name, "150m, 600ft, 0.5km, 0.25mi", params)
         if not unit:
             raise ParameterError(
                 f"{name} {text!r} has no unit, and a bare number could be feet or metres: "
                 f"write it with one, e.g. {_number_text(value)}m, {_number_text(value)}ft "
-                "or 1km (units: m, km, ft, usft, yd, mi)."
+                "or 1km (units: m, km, ft, usft, yd, mi).", param=params
             )
     factor = METRES_PER_UNIT.get(unit.lower())
     if factor is None:
         known = ", ".join(sorted({"m", "km", "ft", "usft", "yd", "mi"}))
-        raise ParameterError(f"{name} {text!r}: unknown unit {unit!r} (use one of {known}).")
+        raise ParameterError(f"{name} {text!r}: unknown unit {unit!r} (use one of {known}).",
+                             param=params)
     if not np.isfinite(value) or value <= 0:
-        raise ParameterError(f"{name} {text!r} must be a positive length.")
+        raise ParameterError(f"{name} {text!r} must be a positive length.", param=params)
     return round(value * factor, 9)
 
 
@@ -154,10 +158,11 @@ class AreaBudget:
         return self.fraction * region_area
 
 
-def parse_area(text: str | float, *, name: str = "area") -> AreaBudget:
+def parse_area(text: str | float, *, name: str | None = None) -> AreaBudget:
     """Parse an area (``0.25sqmi``, ``62500sqft``, ``2km2``, ``40ha``) or a share (``1%``).
 
-    Python numbers are square metres; text needs a unit.
+    Python numbers are square metres; text needs a unit. ``name`` is the parameter the area
+    is given for, by Python name (messages name it in backticks; the error's ``param``).
 
     Examples
     --------
@@ -166,26 +171,28 @@ def parse_area(text: str | float, *, name: str = "area") -> AreaBudget:
     >>> parse_area("1%").fraction
     0.01
     """
+    name, params = cite(name, "area")
     if isinstance(text, int | float) and not isinstance(text, bool):
         value, unit = float(text), "m2"
     else:
-        value, unit = _split(text, name, "0.25sqmi, 62500sqft, 1%")
+        value, unit = _split(text, name, "0.25sqmi, 62500sqft, 1%", params)
         if not unit:
             raise ParameterError(
                 f"{name} {text!r} has no unit: write it with one, e.g. 0.25sqmi, "
-                "62500sqft, 1km2, 40ha, or a share of the region such as 1%."
+                "62500sqft, 1km2, 40ha, or a share of the region such as 1%.", param=params
             )
     if not np.isfinite(value) or value <= 0:
-        raise ParameterError(f"{name} {text!r} must be positive.")
+        raise ParameterError(f"{name} {text!r} must be positive.", param=params)
     if unit == "%":
         if value > 100:
-            raise ParameterError(f"{name} {text!r}: a share of the region cannot exceed 100%.")
+            raise ParameterError(f"{name} {text!r}: a share of the region cannot exceed 100%.",
+                                 param=params)
         return AreaBudget(None, value / 100.0, str(text))
     factor = SQUARE_METRES_PER_UNIT.get(unit.lower())
     if factor is None:
         raise ParameterError(
             f"{name} {text!r}: unknown unit {unit!r} "
-            "(use sqm, sqkm, sqft, sqmi, ha, acre or a percentage such as 1%)."
+            "(use sqm, sqkm, sqft, sqmi, ha, acre or a percentage such as 1%).", param=params
         )
     return AreaBudget(value * factor, None, str(text))
 
@@ -266,7 +273,7 @@ _DAYS_PER_UNIT = {"d": 1.0, "day": 1.0, "days": 1.0, "h": 1 / 24, "hr": 1 / 24,
 _MONTHS = ("M", "mo", "month", "months")
 
 
-def parse_duration(text: str | float, *, name: str = "duration",
+def parse_duration(text: str | float, *, name: str | None = None,
                    bare: str | None = None) -> Duration:
     """Parse ``7d``, ``2w``, ``12h``, ``30min``, ``45s``, ``1M`` (calendar months), ``1y``.
 
@@ -274,11 +281,12 @@ def parse_duration(text: str | float, *, name: str = "duration",
     ----------
     text : str or float
         Text with a unit, or a Python number, which is days.
-    name : str
-        What the duration is, for the error message.
+    name : str, optional
+        The parameter the duration is given for, by Python name (``"horizon"``): messages
+        name it in backticks and the error's ``param`` is it. Default: the word "duration".
     bare : str, optional
         The unit of a bare number in text (``"d"`` for an option whose name already says
-        days, such as ``--max-days``). Without it a bare number is refused, because ``7``
+        days, such as ``max_days``). Without it a bare number is refused, because ``7``
         could be days, weeks or hours.
 
     Returns
@@ -298,29 +306,30 @@ def parse_duration(text: str | float, *, name: str = "duration",
     14.0
     >>> parse_duration("3M").unit
     'M'
-    >>> parse_duration("14", name="--max-days", bare="d").amount
+    >>> parse_duration("14", name="max_days", bare="d").amount
     14.0
     """
+    name, params = cite(name, "duration")
     if isinstance(text, int | float) and not isinstance(text, bool):
         value, unit = float(text), "d"
     else:
-        value, unit = _split(text, name, "7d, 2w, 1M, 12h")
+        value, unit = _split(text, name, "7d, 2w, 1M, 12h", params)
         if not unit:
             if bare is None:
                 shown = _number_text(value)
                 raise ParameterError(
                     f"{name} {text!r} has no unit, and a bare number could be days, weeks "
                     f"or hours: write it with one, e.g. {shown}d, {shown}w, {shown}h or "
-                    f"{shown}M for calendar months."
+                    f"{shown}M for calendar months.", param=params
                 )
             unit = bare
     if not np.isfinite(value) or value <= 0:
-        raise ParameterError(f"{name} {text!r} must be a positive duration.")
+        raise ParameterError(f"{name} {text!r} must be a positive duration.", param=params)
     if unit in _MONTHS:
         if value != int(value):
-            raise ParameterError(f"{name} {text!r}: months must be a whole number.")
+            raise ParameterError(f"{name} {text!r}: months must be a whole number.", param=params)
         if value > 12_000:
-            raise ParameterError(f"{name} {text!r} is longer than 1,000 years.")
+            raise ParameterError(f"{name} {text!r} is longer than 1,000 years.", param=params)
         return Duration(value, "M", str(text))
     days = _DAYS_PER_UNIT.get(unit if unit == "min" else unit.lower())
     if days is None:
@@ -328,8 +337,8 @@ def parse_duration(text: str | float, *, name: str = "duration",
             else ""
         raise ParameterError(
             f"{name} {text!r}: unknown unit {unit!r}{hint} (use s, min, h, d, w, M for "
-            "months, or y)."
+            "months, or y).", param=params
         )
     if value * days > 365_250:
-        raise ParameterError(f"{name} {text!r} is longer than 1,000 years.")
+        raise ParameterError(f"{name} {text!r} is longer than 1,000 years.", param=params)
     return Duration(value * days, "D", str(text))

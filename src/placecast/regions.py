@@ -32,7 +32,7 @@ import pandas as pd
 
 from placecast._progress import ProgressCallback
 from placecast.events import Events, SpatialReference
-from placecast.exceptions import DataError, ParameterError, PlacecastError
+from placecast.exceptions import DataError, ParameterError, PlacecastError, cite
 from placecast.pipeline import UnitSpec, check_events_in_units
 from placecast.units import Units, default_region, hex_grid, square_grid
 
@@ -253,7 +253,7 @@ class PartitionInfo:
 def _check_column_name(column: str) -> None:
     if not column or not column.isidentifier():
         raise ParameterError(f"partition column {column!r} must be a plain name (letters, "
-                             "digits, underscores).")
+                             "digits, underscores).", param="column")
 
 
 def _wkb_points(x: np.ndarray, y: np.ndarray) -> Any:
@@ -329,17 +329,19 @@ def write_partitioned(events: Events, split: RegionSplit | Any, folder: str | os
     folder = Path(folder)
     if append:
         if overwrite:
-            raise ParameterError("give append or overwrite, not both.")
+            raise ParameterError("give append or overwrite, not both.",
+                                 param=("append", "overwrite"))
         return _append(events, split, folder, column, rows_per_file)
     if folder.exists():
         if not overwrite:
             raise ParameterError(f"{folder} already exists; choose a new folder or overwrite "
-                                 "it.")
+                                 "it.", param=("folder", "overwrite"))
         if folder.is_dir() and not (folder / _META_FILE).exists():
             raise ParameterError(f"{folder} exists and is not a partitioned events folder; "
                                  "refusing to replace it.")
     if rows_per_file < 1:
-        raise ParameterError(f"rows_per_file must be at least 1, got {rows_per_file}.")
+        raise ParameterError(f"`rows_per_file` must be at least 1, got {rows_per_file}.",
+                             param="rows_per_file")
     sref = events.spatial_reference
     present = [f for f in _FIELDS if getattr(events, f) is not None]
     tmp = folder.parent / f".{folder.name}.{uuid.uuid4().hex[:8]}.tmp"
@@ -521,17 +523,19 @@ def read_partition(folder: str | os.PathLike[str], region: str) -> Events:
             return np.asarray(chunked.to_pylist(), dtype=object)
         return chunked.to_numpy()
 
+    optional: dict[str, Any] = {name: column(name) for name in info.fields}
     return Events(time=column("time").astype("datetime64[ns]"), x=column("x"), y=column("y"),
                   spatial_reference=info.spatial_reference,
                   timezone=info.timezone,
-                  **{name: column(name) for name in info.fields})
+                  **optional)
 
 
 # ---------------------------------------------------------------------- per-region jobs
 def _check_spec(spec: UnitSpec) -> None:
     if spec.region is not None:
         raise ParameterError("a region file cannot be combined with regions: each region's "
-                             "units cover that region (its polygon, or its events' hull).")
+                             "units cover that region (its polygon, or its events' hull).",
+                             param="region")
     if spec.kind not in ("grid", "hex"):
         raise ParameterError(f"units {spec.kind!r} are not available per region yet; use "
                              "grid or hex units.")
@@ -594,11 +598,14 @@ class _Task:
 def _run_task(task: _Task) -> pd.DataFrame:
     """One region: read its events, build its units, run the job, return its table."""
     try:
-        events = task.events if task.events is not None else read_partition(task.folder,
-                                                                            task.region)
+        if task.events is not None:
+            events = task.events
+        else:
+            assert task.folder is not None  # a task has its events or its folder
+            events = read_partition(task.folder, task.region)
         frame = _JOB_RUNNERS[task.job](events, task)
     except PlacecastError as exc:
-        raise type(exc)(f"region {task.region!r}: {exc}") from None
+        raise type(exc)(f"region {task.region!r}: {exc}", param=exc.params) from None
     frame.insert(0, "region", task.region)
     return frame
 
@@ -652,13 +659,14 @@ def _tasks(job: str, source: Any, params: Mapping[str, Any], unit_spec: UnitSpec
         by_region = source
         sizes = {str(k): len(v) for k, v in source.items()}
     else:
-        raise ParameterError("source must be a partitioned events folder or a mapping "
-                             "{region: Events}.")
+        raise ParameterError("`source` must be a partitioned events folder or a mapping "
+                             "{region: Events}.", param="source")
     if regions is not None:
         unknown = sorted(set(regions) - set(names))
         if unknown:
             raise ParameterError(f"no region {unknown[0]!r} in the events (regions: "
-                                 f"{', '.join(names[:10])}{' ...' if len(names) > 10 else ''}).")
+                                 f"{', '.join(names[:10])}{' ...' if len(names) > 10 else ''}).",
+                                 param="regions")
         names = sorted(set(regions))
     if geometries is not None:
         missing = [n for n in names if n not in geometries]
@@ -733,11 +741,13 @@ def run_by_region(
     several machines, the folder must be on storage every worker can read.
     """
     if job not in JOBS:
-        raise ParameterError(f"unknown job {job!r}; use one of {', '.join(JOBS)}.")
+        raise ParameterError(f"unknown job {job!r}; use one of {', '.join(JOBS)}.", param="job")
     if job in ("backtest", "forecast") and unit_spec is None:
-        raise ParameterError(f"a {job} per region needs a unit_spec (grid or hex units).")
+        raise ParameterError(f"a {job} per region needs a unit_spec (grid or hex units).",
+                             param="unit_spec")
     if not (isinstance(jobs, int) and jobs >= 1):
-        raise ParameterError(f"jobs must be a positive whole number, got {jobs!r}.")
+        raise ParameterError(f"`jobs` must be a positive whole number, got {jobs!r}.",
+                             param="jobs")
     if unit_spec is not None:
         _check_spec(unit_spec)
     tasks = _tasks(job, source, params or {}, unit_spec, geometries, regions)
@@ -789,17 +799,19 @@ def _serial(tasks: Sequence[_Task]) -> Iterator[tuple[str, pd.DataFrame]]:
 
 
 @contextmanager
-def dask_client(address: Any, jobs: int, *, what: str = "--dask") -> Iterator[Any]:
+def dask_client(address: Any, jobs: int, *, what: str = "dask") -> Iterator[Any]:
     """A ``distributed.Client`` for ``address``, closed (with its cluster) when owned.
 
     ``address`` is a ``Client`` (used as is), ``"local"`` (a ``local_cluster`` of ``jobs``
-    workers) or a scheduler address. ``what`` names the setting in error messages.
+    workers) or a scheduler address. ``what`` is the caller's parameter that gave
+    ``address``, by Python name: error messages name it (``param``).
     """
+    label, params = cite(what, "dask")
     try:
         from dask.distributed import Client
     except ImportError:  # pragma: no cover - depends on the environment
-        raise ParameterError(f"{what} needs dask.distributed: pip install "
-                             "'placecast[dask]'.") from None
+        raise ParameterError(f"{label} needs dask.distributed: pip install "
+                             "'placecast[dask]'.", param=params) from None
     if isinstance(address, Client):
         yield address
         return
@@ -809,8 +821,8 @@ def dask_client(address: Any, jobs: int, *, what: str = "--dask") -> Iterator[An
             client = Client(cluster) if cluster is not None else Client(str(address),
                                                                         timeout=30)
         except OSError as exc:
-            raise ParameterError(f"{what} {address}: cannot reach the Dask scheduler "
-                                 f"({exc}).") from None
+            raise ParameterError(f"{label} {address}: cannot reach the Dask scheduler "
+                                 f"({exc}).", param=params) from None
         try:
             yield client
         finally:

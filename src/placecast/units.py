@@ -300,23 +300,25 @@ def read_region(path: str | os.PathLike[str], spatial_reference: SpatialReferenc
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such region file. Give a polygon file (.shp, .gpkg, "
-                        ".geojson) with --region.")
+                        ".geojson) with `region`.", param="region")
     import pyogrio
 
     try:
         frame = pyogrio.read_dataframe(path)
     except Exception as exc:
-        raise DataError(f"{path}: could not read the region as a vector file ({exc}).") from None
+        raise DataError(f"{path}: could not read the region as a vector file ({exc}).",
+                        param="region") from None
     geoms = frame.geometry
     polygonal = geoms[geoms.geom_type.isin(["Polygon", "MultiPolygon"])]
     if len(polygonal) == 0:
         kinds = ", ".join(sorted(set(geoms.geom_type.dropna()))) or "nothing"
         raise DataError(f"{path}: the region file holds no polygon (found {kinds}). "
-                        "Give a file of polygons, such as district boundaries.")
+                        "Give a file of polygons, such as district boundaries.", param="region")
     region = shapely.union_all(shapely.make_valid(polygonal.to_numpy()))
     source = frame.crs.to_string() if frame.crs is not None else None
     if source is None and not spatial_reference.is_local:
-        raise DataError(f"{path}: the region file has no CRS (.prj missing?); add one.")
+        raise DataError(f"{path}: the region file has no CRS (.prj missing?); add one.",
+                        param="region")
     if source is not None and not spatial_reference.is_local:
         def convert(coords: np.ndarray) -> np.ndarray:
             mx, my = spatial_reference.from_crs_coordinates(coords[:, 0], coords[:, 1], source)
@@ -331,7 +333,8 @@ def read_region(path: str | os.PathLike[str], spatial_reference: SpatialReferenc
 def default_region(events: Events, buffer: float) -> Any:
     """The events' convex hull buffered by ``buffer`` metres."""
     if len(events) == 0:
-        raise DataError("no events to build a default region from; give --region FILE.")
+        raise DataError("no events to build a default region from; give `region` FILE.",
+                        param="region")
     hull = shapely.convex_hull(shapely.multipoints(events.xy))
     return shapely.buffer(hull, buffer)
 
@@ -366,7 +369,7 @@ def square_grid(
         With ``kind="grid"``; ids ``c<col>_r<row>``.
     """
     if not cell_size > 0:
-        raise ParameterError(f"cell size must be positive, got {cell_size}.")
+        raise ParameterError(f"cell size must be positive, got {cell_size}.", param="cell_size")
     if shapely.is_empty(region) or shapely.area(region) <= 0:
         raise DataError("the region is empty (zero area); check the region file or events.")
     xmin, ymin, xmax, ymax = shapely.bounds(region)
@@ -390,7 +393,7 @@ def square_grid(
     if n_cells > 25_000_000:
         raise ParameterError(
             f"a {cell_size:g} m grid over this region has {n_cells:,} cells; use a larger "
-            "cell size."
+            "cell size.", param="cell_size"
         )
     spec = GridSpec((float(origin[0]), float(origin[1])), float(cell_size), n_cols, n_rows,
                     float(rotation))
@@ -459,7 +462,8 @@ def hex_grid(region: Any, cell_size: float, spatial_reference: SpatialReference)
         shape = h3.geo_to_h3shape(shapely.geometry.mapping(poly))
         cells.update(h3.h3shape_to_cells_experimental(shape, resolution, contain="overlap"))
     if not cells:
-        raise DataError("no H3 hexagon overlaps the region; use a smaller cell size.")
+        raise DataError("no H3 hexagon overlaps the region; use a smaller cell size.",
+                        param="cell_size")
     ids = np.array(sorted(cells), dtype=object)
     rings = [np.array(h3.cell_to_boundary(cell)) for cell in ids]
     sizes = np.array([len(r) for r in rings])

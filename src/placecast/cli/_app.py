@@ -267,18 +267,18 @@ def store_reference(path: Path | None, db: str | None, dataset: str | None
 
     if dataset is None:
         raise ParameterError(
-            f"--db {db} needs --dataset NAME: the dataset in that store to read the events "
-            f"from (list them with `placecast datasets --db {db}`).")
+            f"`db` {db} needs `dataset` NAME: the dataset in that store to read the events "
+            f"from (list them with `placecast datasets --db {db}`).", param=("dataset", "db"))
     if db is None:
         db = os.environ.get("PLACECAST_DB")
         if not db:
             raise ParameterError(
-                f"--dataset {dataset} needs --db FILE (a DuckDB file or postgresql://... "
-                "URL) or $PLACECAST_DB: the store that holds it.")
+                f"`dataset` {dataset} needs `db` FILE (a DuckDB file or postgresql://... "
+                "URL) or $PLACECAST_DB: the store that holds it.", param=("db", "dataset"))
     if path is not None:
         raise ParameterError(
-            f"give the events once: either the events argument ({path}) or --db {db} "
-            f"--dataset {dataset}, not both.")
+            f"give the events once: either the events argument ({path}) or `db` {db} "
+            f"`dataset` {dataset}, not both.", param=("db", "dataset"))
     return db, dataset
 
 
@@ -316,18 +316,21 @@ def load_events(
     from placecast.io import ColumnMap, read_events
     from placecast.store import split_store_reference
 
-    if path is None and store is None:
-        raise ParameterError("no events given: pass an events file (or DB#DATASET), or "
-                             "--db FILE --dataset NAME.")
-    reference = store if store is not None else split_store_reference(path)
+    reference: tuple[str, str] | None = store
+    if store is None:
+        if path is None:
+            raise ParameterError("no events given: pass an events file (or DB#DATASET), or "
+                                 "`db` FILE `dataset` NAME.", param=("path", "db", "dataset"))
+        reference = split_store_reference(path)
     if reference is not None:
         return _load_store_events(
             reference, categories=categories, since=since, until=until, quiet=quiet,
-            ignored={"--time": time, "--x": x, "--y": y, "--lon": lon, "--lat": lat,
-                     "--category": category, "--weight": weight, "--crs": crs,
-                     "--time-format": time_format, "--timezone": timezone,
-                     "--encoding": encoding, "--sep": sep,
-                     "--skip-bad-rows": skip_bad_rows or None, "--id": incident_id})
+            ignored={"time": time, "x": x, "y": y, "lon": lon, "lat": lat,
+                     "category": category, "weight": weight, "crs": crs,
+                     "time_format": time_format, "timezone": timezone,
+                     "encoding": encoding, "sep": sep,
+                     "skip_bad_rows": skip_bad_rows or None, "incident_id": incident_id})
+    assert path is not None  # without a store reference, the events come from a file
     events = read_events(
         path,
         columns=ColumnMap(time=time, x=x, y=y, lon=lon, lat=lat, category=category,
@@ -367,9 +370,9 @@ def _load_store_events(reference: tuple[str, str], *, categories: str | None,
     given = [name for name, value in ignored.items() if value is not None]
     if given:
         raise ParameterError(
-            f"{', '.join(given)} cannot be used with a stored dataset ({reference[0]}#"
-            f"{reference[1]}): columns, CRS and time zone were fixed when it was ingested. "
-            "Drop them, or give the events file instead."
+            f"{', '.join(f'`{name}`' for name in given)} cannot be used with a stored dataset "
+            f"({reference[0]}#{reference[1]}): columns, CRS and time zone were fixed when it "
+            "was ingested. Drop them, or give the events file instead.", param=given
         )
     from placecast.cli._progress import is_quiet
 
@@ -416,6 +419,11 @@ def print_table(table: Any, *, to: Console | None = None) -> None:
 FLAGS: dict[str, str] = {
     "cell_size": "--cell", "area_budget": "--area", "model_params": "--param",
     "incident_id": "--id", "path": "EVENTS",
+    "hotspot_area": "--area",  # io.export_forecast
+    "mark": "--magnitude",  # ColumnMap.mark: only `fit --model etas_marked` reads it
+    "polygons": "--units-file",  # UnitSpec.polygons
+    "covariates": "--covariate",  # BoostedPoisson.covariates, one layer per flag
+    "params_file": "--params",  # simulate: a fit's JSON
 }
 
 

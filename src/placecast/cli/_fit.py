@@ -115,12 +115,14 @@ def _parse_initial(text: str | None) -> dict[str, float]:
         if not item.strip():
             continue
         if "=" not in item:
-            raise ParameterError(f"--initial item {item!r} must look like name=value.")
+            raise ParameterError(f"`initial` item {item!r} must look like name=value.",
+                                 param="initial")
         key, value = (s.strip() for s in item.split("=", 1))
         try:
             values[key] = float(value)
         except ValueError:
-            raise ParameterError(f"--initial {key}={value!r} is not a number.") from None
+            raise ParameterError(f"`initial` {key}={value!r} is not a number.",
+                                 param="initial") from None
     return values
 
 
@@ -156,8 +158,8 @@ def fit_command(
     handler = FIT_HANDLERS.get(name)
     if handler is None:
         known = ", ".join(sorted(FIT_HANDLERS)) or "none registered"
-        raise ParameterError(f"--model {model!r} cannot be fitted by 'placecast fit' "
-                             f"(choose one of: {known}).")
+        raise ParameterError(f"`model` {model!r} cannot be fitted by 'placecast fit' "
+                             f"(choose one of: {known}).", param="model")
     request = FitRequest(
         events_path=events_path,
         event_options=dict(event_options or {}),
@@ -216,9 +218,12 @@ def estimate_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str]
         estimate = float(result[name])
         se = errors.get(name)
         finite = se is not None and se == se and abs(float(se)) != float("inf")
-        low, high = intervals.get(name) or ((estimate - 1.96 * float(se),
-                                             estimate + 1.96 * float(se)) if finite
-                                            else (None, None))
+        low: float | None = None
+        high: float | None = None
+        if intervals.get(name):
+            low, high = intervals[name]
+        elif finite and se is not None:
+            low, high = estimate - 1.96 * float(se), estimate + 1.96 * float(se)
         interval = f"{_number(low)} .. {_number(high)}" if low is not None else "-"
         rows.append((name, _number(estimate), _number(se) if finite else "-", interval,
                      _MEANINGS[name]))

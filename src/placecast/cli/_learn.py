@@ -35,7 +35,7 @@ def fit_boost(request: FitRequest) -> dict[str, Any]:
     at = params.pop("at", None)
     origin = np.datetime64(str(at), "ns") if at is not None else data_end(events)
     region = Path(request.region) if request.region is not None else None
-    units = build_units(events, UnitSpec(cell_size=parse_length(request.cell, name="--cell"),
+    units = build_units(events, UnitSpec(cell_size=parse_length(request.cell, name="cell"),
                                          region=region))
     window = TimeWindow.starting(origin, horizon)
     model = make_model("boost", **params).fit(events.before(window.start))

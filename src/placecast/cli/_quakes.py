@@ -26,20 +26,20 @@ def fit_etas_marked(req: FitRequest) -> dict[str, Any]:
     """Fit marked ETAS for ``placecast fit`` and write the declustering CSV."""
     from placecast.io import ColumnMap, read_events
     from placecast.io._atomic import atomic_path
-    from placecast.models._catalog import build_catalog, parse_region
-    from placecast.models.etas_marked import fit_marked_etas
+    from placecast.seismic import build_catalog, fit_marked_etas, parse_region
 
     opts = req.event_options
     unknown = set(req.params) - _OPTION_PARAMS
     if unknown:
-        raise ParameterError(f"--param {sorted(unknown)[0]!r} is not an etas_marked option "
-                             f"(known: {', '.join(sorted(_OPTION_PARAMS))}).")
-    for option, hint in (("since", "--study-start"), ("until", "--study-end"),
+        raise ParameterError(f"`param` {sorted(unknown)[0]!r} is not an etas_marked option "
+                             f"(known: {', '.join(sorted(_OPTION_PARAMS))}).", param="param")
+    for option, hint in (("since", "`study_start`"), ("until", "`study_end`"),
                          ("categories", "a catalog filtered beforehand"),
                          ("category", "a catalog filtered beforehand"),
                          ("weight", "unweighted events"), ("crs", "lon/lat in degrees")):
         if opts.get(option):
-            raise ParameterError(f"--{option} is not used by etas_marked; use {hint}.")
+            raise ParameterError(f"`{option}` is not used by etas_marked; use {hint}.",
+                                 param=(option, "study_start", "study_end"))
     lon_col = opts.get("lon") or opts.get("x")
     lat_col = opts.get("lat") or opts.get("y")
     events = read_events(
@@ -51,7 +51,7 @@ def fit_etas_marked(req: FitRequest) -> dict[str, Any]:
     )
     if events.mark is None:
         raise ParameterError(f"{req.events_path}: no magnitude column found; name it with "
-                             "--magnitude.")
+                             "`magnitude`.", param="magnitude")
     region = parse_region(req.region) if req.region else None
     catalog = build_catalog(
         events.time, events.x, events.y, events.mark, mag_threshold=req.mag_threshold,

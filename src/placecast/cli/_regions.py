@@ -31,8 +31,7 @@ def _is_polygon_file(by: str) -> bool:
 
 
 def _given_event_options(event_options: dict[str, Any]) -> list[str]:
-    return [f"--{k.replace('_', '-')}" for k, v in event_options.items()
-            if v not in (None, False) and k != "store"]
+    return [k for k, v in event_options.items() if v not in (None, False) and k != "store"]
 
 
 def region_split(events_path: Path | None, by: str, by_id: str | None,
@@ -44,23 +43,24 @@ def region_split(events_path: Path | None, by: str, by_id: str | None,
 
     if _is_polygon_file(by):
         if by_id is None:
-            raise ParameterError(f"--by {by}: a polygon file needs --by-id COLUMN, the column "
-                                 "naming each region.")
+            raise ParameterError(f"`by` {by}: a polygon file needs `by_id` COLUMN, the column "
+                                 "naming each region.", param=("by_id", "by"))
         events = load_events(events_path, **event_options)
         return events, regions_from_polygons(events, by, id_column=by_id)
     if by_id is not None:
-        raise ParameterError("--by-id names the id column of a --by polygon file; with a "
-                             f"region column (--by {by}) drop it.")
+        raise ParameterError("`by_id` names the id column of a `by` polygon file; with a "
+                             f"region column (`by` {by}) drop it.", param=("by_id", "by"))
     if events_path is None or "store" in event_options or \
             split_store_reference(events_path) is not None:
-        raise ParameterError(f"--by {by}: a region column is read from an events file; for a "
-                             "stored dataset give a polygon file of regions with --by-id.")
+        raise ParameterError(f"`by` {by}: a region column is read from an events file; for a "
+                             "stored dataset give a polygon file of regions with `by_id`.",
+                             param=("by", "by_id"))
     header = read_table_header(Path(events_path), sep=event_options.get("sep"),
                                encoding=event_options.get("encoding"))
     if by not in header:
         raise DataError(f"{events_path}: no column {by!r} to split the events by region; its "
-                        f"columns are {', '.join(header)}. Give --by a column name, or a "
-                        "polygon file with --by-id.")
+                        f"columns are {', '.join(header)}. Give `by` a column name, or a "
+                        "polygon file with `by_id`.", param=("by", "by_id"))
     events = load_events(events_path, **event_options)
     # the region column is read as the incident id of a second, otherwise identical read,
     # so it is aligned with the events after every row the reader drops or filters
@@ -99,12 +99,14 @@ def run_regions(job: str, events_path: Path | None, *, by: str, by_id: str | Non
     if events_path is not None and is_partitioned(events_path):
         info = partition_info(events_path)
         if by != info.column:
-            raise ParameterError(f"{events_path} is partitioned by {info.column!r}; give --by "
-                                 f"{info.column}.")
+            raise ParameterError(f"{events_path} is partitioned by {info.column!r}; give `by` "
+                                 f"{info.column}.", param="by")
         given = _given_event_options(event_options)
         if by_id is not None or given:
+            dropped = given + (["by_id"] if by_id else [])
             raise ParameterError(f"{events_path} is already partitioned; drop "
-                                 f"{', '.join(given + (['--by-id'] if by_id else []))}.")
+                                 f"{', '.join(f'`{name}`' for name in dropped)}.",
+                                 param=dropped)
         source: Any = events_path
         n_regions = len(info.counts)
     else:

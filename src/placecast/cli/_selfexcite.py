@@ -59,22 +59,23 @@ def _finite(value: Any) -> Any:
 @register_fit_handler("etas")
 def fit_etas(request: FitRequest) -> dict[str, Any]:
     """Fit grid ETAS on ``--cell`` squares (over ``--region`` when given)."""
-    from placecast.models import make_model
+    from placecast.models import GridETAS, make_model
     from placecast.pipeline import UnitSpec, build_units
     from placecast.quantities import parse_length
 
     events = load_events(request.events_path, **request.event_options)
     params = dict(request.params)
-    cell_size = float(params.pop("cell_size", parse_length(request.cell, name="--cell")))
+    cell_size = float(params.pop("cell_size", parse_length(request.cell, name="cell")))
     model = make_model("etas", cell_size=cell_size, **params)
     units = None
     if request.region is not None:
         region = Path(request.region)
         if not region.exists():
-            raise DataError(f"--region {request.region}: no such polygon file (etas takes a "
-                            "region file, such as police districts).")
+            raise DataError(f"`region` {request.region}: no such polygon file (etas takes a "
+                            "region file, such as police districts).", param="region")
         units = build_units(events, UnitSpec(cell_size=cell_size, region=region))
-    model.fit(events, units=units)  # type: ignore[call-arg]
+    assert isinstance(model, GridETAS)
+    model.fit(events, units=units)
     out = _summary(model, events, region=model.units_.region)
     out["cell_size_m"] = cell_size
     return out
@@ -95,10 +96,11 @@ def _parse_bbox(text: str) -> tuple[float, float, float, float]:
     try:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
-        raise ParameterError(f"--bbox {text!r} must be 'xmin,ymin,xmax,ymax' numbers "
-                             "(metres).") from None
+        raise ParameterError(f"`bbox` {text!r} must be 'xmin,ymin,xmax,ymax' numbers "
+                             "(metres).", param="bbox") from None
     if len(values) != 4 or not (values[2] > values[0] and values[3] > values[1]):
-        raise ParameterError(f"--bbox {text!r} must be 'xmin,ymin,xmax,ymax' with max > min.")
+        raise ParameterError(f"`bbox` {text!r} must be 'xmin,ymin,xmax,ymax' with max > min.",
+                             param="bbox")
     return values
 
 
@@ -145,7 +147,8 @@ def simulate_command(
 
     name = model.strip().lower()
     if name not in ("etas", "sepp"):
-        raise ParameterError(f"--model {model!r}: simulate knows 'etas' and 'sepp'.")
+        raise ParameterError(f"`model` {model!r}: simulate knows 'etas' and 'sepp'.",
+                             param="model")
     values: dict[str, Any] = {"theta": 0.5, "omega": 0.1, "sigma": 100.0,
                               "background_rate": 5.0, "cell_size": 150.0}
     fitted: dict[str, Any] = {}
@@ -158,8 +161,9 @@ def simulate_command(
             raise DataError(f"{params_file}: not a fit's JSON (expected an object).")
         fitted_model = fitted.get("model")
         if fitted_model in ("etas", "sepp") and fitted_model != name:
-            raise ParameterError(f"--params {params_file} holds a {fitted_model} fit but "
-                                 f"--model is {name}; use --model {fitted_model}.")
+            raise ParameterError(f"`params_file` {params_file} holds a {fitted_model} fit but "
+                                 f"`model` is {name}; use `model` {fitted_model}.",
+                                 param=("model", "params_file"))
         for key in ("theta", "omega", "sigma", "background_rate"):
             if fitted.get(key) is not None:
                 values[key] = float(fitted[key])
@@ -171,30 +175,33 @@ def simulate_command(
                 values[key] = float(details[source])
     for key, value in parse_params(param).items():
         if key not in _SIMULATION_PARAMS:
-            raise ParameterError(f"--param {key}: unknown; use one of "
-                                 f"{', '.join(sorted(_SIMULATION_PARAMS))}.")
+            raise ParameterError(f"`param` {key}: unknown; use one of "
+                                 f"{', '.join(sorted(_SIMULATION_PARAMS))}.", param="param")
         values[key] = value
     from placecast.quantities import parse_duration
 
-    period = parse_duration(days, name="--days", bare="d")
+    period = parse_duration(days, name="days", bare="d")
     if period.unit == "M":
-        raise ParameterError(f"--days {days!r}: months differ in length; give days or weeks.")
+        raise ParameterError(f"`days` {days!r}: months differ in length; give days or weeks.",
+                             param="days")
     days_value = period.amount
     if not days_value > 0:
-        raise ParameterError(f"--days must be positive, got {days}.")
+        raise ParameterError(f"`days` must be positive, got {days}.", param="days")
     if region is not None and bbox is not None:
-        raise ParameterError("give --region or --bbox, not both.")
+        raise ParameterError("give `region` or `bbox`, not both.", param=("region", "bbox"))
     if region is not None:
         if crs is None:
-            raise ParameterError("--region needs --crs (the CRS to write coordinates in).")
+            raise ParameterError("`region` needs `crs` (the CRS to write coordinates in).",
+                                 param=("crs", "region"))
         from placecast.io._events import _spatial_reference_for
 
         sref = _spatial_reference_for(crs)
         area = read_region(region, sref)
     elif bbox is None and fitted.get("region_wkt_m") and fitted.get("spatial_reference"):
         if crs is not None:
-            raise ParameterError(f"--crs {crs}: the fitted region is in the fit's CRS "
-                                 f"({fitted.get('crs')}); drop --crs, or give --region.")
+            raise ParameterError(f"`crs` {crs}: the fitted region is in the fit's CRS "
+                                 f"({fitted.get('crs')}); drop `crs`, or give `region`.",
+                                 param=("crs", "region"))
         saved = fitted["spatial_reference"]
         sref = SpatialReference(str(saved["crs"]), float(saved.get("metres_per_unit", 1.0)),
                                 saved.get("input_crs"))
@@ -208,7 +215,8 @@ def simulate_command(
                           soft_wrap=True)
     else:
         if crs is not None:
-            raise ParameterError("--crs is only used with --region (a polygon file).")
+            raise ParameterError("`crs` is only used with `region` (a polygon file).",
+                                 param=("crs", "region"))
         sref = SpatialReference("local:m")
         area = shapely.box(*_parse_bbox(bbox or "0,0,10000,10000"))
     if start is None:

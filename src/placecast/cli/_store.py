@@ -126,7 +126,8 @@ def export_command(
     from placecast.store import open_store
 
     if (forecast is None) == (dataset is None):
-        raise ParameterError("give exactly one of --forecast ID and --dataset NAME.")
+        raise ParameterError("give exactly one of `forecast` ID and `dataset` NAME.",
+                             param=("forecast", "dataset"))
     with open_store(db, create=False) as store:
         if dataset is not None:
             events = store.load_events(dataset)
@@ -137,14 +138,14 @@ def export_command(
         if forecast == "latest":
             saved = store.list_forecasts()
             if not saved:
-                raise ParameterError(f"{db} holds no saved forecasts.")
+                raise ParameterError(f"{db} holds no saved forecasts.", param="forecast")
             forecast_id = saved[0].id
         else:
             try:
                 forecast_id = int(forecast)
             except ValueError:
-                raise ParameterError(f"--forecast {forecast!r} is not a forecast id (a "
-                                     "number, or 'latest').") from None
+                raise ParameterError(f"`forecast` {forecast!r} is not a forecast id (a "
+                                     "number, or 'latest').", param="forecast") from None
         result = store.load_forecast(forecast_id)
     export_forecast(result, output, format=format, hotspot_area=area, crs=crs)
     console.print(f"wrote forecast {forecast_id} ({len(result.units):,} units) to {output}")

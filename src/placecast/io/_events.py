@@ -74,7 +74,7 @@ def _csv_format(path: Path, sep: str | None, encoding: str | None) -> tuple[str,
     sep = _SEPARATORS.get(sep.lower() if len(sep) > 1 else sep, sep)
     if len(sep) != 1 or sep in "\"\r\n":
         raise ParameterError(f"delimiter {sep!r}: give one character such as ',', ';' or "
-                             "'\\t' (tab).")
+                             "'\\t' (tab).", param="sep")
     encoding = encoding or "utf-8"
     import codecs
 
@@ -82,7 +82,7 @@ def _csv_format(path: Path, sep: str | None, encoding: str | None) -> tuple[str,
         codecs.lookup(encoding)
     except LookupError:
         raise ParameterError(f"encoding {encoding!r} is not one Python knows (e.g. utf-8, "
-                             "latin-1, cp1252).") from None
+                             "latin-1, cp1252).", param="encoding") from None
     return sep, encoding
 
 
@@ -108,8 +108,8 @@ def _encoding_error(path: Path, encoding: str) -> DataError:
     line, where = _first_undecodable(path, encoding)
     return DataError(
         f"{path} line {line}: {where} is not valid {encoding} text. The file is probably in "
-        "another encoding: give it with --encoding (latin-1, or cp1252 for files saved by "
-        "Windows programs)."
+        "another encoding: give it with `encoding` (latin-1, or cp1252 for files saved by "
+        "Windows programs).", param="encoding"
     )
 
 
@@ -165,7 +165,7 @@ def read_table_header(
                     raise DataError(
                         f"{path} line 1: the header {columns[0][:60]!r} is one column when "
                         f"split at {sep!r}, but it holds {name}: the delimiter looks "
-                        f"wrong. Read it with --sep '{shown}'."
+                        f"wrong. Read it with `sep` '{shown}'.", param="sep"
                     )
         return columns
     if suffix in {".parquet", ".pq"}:
@@ -229,7 +229,7 @@ def _resolve_columns(
                 raise DataError(
                     f"{path}: there is no column {part.strip()!r} for the event {field_name} "
                     f"(columns: {', '.join(columns)}).{hint} "
-                    f"Pass the right name with --{field_name.replace('_', '-')}."
+                    f"Pass the right name with `{field_name}`.", param=field_name
                 )
 
     for field_name in ("time", "x", "y", "lon", "lat", "category", "weight",
@@ -249,7 +249,7 @@ def _resolve_columns(
             if found is None:
                 raise DataError(
                     f"{path}: no time column found (columns: {', '.join(columns)}). "
-                    "Name it with --time COLUMN."
+                    "Name it with `time` COLUMN.", param="time"
                 )
             mapping["time"] = found
             detected.append("time")
@@ -257,7 +257,8 @@ def _resolve_columns(
     explicit_lonlat = "lon" in mapping or "lat" in mapping
     explicit_xy = "x" in mapping or "y" in mapping
     if explicit_lonlat and explicit_xy:
-        raise ParameterError("give either --x/--y or --lon/--lat, not both.")
+        raise ParameterError("give either `x`/`y` or `lon`/`lat`, not both.",
+                             param=("x", "y", "lon", "lat"))
     if not has_geometry and not explicit_lonlat and not explicit_xy:
         x, y = _find(columns, CANDIDATES["x"]), _find(columns, CANDIDATES["y"])
         lon, lat = _find(columns, CANDIDATES["lon"]), _find(columns, CANDIDATES["lat"])
@@ -270,12 +271,14 @@ def _resolve_columns(
         else:
             raise DataError(
                 f"{path}: no coordinate columns found (columns: {', '.join(columns)}). "
-                "Name them with --x/--y (projected, with --crs) or --lon/--lat."
+                "Name them with `x`/`y` (projected, with `crs`) or `lon`/`lat`.",
+                param=("x", "y", "crs", "lon", "lat"),
             )
     for a, b in (("x", "y"), ("lon", "lat")):
         if (a in mapping) != (b in mapping):
             missing = b if a in mapping else a
-            raise ParameterError(f"--{a} and --{b} go together: --{missing} is missing.")
+            raise ParameterError(f"`{a}` and `{b}` go together: `{missing}` is missing.",
+                                 param=(missing, a if missing == b else b))
 
     for field_name in ("category", "incident_id", "mark", "weight"):
         if field_name not in mapping:
@@ -318,7 +321,8 @@ def _spatial_reference_for(crs: str) -> SpatialReference:
 
         if unit not in METRES_PER_UNIT:
             raise ParameterError(
-                f"--crs {crs}: unknown local unit {unit!r} (use local:m, local:km or local:ft)."
+                f"`crs` {crs}: unknown local unit {unit!r} (use local:m, local:km or local:ft).",
+                param="crs",
             )
         return SpatialReference(crs, METRES_PER_UNIT[unit], crs)
     from pyproj import CRS
@@ -328,13 +332,13 @@ def _spatial_reference_for(crs: str) -> SpatialReference:
         parsed = CRS.from_user_input(crs)
     except CRSError:
         raise ParameterError(
-            f"--crs {crs!r} is not a coordinate reference system pyproj knows "
-            "(e.g. EPSG:2913, EPSG:26971)."
+            f"`crs` {crs!r} is not a coordinate reference system pyproj knows "
+            "(e.g. EPSG:2913, EPSG:26971).", param="crs"
         ) from None
     if not parsed.is_projected:
         raise ParameterError(
-            f"--crs {crs} is geographic (degrees); for lon/lat columns use --lon/--lat, "
-            "which projects them to a local metric CRS."
+            f"`crs` {crs} is geographic (degrees); for lon/lat columns use `lon`/`lat`, "
+            "which projects them to a local metric CRS.", param=("crs", "lon", "lat")
         )
     factor = float(parsed.axis_info[0].unit_conversion_factor)
     name = parsed.to_string()
@@ -420,7 +424,7 @@ def _confirm_extra_fields(path: Path, sep: str, encoding: str, n_fields: int,
         raise DataError(
             f"{path} line {line_number}: {len(fields)} fields where the header has "
             f"{n_fields}, so values would land in the wrong columns. Quote values that "
-            "contain the delimiter, or check the delimiter (--sep)."
+            "contain the delimiter, or check the delimiter (`sep`).", param="sep"
         )
 
 
@@ -440,7 +444,7 @@ def _parser_error(path: Path, exc: Exception) -> DataError:
         return DataError(
             f"{path} line {fields.group(2)}: {fields.group(3)} fields where the header has "
             f"{fields.group(1)}. Quote values that contain the delimiter, or check the "
-            "delimiter (--sep)."
+            "delimiter (`sep`).", param="sep"
         )
     return DataError(f"{path}: the CSV is malformed ({text}). Check quoting and the number "
                      "of fields per line.")
@@ -481,7 +485,8 @@ def _geoparquet_columns(path: Path) -> list[str]:
         return sorted(info["columns"], key=lambda name: name != primary)
     except (ValueError, KeyError, TypeError, AttributeError):
         raise DataError(f"{path}: its GeoParquet metadata ('geo') is malformed; write the "
-                        "file again, or drop the metadata and give --x/--y.") from None
+                        "file again, or drop the metadata and give `x`/`y`.",
+                        param=("x", "y")) from None
 
 
 def _read_geoparquet(path: Path, columns: list[str]) -> Any:
@@ -574,8 +579,9 @@ def _check_timezone(timezone: str) -> None:
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ParameterError(f"--timezone {timezone!r} is not a known time zone "
-                             "(use an IANA name such as America/Los_Angeles).") from None
+        raise ParameterError(f"`timezone` {timezone!r} is not a known time zone "
+                             "(use an IANA name such as America/Los_Angeles).",
+                             param="timezone") from None
 
 
 def _to_wall_clock(parsed: pd.Series, timezone: str | None) -> pd.Series:
@@ -600,21 +606,21 @@ def _slash_dates_to_iso(text: pd.Series, where: _TimeColumn) -> pd.Series:
     rows = np.flatnonzero(is_slash)
     month_first = bool((first <= 12).all())
     day_first = bool((second <= 12).all())
-    fix = ("Give the format with --time-format '%d/%m/%Y' (day first) or '%m/%d/%Y' "
+    fix = ("Give the format with `time_format` '%d/%m/%Y' (day first) or '%m/%d/%Y' "
            "(month first), adding ' %H:%M' if there is a time of day.")
     if month_first and day_first and (first != second).any():
         i = rows[int(np.flatnonzero(first != second)[0])]
         raise DataError(
             f"{where.at(i, text.iloc[i])} and every other slash date in the column read as "
             "a valid date both day-first and month-first, so the dates are ambiguous. "
-            + fix)
+            + fix, param="time_format")
     if not month_first and not day_first:
         i = rows[int(np.flatnonzero(first > 12)[0])]
         j = rows[int(np.flatnonzero(second > 12)[0])]
         raise DataError(
             f"{where.at(i, text.iloc[i])} can only be day-first but {where.label(j)} "
             f"{str(text.iloc[j])!r} can only be month-first: the column mixes both orders. "
-            + fix)
+            + fix, param="time_format")
     month, day = (parts[0], parts[1]) if month_first else (parts[1], parts[0])
     iso = (parts[2] + "-" + month.str.zfill(2) + "-" + day.str.zfill(2) + parts[3])
     out = text.copy()
@@ -645,7 +651,7 @@ def _parse_times(
         times, outside = _to_ns(_to_wall_clock(parsed, timezone))
         return times, timezone, outside
     if time_format and time_format.startswith("days since "):
-        origin = to_datetime64(time_format.removeprefix("days since "), name="--time-format")
+        origin = to_datetime64(time_format.removeprefix("days since "), name="time_format")
         numbers = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
         finite = np.isfinite(numbers)
         seconds = origin.astype("datetime64[s]")  # nanoseconds would overflow here
@@ -681,8 +687,9 @@ def _parse_times(
             raise DataError(
                 f"{where.at(i, text.iloc[i])} has no UTC offset but {where.label(j)} "
                 f"{str(text.iloc[j])!r} has one: the column mixes local and offset times. "
-                "Give the zone of the times without an offset with --timezone (e.g. "
-                "America/Los_Angeles); times with an offset are converted to it."
+                "Give the zone of the times without an offset with `timezone` (e.g. "
+                "America/Los_Angeles); times with an offset are converted to it.",
+                param="timezone",
             )
     times = np.full(len(text), np.datetime64("NaT"), dtype="datetime64[ns]")
     outside = np.zeros(len(text), dtype=bool)
@@ -699,7 +706,7 @@ def _parse_times(
             raise DataError(
                 f"{where.at(bad, text.iloc[bad])}: the column mixes times with and without "
                 "a time zone in a form placecast cannot separate. Write offsets as +01:00 "
-                "or Z, or give the format with --time-format."
+                "or Z, or give the format with `time_format`.", param="time_format"
             ) from None
         if getattr(local.dt, "tz", None) is not None:
             local = _to_wall_clock(local, timezone)
@@ -848,7 +855,7 @@ def read_events(
 
     flag("is not a date", np.isnat(times) & ~outside_dates, mapping["time"], raw_time,
          "Expected ISO 8601 with a full date (e.g. 2016-12-01 or 2016-12-01T14:30); give "
-         "another format with --time-format (e.g. '%m/%d/%Y').")
+         "another format with `time_format` (e.g. '%m/%d/%Y').")
     flag("is outside the years 1678-2261", outside_dates, mapping["time"], raw_time,
          "placecast holds times in nanoseconds, which reach only that far; fix the date or "
          "remove the row.")
@@ -876,9 +883,9 @@ def read_events(
         if source_crs is None:
             raise DataError(
                 f"{path}: columns {xcol!r}/{ycol!r} hold projected coordinates but no CRS "
-                "was given. Pass --crs EPSG:xxxx (e.g. EPSG:2913 for Oregon North feet, "
-                "EPSG:26971 for Illinois East metres), or --crs local:m / local:km for an "
-                "unreferenced planar grid."
+                "was given. Pass `crs` EPSG:xxxx (e.g. EPSG:2913 for Oregon North feet, "
+                "EPSG:26971 for Illinois East metres), or `crs` local:m / local:km for an "
+                "unreferenced planar grid.", param="crs"
             )
     def flag_either(reason: str, bad_x: np.ndarray, bad_y: np.ndarray, fix: str) -> None:
         if (bad_x | bad_y).any():
@@ -892,7 +899,7 @@ def read_events(
                 "Coordinates must be finite numbers; fix or remove the row.")
 
     if source_crs is None:
-        raise DataError(f"{path}: the file has no CRS; pass --crs EPSG:xxxx.")
+        raise DataError(f"{path}: the file has no CRS; pass `crs` EPSG:xxxx.", param="crs")
     geographic = source_crs == "EPSG:4326" or _is_geographic(source_crs)
     if not geographic:
         sref = _spatial_reference_for(source_crs)
@@ -912,10 +919,10 @@ def read_events(
     if geographic:
         out_lon = np.isfinite(xs) & ((xs < -180) | (xs > 180))
         flag("is outside longitude range -180..180", out_lon, xcol, xraw,
-             "Check that longitude and latitude are not swapped (--lon/--lat).")
+             "Check that longitude and latitude are not swapped (`lon`/`lat`).")
         out_lat = np.isfinite(ys) & ((ys < -90) | (ys > 90))
         flag("is outside latitude range -90..90", out_lat, ycol, yraw,
-             "Check that longitude and latitude are not swapped (--lon/--lat).")
+             "Check that longitude and latitude are not swapped (`lon`/`lat`).")
 
     any_bad = np.zeros(n_rows, dtype=bool)
     for mask in bad.values():
@@ -927,8 +934,10 @@ def read_events(
             others = int(any_bad.sum())
             more = f" ({others} rows in all have problems.)" if others > 1 else ""
             raise DataError(
-                f"{first_bad[reason]}{more} Use --skip-bad-rows to drop such rows; they "
-                "are counted and reported."
+                f"{first_bad[reason]}{more} Use `skip_bad_rows` to drop such rows; they "
+                "are counted and reported.",
+                # the fixes of the row checks above may name these too
+                param=("skip_bad_rows", "time_format", "lon", "lat"),
             )
         dropped = {reason: int(mask.sum()) for reason, mask in bad.items()}
     keep = ~any_bad
@@ -964,7 +973,8 @@ def read_events(
                 row = int(np.flatnonzero(keep)[i])
                 raise DataError(
                     f"{path} {_row_label(path, row, is_csv)}, column {mapping[field_name]!r}: "
-                    f"{values.iloc[i]!r} is not a number (the event {field_name})."
+                    f"{values.iloc[i]!r} is not a number (the event {field_name}).",
+                    param=field_name,
                 )
             return numbers
         return values.astype("string").fillna("").to_numpy(dtype=object)
@@ -973,7 +983,7 @@ def read_events(
     if weight is not None and (weight < 0).any():
         i = int(np.flatnonzero(weight < 0)[0])
         raise DataError(f"{path}: column {mapping['weight']!r} has a negative weight "
-                        f"({weight[i]}); weights must be >= 0.")
+                        f"({weight[i]}); weights must be >= 0.", param="weight")
     events = Events(
         time=times,
         x=mx,
@@ -1025,7 +1035,7 @@ def _is_geographic(crs: str) -> bool:
 
 
 def _check_swapped_names(mapping: dict[str, str], detected: list[str]) -> None:
-    """Refuse --lon/--lat (or --x/--y) given columns whose names say the opposite."""
+    """Refuse ``lon``/``lat`` (or ``x``/``y``) given columns whose names say the opposite."""
     for a, b, names_a, names_b in (("lon", "lat", CANDIDATES["lon"], CANDIDATES["lat"]),
                                    ("x", "y", CANDIDATES["x"], CANDIDATES["y"])):
         if a not in mapping or a in detected:
@@ -1033,9 +1043,9 @@ def _check_swapped_names(mapping: dict[str, str], detected: list[str]) -> None:
         col_a, col_b = mapping[a].lower(), mapping[b].lower()
         if col_a in names_b or col_b in names_a:
             raise ParameterError(
-                f"--{a} {mapping[a]!r} and --{b} {mapping[b]!r} look swapped: the column "
+                f"`{a}` {mapping[a]!r} and `{b}` {mapping[b]!r} look swapped: the column "
                 f"names say {mapping[a]!r} is a {b} and {mapping[b]!r} a {a}. Give "
-                f"--{a} {mapping[b]} --{b} {mapping[a]}."
+                f"`{a}` {mapping[b]} `{b}` {mapping[a]}.", param=(a, b)
             )
 
 
@@ -1090,17 +1100,18 @@ def _outside_crs_area(
         fx, fy = xs[finite], ys[finite]
         hints = []
         if (np.abs(fx) <= 180).all() and (np.abs(fy) <= 90).all():
-            hints.append("the numbers look like degrees: read them with --lon/--lat "
-                         "instead of --x/--y and --crs")
+            hints.append("the numbers look like degrees: read them with `lon`/`lat` "
+                         "instead of `x`/`y` and `crs`")
         inside_swapped = ((fy >= xmin) & (fy <= xmax) & (fx >= ymin) & (fx <= ymax)).mean()
         if inside_swapped > 0.5:
-            hints.append(f"with x and y swapped they would fit: give --x {ycol} --y {xcol}")
+            hints.append(f"with x and y swapped they would fit: give `x` {ycol} `y` {xcol}")
         hint = ("; " + "; ".join(hints)) if hints else ""
         raise DataError(
             f"{path}: {n_out:,} of {n:,} events lie outside the area where {crs} ({name}) "
             f"is used. The events span x {fx.min():,.0f} .. {fx.max():,.0f}, y "
             f"{fy.min():,.0f} .. {fy.max():,.0f}; {crs} covers about x {xmin:,.0f} .. "
             f"{xmax:,.0f}, y {ymin:,.0f} .. {ymax:,.0f} (both in {crs}'s units, with a "
-            f"margin). The coordinates are probably in another CRS: check --crs{hint}."
+            f"margin). The coordinates are probably in another CRS: check `crs`{hint}.",
+            param=("crs", "x", "y", "lon", "lat"),
         )
     return out_x, out_y

@@ -63,7 +63,8 @@ def _resolve_format(path: Path, format: str | None) -> str:
         kind = {"parquet": "geoparquet", "shapefile": "shp"}.get(kind, kind)
         if kind not in EXPORT_FORMATS:
             raise ParameterError(
-                f"unknown export format {format!r}; use one of {', '.join(EXPORT_FORMATS)}."
+                f"unknown export format {format!r}; use one of {', '.join(EXPORT_FORMATS)}.",
+                param="format",
             )
         return kind
     suffix_kind = _SUFFIXES.get(path.suffix.lower())
@@ -71,7 +72,7 @@ def _resolve_format(path: Path, format: str | None) -> str:
         raise ParameterError(
             f"{path}: cannot tell the export format from {path.suffix!r}; use .gpkg, .shp, "
             ".zip (zipped shapefile), .parquet, .geojson or .csv, or give the format "
-            f"({', '.join(EXPORT_FORMATS)})."
+            f"({', '.join(EXPORT_FORMATS)}).", param="format"
         )
     return suffix_kind
 
@@ -158,8 +159,8 @@ def export_forecast(
     if kind == "nij":
         if hotspot_area is None:
             raise ParameterError(
-                "the NIJ format needs the hot-spot area: give --area between 0.25sqmi and "
-                "0.75sqmi."
+                "the NIJ format needs the hot-spot area: give `hotspot_area` between 0.25sqmi "
+                "and 0.75sqmi.", param="hotspot_area"
             )
         if path.suffix.lower() not in (".shp", ".zip"):
             raise ParameterError(f"{path}: an NIJ submission is a shapefile; name it .shp "
@@ -228,7 +229,8 @@ def export_events(events: Events, path: str | os.PathLike[str], *, format: str |
     path = Path(path)
     kind = _resolve_format(path, format)
     if kind == "nij":
-        raise ParameterError("the NIJ format is for forecasts (cells), not events.")
+        raise ParameterError("the NIJ format is for forecasts (cells), not events.",
+                             param="format")
     sref = events.spatial_reference
     target = crs or sref.source_crs
     x, y = sref.to_crs_coordinates(events.x, events.y, None if target == sref.crs else target)

@@ -51,6 +51,6 @@ def make_model(name: str, **params: Any) -> Forecaster:
     cls = MODELS.get(name.strip().lower())
     if cls is None:
         raise ParameterError(
-            f"unknown model {name!r}; choose one of {', '.join(sorted(MODELS))}."
+            f"unknown model {name!r}; choose one of {', '.join(sorted(MODELS))}.", param="model"
         )
     return cls().set_params(**params)

@@ -45,7 +45,7 @@ class Forecaster(ABC):
             if key not in valid:
                 raise ParameterError(
                     f"{type(self).__name__} has no parameter {key!r} "
-                    f"(valid: {', '.join(sorted(valid))})."
+                    f"(valid: {', '.join(sorted(valid))}).", param="model_params"
                 )
             setattr(self, key, value)
         return self
@@ -93,9 +93,11 @@ def check_positive(value: Any, name: str, *, allow_none: bool = False) -> float 
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
-        raise ParameterError(f"{name} must be a positive number, got {value!r}.")
+        raise ParameterError(f"{name} must be a positive number, got {value!r}.",
+                             param=name)
     if not np.isfinite(value) or value <= 0:
-        raise ParameterError(f"{name} must be a positive number, got {value!r}.")
+        raise ParameterError(f"{name} must be a positive number, got {value!r}.",
+                             param=name)
     return float(value)
 
 

@@ -559,7 +559,8 @@ class BoostedPoisson(Forecaster):
                                                       "origin_step_days") or 7.0)
         self.lookbacks_days_ = _positive_list(self.lookbacks_days, "lookbacks_days")
         if len(self.lookbacks_days_) < 2:
-            raise ParameterError("lookbacks_days needs at least two look-backs, e.g. 28,365.")
+            raise ParameterError("lookbacks_days needs at least two look-backs, e.g. 28,365.",
+                                 param="lookbacks_days")
         self.half_lives_days_ = _positive_list(self.half_lives_days, "half_lives_days")
         self.neighbour_scales_ = (None if self.neighbour_scales is None
                                   else _positive_list(self.neighbour_scales, "neighbour_scales"))
@@ -569,7 +570,8 @@ class BoostedPoisson(Forecaster):
         check_positive(self.learning_rate, "learning_rate")
         fraction = check_positive(self.zero_fraction, "zero_fraction")
         if fraction is not None and fraction > 1:
-            raise ParameterError(f"zero_fraction must be in (0, 1], got {fraction}.")
+            raise ParameterError(f"zero_fraction must be in (0, 1], got {fraction}.",
+                                 param="zero_fraction")
         self.covariate_layers_ = _covariate_layers(self.covariates)
         target, leading = _split_categories(events, self.target_categories,
                                             self.leading_categories)
@@ -806,7 +808,7 @@ def _require_lightgbm() -> None:
 
 def _positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value <= 0:
-        raise ParameterError(f"{name} must be a positive whole number, got {value!r}.")
+        raise ParameterError(f"{name} must be a positive whole number, got {value!r}.", param=name)
     return int(value)
 
 
@@ -820,10 +822,11 @@ def _positive_list(values: Any, name: str) -> list[float]:
         try:
             number = float(value)
         except (TypeError, ValueError):
-            raise ParameterError(f"{name} must be positive numbers, got {value!r}.") from None
+            raise ParameterError(f"{name} must be positive numbers, got {value!r}.",
+                                 param=name) from None
         out.append(float(check_positive(number, name) or 0.0))
     if not out:
-        raise ParameterError(f"{name} needs at least one value.")
+        raise ParameterError(f"{name} needs at least one value.", param=name)
     return sorted(set(out))
 
 
@@ -858,7 +861,8 @@ def _split_categories(events: Events, target: Sequence[str] | str | None,
         return events, None
     if events.category is None:
         raise ParameterError(
-            "target_categories / leading_categories need events with a category column."
+            "target_categories / leading_categories need events with a category column.",
+            param=("target_categories", "leading_categories")
         )
     present = set(events.categories())
     for label, chosen in (("target_categories", target_list),
@@ -867,7 +871,7 @@ def _split_categories(events: Events, target: Sequence[str] | str | None,
         if missing:
             raise ParameterError(
                 f"{label}: no events of {', '.join(missing)} (categories present: "
-                f"{', '.join(sorted(present))})."
+                f"{', '.join(sorted(present))}).", param=label
             )
     category = events.category.astype(str)
     if target_list is None:

@@ -119,16 +119,17 @@ class EnsembleForecast(Forecaster):
         names = ([m.strip().lower() for m in self.members.split(",") if m.strip()]
                  if isinstance(self.members, str) else [str(m).lower() for m in self.members])
         if not names:
-            raise ParameterError("members needs at least one model, e.g. boost,kde,naive.")
+            raise ParameterError("members needs at least one model, e.g. boost,kde,naive.",
+                                 param="members")
         allowed = sorted(set(MODELS) - {"ensemble", "auto"})
         for name in names:
             if name not in allowed:
                 raise ParameterError(f"members: unknown or nested model {name!r}; choose "
-                                     f"from {', '.join(allowed)}.")
+                                     f"from {', '.join(allowed)}.", param="members")
         if isinstance(self.n_origins, bool) or not isinstance(self.n_origins, int) \
                 or self.n_origins < 1:
             raise ParameterError(f"n_origins must be a positive whole number, got "
-                                 f"{self.n_origins!r}.")
+                                 f"{self.n_origins!r}.", param="n_origins")
         self.origin_step_days_ = float(check_positive(self.origin_step_days,
                                                       "origin_step_days") or 7.0)
         self.members_ = names

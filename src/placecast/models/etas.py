@@ -361,10 +361,12 @@ class GridETAS(Forecaster):
         check_positive(self.tol, "tol")
         check_positive(self.omega_init, "omega_init")
         if not isinstance(self.max_iter, int | np.integer) or self.max_iter < 1:
-            raise ParameterError(f"max_iter must be a positive integer, got {self.max_iter!r}.")
+            raise ParameterError(f"max_iter must be a positive integer, got {self.max_iter!r}.",
+                                 param="max_iter")
         theta = check_positive(self.theta_init, "theta_init")
         if theta is not None and theta >= 1:
-            raise ParameterError(f"theta_init must be in (0, 1), got {self.theta_init!r}.")
+            raise ParameterError(f"theta_init must be in (0, 1), got {self.theta_init!r}.",
+                                 param="theta_init")
 
     def fit(self, events: Events, *, units: Units | None = None) -> Self:
         """Fit by EM on ``units`` (default: a square grid of ``cell_size`` over the events).

@@ -25,12 +25,14 @@ def bandwidth_rule(events: Events, rule: str) -> float:
     """
     n = len(events)
     if n < 2:
-        raise ParameterError(f"the {rule!r} bandwidth rule needs at least two events.")
+        raise ParameterError(f"the {rule!r} bandwidth rule needs at least two events.",
+                             param="bandwidth")
     sigma = float(np.sqrt((np.var(events.x) + np.var(events.y)) / 2.0))
     if rule in ("scott", "silverman"):
         return sigma * n ** (-1.0 / 6.0)
     raise ParameterError(
-        f"unknown bandwidth rule {rule!r}; use 'scott', 'silverman' or a length in metres."
+        f"unknown bandwidth rule {rule!r}; use 'scott', 'silverman' or a length in metres.",
+        param="bandwidth"
     )
 
 

@@ -565,10 +565,11 @@ class SEPP(Forecaster):
             value = getattr(self, name)
             if not isinstance(value, int | np.integer) or value < (1 if name == "max_iter"
                                                                     else 0):
-                raise ParameterError(f"{name} must be a {'positive' if name == 'max_iter' else 'non-negative'} integer, got {value!r}.")  # noqa: E501
+                raise ParameterError(f"{name} must be a {'positive' if name == 'max_iter' else 'non-negative'} integer, got {value!r}.", param=name)  # noqa: E501
         theta = check_positive(self.theta_init, "theta_init")
         if theta is not None and theta >= 1:
-            raise ParameterError(f"theta_init must be in (0, 1), got {self.theta_init!r}.")
+            raise ParameterError(f"theta_init must be in (0, 1), got {self.theta_init!r}.",
+                                 param="theta_init")
 
     def fit(self, events: Events) -> Self:
         """Fit by EM over the events' span (first to last event).
@@ -584,12 +585,12 @@ class SEPP(Forecaster):
         if isinstance(self.sigma_min, bool) or not isinstance(
                 self.sigma_min, int | float | np.integer | np.floating) or self.sigma_min < 0:
             raise ParameterError(f"sigma_min must be a length >= 0 in metres, got "
-                                 f"{self.sigma_min!r}.")
+                                 f"{self.sigma_min!r}.", param="sigma_min")
         k = self.background_neighbours
         if k is not None and (isinstance(k, bool) or not isinstance(k, int | np.integer)
                               or k < 1):
             raise ParameterError(f"background_neighbours must be a positive integer or None, "
-                                 f"got {k!r}.")
+                                 f"got {k!r}.", param="background_neighbours")
         if len(events) < 2:
             raise DataError(f"sepp needs at least two events to fit; got {len(events)}.")
         self.origin_ = events.start

@@ -76,9 +76,10 @@ class Simulation:
 def _check_branching(theta: float, omega: float) -> None:
     if not 0 <= theta < 1:
         raise ParameterError(f"the branching ratio must be in [0, 1) for a stable process, "
-                             f"got {theta!r}.")
+                             f"got {theta!r}.", param="theta")
     if not omega > 0:
-        raise ParameterError(f"omega must be a positive rate per day, got {omega!r}.")
+        raise ParameterError(f"omega must be a positive rate per day, got {omega!r}.",
+                             param="omega")
 
 
 def _uniform_in(region: Any, n: int, rng: np.random.Generator
@@ -88,7 +89,7 @@ def _uniform_in(region: Any, n: int, rng: np.random.Generator
         xmin, ymin, xmax, ymax = (float(v) for v in region)
         if not (xmax > xmin and ymax > ymin):
             raise ParameterError(f"the region box {tuple(region)} is empty; give "
-                                 "(xmin, ymin, xmax, ymax) with max > min.")
+                                 "(xmin, ymin, xmax, ymax) with max > min.", param="region")
         return rng.uniform(xmin, xmax, n), rng.uniform(ymin, ymax, n)
     xmin, ymin, xmax, ymax = shapely.bounds(region)
     shapely.prepare(region)
@@ -181,9 +182,11 @@ def simulate_sepp(*, background_rate: float, region: Any, theta: float, omega: f
     (206, True)
     """
     if not sigma > 0:
-        raise ParameterError(f"sigma must be a positive length in metres, got {sigma!r}.")
+        raise ParameterError(f"sigma must be a positive length in metres, got {sigma!r}.",
+                             param="sigma")
     if not (background_rate >= 0 and days > 0):
-        raise ParameterError("background_rate must be >= 0 and days > 0.")
+        raise ParameterError("background_rate must be >= 0 and days > 0.",
+                             param=("background_rate", "days"))
     rng = np.random.default_rng(random_state)
     tc = np.inf if time_cutoff is None else float(time_cutoff)
     dc = np.inf if distance_cutoff is None else float(distance_cutoff)
@@ -243,7 +246,8 @@ def simulate_grid_etas(*, mu: npt.ArrayLike, units: Units, theta: float, omega: 
     _check_branching(theta, omega)
     rates = np.asarray(mu, dtype=float)
     if rates.shape != (len(units),) or (rates < 0).any() or not np.isfinite(rates).all():
-        raise ParameterError(f"mu must hold {len(units)} non-negative rates (one per unit).")
+        raise ParameterError(f"mu must hold {len(units)} non-negative rates (one per unit).",
+                             param="mu")
     rng = np.random.default_rng(random_state)
     counts = rng.poisson(rates * days)
     cell0 = np.repeat(np.arange(len(units)), counts)

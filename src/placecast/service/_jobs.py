@@ -81,10 +81,11 @@ class JobManager:
             try:
                 result = function(progress)
             except PlacecastError as exc:
-                from placecast.service._work import api_message
+                from placecast.exceptions import render_message
+                from placecast.service._work import api_message, field_for
 
                 self._update(job_id, "status = 'failed', finished = ?, error = ?",
-                             (utc_now(), api_message(str(exc))))
+                             (utc_now(), api_message(render_message(exc, field_for))))
                 return
             except Exception:
                 _log.exception("job %s failed", job_id)

@@ -178,7 +178,7 @@ def read_upload(path: Path, label: str, *, columns: dict[str, str | None], crs: 
                              skip_bad_rows=skip_bad_rows)
     except PlacecastError as exc:
         message = str(exc).replace(str(path), label).replace(path.name, label)
-        raise type(exc)(message) from None
+        raise type(exc)(message, param=exc.params) from None
     except Exception as exc:  # a reader library failing on garbage
         raise DataError(f"{label}: could not read the file ({type(exc).__name__}). "
                         "Upload a CSV with a header line, a GeoPackage or a GeoJSON "

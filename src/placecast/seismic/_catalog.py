@@ -150,12 +150,14 @@ def project_lonlat(lon: FloatArray, lat: FloatArray, distance_unit: str,
     lat = np.asarray(lat, dtype=float)
     if distance_unit == "degree":
         if centroid is None:
-            raise ParameterError("degree projection needs the region centroid.")
+            raise ParameterError("degree projection needs the region centroid.",
+                                 param="centroid")
         c_lon, c_lat = centroid
         return np.cos(np.deg2rad(c_lat)) * (lon - c_lon), lat - c_lat
     if distance_unit == "km":
         return KM_PER_DEG_LON * np.cos(np.deg2rad(lat)) * lon, KM_PER_DEG_LAT * lat
-    raise ParameterError(f"distance unit {distance_unit!r} is not 'degree' or 'km'.")
+    raise ParameterError(f"distance unit {distance_unit!r} is not 'degree' or 'km'.",
+                         param="distance_unit")
 
 
 def point_in_polygon(x: FloatArray, y: FloatArray, polygon: FloatArray) -> npt.NDArray[np.bool_]:
@@ -228,16 +230,16 @@ def parse_region(text: str) -> tuple[FloatArray, FloatArray]:
         coords = np.asarray(geom.exterior.coords)
         return coords[:-1, 0], coords[:-1, 1]
     if path.suffix and not path.exists() and "," not in text:
-        raise DataError(f"region file {text!r} does not exist.")
+        raise DataError(f"region file {text!r} does not exist.", param="region")
     items = [item.strip() for item in text.split(",") if item.strip()]
     try:
         pts = [[float(v) for v in item.split()] for item in items]
     except ValueError:
-        raise DataError(f"--region {text!r}: give a polygon file or 'lon lat, lon lat, ...' "
-                        "with numbers.") from None
+        raise DataError(f"`region` {text!r}: give a polygon file or 'lon lat, lon lat, ...' "
+                        "with numbers.", param="region") from None
     if any(len(p) != 2 for p in pts) or len(pts) < 3:
-        raise DataError(f"--region {text!r}: give at least three 'lon lat' pairs separated "
-                        "by commas.")
+        raise DataError(f"`region` {text!r}: give at least three 'lon lat' pairs separated "
+                        "by commas.", param="region")
     arr = np.asarray(pts, dtype=float)
     return arr[:, 0], arr[:, 1]
 
@@ -248,7 +250,8 @@ def _to_datetime64(value: Any, name: str) -> np.datetime64:
     try:
         ts = pd.Timestamp(value)
     except (ValueError, TypeError):
-        raise ParameterError(f"{name} {value!r} is not a date (use YYYY-MM-DD).") from None
+        raise ParameterError(f"`{name}` {value!r} is not a date (use YYYY-MM-DD).",
+                             param=name) from None
     if ts.tzinfo is not None:
         ts = ts.tz_convert("UTC").tz_localize(None)
     out: np.datetime64 = ts.to_datetime64().astype("datetime64[ns]")
@@ -290,7 +293,8 @@ def build_catalog(
         a timestamp have the later one moved forward by one second.
     """
     if distance_unit not in ("degree", "km"):
-        raise ParameterError(f"--distance-unit {distance_unit!r} must be 'degree' or 'km'.")
+        raise ParameterError(f"`distance_unit` {distance_unit!r} must be 'degree' or 'km'.",
+                             param="distance_unit")
     times = np.asarray(time).astype("datetime64[ns]")
     lon = np.asarray(lon, dtype=float)
     lat = np.asarray(lat, dtype=float)
@@ -312,10 +316,11 @@ def build_catalog(
     times, lon, lat, mag = times[order], lon[order], lat[order], mag[order]
     time_origin = times[0]
     m0 = float(mag.min()) if mag_threshold is None else float(mag_threshold)
-    end = times[-1] if study_end is None else _to_datetime64(study_end, "--study-end")
-    start = time_origin if study_start is None else _to_datetime64(study_start, "--study-start")
+    end = times[-1] if study_end is None else _to_datetime64(study_end, "study_end")
+    start = time_origin if study_start is None else _to_datetime64(study_start, "study_start")
     if end <= start:
-        raise ParameterError(f"the study end {end} must be after the study start {start}.")
+        raise ParameterError(f"the study end {end} must be after the study start {start}.",
+                             param=("study_end", "study_start"))
     keep = (mag >= m0 - 1e-9) & (times <= end) & (times >= time_origin)
     times, lon, lat, mag = times[keep], lon[keep], lat[keep], mag[keep]
     if times.size == 0:
@@ -355,8 +360,9 @@ def build_catalog(
     flag[t < t_start] = -1
     if not np.any(flag == 1):
         raise DataError("no target event: none lies inside the region during the study "
-                        "period; check --region, --study-start/--study-end and the "
-                        "magnitude threshold.")
+                        "period; check `region`, `study_start`/`study_end` and the "
+                        "magnitude threshold.",
+                        param=("region", "study_start", "study_end", "mag_threshold"))
     return MarkedCatalog(
         t=t, x=np.ascontiguousarray(x), y=np.ascontiguousarray(y), m=mag - m0, flag=flag,
         polygon=polygon, t_start=t_start, t_end=t_end, m0=m0, distance_unit=distance_unit,
@@ -372,7 +378,8 @@ def catalog_from_events(events: Any, **kwargs: Any) -> MarkedCatalog:
     the magnitude.
     """
     if getattr(events, "mark", None) is None:
-        raise DataError("the catalog has no magnitude column; name it with --magnitude.")
+        raise DataError("the catalog has no magnitude column; name it with `mark`.",
+                        param="mark")
     return build_catalog(events.time, events.x, events.y, events.mark, **kwargs)
 
 
