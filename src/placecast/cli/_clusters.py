@@ -151,8 +151,12 @@ def scan_command(
     do not exist). Otherwise EVENTS become locations (cell centroids with --cell, rounded
     coordinates with --round, else exact coordinates) and daily intervals ending at --at.
     """
-    from placecast.clusters import SpaceTimeScan, scan_data_from_events
-    from placecast.io._satscan import format_satscan_report, read_satscan
+    from placecast.clusters import (
+        SpaceTimeScan,
+        format_satscan_report,
+        read_satscan,
+        scan_data_from_events,
+    )
     from placecast.quantities import parse_duration, parse_length
 
     if by is not None:
@@ -255,7 +259,7 @@ def scan_command(
             random_state=seed, n_jobs=jobs, randomization=randomization or "numpy",
             p_values=p_values or "monte_carlo", model=model, analysis=analysis)
     if export_satscan is not None:
-        from placecast.io._satscan import write_satscan_files
+        from placecast.clusters import write_satscan_files
 
         written = write_satscan_files(data, scan, export_satscan)
         console.print("wrote SaTScan input " + ", ".join(str(p) for p in written))
@@ -478,12 +482,16 @@ def hotspots_command(
     Like R sfdep's emerging_hotspot_analysis on a monthly cube:
     --step 1M --cube-start 2012-03-01 --n-steps 60 --rules sfdep.
     """
-    from placecast.clusters import SpaceTimeCube, emerging_hot_spots
+    from placecast.clusters import (
+        HOTSPOT_FORMATS,
+        SpaceTimeCube,
+        emerging_hot_spots,
+        write_hotspots,
+    )
     from placecast.pipeline import UnitSpec, build_units
     from placecast.quantities import parse_length
 
-    suffix = output.suffix.lower()
-    if suffix not in (".geojson", ".gpkg", ".csv"):
+    if output.suffix.lower() not in HOTSPOT_FORMATS:
         raise ParameterError(f"{output}: use .geojson, .gpkg or .csv.")
     if rules not in ("arcgis", "sfdep"):
         raise ParameterError(f"--rules must be arcgis or sfdep, got {rules!r}.")
@@ -504,14 +512,7 @@ def hotspots_command(
             cube, distance=parse_length(distance, name="--distance"), time_steps=time_steps,
             alpha=alpha, fdr=fdr, rules=rules, gi=gi, neighbours=neighbours,
             n_permutations=permutations, random_state=seed, n_runs=n_runs)
-    from placecast.io._atomic import atomic_path
-
-    with atomic_path(output) as tmp:
-        if suffix == ".csv":
-            result.to_frame().to_csv(tmp, index=False)
-        else:
-            gdf = result.to_geodataframe()
-            gdf.to_file(tmp, driver="GeoJSON" if suffix == ".geojson" else "GPKG")
+    write_hotspots(result, output)
     settings = result.parameters
     first = np.datetime_as_string(cube.step_edges[0], unit="D")
     last = np.datetime_as_string(cube.step_edges[-1], unit="D")
@@ -552,7 +553,7 @@ def watch_command(
     retries and a timeout); a cluster is not sent again while it persists; failed
     deliveries wait in an outbox file and are retried on the next run.
     """
-    from placecast.clusters._alerts import Watcher, load_watch_config
+    from placecast.alerting import Watcher, load_watch_config
 
     if once and (interval is not None or (max_runs or 1) > 1):
         raise ParameterError("--once runs a single check; drop --interval/--max-runs.")
