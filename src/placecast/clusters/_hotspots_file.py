@@ -62,7 +62,10 @@ def write_hotspots(result: Any, path: str | os.PathLike[str]) -> Path:
             result.to_frame().to_csv(tmp, index=False)
         else:
             gdf = result.to_geodataframe()
-            gdf.to_file(tmp, driver="GeoJSON" if suffix == ".geojson" else "GPKG")
+            # the layer is named, not taken from the temporary file's name (GDAL refuses
+            # the dots in it for a GeoPackage layer)
+            gdf.to_file(tmp, driver="GeoJSON" if suffix == ".geojson" else "GPKG",
+                        layer="hotspots")
     return path
 
 
