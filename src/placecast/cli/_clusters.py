@@ -233,7 +233,8 @@ def scan_command(
             from placecast.pipeline import UnitSpec, build_units
 
             spec = (UnitSpec(kind="polygons", polygons=units_file, id_column=units_id)
-                    if units_file else UnitSpec(cell_size=parse_length(cell, name="--cell")))
+                    if units_file or cell is None
+                    else UnitSpec(cell_size=parse_length(cell, name="--cell")))
             units = build_units(events, spec)
         unit_population = None
         if population is not None:
@@ -402,6 +403,7 @@ def knox_command(
     from placecast.quantities import parse_length
 
     close_days = _days_option(days, "--days")
+    assert close_days is not None  # --days is a required option
     events = load_events(events_path, **(event_options or {}), quiet=as_json)
     result = knox_test(events.x, events.y, _days(events),
                        distance=parse_length(distance, name="--distance"), time=close_days,

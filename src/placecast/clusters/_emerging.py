@@ -824,6 +824,7 @@ def emerging_hot_spots(
                                  "with SpaceTimeCube.from_events.")
         indptr, indices = _queen_neighbours(cube.units)
     else:
+        assert distance is not None  # checked above for distance neighbours
         indptr, indices = _distance_neighbours(cube.centroids, float(distance))
     if gi == "cube":
         n = x.size

@@ -840,6 +840,9 @@ def write_satscan_files(data: ScanData, scan: SpaceTimeScan,
     case_lines = count_lines(data.case_location, data.case_interval)
     extra: dict[str, tuple[Path, list[str]]] = {}
     if scan.model == "bernoulli":
+        if data.control_location is None or data.control_interval is None:
+            raise ParameterError("a Bernoulli scan needs controls; give `data` made with "
+                                 "control_location and control_interval.", param="data")
         extra["ControlFile"] = (prm.with_suffix(".ctl"),
                                 count_lines(data.control_location, data.control_interval))
     if scan.model == "poisson":

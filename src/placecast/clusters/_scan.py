@@ -607,12 +607,12 @@ class SpaceTimeScan:
         drawn = (_models.poisson_draws(data, plan.first, rng) if self.model == "poisson"
                  else _models.bernoulli_draws(data, plan.first, rng))
 
-        def replicate(done: int, size: int) -> np.ndarray:
+        def replicate_drawn(done: int, size: int) -> np.ndarray:
             rep_loc, rep_t, rep_n = drawn(size)
             return _k.replicate_drawn(rep_loc, rep_t, rep_n, n_loc, plan.first, plan.n_grid,
                                       *common)
 
-        return replicate
+        return replicate_drawn
 
     def _simulate(self, data: ScanData, plan: _Plan, nb_ptr: np.ndarray, nb_idx: np.ndarray,
                   observed_max: float, progress: Callable[[int, int], None] | None = None
