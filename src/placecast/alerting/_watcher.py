@@ -278,9 +278,10 @@ class Watcher:
             ) -> list[WatchReport]:
         """Run ``max_runs`` times, ``interval`` seconds apart (bounded; no endless loop)."""
         if int(max_runs) < 1:
-            raise ParameterError(f"max_runs must be >= 1, got {max_runs}.")
+            raise ParameterError(f"max_runs must be >= 1, got {max_runs}.", param="max_runs")
         if int(max_runs) > 1 and not (interval is not None and interval >= 0):
-            raise ParameterError("several runs need --interval SECONDS between them.")
+            raise ParameterError("several runs need an `interval` (seconds) between them.",
+                                 param="interval")
         reports = []
         for k in range(int(max_runs)):
             report = self.run_once(force=force and k == 0)

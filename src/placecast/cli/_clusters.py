@@ -359,8 +359,8 @@ def nearrepeat_command(
     from placecast.clusters import near_repeat
     from placecast.clusters._knox import band_edges
 
-    d_edges = band_edges(distance_bands, kind="distance", name="--distance-bands")
-    t_edges = band_edges(time_bands, kind="time", name="--time-bands")
+    d_edges = band_edges(distance_bands, kind="distance", name="distance_bands")
+    t_edges = band_edges(time_bands, kind="time", name="time_bands")
     events = load_events(events_path, **(event_options or {}))
     days = _days(events)
     if convention == "calculator":

@@ -288,30 +288,35 @@ class SpaceTimeScan:
     def _check(self, data: ScanData) -> tuple[int, int]:
         if self.model not in MODELS:
             raise ParameterError(f"model must be one of {', '.join(MODELS)}, got "
-                                 f"{self.model!r}.")
+                                 f"{self.model!r}.", param="model")
         if self.analysis not in ANALYSES:
             raise ParameterError(f"analysis must be one of {', '.join(ANALYSES)}, got "
-                                 f"{self.analysis!r}.")
+                                 f"{self.analysis!r}.", param="analysis")
         if self.model == "space_time_permutation" and self.analysis == "purely_spatial":
             raise ParameterError("the space-time permutation model needs time windows: use "
                                  "analysis='prospective' or 'retrospective', or the Poisson "
                                  "or Bernoulli model for a purely spatial scan.")
         if not 0 < self.max_share <= 0.5:
-            raise ParameterError(f"max_share must be in (0, 0.5], got {self.max_share}.")
+            raise ParameterError(f"max_share must be in (0, 0.5], got {self.max_share}.",
+                                 param="max_share")
         if self.max_radius is not None and not self.max_radius >= 0:
-            raise ParameterError(f"max_radius must be >= 0, got {self.max_radius}.")
+            raise ParameterError(f"max_radius must be >= 0, got {self.max_radius}.",
+                                 param="max_radius")
         if int(self.n_permutations) < 0:
-            raise ParameterError(f"n_permutations must be >= 0, got {self.n_permutations}.")
+            raise ParameterError(f"n_permutations must be >= 0, got {self.n_permutations}.",
+                                 param="n_permutations")
         if self.early_stop is not None and int(self.early_stop) < 1:
-            raise ParameterError(f"early_stop must be >= 1, got {self.early_stop}.")
+            raise ParameterError(f"early_stop must be >= 1, got {self.early_stop}.",
+                                 param="early_stop")
         if int(self.min_cases) < 1:
-            raise ParameterError(f"min_cases must be >= 1, got {self.min_cases}.")
+            raise ParameterError(f"min_cases must be >= 1, got {self.min_cases}.",
+                                 param="min_cases")
         if self.p_values not in P_VALUE_METHODS:
             raise ParameterError(f"p_values must be one of {', '.join(P_VALUE_METHODS)}, got "
-                                 f"{self.p_values!r}.")
+                                 f"{self.p_values!r}.", param="p_values")
         if self.randomization not in RANDOMIZATIONS:
             raise ParameterError(f"randomization must be 'numpy' or 'satscan', got "
-                                 f"{self.randomization!r}.")
+                                 f"{self.randomization!r}.", param="randomization")
         if self.randomization == "satscan":
             if self.model != "space_time_permutation":
                 raise ParameterError(

@@ -104,12 +104,12 @@ class ScanData:
             raise DataError("a case falls outside the study period's time intervals.")
         if self.coordinate_system not in ("cartesian", "latlon"):
             raise ParameterError(f"coordinate_system must be 'cartesian' or 'latlon', got "
-                                 f"{self.coordinate_system!r}.")
+                                 f"{self.coordinate_system!r}.", param="coordinate_system")
         if self.population is not None:
             population = np.asarray(self.population, dtype=float)
             if population.shape != (len(ids),):
                 raise DataError(f"population must hold one value per location ({len(ids)}), "
-                                f"got shape {population.shape}.")
+                                f"got shape {population.shape}.", param="population")
             if not np.isfinite(population).all() or (population < 0).any():
                 raise DataError("populations must be finite numbers >= 0.")
             object.__setattr__(self, "population", population)
@@ -255,7 +255,8 @@ def scan_data_from_events(
         else:
             n_intervals = int(math.ceil((end - times[keep].min()) / step))
     if n_intervals < 1:
-        raise ParameterError(f"n_intervals must be at least 1, got {n_intervals}.")
+        raise ParameterError(f"n_intervals must be at least 1, got {n_intervals}.",
+                             param="n_intervals")
     month_edges = None
     if months:
         month_edges = pd.DatetimeIndex(
@@ -271,7 +272,7 @@ def scan_data_from_events(
         cases = np.asarray(cases, dtype=bool)
         if cases.shape != (len(events),):
             raise ParameterError(f"cases must hold one flag per event ({len(events)}), got "
-                                 f"shape {cases.shape}.")
+                                 f"shape {cases.shape}.", param="cases")
         cases = cases[keep]
     ev = events.select(keep)
     if month_edges is not None:
@@ -281,8 +282,8 @@ def scan_data_from_events(
     t_index = np.clip(np.asarray(t_index, dtype=np.int64), 0, n_intervals - 1)
     location_population = None
     if population is not None and units is None:
-        raise ParameterError("a population per location needs area units (the population "
-                             "of each unit); give units.")
+        raise ParameterError("a `population` per location needs area units (the population "
+                             "of each unit); give `units`.", param=("units", "population"))
     if units is not None:
         unit_index = units.assign(ev.x, ev.y)
         if (unit_index < 0).any():
@@ -304,7 +305,8 @@ def scan_data_from_events(
         extent = (round_to or 0.0) * math.sqrt(0.5)
         if round_to:
             if round_to <= 0:
-                raise ParameterError(f"round_to must be positive metres, got {round_to}.")
+                raise ParameterError(f"round_to must be positive metres, got {round_to}.",
+                                     param="round_to")
             xy = np.round(xy / round_to) * round_to
         coords, loc = np.unique(xy, axis=0, return_inverse=True)
         ids = np.asarray([f"{x:.0f}_{y:.0f}" for x, y in coords], dtype=object)
