@@ -122,3 +122,38 @@ def test_watch_and_service_hotspots_give_a_unit_the_same_id(memphis_service, sha
         "cell": CELL, "step": "7d", "n_steps": 10, "distance": "2000m"}, {"p_value": 1.0})
     assert service and len(watched) == len(service)
     assert {_key(a): a["alert_id"] for a in watched} == service
+
+
+def test_io_satscan_names_are_deprecated_aliases_of_clusters() -> None:
+    import placecast.clusters
+    import placecast.io
+
+    for name in ("read_satscan", "read_satscan_parameters", "write_satscan_files",
+                 "write_satscan_report"):
+        with pytest.warns(DeprecationWarning, match=f"placecast.clusters.{name}"):
+            assert getattr(placecast.io, name) is getattr(placecast.clusters, name)
+    with pytest.raises(AttributeError):
+        placecast.io.scan_data_from_events  # noqa: B018
+
+
+def test_io_imports_no_other_stage() -> None:
+    """``io`` is a leaf: none of its modules imports clusters (or any stage above it)."""
+    import ast
+    from pathlib import Path
+
+    import placecast.io
+
+    folder = Path(placecast.io.__file__).parent
+    for path in folder.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                module = node.module
+            elif isinstance(node, ast.Import):
+                module = node.names[0].name
+            else:
+                continue
+            if path.name == "__init__.py" and module == "placecast.clusters":
+                continue  # the deprecated aliases, loaded on first use only
+            assert not module.startswith(("placecast.clusters", "placecast.evaluate",
+                                          "placecast.models", "placecast.audit")), (path, module)
