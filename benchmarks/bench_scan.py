@@ -39,8 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from placecast.clusters import ScanData, SpaceTimeScan, scan_data_from_events
-from placecast.io import ColumnMap, read_events, read_satscan
+from placecast.clusters import ScanData, SpaceTimeScan, read_satscan, scan_data_from_events
+from placecast.io import ColumnMap, read_events
 from placecast.pipeline import UnitSpec, build_units
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -218,7 +218,7 @@ def first_draw_rows(n_cases: int = 100, reps: int = 999) -> list[list[str]]:
     """
     from scipy import stats
 
-    from placecast.clusters._scan import SATSCAN_DEFAULT_SEED, lehmer_uniforms
+    from placecast.clusters._satscan_random import SATSCAN_DEFAULT_SEED, lehmer_uniforms
 
     rows = []
     for k in (0, 1, 49):

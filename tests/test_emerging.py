@@ -6,6 +6,7 @@ import itertools
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -473,3 +474,71 @@ def test_most_frequent_pattern_of_several_runs() -> None:
     assert (both.pattern[[22, 23, 24]] != "no pattern detected").all()
     with pytest.raises(ParameterError, match="n_runs must be 1"):
         emerging_hot_spots(cube, distance=150, n_runs=3)
+
+
+# ---------------------------------------------------------------------- hotspots -> report
+@pytest.fixture(scope="module")
+def portland_hotspots(tmp_path_factory):  # noqa: ANN201
+    """``placecast hotspots`` on the bundled Portland sample, written in every format."""
+    from placecast.clusters import HOTSPOT_FORMATS
+    from placecast.datasets import portland_burglary_path
+
+    folder = tmp_path_factory.mktemp("hotspots")
+    events = str(portland_burglary_path())
+    files = {}
+    for suffix in HOTSPOT_FORMATS:
+        out = folder / f"patterns{suffix}"
+        res = CliRunner().invoke(app, ["hotspots", events, "--crs", "EPSG:2913", "--cell",
+                                       "1200m", "--step", "182d", "--distance", "1500m",
+                                       "-o", str(out)])
+        assert res.exit_code == 0, res.output
+        files[suffix] = out
+    return events, files
+
+
+@pytest.mark.parametrize("suffix", [".geojson", ".gpkg", ".csv"])
+def test_hotspots_output_is_report_input(portland_hotspots, tmp_path, suffix) -> None:
+    import re
+
+    from placecast.clusters import read_hotspots
+
+    events, files = portland_hotspots
+    table = read_hotspots(files[suffix])
+    # every format reads back to the same table: one row per cell, the pattern as category
+    csv = pd.read_csv(files[".csv"], dtype={"unit_id": str})
+    assert list(table["unit_id"]) == list(csv["unit_id"])
+    assert list(table["category"]) == list(csv["pattern"])
+    np.testing.assert_allclose(table["trend_z"], csv["trend_z"])
+    out = tmp_path / "report.html"
+    res = CliRunner().invoke(app, ["report", events, "--crs", "EPSG:2913", "--at",
+                                   "2017-03-01", "--cell", "1200m", "--model", "naive",
+                                   "--hotspots", str(files[suffix]), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    html = out.read_text()
+    section = html[html.index('<section id="hotspots">'):]
+    section = section[:section.index("</section>")]
+    shown = dict(re.findall(r"<tr><td>([^<]+)</td><td>(\d+)</td></tr>", section))
+    assert {k: int(v) for k, v in shown.items()} == csv["pattern"].value_counts().to_dict()
+
+
+def test_read_hotspots_refuses_what_it_cannot_map(tmp_path) -> None:
+    from placecast.clusters import read_hotspots
+
+    with pytest.raises(DataError, match="no such hot spot file"):
+        read_hotspots(tmp_path / "missing.csv")
+    with pytest.raises(ParameterError, match="ends in .geojson, .gpkg, .csv, .parquet") as info:
+        read_hotspots(tmp_path / "patterns.txt")
+    assert info.value.param == "path"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("unit_id,trend_z\nc1_r1,0.5\n")
+    with pytest.raises(DataError, match="needs columns unit_id and pattern.*missing category"):
+        read_hotspots(bad)
+    bad.write_text("unit_id,pattern,category\nc1_r1,new hot spot,x\n")
+    with pytest.raises(DataError, match="both a pattern and a category column"):
+        read_hotspots(bad)
+    bad.write_text("unit_id,pattern\nc1_r1,new hot spot\nc1_r1,new hot spot\n")
+    with pytest.raises(DataError, match="'c1_r1' appears more than once"):
+        read_hotspots(bad)
+    # a hand-made table with unit_id and category is taken as it is
+    bad.write_text("unit_id,category\n7,hot\n")
+    assert read_hotspots(bad).to_dict("list") == {"unit_id": ["7"], "category": ["hot"]}

@@ -19,12 +19,19 @@ from _helpers_clusters import (
     random_scan_data,
 )
 from placecast.cli import app
-from placecast.clusters import ScanData, SpaceTimeScan, scan_data_from_events
-from placecast.clusters._scan import case_listing, gumbel_p_value, lehmer_uniforms
+from placecast.clusters import (
+    ScanData,
+    SpaceTimeScan,
+    format_satscan_report,
+    read_satscan,
+    read_satscan_parameters,
+    scan_data_from_events,
+    write_satscan_files,
+)
+from placecast.clusters._satscan_random import case_listing, lehmer_uniforms
+from placecast.clusters._scan import gumbel_p_value
 from placecast.events import Events
 from placecast.exceptions import DataError, ParameterError
-from placecast.io import read_satscan, read_satscan_parameters
-from placecast.io._satscan import format_satscan_report, write_satscan_files
 
 FIELDS = ("Location IDs included", "Coordinates / radius", "Number of cases", "Expected cases",
           "Observed / expected", "Test statistic")
@@ -486,7 +493,7 @@ def _decimals(p: float) -> int:
 
 
 def test_report_wording_of_p_values_and_recurrence_intervals() -> None:
-    from placecast.io._satscan import _p_text, _recurrence_text
+    from placecast.clusters._satscan import _p_text, _recurrence_text
 
     cases = {(0.3, "day"): "1 day", (1.0, "day"): "1 day", (100.2, "day"): "100 days",
              (365.25 * 1.04, "day"): "1.0 year", (400.0, "day"): "1.1 years",

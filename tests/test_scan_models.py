@@ -281,8 +281,7 @@ def _equal_sizes(data: ScanData) -> ScanData:
     ("bernoulli", "prospective"), ("bernoulli", "purely_spatial"),
     ("space_time_permutation", "retrospective")])
 def test_satscan_files_round_trip(tmp_path, model: str, analysis: str) -> None:  # noqa: ANN001
-    from placecast.io import read_satscan, read_satscan_parameters
-    from placecast.io._satscan import write_satscan_files
+    from placecast.clusters import read_satscan, read_satscan_parameters, write_satscan_files
 
     data = _equal_sizes(bernoulli_data(3) if model == "bernoulli" else poisson_data(3))
     scan = SpaceTimeScan(model=model, analysis=analysis, max_intervals=4, n_permutations=19,
@@ -314,7 +313,7 @@ def test_satscan_files_round_trip(tmp_path, model: str, analysis: str) -> None: 
 
 
 def test_prm_population_file_errors(tmp_path) -> None:  # noqa: ANN001
-    from placecast.io import read_satscan
+    from placecast.clusters import read_satscan
 
     (tmp_path / "s.cas").write_text("a 3 2\nb 1 5\n")
     (tmp_path / "s.geo").write_text("a 0 0\nb 1 1\nc 2 2\n")
@@ -384,7 +383,7 @@ def test_cli_runs_a_poisson_parameter_file(tmp_path) -> None:  # noqa: ANN001
     from typer.testing import CliRunner
 
     from placecast.cli import app
-    from placecast.io._satscan import write_satscan_files
+    from placecast.clusters import write_satscan_files
 
     data = _equal_sizes(poisson_data(2))
     scan = SpaceTimeScan(model="poisson", analysis="purely_spatial")
@@ -403,7 +402,7 @@ def test_bernoulli_cluster_lines_equal_a_satscan_printout() -> None:
     # New York births 2005): a cluster of 3172 births with 141 cases among 1237189 births
     # with 24940 cases prints these lines. Rebuild those totals: the cluster at one
     # location, the other births spread evenly over far-away locations.
-    from placecast.io._satscan import format_satscan_report
+    from placecast.clusters import format_satscan_report
 
     everyone, cases, inside, inside_cases = 1_237_189, 24_940, 3_172, 141
     n_out = 8
@@ -490,8 +489,7 @@ def test_poisson_from_events_with_unit_populations(tmp_path) -> None:  # noqa: A
 
 
 def test_prm_purely_spatial_without_times_and_bernoulli_needs_controls(tmp_path) -> None:  # noqa: ANN001, E501
-    from placecast.io import read_satscan
-    from placecast.io._satscan import format_satscan_report
+    from placecast.clusters import format_satscan_report, read_satscan
 
     (tmp_path / "h.cas").write_text("a 4\nb 1\nc 1\nd 0\n")
     (tmp_path / "h.ctl").write_text("a 2\nb 6\nc 5\nd 7\n")

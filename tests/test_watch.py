@@ -14,8 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from _helpers_clusters import planted_events_frame
+from placecast.alerting import Watcher, deliver_webhook, load_watch_config
 from placecast.cli import app
-from placecast.clusters._alerts import Watcher, deliver_webhook, load_watch_config
 from placecast.exceptions import DataError, ParameterError
 
 ALERT_KEYS = {"alert_id", "check", "kind", "detected_at", "location_ids", "start", "end",

@@ -151,8 +151,12 @@ def scan_command(
     do not exist). Otherwise EVENTS become locations (cell centroids with --cell, rounded
     coordinates with --round, else exact coordinates) and daily intervals ending at --at.
     """
-    from placecast.clusters import SpaceTimeScan, scan_data_from_events
-    from placecast.io._satscan import format_satscan_report, read_satscan
+    from placecast.clusters import (
+        SpaceTimeScan,
+        format_satscan_report,
+        read_satscan,
+        scan_data_from_events,
+    )
     from placecast.quantities import parse_duration, parse_length
 
     if by is not None:
@@ -229,7 +233,8 @@ def scan_command(
             from placecast.pipeline import UnitSpec, build_units
 
             spec = (UnitSpec(kind="polygons", polygons=units_file, id_column=units_id)
-                    if units_file else UnitSpec(cell_size=parse_length(cell, name="--cell")))
+                    if units_file or cell is None
+                    else UnitSpec(cell_size=parse_length(cell, name="--cell")))
             units = build_units(events, spec)
         unit_population = None
         if population is not None:
@@ -255,7 +260,7 @@ def scan_command(
             random_state=seed, n_jobs=jobs, randomization=randomization or "numpy",
             p_values=p_values or "monte_carlo", model=model, analysis=analysis)
     if export_satscan is not None:
-        from placecast.io._satscan import write_satscan_files
+        from placecast.clusters import write_satscan_files
 
         written = write_satscan_files(data, scan, export_satscan)
         console.print("wrote SaTScan input " + ", ".join(str(p) for p in written))
@@ -354,8 +359,8 @@ def nearrepeat_command(
     from placecast.clusters import near_repeat
     from placecast.clusters._knox import band_edges
 
-    d_edges = band_edges(distance_bands, kind="distance", name="--distance-bands")
-    t_edges = band_edges(time_bands, kind="time", name="--time-bands")
+    d_edges = band_edges(distance_bands, kind="distance", name="distance_bands")
+    t_edges = band_edges(time_bands, kind="time", name="time_bands")
     events = load_events(events_path, **(event_options or {}))
     days = _days(events)
     if convention == "calculator":
@@ -398,6 +403,7 @@ def knox_command(
     from placecast.quantities import parse_length
 
     close_days = _days_option(days, "--days")
+    assert close_days is not None  # --days is a required option
     events = load_events(events_path, **(event_options or {}), quiet=as_json)
     result = knox_test(events.x, events.y, _days(events),
                        distance=parse_length(distance, name="--distance"), time=close_days,
@@ -478,12 +484,16 @@ def hotspots_command(
     Like R sfdep's emerging_hotspot_analysis on a monthly cube:
     --step 1M --cube-start 2012-03-01 --n-steps 60 --rules sfdep.
     """
-    from placecast.clusters import SpaceTimeCube, emerging_hot_spots
+    from placecast.clusters import (
+        HOTSPOT_FORMATS,
+        SpaceTimeCube,
+        emerging_hot_spots,
+        write_hotspots,
+    )
     from placecast.pipeline import UnitSpec, build_units
     from placecast.quantities import parse_length
 
-    suffix = output.suffix.lower()
-    if suffix not in (".geojson", ".gpkg", ".csv"):
+    if output.suffix.lower() not in HOTSPOT_FORMATS:
         raise ParameterError(f"{output}: use .geojson, .gpkg or .csv.")
     if rules not in ("arcgis", "sfdep"):
         raise ParameterError(f"--rules must be arcgis or sfdep, got {rules!r}.")
@@ -504,14 +514,7 @@ def hotspots_command(
             cube, distance=parse_length(distance, name="--distance"), time_steps=time_steps,
             alpha=alpha, fdr=fdr, rules=rules, gi=gi, neighbours=neighbours,
             n_permutations=permutations, random_state=seed, n_runs=n_runs)
-    from placecast.io._atomic import atomic_path
-
-    with atomic_path(output) as tmp:
-        if suffix == ".csv":
-            result.to_frame().to_csv(tmp, index=False)
-        else:
-            gdf = result.to_geodataframe()
-            gdf.to_file(tmp, driver="GeoJSON" if suffix == ".geojson" else "GPKG")
+    write_hotspots(result, output)
     settings = result.parameters
     first = np.datetime_as_string(cube.step_edges[0], unit="D")
     last = np.datetime_as_string(cube.step_edges[-1], unit="D")
@@ -552,7 +555,7 @@ def watch_command(
     retries and a timeout); a cluster is not sent again while it persists; failed
     deliveries wait in an outbox file and are retried on the next run.
     """
-    from placecast.clusters._alerts import Watcher, load_watch_config
+    from placecast.alerting import Watcher, load_watch_config
 
     if once and (interval is not None or (max_runs or 1) > 1):
         raise ParameterError("--once runs a single check; drop --interval/--max-runs.")

@@ -68,8 +68,9 @@ def report_command(
     clusters: Annotated[Path | None, typer.Option("--clusters", help="Clusters as GeoJSON "
                                                   "(WGS 84) with observed, expected, "
                                                   "p_value.")] = None,
-    hotspots: Annotated[Path | None, typer.Option("--hotspots", help="Emerging hot-spot "
-                                                  "table with columns unit_id, category.")]
+    hotspots: Annotated[Path | None, typer.Option(
+        "--hotspots", help="Emerging hot spots as `placecast hotspots -o` writes them "
+        "(.geojson, .gpkg, .csv), or a table with columns unit_id, category.")]
     = None,
     model_card: Annotated[Path | None, typer.Option("--model-card", help="Model card text "
                                                     "file to include.")] = None,
@@ -98,6 +99,7 @@ def report_command(
     --k events and never draws event points. --basemap inlines a PMTiles basemap (the
     file grows by 4/3 of it) and --reference draws districts or streets for context.
     """
+    from placecast.clusters import read_hotspots
     from placecast.pipeline import build_units, run_forecast
     from placecast.report import write_report
     from placecast.report._privacy import check_k
@@ -153,7 +155,7 @@ def report_command(
         card = model_card.read_text(encoding="utf-8")
     write_report(
         output, forecast, events=events, area=area, backtest=results,
-        clusters=clusters, hotspots=_read_table(hotspots, "hot-spot") if hotspots else None,
+        clusters=clusters, hotspots=read_hotspots(hotspots) if hotspots else None,
         model_card=card, public=public, k=k, title=title, basemap=checked_basemap,
         reference_layers=layers, max_basemap_bytes=max_basemap_bytes,
     )

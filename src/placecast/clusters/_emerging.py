@@ -163,7 +163,8 @@ class SpaceTimeCube:
                        else shift(origin, n_steps) <= last):
                     n_steps += 1
                     if n_steps > 1_000_000:
-                        raise ParameterError(f"step {step!r} is too short for this period.")
+                        raise ParameterError(f"step {step!r} is too short for this period.",
+                                             param="step")
             if stop is not None and shift(origin, n_steps) != stop:
                 raise ParameterError(
                     f"the cube from {origin} to {stop} is not {n_steps} whole steps of "
@@ -182,7 +183,8 @@ class SpaceTimeCube:
                 while shift(stop, -n_steps) > first:
                     n_steps += 1
                     if n_steps > 1_000_000:
-                        raise ParameterError(f"step {step!r} is too short for this period.")
+                        raise ParameterError(f"step {step!r} is too short for this period.",
+                                             param="step")
             edges_ts = [shift(stop, -(n_steps - k)) for k in range(n_steps + 1)]
         if n_steps < 2:
             raise ParameterError(f"a space-time cube needs at least 2 time steps, got {n_steps}.")
@@ -318,7 +320,7 @@ class EmergingHotSpotResult:
         """Return the units with their patterns, ready to map (needs ``units``)."""
         if self.units is None:
             raise ParameterError("this result has no units to map; build the cube with "
-                                 "SpaceTimeCube.from_events.")
+                                 "SpaceTimeCube.from_events.", param="units")
         gdf = self.units.to_geodataframe(target_crs)
         frame = self.to_frame()
         for column in frame.columns:
@@ -800,30 +802,33 @@ def emerging_hot_spots(
     Kendall's tau. Applied Statistics 23(1), 98-100.
     """
     if rules not in ("arcgis", "sfdep"):
-        raise ParameterError(f"rules must be 'arcgis' or 'sfdep', got {rules!r}.")
+        raise ParameterError(f"rules must be 'arcgis' or 'sfdep', got {rules!r}.", param="rules")
     sfdep_like = rules == "sfdep"
     alpha = (0.01 if sfdep_like else 0.1) if alpha is None else float(alpha)
     fdr = (not sfdep_like) if fdr is None else bool(fdr)
     gi = ("slice" if sfdep_like else "cube") if gi is None else gi
     neighbours = ("queen" if sfdep_like else "distance") if neighbours is None else neighbours
     if gi not in ("cube", "slice"):
-        raise ParameterError(f"gi must be 'cube' or 'slice', got {gi!r}.")
+        raise ParameterError(f"gi must be 'cube' or 'slice', got {gi!r}.", param="gi")
     if neighbours not in ("distance", "queen"):
-        raise ParameterError(f"neighbours must be 'distance' or 'queen', got {neighbours!r}.")
+        raise ParameterError(f"neighbours must be 'distance' or 'queen', got {neighbours!r}.",
+                             param="neighbours")
     if neighbours == "distance" and (distance is None or not distance > 0):
-        raise ParameterError(f"distance must be positive metres, got {distance}.")
+        raise ParameterError(f"distance must be positive metres, got {distance}.",
+                             param="distance")
     if int(time_steps) < 0:
-        raise ParameterError(f"time_steps must be >= 0, got {time_steps}.")
+        raise ParameterError(f"time_steps must be >= 0, got {time_steps}.", param="time_steps")
     if not 0 < alpha < 1:
-        raise ParameterError(f"alpha must be in (0, 1), got {alpha}.")
+        raise ParameterError(f"alpha must be in (0, 1), got {alpha}.", param="alpha")
     x = cube.counts
     n_units, n_steps = x.shape
     if neighbours == "queen":
         if cube.units is None:
             raise ParameterError("queen neighbours need the cube's units; build the cube "
-                                 "with SpaceTimeCube.from_events.")
+                                 "with SpaceTimeCube.from_events.", param="neighbours")
         indptr, indices = _queen_neighbours(cube.units)
     else:
+        assert distance is not None  # checked above for distance neighbours
         indptr, indices = _distance_neighbours(cube.centroids, float(distance))
     if gi == "cube":
         n = x.size
@@ -839,13 +844,14 @@ def emerging_hot_spots(
     n_runs = int(n_runs)
     if n_runs < 1 or (n_runs > 1 and gi != "slice"):
         raise ParameterError(f"n_runs must be 1, or more with the permutation Gi* "
-                             f"(gi='slice'), got {n_runs}.")
+                             f"(gi='slice'), got {n_runs}.", param="n_runs")
     if gi == "cube":
         p_runs = [p]
     else:
         n_perm = int(n_permutations)
         if n_perm < 1:
-            raise ParameterError(f"n_permutations must be >= 1, got {n_permutations}.")
+            raise ParameterError(f"n_permutations must be >= 1, got {n_permutations}.",
+                                 param="n_permutations")
         z, sums = _slice_gi_star(x, indptr, indices, int(time_steps))
         rng = (random_state if isinstance(random_state, np.random.Generator)
                else np.random.default_rng(random_state))

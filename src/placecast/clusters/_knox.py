@@ -47,7 +47,8 @@ def _distance(xy: np.ndarray, i: np.ndarray, j: np.ndarray, metric: str) -> np.n
 
 def _check_metric(metric: str) -> None:
     if metric not in ("euclidean", "manhattan"):
-        raise ParameterError(f"metric must be 'euclidean' or 'manhattan', got {metric!r}.")
+        raise ParameterError(f"metric must be 'euclidean' or 'manhattan', got {metric!r}.",
+                             param="metric")
 
 
 # ---------------------------------------------------------------------------- Knox
@@ -171,7 +172,8 @@ def knox_test(
     xs, ys, ts = _check_points(x, y, t)
     _check_metric(metric)
     if not (distance >= 0 and time >= 0):
-        raise ParameterError("distance and time thresholds must be >= 0.")
+        raise ParameterError("`distance` and `time` must be >= 0.",
+                             param=("distance", "time"))
     n = len(xs)
     n_pairs = n * (n - 1) // 2
     xy = np.column_stack([xs, ys])
@@ -191,7 +193,8 @@ def knox_test(
     p_perm = math.nan
     n_perm = int(n_permutations)
     if n_perm < 0:
-        raise ParameterError(f"n_permutations must be >= 0, got {n_permutations}.")
+        raise ParameterError(f"n_permutations must be >= 0, got {n_permutations}.",
+                             param="n_permutations")
     if n_perm:
         rng = (random_state if isinstance(random_state, np.random.Generator)
                else np.random.default_rng(random_state))
@@ -353,8 +356,9 @@ def band_edges(values: Any, *, kind: str, name: str | None = None) -> np.ndarray
             open_end = text.endswith("+")
             if open_end:
                 if not last:
-                    raise ParameterError(f"{label}: only the last edge may be open-ended "
-                                         f"('{text}' is edge {position + 1} of {len(items)}).")
+                    raise ParameterError(f"`{label}`: only the last edge may be open-ended "
+                                         f"('{text}' is edge {position + 1} of {len(items)}).",
+                                         param=label)
                 text = text[:-1].strip()
             if text.lower() in ("inf", "infinity"):
                 value = math.inf
@@ -363,15 +367,15 @@ def band_edges(values: Any, *, kind: str, name: str | None = None) -> np.ndarray
                 if value != 0 and from_text:
                     example = f"{text}m or {text}ft" if kind == "distance" else f"{text}d"
                     raise ParameterError(
-                        f"{label} {text!r} has no unit; give one, e.g. {example} "
-                        "(a bare 0 is fine).")
+                        f"`{label}` {text!r} has no unit; give one, e.g. {example} "
+                        "(a bare 0 is fine).", param=label)
             elif kind == "distance":
-                value = parse_length(text, name=label)
+                value = _parsed(parse_length, text, label)
             else:
-                duration = parse_duration(text, name=label)
+                duration = _parsed(parse_duration, text, label)
                 if duration.unit != "D":
-                    raise ParameterError(f"{label}: {text!r} is not a fixed number of days; "
-                                         "use days, weeks or hours (7d, 2w, 12h).")
+                    raise ParameterError(f"`{label}`: {text!r} is not a fixed number of days; "
+                                         "use days, weeks or hours (7d, 2w, 12h).", param=label)
                 value = duration.amount
             edges.append(value)
             if open_end:
@@ -380,29 +384,39 @@ def band_edges(values: Any, *, kind: str, name: str | None = None) -> np.ndarray
             try:
                 edges.append(float(item))
             except (TypeError, ValueError):
-                raise ParameterError(f"{label}: {item!r} is not a number.") from None
+                raise ParameterError(f"`{label}`: {item!r} is not a number.",
+                                     param=label) from None
     return np.asarray(edges, dtype=float)
+
+
+def _parsed(parse: Any, text: str, label: str) -> Any:
+    """``parse(text)`` with its error naming the parameter ``label`` (as `` `label` ``)."""
+    try:
+        return parse(text, name=f"`{label}`")
+    except ParameterError as exc:
+        raise ParameterError(str(exc), param=label) from None
 
 
 def _check_edges(edges: np.ndarray, name: str, convention: str, kind: str) -> None:
     if edges.ndim != 1 or len(edges) < 2:
-        raise ParameterError(f"{name} must be at least two edges, got {edges.tolist()}.")
+        raise ParameterError(f"{name} must be at least two edges, got {edges.tolist()}.",
+                             param=name)
     if np.isnan(edges).any() or np.isinf(edges[:-1]).any() or edges[0] < 0:
         raise ParameterError(f"{name} must be non-negative numbers; only the last edge may be "
-                             f"inf (an open 'more than' band), got {edges.tolist()}.")
+                             f"inf (an open 'more than' band), got {edges.tolist()}.", param=name)
     if (np.diff(edges) < 0).any():
-        raise ParameterError(f"{name} must be non-decreasing, got {edges.tolist()}.")
+        raise ParameterError(f"{name} must be non-decreasing, got {edges.tolist()}.", param=name)
     zero_width = np.diff(edges) == 0
     if convention == "half-open" and zero_width.any():
         raise ParameterError(f"{name} must be strictly increasing for the half-open "
-                             "convention.")
+                             "convention.", param=name)
     if convention == "calculator":
         same_location = kind == "distance" and len(edges) > 2 and edges[0] == edges[1] == 0
         if zero_width[1 if same_location else 0:].any():
             raise ParameterError(
                 f"{name} must be strictly increasing for the calculator convention (only "
                 "the distance edges may start 0, 0 for the 'same location' band), got "
-                f"{edges.tolist()}.")
+                f"{edges.tolist()}.", param=name)
 
 
 def _labels(edges: np.ndarray, convention: str, kind: str) -> list[str]:
@@ -577,14 +591,15 @@ def near_repeat(
     _check_metric(metric)
     if convention not in ("half-open", "calculator"):
         raise ParameterError(f"convention must be 'half-open' or 'calculator', got "
-                             f"{convention!r}.")
+                             f"{convention!r}.", param="convention")
     d_edges = band_edges(distance_bands, kind="distance", name="distance_bands")
     t_edges = band_edges(time_bands, kind="time", name="time_bands")
     _check_edges(d_edges, "distance_bands", convention, "distance")
     _check_edges(t_edges, "time_bands", convention, "time")
     n_perm = int(n_permutations)
     if n_perm < 1:
-        raise ParameterError(f"n_permutations must be >= 1, got {n_permutations}.")
+        raise ParameterError(f"n_permutations must be >= 1, got {n_permutations}.",
+                             param="n_permutations")
     n = len(xs)
     n_pairs = n * (n - 1) // 2
     n_d, n_t = len(d_edges) - 1, len(t_edges) - 1

@@ -1,41 +1,38 @@
-"""Space-time scan statistics as SaTScan runs them: permutation, discrete Poisson, Bernoulli."""
+"""The space-time scan estimator as SaTScan runs it: permutation, discrete Poisson, Bernoulli.
+
+The input (:class:`ScanData`) is in ``_scan_data.py``, the results (:class:`ScanResult`)
+in ``_scan_result.py``, the numba kernels in ``_scan_kernels.py``, the Poisson and
+Bernoulli replications in ``_scan_models.py`` and SaTScan's random number generator in
+``_satscan_random.py``; this module holds :class:`SpaceTimeScan` and its p-values.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cmp_to_key
 from typing import Any
 
 import numba
 import numpy as np
-import pandas as pd
 
 from placecast.clusters import _scan_kernels as _k
 from placecast.clusters import _scan_models as _models
+from placecast.clusters._satscan_random import (
+    LEHMER_MODULUS,
+    SATSCAN_DEFAULT_SEED,
+    _satscan_permutations,
+    case_listing,
+)
+from placecast.clusters._scan_data import EARTH_RADIUS_KM, ScanData
+from placecast.clusters._scan_result import ScanCluster, ScanResult
 from placecast.exceptions import DataError, ParameterError
 
-__all__ = [
-    "EARTH_RADIUS_KM",
-    "ScanCluster",
-    "ScanData",
-    "ScanResult",
-    "SpaceTimeScan",
-    "scan_data_from_events",
-]
-
-#: Sphere radius SaTScan uses for latitude/longitude coordinates, km.
-EARTH_RADIUS_KM = 6367.0
+__all__ = ["SpaceTimeScan", "gumbel_p_value"]
 
 _BATCH = 64  # replicates per batch: fixed, so results do not depend on the thread count
 
-#: SaTScan's random number generator: the Park & Miller (1988) "minimal standard" Lehmer
-#: generator with multiplier 48271, modulus 2**31 - 1, and SaTScan's default initial seed.
-#: Replication ``r`` (1, 2, ...) starts from seed ``SATSCAN_DEFAULT_SEED + r``.
-LEHMER_MODULUS = 2_147_483_647
-LEHMER_MULTIPLIER = 48_271
-SATSCAN_DEFAULT_SEED = 12_345_678
 
 #: SaTScan counts a replication as beating a cluster when its statistic exceeds the
 #: cluster's by at least this much (its DBL_CMP_TOLERANCE): ties do not count.
@@ -56,616 +53,6 @@ GUMBEL_RANK = 10
 #: Smallest Gumbel p-value SaTScan reports (0.1 / 10**16; smaller ones print as "< ...").
 GUMBEL_FLOOR = 1e-17
 _EULER = 0.5772156649
-
-
-# ---------------------------------------------------------------------------- input data
-@dataclass(frozen=True)
-class ScanData:
-    """Cases per location and time interval, ready to scan.
-
-    Parameters
-    ----------
-    location_ids : ndarray of str
-        One id per location (``n_locations``).
-    coordinates : ndarray of float
-        ``(n_locations, 2)`` planar ``x, y`` (``coordinate_system`` "cartesian") or
-        ``latitude, longitude`` in degrees ("latlon").
-    case_location : ndarray of int
-        Location index of every case (cases with count ``k`` appear ``k`` times).
-    case_interval : ndarray of int
-        Time-interval index (``0 .. n_intervals - 1``) of every case.
-    interval_labels : sequence of (str, str)
-        First and last time of each interval, as printed in reports.
-    coordinate_system : {"cartesian", "latlon"}
-        How to measure distance: Euclidean, or chords on a sphere of radius
-        ``EARTH_RADIUS_KM`` (as SaTScan does; radii are reported in km along the surface).
-    time_unit : str
-        Name of one time unit ("unit", "day").
-    interval_length : float
-        Time units per interval (the recurrence interval is reported in time units).
-    study_period : (str, str)
-        First and last time of the study period, as printed.
-    crs : str, optional
-        CRS of planar coordinates, for GeoJSON output.
-    metres_per_unit : float
-        Metres per unit of ``crs`` (planar coordinates are in metres; GeoJSON divides by
-        this before projecting).
-    location_extent : float
-        Half the size of the area a location stands for (e.g. half a cell's diagonal);
-        added to cluster radii when drawing cluster areas.
-    population : ndarray of float, optional
-        Population of every location, constant over the study period (discrete Poisson
-        model: expected cases are proportional to population x time).
-    control_location, control_interval : ndarray of int, optional
-        Location and interval index of every control (Bernoulli model; a count ``k``
-        appears ``k`` times).
-    interval_sizes : ndarray of float, optional
-        Time units in each interval (default ``interval_length`` each; the first interval
-        of a SaTScan study period can be shorter). Used by the Poisson model.
-    """
-
-    location_ids: np.ndarray
-    coordinates: np.ndarray
-    case_location: np.ndarray
-    case_interval: np.ndarray
-    interval_labels: Sequence[tuple[str, str]]
-    coordinate_system: str = "cartesian"
-    time_unit: str = "unit"
-    interval_length: float = 1.0
-    study_period: tuple[str, str] = ("", "")
-    crs: str | None = None
-    metres_per_unit: float = 1.0
-    location_extent: float = 0.0
-    population: np.ndarray | None = None
-    control_location: np.ndarray | None = None
-    control_interval: np.ndarray | None = None
-    interval_sizes: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        ids = np.asarray(self.location_ids, dtype=object)
-        coords = np.asarray(self.coordinates, dtype=float)
-        loc = np.asarray(self.case_location, dtype=np.int64)
-        interval = np.asarray(self.case_interval, dtype=np.int64)
-        if coords.shape != (len(ids), 2):
-            raise DataError(f"scan coordinates must have shape ({len(ids)}, 2), got "
-                            f"{coords.shape}.")
-        if not np.isfinite(coords).all():
-            raise DataError("scan coordinates must be finite numbers.")
-        if loc.shape != interval.shape:
-            raise DataError("case_location and case_interval differ in length.")
-        if len(loc) and (loc.min() < 0 or loc.max() >= len(ids)):
-            raise DataError("a case refers to a location index outside the location list.")
-        n_int = len(self.interval_labels)
-        if len(interval) and (interval.min() < 0 or interval.max() >= n_int):
-            raise DataError("a case falls outside the study period's time intervals.")
-        if self.coordinate_system not in ("cartesian", "latlon"):
-            raise ParameterError(f"coordinate_system must be 'cartesian' or 'latlon', got "
-                                 f"{self.coordinate_system!r}.")
-        if self.population is not None:
-            population = np.asarray(self.population, dtype=float)
-            if population.shape != (len(ids),):
-                raise DataError(f"population must hold one value per location ({len(ids)}), "
-                                f"got shape {population.shape}.")
-            if not np.isfinite(population).all() or (population < 0).any():
-                raise DataError("populations must be finite numbers >= 0.")
-            object.__setattr__(self, "population", population)
-        if (self.control_location is None) != (self.control_interval is None):
-            raise DataError("give both control_location and control_interval, or neither.")
-        if self.control_location is not None:
-            c_loc = np.asarray(self.control_location, dtype=np.int64)
-            c_int = np.asarray(self.control_interval, dtype=np.int64)
-            if c_loc.shape != c_int.shape:
-                raise DataError("control_location and control_interval differ in length.")
-            if len(c_loc) and (c_loc.min() < 0 or c_loc.max() >= len(ids)):
-                raise DataError("a control refers to a location index outside the location "
-                                "list.")
-            if len(c_int) and (c_int.min() < 0 or c_int.max() >= n_int):
-                raise DataError("a control falls outside the study period's time intervals.")
-            object.__setattr__(self, "control_location", c_loc)
-            object.__setattr__(self, "control_interval", c_int)
-        if self.interval_sizes is not None:
-            sizes = np.asarray(self.interval_sizes, dtype=float)
-            if sizes.shape != (n_int,) or not (sizes > 0).all():
-                raise DataError(f"interval_sizes must hold {n_int} positive numbers.")
-            object.__setattr__(self, "interval_sizes", sizes)
-        object.__setattr__(self, "location_ids", ids)
-        object.__setattr__(self, "coordinates", coords)
-        object.__setattr__(self, "case_location", loc)
-        object.__setattr__(self, "case_interval", interval)
-        object.__setattr__(self, "interval_labels", tuple(tuple(p) for p in self.interval_labels))
-
-    @property
-    def n_locations(self) -> int:
-        """Number of locations (every one is a circle centre)."""
-        return len(self.location_ids)
-
-    @property
-    def n_intervals(self) -> int:
-        """Number of time intervals in the study period."""
-        return len(self.interval_labels)
-
-    @property
-    def n_cases(self) -> int:
-        """Total number of cases."""
-        return len(self.case_location)
-
-    @property
-    def n_controls(self) -> int:
-        """Total number of controls (0 without controls)."""
-        return 0 if self.control_location is None else len(self.control_location)
-
-    def sizes(self) -> np.ndarray:
-        """Time units in each interval."""
-        if self.interval_sizes is not None:
-            return self.interval_sizes
-        return np.full(self.n_intervals, float(self.interval_length))
-
-    def distance_space(self) -> np.ndarray:
-        """Coordinates in which Euclidean distance is the scan distance.
-
-        Planar coordinates as given; latitude/longitude as 3-D points on a sphere of radius
-        ``EARTH_RADIUS_KM`` (chord distances, km).
-        """
-        if self.coordinate_system == "cartesian":
-            return self.coordinates
-        lat = np.radians(self.coordinates[:, 0])
-        lon = np.radians(self.coordinates[:, 1])
-        return np.column_stack([
-            EARTH_RADIUS_KM * np.cos(lat) * np.cos(lon),
-            EARTH_RADIUS_KM * np.cos(lat) * np.sin(lon),
-            EARTH_RADIUS_KM * np.sin(lat),
-        ])
-
-    def surface_distance(self, chord: np.ndarray | float) -> np.ndarray | float:
-        """Turn a scan distance into the reported radius (km along the sphere for lat/lon)."""
-        if self.coordinate_system == "cartesian":
-            return chord
-        ratio = np.clip(np.asarray(chord) / (2 * EARTH_RADIUS_KM), 0.0, 1.0)
-        return 2 * EARTH_RADIUS_KM * np.arcsin(ratio)
-
-
-def parse_step(text: str) -> pd.Timedelta:
-    """Parse a time step such as ``"1d"``, ``"7d"``, ``"12h"`` or ``"2w"`` into a Timedelta.
-
-    Uses :func:`placecast.quantities.parse_duration`, so a bare number (``"30"``) is
-    refused rather than read in some unit.
-    """
-    from placecast.quantities import parse_duration
-
-    duration = parse_duration(text, name="time step")
-    if duration.unit == "M":
-        raise ParameterError(f"time step {text!r}: calendar months differ in length; give "
-                             "a fixed step such as 30d or 4w.")
-    return pd.Timedelta(days=duration.amount)
-
-
-def scan_data_from_events(
-    events: Any,
-    *,
-    at: Any = None,
-    interval: str = "1d",
-    n_intervals: int | None = None,
-    units: Any = None,
-    round_to: float | None = None,
-    cases: np.ndarray | None = None,
-    population: Any = None,
-) -> ScanData:
-    """Turn placecast events into scan locations and daily (or longer) time intervals.
-
-    Locations are either the centroids of ``units`` holding the events (events outside
-    every unit are an error), or the event coordinates rounded to a ``round_to``-metre
-    lattice (exact coordinates when both are ``None``). Intervals of length ``interval``
-    are laid back from the analysis time ``at`` (default: the end of the day of the last
-    event); the study period is the ``n_intervals`` intervals before ``at`` (default: all
-    intervals back to the first event). Events at or after ``at`` are ignored.
-
-    Parameters
-    ----------
-    events : Events
-        The events (projected metres).
-    at : date-like, optional
-        The analysis time; the study period ends just before it.
-    interval : str
-        Interval length, e.g. ``"1d"``, ``"7d"``, ``"12h"``, or calendar months
-        (``"1M"``: intervals run from the same day of one month to the next).
-    n_intervals : int, optional
-        Study period length in intervals.
-    units : Units, optional
-        Area units whose centroids become the locations.
-    round_to : float, optional
-        Lattice spacing in metres for locations made from coordinates.
-    cases : ndarray of bool, optional
-        Which events are cases; the others become controls (for the Bernoulli model).
-        Default: every event is a case.
-    population : mapping or pandas Series, optional
-        Population of each unit, by unit id (for the Poisson model; needs ``units``).
-        Every unit with a population becomes a location, with or without events; a unit
-        with events must have a population.
-
-    Returns
-    -------
-    ScanData
-        Cartesian coordinates in metres; time unit ``"day"``.
-    """
-    from placecast.quantities import parse_duration
-
-    duration = parse_duration(interval, name="interval")
-    months = int(duration.amount) if duration.unit == "M" else 0
-    step = parse_step(interval) if not months else None
-    if len(events) == 0:
-        raise DataError("there are no events to scan.")
-    times = pd.DatetimeIndex(events.time)
-    end = pd.Timestamp(at) if at is not None else times.max().normalize() + pd.Timedelta("1D")
-    keep = np.asarray(times < end)
-    if n_intervals is None:
-        if not keep.any():
-            n_intervals = 1
-        elif months:
-            first_time, n_intervals = times[keep].min(), 1
-            while end - pd.DateOffset(months=months * n_intervals) > first_time:
-                n_intervals += 1
-        else:
-            n_intervals = int(math.ceil((end - times[keep].min()) / step))
-    if n_intervals < 1:
-        raise ParameterError(f"n_intervals must be at least 1, got {n_intervals}.")
-    month_edges = None
-    if months:
-        month_edges = pd.DatetimeIndex(
-            [end - pd.DateOffset(months=months * (n_intervals - k))
-             for k in range(n_intervals + 1)])
-        start = month_edges[0]
-    else:
-        start = end - n_intervals * step
-    keep &= np.asarray(times >= start)
-    if not keep.any():
-        raise DataError(f"no events fall in the study period {start} .. {end}.")
-    if cases is not None:
-        cases = np.asarray(cases, dtype=bool)
-        if cases.shape != (len(events),):
-            raise ParameterError(f"cases must hold one flag per event ({len(events)}), got "
-                                 f"shape {cases.shape}.")
-        cases = cases[keep]
-    ev = events.select(keep)
-    if month_edges is not None:
-        t_index = month_edges.searchsorted(pd.DatetimeIndex(ev.time), side="right") - 1
-    else:
-        t_index = np.floor((pd.DatetimeIndex(ev.time) - start) / step).astype(np.int64)
-    t_index = np.clip(np.asarray(t_index, dtype=np.int64), 0, n_intervals - 1)
-    location_population = None
-    if population is not None and units is None:
-        raise ParameterError("a population per location needs area units (the population "
-                             "of each unit); give units.")
-    if units is not None:
-        unit_index = units.assign(ev.x, ev.y)
-        if (unit_index < 0).any():
-            raise DataError(f"{int((unit_index < 0).sum())} events fall in no area unit; give "
-                            "a region that covers them or drop them first.")
-        if population is None:
-            used, loc = np.unique(unit_index, return_inverse=True)
-        else:
-            per_unit = _population_per_unit(population, units)
-            # every populated unit is a location, with events or not
-            used = np.union1d(np.flatnonzero(per_unit > 0), unit_index)
-            loc = np.searchsorted(used, unit_index)
-            location_population = per_unit[used]
-        coords = units.centroids[used]
-        ids = np.asarray(units.unit_id, dtype=object)[used]
-        extent = units.typical_size * math.sqrt(0.5)
-    else:
-        xy = np.column_stack([ev.x, ev.y])
-        extent = (round_to or 0.0) * math.sqrt(0.5)
-        if round_to:
-            if round_to <= 0:
-                raise ParameterError(f"round_to must be positive metres, got {round_to}.")
-            xy = np.round(xy / round_to) * round_to
-        coords, loc = np.unique(xy, axis=0, return_inverse=True)
-        ids = np.asarray([f"{x:.0f}_{y:.0f}" for x, y in coords], dtype=object)
-    weights = ev.weights
-    if not np.allclose(weights, np.round(weights)):
-        raise DataError("the scan counts cases: event weights must be whole numbers.")
-    reps = np.round(weights).astype(np.int64)
-    loc = np.ravel(loc)
-    controls: dict[str, Any] = {}
-    if cases is not None:
-        if not cases.any():
-            raise DataError("none of the events in the study period is a case.")
-        controls = {"control_location": np.repeat(loc[~cases], reps[~cases]),
-                    "control_interval": np.repeat(t_index[~cases], reps[~cases])}
-        loc, t_index, reps = loc[cases], t_index[cases], reps[cases]
-    day = pd.Timedelta("1D")
-    labels = []
-    for i in range(n_intervals):
-        if month_edges is not None:
-            first, last = month_edges[i], month_edges[i + 1] - day
-            labels.append((first.strftime("%Y/%m/%d"), last.strftime("%Y/%m/%d")))
-            continue
-        first = start + i * step
-        last = first + step - (day if step >= day and step % day == pd.Timedelta(0)
-                               else pd.Timedelta(0))
-        fmt = "%Y/%m/%d" if step % day == pd.Timedelta(0) else "%Y/%m/%d %H:%M"
-        labels.append((first.strftime(fmt), last.strftime(fmt)))
-    return ScanData(
-        location_ids=ids,
-        coordinates=coords,
-        case_location=np.repeat(loc, reps),
-        case_interval=np.repeat(t_index, reps),
-        interval_labels=labels,
-        coordinate_system="cartesian",
-        time_unit="day",
-        # months: their mean length in days (recurrence intervals are in days)
-        interval_length=duration.days if months else step / day,
-        study_period=(labels[0][0], labels[-1][1]),
-        crs=events.crs,
-        metres_per_unit=events.spatial_reference.metres_per_unit,
-        location_extent=extent,
-        population=location_population,
-        **controls,
-    )
-
-
-def _population_per_unit(population: Any, units: Any) -> np.ndarray:
-    """Population of every unit (0 for units not listed); unknown ids are an error."""
-    items = population.items() if hasattr(population, "items") else population
-    position = {str(u): i for i, u in enumerate(units.unit_id)}
-    out = np.zeros(len(position))
-    unknown = []
-    for unit, value in items:
-        if str(unit) not in position:
-            unknown.append(str(unit))
-            continue
-        value = float(value)
-        if not math.isfinite(value) or value < 0:
-            raise DataError(f"the population of unit {unit!r} is {value}; populations must "
-                            "be numbers >= 0.")
-        out[position[str(unit)]] = value
-    if unknown:
-        raise DataError(f"{len(unknown)} population id(s) are not area units "
-                        f"({', '.join(unknown[:3])}{', ...' if len(unknown) > 3 else ''}); "
-                        "use the units' ids.")
-    return out
-
-
-# ---------------------------------------------------------------------------- results
-@dataclass(frozen=True)
-class ScanCluster:
-    """One reported cluster: a cylinder (circle x time window).
-
-    Attributes
-    ----------
-    rank : int
-        1 for the most likely cluster, then secondary clusters by test statistic.
-    centre_id : str
-        Location at the circle's centre.
-    centre : (float, float)
-        Its coordinates (``x, y`` or ``latitude, longitude``).
-    radius : float
-        Distance to the farthest included location (km for lat/lon).
-    location_ids : tuple of str
-        Included locations, nearest first.
-    start_interval, end_interval : int
-        First and last time interval of the window.
-    time_frame : (str, str)
-        First and last time of the window, as printed.
-    observed : int
-        Cases in the cylinder, ``n``.
-    expected : float
-        Expected cases under the null: ``mu = C_z * C_d / C`` (space-time permutation),
-        ``C`` x the cylinder's share of population x time (Poisson), ``N C / N_total``
-        for ``N`` cases and controls in the cylinder (Bernoulli).
-    test_statistic : float
-        Log likelihood ratio.
-    p_value : float
-        Monte Carlo or Gumbel p-value, as ``p_value_method`` says (``nan`` without
-        replications).
-    recurrence_interval : float
-        Expected time between clusters this strong under the null, in time units
-        (``interval_length / p_value``: one analysis per interval); ``nan`` for
-        retrospective and purely spatial analyses.
-    p_value_method : {"monte_carlo", "gumbel"}
-        How ``p_value`` was computed.
-    population : float
-        Population in the circle (Poisson) or cases plus controls in the cylinder
-        (Bernoulli); ``nan`` for the space-time permutation model.
-    relative_risk : float
-        Estimated risk inside over risk outside: ``(n / mu) / ((C - n) / (C - mu))``, or
-        ``(n / N) / ((C - n) / (N_total - N))`` for Bernoulli (``inf`` when every case is
-        inside; ``nan`` for the space-time permutation model).
-    """
-
-    rank: int
-    centre_id: str
-    centre: tuple[float, float]
-    radius: float
-    location_ids: tuple[str, ...]
-    start_interval: int
-    end_interval: int
-    time_frame: tuple[str, str]
-    observed: int
-    expected: float
-    test_statistic: float
-    p_value: float
-    recurrence_interval: float
-    p_value_method: str = "monte_carlo"
-    population: float = math.nan
-    relative_risk: float = math.nan
-
-    @property
-    def observed_over_expected(self) -> float:
-        """``n / mu``."""
-        return self.observed / self.expected if self.expected > 0 else math.inf
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready values."""
-        return {
-            "rank": self.rank,
-            "centre_id": self.centre_id,
-            "centre": list(self.centre),
-            "radius": self.radius,
-            "location_ids": list(self.location_ids),
-            "n_locations": len(self.location_ids),
-            "start": self.time_frame[0],
-            "end": self.time_frame[1],
-            "observed": self.observed,
-            "expected": self.expected,
-            "observed_over_expected": self.observed_over_expected,
-            "test_statistic": self.test_statistic,
-            "p_value": self.p_value,
-            "p_value_method": self.p_value_method,
-            "recurrence_interval": _finite_or_none(self.recurrence_interval),
-            "population": _finite_or_none(self.population),
-            "relative_risk": (None if math.isnan(self.relative_risk)
-                              else self.relative_risk),
-        }
-
-
-def _finite_or_none(value: float) -> float | None:
-    return None if math.isnan(value) else value
-
-
-@dataclass(frozen=True)
-class ScanResult:
-    """What a space-time scan found.
-
-    Attributes
-    ----------
-    clusters : tuple of ScanCluster
-        Most likely cluster first, then secondary clusters that share no location with
-        any earlier one.
-    n_locations, n_cases : int
-        Size of the data.
-    study_period : (str, str)
-        First and last time of the study period.
-    n_permutations : int
-        Replications run (fewer than requested when the sequential procedure stopped).
-    n_permutations_requested : int
-        Replications asked for.
-    stopped_early : bool
-        Whether the sequential Monte Carlo procedure stopped the run.
-    simulated_statistics : ndarray
-        Maximum log likelihood ratio of each replication.
-    coordinate_system : str
-        "cartesian" or "latlon".
-    time_unit : str
-        Name of the time unit of ``recurrence_interval``.
-    parameters : dict
-        The settings of the scan.
-    crs : str, optional
-        CRS of planar coordinates.
-    model : {"space_time_permutation", "poisson", "bernoulli"}
-        The probability model.
-    analysis : {"prospective", "retrospective", "purely_spatial"}
-        Which cylinders were scanned.
-    total_population : float
-        Total population (Poisson) or cases plus controls (Bernoulli); ``nan`` otherwise.
-    """
-
-    clusters: tuple[ScanCluster, ...]
-    n_locations: int
-    n_cases: int
-    study_period: tuple[str, str]
-    n_permutations: int
-    n_permutations_requested: int
-    stopped_early: bool
-    simulated_statistics: np.ndarray = field(repr=False)
-    coordinate_system: str = "cartesian"
-    time_unit: str = "unit"
-    parameters: dict[str, Any] = field(default_factory=dict)
-    crs: str | None = None
-    location_coordinates: dict[str, tuple[float, float]] = field(default_factory=dict,
-                                                                 repr=False)
-    metres_per_unit: float = 1.0
-    location_extent: float = 0.0
-    model: str = "space_time_permutation"
-    analysis: str = "prospective"
-    total_population: float = math.nan
-
-    @property
-    def most_likely(self) -> ScanCluster | None:
-        """The most likely cluster (``None`` when no cylinder has more cases than expected)."""
-        return self.clusters[0] if self.clusters else None
-
-    def significant(self, alpha: float = 0.05) -> tuple[ScanCluster, ...]:
-        """Clusters with ``p_value <= alpha``."""
-        return tuple(c for c in self.clusters if c.p_value <= alpha)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready values (without the simulated statistics)."""
-        return {
-            "n_locations": self.n_locations,
-            "n_cases": self.n_cases,
-            "study_period": list(self.study_period),
-            "n_permutations": self.n_permutations,
-            "n_permutations_requested": self.n_permutations_requested,
-            "stopped_early": self.stopped_early,
-            "coordinate_system": self.coordinate_system,
-            "time_unit": self.time_unit,
-            "parameters": dict(self.parameters),
-            "crs": self.crs,
-            "model": self.model,
-            "analysis": self.analysis,
-            "total_population": _finite_or_none(self.total_population),
-            "clusters": [c.to_dict() for c in self.clusters],
-        }
-
-    def to_frame(self) -> pd.DataFrame:
-        """One row per cluster (location ids joined by ``;``)."""
-        rows = []
-        for c in self.clusters:
-            row = c.to_dict()
-            row["centre_x"], row["centre_y"] = row.pop("centre")
-            row["location_ids"] = ";".join(c.location_ids)
-            rows.append(row)
-        columns = ["rank", "centre_id", "centre_x", "centre_y", "radius", "n_locations",
-                   "location_ids", "start", "end", "population", "observed", "expected",
-                   "observed_over_expected", "relative_risk", "test_statistic", "p_value",
-                   "recurrence_interval"]
-        return pd.DataFrame(rows, columns=columns)
-
-    def cluster_geometry(self, cluster: ScanCluster, n_vertices: int = 64) -> dict[str, Any]:
-        """GeoJSON polygon of the cluster's circle (lon/lat when known, else planar).
-
-        The circle's radius is the cluster radius plus ``location_extent`` (so a cluster of
-        one grid cell covers the cell).
-
-        For lat/lon data the circle is drawn on the sphere; for planar data in a known CRS
-        it is transformed to WGS 84; for local planar data it stays in data units.
-        """
-        angles = np.linspace(0, 2 * np.pi, n_vertices, endpoint=False)
-        radius = max(cluster.radius, 0.0) + self.location_extent
-        if self.coordinate_system == "latlon":
-            lat0, lon0 = np.radians(cluster.centre[0]), np.radians(cluster.centre[1])
-            d = max(radius, 0.05) / EARTH_RADIUS_KM
-            lat = np.arcsin(np.sin(lat0) * np.cos(d) + np.cos(lat0) * np.sin(d) * np.cos(angles))
-            lon = lon0 + np.arctan2(np.sin(angles) * np.sin(d) * np.cos(lat0),
-                                    np.cos(d) - np.sin(lat0) * np.sin(lat))
-            ring = np.column_stack([np.degrees(lon), np.degrees(lat)])
-        else:
-            r = radius if radius > 0 else 1.0
-            ring = np.column_stack([cluster.centre[0] + r * np.cos(angles),
-                                    cluster.centre[1] + r * np.sin(angles)])
-            if self.crs and not self.crs.startswith("local"):
-                from pyproj import Transformer
-
-                tr = Transformer.from_crs(self.crs, "EPSG:4326", always_xy=True)
-                lon, lat = tr.transform(ring[:, 0] / self.metres_per_unit,
-                                        ring[:, 1] / self.metres_per_unit)
-                ring = np.column_stack([lon, lat])
-        ring = np.vstack([ring, ring[:1]])
-        return {"type": "Polygon", "coordinates": [np.round(ring, 7).tolist()]}
-
-    def to_geojson(self) -> dict[str, Any]:
-        """Return a GeoJSON FeatureCollection: one circle per cluster with its numbers."""
-        features = []
-        for c in self.clusters:
-            props = c.to_dict()
-            props["location_ids"] = ";".join(c.location_ids)
-            props["centre"] = ",".join(str(v) for v in c.centre)
-            features.append({"type": "Feature", "properties": props,
-                             "geometry": self.cluster_geometry(c)})
-        out: dict[str, Any] = {"type": "FeatureCollection", "features": features}
-        if self.coordinate_system != "latlon" and (not self.crs or self.crs.startswith("local")):
-            out["properties"] = {"coordinates": "planar data units (no CRS)"}
-        return out
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -706,78 +93,6 @@ def _satscan_order(data: ScanData, best: np.ndarray, best_k: np.ndarray) -> list
         return int(rank[a] - rank[b])
 
     return sorted((int(c) for c in np.flatnonzero(best > 0)), key=cmp_to_key(compare))
-
-
-def case_listing(data: ScanData, *, latest_first: bool = False) -> np.ndarray:
-    """Order of the cases by time interval, then by location id (UTF-8 byte order).
-
-    SaTScan indexes locations by their ids in byte order and lists cases latest interval
-    first (``latest_first=True``); the NumPy replications use the ascending listing so
-    that results do not depend on the order of the input rows.
-    """
-    ids = [str(v).encode("utf-8") for v in data.location_ids]
-    location_rank = np.empty(len(ids), dtype=np.int64)
-    location_rank[sorted(range(len(ids)), key=ids.__getitem__)] = np.arange(len(ids))
-    interval = -data.case_interval if latest_first else data.case_interval
-    return np.lexsort((location_rank[data.case_location], interval))
-
-
-@numba.njit(cache=True)
-def lehmer_uniforms(seed: int, n: int) -> np.ndarray:
-    """Draw ``n`` single-precision uniforms as SaTScan's generator does from ``seed``.
-
-    Each draw advances ``seed <- 48271 * seed mod (2**31 - 1)`` and returns
-    ``float32(seed) / float32(2**31 - 1)`` (SaTScan's ``GetRandomFloat``).
-
-    Parameters
-    ----------
-    seed : int
-        Starting seed, ``0 < seed < 2**31 - 1``.
-    n : int
-        Number of draws.
-
-    Returns
-    -------
-    ndarray of float32
-        The draws, in (0, 1].
-
-    References
-    ----------
-    Park S.K. & Miller K.W. (1988). Random number generators: good ones are hard to find.
-    Communications of the ACM 31(10), 1192-1201.
-    """
-    out = np.empty(n, dtype=np.float32)
-    modulus = np.float32(LEHMER_MODULUS)
-    state = np.int64(seed)
-    for k in range(n):
-        state = (LEHMER_MULTIPLIER * state) % LEHMER_MODULUS
-        out[k] = np.float32(state) / modulus
-    return out
-
-
-@numba.njit(parallel=True, cache=True)
-def _satscan_permutations(stationary_loc, recent, seeds):  # noqa: ANN001
-    """Locations of the cases in ``recent`` in each replication, as SaTScan permutes them.
-
-    SaTScan lists the cases by time interval (latest first), then location; gives each
-    case's time a uniform draw from the replication's own stream; sorts the times by draw
-    and hands them back to the list in order. The case at list position ``j`` keeps its
-    time in the replication when its draw ranks ``k``-th, and then sits at the location of
-    position ``k``. O(C log C) per replication for ``C`` cases; replications in parallel.
-    Equal draws (possible in single precision) keep list order; SaTScan's unstable sort
-    may order them differently.
-    """
-    n_cases = stationary_loc.shape[0]
-    out = np.empty((seeds.shape[0], recent.shape[0]), dtype=np.int64)
-    for b in numba.prange(seeds.shape[0]):
-        draws = lehmer_uniforms(seeds[b], n_cases)
-        order = np.argsort(draws, kind="mergesort")
-        rank = np.empty(n_cases, dtype=np.int64)
-        for k in range(n_cases):
-            rank[order[k]] = k
-        for i in range(recent.shape[0]):
-            out[b, i] = stationary_loc[rank[recent[i]]]
-    return out
 
 
 # ---------------------------------------------------------------------------- the scan
@@ -973,30 +288,35 @@ class SpaceTimeScan:
     def _check(self, data: ScanData) -> tuple[int, int]:
         if self.model not in MODELS:
             raise ParameterError(f"model must be one of {', '.join(MODELS)}, got "
-                                 f"{self.model!r}.")
+                                 f"{self.model!r}.", param="model")
         if self.analysis not in ANALYSES:
             raise ParameterError(f"analysis must be one of {', '.join(ANALYSES)}, got "
-                                 f"{self.analysis!r}.")
+                                 f"{self.analysis!r}.", param="analysis")
         if self.model == "space_time_permutation" and self.analysis == "purely_spatial":
             raise ParameterError("the space-time permutation model needs time windows: use "
                                  "analysis='prospective' or 'retrospective', or the Poisson "
                                  "or Bernoulli model for a purely spatial scan.")
         if not 0 < self.max_share <= 0.5:
-            raise ParameterError(f"max_share must be in (0, 0.5], got {self.max_share}.")
+            raise ParameterError(f"max_share must be in (0, 0.5], got {self.max_share}.",
+                                 param="max_share")
         if self.max_radius is not None and not self.max_radius >= 0:
-            raise ParameterError(f"max_radius must be >= 0, got {self.max_radius}.")
+            raise ParameterError(f"max_radius must be >= 0, got {self.max_radius}.",
+                                 param="max_radius")
         if int(self.n_permutations) < 0:
-            raise ParameterError(f"n_permutations must be >= 0, got {self.n_permutations}.")
+            raise ParameterError(f"n_permutations must be >= 0, got {self.n_permutations}.",
+                                 param="n_permutations")
         if self.early_stop is not None and int(self.early_stop) < 1:
-            raise ParameterError(f"early_stop must be >= 1, got {self.early_stop}.")
+            raise ParameterError(f"early_stop must be >= 1, got {self.early_stop}.",
+                                 param="early_stop")
         if int(self.min_cases) < 1:
-            raise ParameterError(f"min_cases must be >= 1, got {self.min_cases}.")
+            raise ParameterError(f"min_cases must be >= 1, got {self.min_cases}.",
+                                 param="min_cases")
         if self.p_values not in P_VALUE_METHODS:
             raise ParameterError(f"p_values must be one of {', '.join(P_VALUE_METHODS)}, got "
-                                 f"{self.p_values!r}.")
+                                 f"{self.p_values!r}.", param="p_values")
         if self.randomization not in RANDOMIZATIONS:
             raise ParameterError(f"randomization must be 'numpy' or 'satscan', got "
-                                 f"{self.randomization!r}.")
+                                 f"{self.randomization!r}.", param="randomization")
         if self.randomization == "satscan":
             if self.model != "space_time_permutation":
                 raise ParameterError(
@@ -1292,12 +612,12 @@ class SpaceTimeScan:
         drawn = (_models.poisson_draws(data, plan.first, rng) if self.model == "poisson"
                  else _models.bernoulli_draws(data, plan.first, rng))
 
-        def replicate(done: int, size: int) -> np.ndarray:
+        def replicate_drawn(done: int, size: int) -> np.ndarray:
             rep_loc, rep_t, rep_n = drawn(size)
             return _k.replicate_drawn(rep_loc, rep_t, rep_n, n_loc, plan.first, plan.n_grid,
                                       *common)
 
-        return replicate
+        return replicate_drawn
 
     def _simulate(self, data: ScanData, plan: _Plan, nb_ptr: np.ndarray, nb_idx: np.ndarray,
                   observed_max: float, progress: Callable[[int, int], None] | None = None

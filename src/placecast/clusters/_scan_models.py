@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from placecast.clusters._scan import ScanData
+    from placecast.clusters._scan_data import ScanData
 
 Drawn = tuple[np.ndarray, np.ndarray, np.ndarray]
 

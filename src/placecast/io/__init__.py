@@ -1,10 +1,15 @@
 """Readers and writers.
 
 Events from CSV/Parquet/vector files; forecasts to CSV/GPKG/GeoParquet/GeoJSON; exports
-for GIS tools and the NIJ format; SaTScan parameter, case and coordinate files. The SaTScan
-functions load the scan code on first use, so ``import placecast`` stays light.
+for GIS tools and the NIJ format. ``io`` is a leaf: it imports no other placecast stage.
+SaTScan's files are read and written next to the scan, by :mod:`placecast.clusters`
+(``read_satscan``, ``read_satscan_parameters``, ``write_satscan_files``,
+``write_satscan_report``); the old names ``placecast.io.read_satscan`` etc. still work
+but warn (``DeprecationWarning``) and are the only reference from ``io`` to another
+stage, made on first use of a deprecated name.
 """
 
+import warnings
 from typing import Any
 
 from placecast.io._events import ColumnMap, choose_local_crs, read_events
@@ -18,20 +23,20 @@ __all__ = [
     "export_events",
     "export_forecast",
     "read_events",
-    "read_satscan",
-    "read_satscan_parameters",
     "write_forecast",
-    "write_satscan_files",
-    "write_satscan_report",
 ]
 
-_SATSCAN = ("read_satscan", "read_satscan_parameters", "write_satscan_files",
-            "write_satscan_report")
+#: Deprecated aliases of the SaTScan adapter, which moved to ``placecast.clusters``.
+_MOVED_TO_CLUSTERS = ("read_satscan", "read_satscan_parameters", "write_satscan_files",
+                      "write_satscan_report")
 
 
 def __getattr__(name: str) -> Any:
-    if name in _SATSCAN:
-        from placecast.io import _satscan
+    if name in _MOVED_TO_CLUSTERS:
+        warnings.warn(f"placecast.io.{name} moved to placecast.clusters.{name}; import it "
+                      "from there (the old name will be removed).", DeprecationWarning,
+                      stacklevel=2)
+        import placecast.clusters
 
-        return getattr(_satscan, name)
+        return getattr(placecast.clusters, name)
     raise AttributeError(f"module 'placecast.io' has no attribute {name!r}")

@@ -211,16 +211,6 @@ def _dates_in_range(function: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _check_step(text: str, field: str) -> None:
-    """Check now a time step the scan/cube code will parse later (422, not a failed job)."""
-    from placecast.clusters._scan import parse_step
-
-    try:
-        parse_step(text)
-    except PlacecastError as exc:
-        raise ParameterError(f"{field}: {exc}") from None
-
-
 def _check_model(name: str) -> None:
     from placecast.models import MODELS
 
@@ -607,24 +597,14 @@ def audit_job(store: LockedStore, request: Any, *, max_cells: int,
     return work
 
 
-#: Emerging hot spot patterns that raise an alert.
-ALERT_PATTERNS = ("new hot spot", "consecutive hot spot", "intensifying hot spot")
-
-
-def _alert_id(*parts: str) -> str:
-    import hashlib
-
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
-
-
-def _raise_alerts(store: LockedStore, alerts: list[dict[str, Any]]) -> list[str]:
+def _raise_alerts(store: LockedStore, alerts: list[Any], dataset: str,
+                  extra: Callable[[Any], dict[str, Any]]) -> list[str]:
     """Save alerts not yet in the store (an acknowledged alert stays acknowledged)."""
+    from placecast.alerting import save_new_alerts
+
     with store.lock:
-        known = {a["id"] for a in store.list_alerts()}
-        new = [a for a in alerts if a["id"] not in known]
-        for alert in new:
-            store.save_alert(alert)
-    return [a["id"] for a in new]
+        return save_new_alerts(store.inner, alerts,
+                               extra=lambda alert: {"dataset": dataset, **extra(alert)})
 
 
 def scan_job(store: LockedStore, request: Any, *, max_cells: int
@@ -635,11 +615,10 @@ def scan_job(store: LockedStore, request: Any, *, max_cells: int
     store.require_dataset(request.dataset)
     max_radius = (parse_length(request.max_radius, name="max_radius")
                   if request.max_radius is not None else None)
-    _check_step(request.interval, "interval")
 
     @_dates_in_range
     def work(progress: Callable[[int, int], None]) -> dict[str, Any]:
-        from placecast.clusters import SpaceTimeScan, scan_data_from_events
+        from placecast.clusters import SpaceTimeScan, scan_alerts, scan_data_from_events
 
         progress(0, 2)
         events = _load(store, request.dataset, request.category)
@@ -653,17 +632,9 @@ def scan_job(store: LockedStore, request: Any, *, max_cells: int
                              p_values=request.p_values)
         result = scan.run(data)
         progress(1, 2)
-        alerts = []
-        for cluster in result.significant(request.alpha):
-            alerts.append({
-                "id": _alert_id("scan", request.dataset, *cluster.location_ids,
-                                str(cluster.time_frame[0])),
-                "kind": "space-time cluster", "geometry": result.cluster_geometry(cluster),
-                "observed": float(cluster.observed), "expected": float(cluster.expected),
-                "p_value": float(cluster.p_value), "dataset": request.dataset,
-                "start": str(cluster.time_frame[0]), "end": str(cluster.time_frame[1]),
-                "n_locations": len(cluster.location_ids)})
-        new = _raise_alerts(store, alerts)
+        alerts = scan_alerts(result, check="scan", p_value=request.alpha)
+        new = _raise_alerts(store, alerts, request.dataset,
+                            lambda alert: {"n_locations": len(alert.location_ids)})
         progress(2, 2)
         summary = result.to_dict()
         return {"kind": "scan", "dataset": request.dataset,
@@ -682,13 +653,17 @@ def hotspot_job(store: LockedStore, request: Any, *, max_cells: int
 
     store.require_dataset(request.dataset)
     distance = parse_length(request.distance, name="distance")
-    _check_step(request.step, "step")
 
     @_dates_in_range
     def work(progress: Callable[[int, int], None]) -> dict[str, Any]:
         import shapely
 
-        from placecast.clusters import SpaceTimeCube, emerging_hot_spots
+        from placecast.clusters import (
+            ALERT_PATTERNS,
+            SpaceTimeCube,
+            emerging_hot_spots,
+            hotspot_alerts,
+        )
 
         progress(0, 2)
         events = _load(store, request.dataset, request.category)
@@ -700,25 +675,15 @@ def hotspot_job(store: LockedStore, request: Any, *, max_cells: int
         progress(1, 2)
         local = units.spatial_reference.source_crs.startswith("local:")
         geometry = units.geometry if local else units.geometry_in("EPSG:4326")
-        start = str(cube.step_edges[-2])[:10]
-        end = str(cube.step_edges[-1])[:10]
-        features, alerts = [], []
+        features = []
         for u in np.flatnonzero(result.pattern != "no pattern detected"):
-            pattern = str(result.pattern[u])
             shape = json.loads(shapely.to_geojson(geometry[u]))
             features.append({"type": "Feature", "geometry": shape, "properties": {
-                "unit_id": str(cube.unit_ids[u]), "pattern": pattern,
+                "unit_id": str(cube.unit_ids[u]), "pattern": str(result.pattern[u]),
                 "trend_z": float(result.trend_z[u]), "last_count": float(cube.counts[u, -1])}})
-            if pattern in ALERT_PATTERNS:
-                alerts.append({
-                    "id": _alert_id("hotspots", request.dataset, str(cube.unit_ids[u]),
-                                    pattern, start),
-                    "kind": pattern, "geometry": shape,
-                    "observed": float(cube.counts[u, -1]),
-                    "expected": round(float(cube.counts[u].mean()), 4),
-                    "p_value": float(result.p_values[u, -1]), "dataset": request.dataset,
-                    "start": start, "end": end, "unit_id": str(cube.unit_ids[u])})
-        new = _raise_alerts(store, alerts)
+        alerts = hotspot_alerts(cube, result, check="hotspots", patterns=ALERT_PATTERNS)
+        new = _raise_alerts(store, alerts, request.dataset,
+                            lambda alert: {"unit_id": alert.location_ids[0]})
         progress(2, 2)
         return {"kind": "hotspots", "dataset": request.dataset, "counts": result.counts(),
                 "new_alerts": new, "parameters": _jsonable(dict(result.parameters)),

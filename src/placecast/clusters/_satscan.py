@@ -19,13 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from placecast.clusters._scan import (
-    GUMBEL_FLOOR,
-    ScanCluster,
-    ScanData,
-    ScanResult,
-    SpaceTimeScan,
-)
+from placecast.clusters._scan import GUMBEL_FLOOR, SpaceTimeScan
+from placecast.clusters._scan_data import ScanData
+from placecast.clusters._scan_result import ScanCluster, ScanResult
 from placecast.exceptions import DataError, DataQualityWarning, ParameterError
 from placecast.io._atomic import atomic_path
 
@@ -34,6 +30,7 @@ __all__ = [
     "format_satscan_report",
     "read_satscan",
     "read_satscan_parameters",
+    "satscan_input_files",
     "write_satscan_files",
     "write_satscan_report",
 ]
@@ -108,6 +105,32 @@ def _locate(value: str, prm: Path, key: str) -> Path:
         return beside
     raise DataError(f"{prm}: {key}={value} was not found, nor {beside}; put the file beside "
                     "the parameter file or correct the path.")
+
+
+
+def satscan_input_files(path: str | os.PathLike[str]) -> list[Path]:
+    """The parameter file and the input files it names, as :func:`read_satscan` finds them.
+
+    The case and coordinates files always; the control and population files when the
+    parameter file names ones that exist. A watcher compares their modification times to
+    know whether a run would see new data.
+
+    Raises
+    ------
+    DataError
+        If the parameter file, its case file or its coordinates file is missing.
+    """
+    prm = Path(path)
+    params = read_satscan_parameters(prm)
+    files = [prm] + [_locate(params.get(key, ""), prm, key)
+                     for key in ("CaseFile", "CoordinatesFile")]
+    for key in ("ControlFile", "PopulationFile"):
+        if params.get(key):
+            try:
+                files.append(_locate(params[key], prm, key))
+            except DataError:
+                continue  # not used by this model, or reported when the run reads it
+    return files
 
 
 def _rows(path: Path) -> list[list[str]]:
@@ -817,6 +840,9 @@ def write_satscan_files(data: ScanData, scan: SpaceTimeScan,
     case_lines = count_lines(data.case_location, data.case_interval)
     extra: dict[str, tuple[Path, list[str]]] = {}
     if scan.model == "bernoulli":
+        if data.control_location is None or data.control_interval is None:
+            raise ParameterError("a Bernoulli scan needs controls; give `data` made with "
+                                 "control_location and control_interval.", param="data")
         extra["ControlFile"] = (prm.with_suffix(".ctl"),
                                 count_lines(data.control_location, data.control_interval))
     if scan.model == "poisson":
