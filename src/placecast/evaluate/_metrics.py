@@ -52,6 +52,7 @@ __all__ = [
     "pai_from_counts",
     "pei_star",
     "pei_star_from_counts",
+    "SQUARE_MILE_M2",
     "resolve_area",
     "score_forecast",
     "top_units_by_area",
@@ -61,6 +62,11 @@ __all__ = [
 #: it had been forecast ``DEFAULT_FLOOR`` events (log(1e-6) = -13.8 per event).
 DEFAULT_FLOOR = 1e-6
 _TIES = ("first", "mean")
+
+
+#: Square metres in one square mile (international mile, 1609.344 m): the one constant
+#: every report, table and check of placecast converts with.
+SQUARE_MILE_M2 = 1609.344**2
 
 
 def _undefined(what: str, why: str) -> float:
