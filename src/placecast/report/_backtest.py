@@ -17,7 +17,8 @@ import pandas as pd
 
 from placecast.evaluate import SQUARE_MILE_M2, BacktestResult
 
-__all__ = ["backtest_tables", "format_p", "format_value", "render_backtest_html"]
+__all__ = ["backtest_tables", "format_difference", "format_p", "format_value",
+           "render_backtest_html"]
 
 #: Columns of the summary table (one row per horizon and model).
 SUMMARY_COLUMNS = ("horizon", "model", "origins", "PAI mean", "median", "p10-p90", "pooled",
@@ -49,7 +50,12 @@ def format_p(value: float) -> str:
     return f"{value:.1e}" if value < 1e-4 else f"{value:.4f}"
 
 
-def _signed(value: float) -> str:
+def format_difference(value: float) -> str:
+    """A difference of PAI as printed everywhere: signed, 2 decimals.
+
+    >>> format_difference(1.234), format_difference(-0.5)
+    ('+1.23', '-0.50')
+    """
     value = float(value)
     return "-" if not np.isfinite(value) else f"{value:+.2f}"
 
@@ -96,7 +102,8 @@ def backtest_tables(result: BacktestResult, reference: str | None = None
         for horizon in result.horizons:
             for c in result.compare("pai", horizon, reference=reference):
                 comparisons.append([horizon, c.model, c.other, str(c.n_pairs),
-                                    _signed(c.mean_difference), _signed(c.median_difference),
+                                    format_difference(c.mean_difference),
+                                    format_difference(c.median_difference),
                                     str(c.n_better), str(c.n_worse), format_p(c.p_value)])
     return {"summary": pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS)),
             "comparisons": pd.DataFrame(comparisons, columns=list(COMPARISON_COLUMNS))}
