@@ -738,6 +738,8 @@ class BacktestResult:
             except (ValueError, TypeError):
                 raise DataError(f"{source}: column 'origin' holds values that are not "
                                 "dates.") from None
+        if frame["origin"].dtype != np.dtype("datetime64[ns]"):  # as run_backtest's
+            frame["origin"] = frame["origin"].astype("datetime64[ns]")
         if "horizon" not in frame:
             frame["horizon"] = "-"
         for column in ("horizon", "model"):
@@ -943,7 +945,7 @@ class BacktestResult:
             raise DataError(f"{path}: a backtest file is .csv or .parquet (as `placecast "
                             "backtest -o` writes).")
         try:
-            frame = pd.read_csv(path, float_precision="round_trip")
+            frame = pd.read_csv(path)  # pandas 3 parses floats exactly (round trip)
         except Exception as exc:
             raise DataError(f"{path}: could not read the backtest table ({exc}).") from None
         return cls.from_records(frame, source=str(path))
