@@ -415,7 +415,7 @@ def print_table(table: Any, *, to: Console | None = None) -> None:
 #: Python parameter names whose command-line flag is not ``--`` + the name with dashes.
 FLAGS: dict[str, str] = {
     "cell_size": "--cell", "area_budget": "--area", "model_params": "--param",
-    "incident_id": "--id", "path": "EVENTS",
+    "incident_id": "--id", "path": "EVENTS", "horizons": "--horizon",
 }
 
 

@@ -738,8 +738,6 @@ class BacktestResult:
             except (ValueError, TypeError):
                 raise DataError(f"{source}: column 'origin' holds values that are not "
                                 "dates.") from None
-        if frame["origin"].dtype != np.dtype("datetime64[ns]"):  # as run_backtest's
-            frame["origin"] = frame["origin"].astype("datetime64[ns]")
         if "horizon" not in frame:
             frame["horizon"] = "-"
         for column in ("horizon", "model"):
@@ -913,7 +911,7 @@ class BacktestResult:
         suffix = path.suffix.lower()
         if suffix not in (".csv", ".parquet"):
             raise ParameterError(f"{path}: a backtest is written as .csv or .parquet, not "
-                                 f"{path.suffix or '(no suffix)'!r}.", param="path")
+                                 f"{path.suffix or '(no suffix)'!r}.")
         with atomic_path(path) as tmp:
             if suffix == ".parquet":
                 tmp.write_bytes(self.to_parquet_bytes())
@@ -948,6 +946,12 @@ class BacktestResult:
             frame = pd.read_csv(path)  # pandas 3 parses floats exactly (round trip)
         except Exception as exc:
             raise DataError(f"{path}: could not read the backtest table ({exc}).") from None
+        if "origin" in frame:  # dates as run_backtest gives them (nanoseconds)
+            try:
+                frame["origin"] = pd.to_datetime(frame["origin"]).astype("datetime64[ns]")
+            except (ValueError, TypeError):
+                raise DataError(f"{path}: column 'origin' holds values that are not "
+                                "dates.") from None
         return cls.from_records(frame, source=str(path))
 
 

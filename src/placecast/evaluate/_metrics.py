@@ -98,13 +98,13 @@ def resolve_area(area: str | float | AreaBudget, units: Units) -> float:
     if square_metres < smallest * (1 - 1e-9):
         raise ParameterError(
             f"area budget {budget.text} ({square_metres:,.0f} m²) is smaller than one unit "
-            f"({smallest:,.0f} m²): no unit could be flagged. Use a larger --area or a "
-            "smaller --cell."
+            f"({smallest:,.0f} m²): no unit could be flagged. Pass a larger `area`, or use "
+            "smaller units.", param="area"
         )
     if square_metres > units.region_area * (1 + 1e-9):
         raise ParameterError(
             f"area budget {budget.text} ({square_metres:,.0f} m²) is larger than the region "
-            f"({units.region_area:,.0f} m²). Use a smaller --area, e.g. 1%."
+            f"({units.region_area:,.0f} m²). Pass a smaller `area`, e.g. 1%.", param="area"
         )
     return float(square_metres)
 

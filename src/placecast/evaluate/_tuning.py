@@ -144,8 +144,8 @@ def tune(
     Units are built once per cell size.
     """
     if metric not in ("pai", "hit_rate", "pei_star", "log_score"):
-        raise ParameterError(f"--metric {metric!r}: use pai, hit_rate, pei_star or "
-                             "log_score.")
+        raise ParameterError(f"`metric` {metric!r}: pass pai, hit_rate, pei_star or "
+                             "log_score.", param="metric")
     if not cell_sizes:
         raise ParameterError("give at least one cell size to tune over.")
     names = list(grid)
@@ -154,7 +154,7 @@ def tune(
             raise ParameterError("every tuned parameter needs at least one value.")
     make_model(model, **{k: v[0] for k, v in grid.items()})  # names checked early
     eval_start = to_datetime64(evaluation_start, name="evaluation start")
-    duration = parse_duration(horizon, name="--horizon")
+    duration = parse_duration(horizon, name="horizon")
     origins = rolling_origins(tuning_start, tuning_end, step)
     ends = np.array([TimeWindow.starting(o, duration).end for o in origins])
     if len(origins) == 0 or ends[0] > eval_start:

@@ -726,6 +726,9 @@ def _map_data(forecast: Forecast, is_flagged: np.ndarray, counts: np.ndarray | N
         columns["o"] = observed[index].astype(int).tolist()
     if hotspots is not None:
         columns["h"] = [hotspots.get(str(u)) for u in units.unit_id[index]]
+    explanations = _explanations(forecast, index)
+    if explanations is not None:
+        columns["x"] = explanations
     cells_json, local = _cells_json(units, index, columns)
     parts = {"cells": cells_json}
 
@@ -765,6 +768,30 @@ def _map_data(forecast: Forecast, is_flagged: np.ndarray, counts: np.ndarray | N
     return _MapData(payload=text.replace("</", "<\\/"), legend=legend,
                     n_drawn=int(drawn.sum()), n_points=len(payload.get("points", [])),
                     local=local)
+
+
+def _explanations(forecast: Forecast, index: np.ndarray) -> list[list[Any]] | None:
+    """Per drawn unit, its ``[reason, effect]`` pairs (``forecast --explain``), else None.
+
+    Reads the ``reason_k``/``effect_k`` columns of ``forecast.details`` (set by
+    ``BoostedPoisson.explained_forecast``); a blank reason (no feature raised the
+    forecast) is left out.
+    """
+    details = forecast.details
+    if details is None:
+        return None
+    pairs = [(f"reason_{k}", f"effect_{k}") for k in range(1, 10)
+             if f"reason_{k}" in details and f"effect_{k}" in details]
+    if not pairs:
+        return None
+    reasons = [details[r].astype(str).to_numpy()[index] for r, _ in pairs]
+    effects = [pd.to_numeric(details[e], errors="coerce").to_numpy(float)[index]
+               for _, e in pairs]
+    out = []
+    for i in range(len(index)):
+        out.append([[reasons[k][i], float(f"{effects[k][i]:.3g}")] for k in range(len(pairs))
+                    if reasons[k][i] not in ("", "nan", "None") and np.isfinite(effects[k][i])])
+    return out
 
 
 def _enough(value: Any, k: float) -> bool:
