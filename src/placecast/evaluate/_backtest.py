@@ -828,8 +828,9 @@ class BacktestResult:
             arrays["cal_decile_predicted"] = np.vstack(list(cal.decile_predicted)).astype(float)
             arrays["cal_decile_observed"] = np.vstack(list(cal.decile_observed)).astype(float)
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, info=np.array(json.dumps(info, default=_json_default)),
-                            **arrays)
+        contents: dict[str, Any] = {
+            "info": np.array(json.dumps(info, default=_json_default)), **arrays}
+        np.savez_compressed(buffer, **contents)
         return buffer.getvalue()
 
     @classmethod

@@ -28,7 +28,7 @@ COMPARISON_COLUMNS = ("horizon", "model", "other", "n pairs", "mean PAI differen
                       "median", "better", "worse", "Wilcoxon p")
 
 
-def format_value(value: float, digits: int = 2) -> str:
+def format_value(value: Any, digits: int = 2) -> str:
     """A metric as printed everywhere: fixed ``digits`` decimals, ``-`` when undefined.
 
     >>> format_value(3.14159), format_value(float("nan")), format_value(0.12345, 3)
@@ -91,7 +91,8 @@ def backtest_tables(result: BacktestResult, reference: str | None = None
             return format_value(part.loc[key, column], digits) if key in part.index else "-"
 
         for model in result.models:
-            n = int(part.loc[(model, "pai"), "n"]) if (model, "pai") in part.index else 0
+            n = (int(float(part.loc[(model, "pai"), "n"]))  # type: ignore[arg-type]
+                 if (model, "pai") in part.index else 0)
             rows.append([horizon, model, str(n), cell(model, "pai", "mean"),
                          cell(model, "pai", "median"),
                          f"{cell(model, 'pai', 'p10')}-{cell(model, 'pai', 'p90')}",
