@@ -66,9 +66,9 @@ def rolling_origins(start: Any, end: Any, step: str | Duration = "7d") -> np.nda
     >>> rolling_origins("2016-03-01", "2016-03-20", "7d").astype("datetime64[D]")
     array(['2016-03-01', '2016-03-08', '2016-03-15'], dtype='datetime64[D]')
     """
-    duration = step if isinstance(step, Duration) else parse_duration(step, name="step")
-    first = pd.Timestamp(to_datetime64(start, name="start"))
-    last = pd.Timestamp(to_datetime64(end, name="end"))
+    duration = step if isinstance(step, Duration) else parse_duration(step, name="--step")
+    first = pd.Timestamp(to_datetime64(start, name="--start"))
+    last = pd.Timestamp(to_datetime64(end, name="--end"))
     if last < first:
         raise ParameterError(f"`end` {last.date()} is before `start` {first.date()}; pass a "
                              "later `end` or an earlier `start`.", param=("end", "start"))
@@ -1072,7 +1072,7 @@ def run_backtest(
     """
     if isinstance(horizons, str):
         horizons = [h for h in horizons.split(",") if h.strip()]
-    durations = tuple(parse_duration(h.strip(), name="horizons") for h in horizons)
+    durations = tuple(parse_duration(h.strip(), name="--horizon") for h in horizons)
     if not durations:
         raise ParameterError("give at least one horizon in `horizons`, e.g. '7d'.",
                              param="horizons")
