@@ -113,6 +113,8 @@ def decode_cells(payload: dict) -> list[dict]:
         for key in ("n", "o", "h"):
             if key in c and c[key][i] is not None:
                 props[key] = c[key][i]
+        if "x" in c and c["x"][i]:  # forecast --explain: [reason, effect] pairs
+            props["x"] = c["x"][i]
         features.append({"properties": props, "geometry": geometry})
     for i in c["f"]:
         features[i]["properties"]["f"] = 1

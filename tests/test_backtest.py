@@ -198,7 +198,7 @@ def test_rolling_origins_and_data_end(portland):
     ({"models": ["naive", "oracle"]}, "unknown model 'oracle'"),
     ({"model_params": {"kde": {"band": 3}}}, "no parameter 'band'"),
     ({"horizons": "7d,7d"}, "repeated"),
-    ({"jobs": 0}, "--jobs must be a positive"),
+    ({"jobs": 0}, "`jobs` must be a positive"),
 ])
 def test_bad_input(portland, options, message):
     events, units, _ = portland

@@ -226,7 +226,7 @@ def test_public_areas_partition_and_merge_rule():
 @pytest.mark.parametrize("k", [0, -1, 2.5, True])
 def test_bad_k(case, k):
     events, _, forecast = case
-    with pytest.raises(ParameterError, match="--k must be a whole number"):
+    with pytest.raises(ParameterError, match="`k` must be a whole number"):
         build_report(forecast, events=events, public=True, k=k)
 
 
@@ -443,3 +443,27 @@ def test_summary_and_load_report_without_events(case):
     assert "<td>dropped rows</td><td>0</td>" in html
     assert "<td>span</td><td>2012-03-01 .. 2017-05-31</td>" in html
     assert "points" not in map_payload(html)  # no events given, none drawn
+
+
+def test_unit_popup_shows_the_forecast_explanation(case):
+    """``forecast --explain`` columns (reason_k, effect_k) reach each unit's popup."""
+    import dataclasses
+
+    from _helpers_report import decode_cells
+
+    forecast = case[2]
+    n = len(forecast.units)
+    top = np.argsort(-forecast.intensity, kind="stable")[:2]
+    reason = np.full(n, "", dtype=object)
+    reason[top] = ["recent burglaries within 200 m", "<b>distance</b> to a bar"]
+    details = pd.DataFrame({"reason_1": reason, "effect_1": np.where(reason != "", 2.5, 1.0),
+                            "reason_2": "", "effect_2": 1.0})
+    explained = dataclasses.replace(forecast, details=details)
+    html = build_report(explained, area=BUDGET)
+    cells = decode_cells(map_payload(html))
+    why = {c["properties"]["id"]: c["properties"].get("x") for c in cells}
+    shown = [w for w in why.values() if w]
+    assert sorted(w[0][0] for w in shown) == sorted(reason[top])
+    assert all(w == [[w[0][0], 2.5]] for w in shown)  # blank reasons are left out
+    assert '"reason " + (k + 1)' in html  # the popup lists them (escaped by rows())
+    assert "x" not in map_payload(build_report(forecast, area=BUDGET))["cells"]

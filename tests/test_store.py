@@ -389,7 +389,8 @@ def test_backtest_round_trip(store_url):
     frame = _backtest_frame()
     with open_store(store_url) as store:
         backtest_id = store.save_backtest(frame, {"model": "kde", "cell": 600})
-        loaded, meta = store.load_backtest(backtest_id)
+        saved = store.load_backtest(backtest_id)  # a BacktestResult
+        loaded, meta = saved.records, saved.meta
         pd.testing.assert_frame_equal(loaded, frame)
         assert meta == {"model": "kde", "cell": 600}
         # the typed rows are there for SQL
@@ -412,7 +413,7 @@ def test_real_backtest_frame_round_trips(store_url):
                           end="2017-02-15", horizons=("7d",), area="5%")
     frame = result.to_frame()
     with open_store(store_url) as store:
-        loaded, _ = store.load_backtest(store.save_backtest(frame, {"cell": 1500}))
+        loaded = store.load_backtest(store.save_backtest(frame, {"cell": 1500})).records
     pd.testing.assert_frame_equal(loaded, frame.reset_index(drop=True))
 
 

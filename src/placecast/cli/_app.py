@@ -418,7 +418,7 @@ def print_table(table: Any, *, to: Console | None = None) -> None:
 #: Python parameter names whose command-line flag is not ``--`` + the name with dashes.
 FLAGS: dict[str, str] = {
     "cell_size": "--cell", "area_budget": "--area", "model_params": "--param",
-    "incident_id": "--id", "path": "EVENTS",
+    "incident_id": "--id", "path": "EVENTS", "horizons": "--horizon",
     "hotspot_area": "--area",  # io.export_forecast
     "mark": "--magnitude",  # ColumnMap.mark: only `fit --model etas_marked` reads it
     "polygons": "--units-file",  # UnitSpec.polygons

@@ -379,11 +379,10 @@ def demo_command(
     burglaries, and writes the forecast (CSV, GeoJSON), a summary and an offline report.
     """
     from placecast.datasets import PORTLAND_CRS, portland_burglary_path, portland_region_path
-    from placecast.forecast import TimeWindow
+    from placecast.evaluate import SQUARE_MILE_M2, score_forecast
     from placecast.io import read_events, write_forecast
     from placecast.pipeline import UnitSpec, build_units, run_forecast
-    from placecast.quantities import parse_area, parse_length
-    from placecast.units import aggregate
+    from placecast.quantities import parse_length
 
     at, horizon, cell, budget = "2017-03-01", "7d", "600ft", "0.25sqmi"
     events = read_events(portland_burglary_path(), crs=PORTLAND_CRS)
@@ -398,23 +397,20 @@ def demo_command(
     geojson_path = write_forecast(forecast, output_dir / "forecast.geojson")
     _print_forecast_summary(forecast)
 
-    window = TimeWindow.starting(at, horizon)
-    observed = aggregate(events.between(window.start, window.end), units)
-    area = parse_area(budget).resolve(units.region_area)
-    flagged = forecast.top_units(area)
-    n_total = observed.sum()
-    hits = observed[flagged].sum()
-    flagged_area = units.area[flagged].sum()
-    hit_rate = hits / n_total if n_total else float("nan")
-    pai = hit_rate / (flagged_area / units.region_area) if n_total else float("nan")
+    window = forecast.window
+    # the metrics of placecast.evaluate, as the backtest and the report compute them
+    score = score_forecast(forecast, events, area=budget)
+    sqmi = SQUARE_MILE_M2
     console.print(
-        f"scored on the {int(n_total)} burglaries of {window}: the top {len(flagged)} cells "
-        f"({flagged_area / 1609.344**2:.3f} sq mi of {units.region_area / 1609.344**2:.1f}) "
-        f"caught {int(hits)} -> hit rate {hit_rate:.3f}, PAI {pai:.1f}"
+        f"scored on the {int(score.n_events)} burglaries of {window}: the top "
+        f"{score.n_flagged_units} cells ({score.flagged_area / sqmi:.3f} sq mi of "
+        f"{score.region_area / sqmi:.1f}) caught {int(score.hits)} -> hit rate "
+        f"{score.hit_rate:.3f}, PAI {score.pai:.1f}"
     )
     summary = {"forecast": forecast.to_dict(), "window": window.to_dict(),
-               "n_events_in_window": int(n_total), "flagged_units": len(flagged),
-               "hits": int(hits), "hit_rate": hit_rate, "pai": pai}
+               "n_events_in_window": int(score.n_events),
+               "flagged_units": score.n_flagged_units, "hits": int(score.hits),
+               "hit_rate": score.hit_rate, "pai": score.pai}
     from placecast.io._atomic import atomic_path
     from placecast.report import write_report
 

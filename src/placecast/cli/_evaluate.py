@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import html
-import json
 import os
 import shutil
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import typer
 from rich.table import Table
 
@@ -35,12 +32,20 @@ from placecast.cli._core import (
 )
 from placecast.cli._progress import progress_bar
 from placecast.cli._regions import ByIdOpt, ByOpt
+from placecast.evaluate import SQUARE_MILE_M2
 from placecast.exceptions import ParameterError
 from placecast.models import MODELS
+from placecast.report._backtest import (
+    backtest_tables,
+    format_difference,
+    format_p,
+    format_value,
+    render_backtest_html,
+)
 
 __all__ = ["render_backtest_html"]
 
-SQMI = 1609.344**2
+SQMI = SQUARE_MILE_M2
 _RESULT_FORMATS = (".csv", ".parquet")
 
 ModelsOpt = Annotated[str, typer.Option("--models", "-m", help=(
@@ -134,6 +139,12 @@ def backtest_command(
                                               "model (.png or .svg).")] = None,
     report: Annotated[Path | None, typer.Option("--report", help="A minimal HTML summary.")]
     = None,
+    save: Annotated[str | None, typer.Option(
+        "--save", help="Also keep the backtest in a store under this name (see --db); the "
+        "dashboard shows it for the dataset it ran on.")] = None,
+    db: Annotated[str, typer.Option("--db", envvar="PLACECAST_DB", help="Store for --save: "
+                                    "a DuckDB file or postgresql://... URL.")]
+    = "placecast.duckdb",
     by: ByOpt = None,
     by_id: ByIdOpt = None,
     unit_spec: Any = None,
@@ -177,7 +188,7 @@ def backtest_command(
                             event_options=event_options, dask=dask, jobs=n_jobs,
                             not_with={"--protocol": protocol, "--plot": plot,
                                       "--report": report, "--checkpoint": checkpoint,
-                                      "--resume": resume or None},
+                                      "--resume": resume or None, "--save": save},
                             params=dict(models=model_names, model_params=model_params,
                                         start=start, end=end, step=step, horizons=horizons,
                                         area=area or "1%", ties=ties))
@@ -221,7 +232,7 @@ def backtest_command(
     except BaseException:
         _drop_unresumable_checkpoint(folder, existed=existed, given=checkpoint is not None)
         raise
-    _write_table(result.to_frame(), output)
+    result.write(output)
     written = [str(output)]
     if plot is not None:
         plot_backtest(result, plot)
@@ -236,6 +247,30 @@ def backtest_command(
         shutil.rmtree(folder, ignore_errors=True)
     _print_summary(result, protocol=protocol)
     console.print(f"wrote {', '.join(written)}")
+    if save:
+        _save_backtest(result, save, db, events_path, event_options,
+                       {"models": model_names, "horizons": list(result.horizons),
+                        "step": step, "area": area or ("nij" if protocol else "1%"),
+                        "area_m2": result.area, "protocol": protocol})
+
+
+def _save_backtest(result: Any, name: str, db: str, events_path: Any,
+                   event_options: dict[str, Any] | None, settings: dict[str, Any]) -> None:
+    """``--save``: keep the result in the store, with the dataset it ran on (if stored)."""
+    from dataclasses import replace
+
+    from placecast.store import open_store, split_store_reference
+
+    reference = ((event_options or {}).get("store")
+                 or (split_store_reference(events_path) if events_path is not None else None))
+    meta = {"name": name, "dataset": reference[1] if reference else None,
+            "source": None if reference else str(events_path), **settings}
+    store = open_store(db)
+    try:
+        backtest_id = store.save_backtest(replace(result, meta=meta), name=name)
+    finally:
+        store.close()
+    console.print(f"saved backtest {name!r} as id {backtest_id} in {db}")
 
 
 def _backtest_by_region(events_path: Any, output: Path, *, by: str, by_id: str | None,
@@ -296,13 +331,11 @@ def _drop_unresumable_checkpoint(folder: Path, *, existed: bool, given: bool) ->
 
 
 def _fmt(value: float, digits: int = 2) -> str:
-    return "-" if not np.isfinite(value) else f"{value:.{digits}f}"
+    return format_value(value, digits)
 
 
 def _fmt_p(value: float) -> str:
-    if not np.isfinite(value):
-        return "- (no difference)"
-    return f"{value:.1e}" if value < 1e-4 else f"{value:.4f}"
+    return format_p(value)
 
 
 def _fractions(text: str | None, option: str, *, low: float = 0.0, high: float = 1.0
@@ -341,8 +374,8 @@ def _print_calibration(result: Any, horizon: str) -> None:
 
 
 def _print_summary(result: Any, *, protocol: str | None = None) -> None:
-    flagged_sqmi = result.records["flagged_area"].max() / SQMI
-    region_sqmi = result.units.region_area / SQMI
+    flagged_sqmi = result.flagged_area / SQMI
+    region_sqmi = result.region_area / SQMI
     if protocol is not None:
         table = Table(title=f"NIJ protocol, origin {str(result.origins[0])[:10]}: "
                       f"{flagged_sqmi:.3f} of {region_sqmi:.1f} sq mi flagged")
@@ -356,23 +389,21 @@ def _print_summary(result: Any, *, protocol: str | None = None) -> None:
                           _fmt(row.pei_star, 3), _fmt(row.log_score))
         print_table(table)
         return
-    summary = result.summary()
+    # the same tables, from the same methods, as backtest.html and the HTML report
+    tables = backtest_tables(result)
+    summary = tables["summary"]
     for horizon in result.horizons:
-        part = summary[summary.horizon == horizon].set_index(["model", "metric"])
         table = Table(title=f"{horizon} windows from {len(result.origins)} origins "
                       f"({str(result.origins[0])[:10]} .. {str(result.origins[-1])[:10]}), "
                       f"{flagged_sqmi:.3f} of {region_sqmi:.1f} sq mi flagged")
-        for column in ("model", "PAI mean", "median", "p10-p90", "pooled", "hit rate",
-                       "PEI*", "log score"):
+        columns = ("model", "PAI mean", "median", "p10-p90", "pooled", "hit rate", "PEI*",
+                   "log score")
+        for column in columns:
             table.add_column(column, justify="left" if column == "model" else "right",
                              no_wrap=True)
-        for model in result.models:
-            p = part.loc[(model, "pai")]
-            table.add_row(model, _fmt(p["mean"]), _fmt(p["median"]),
-                          f"{_fmt(p['p10'])}-{_fmt(p['p90'])}", _fmt(p["pooled"]),
-                          _fmt(part.loc[(model, "hit_rate")]["mean"], 3),
-                          _fmt(part.loc[(model, "pei_star")]["mean"], 3),
-                          _fmt(part.loc[(model, "log_score")]["mean"]))
+        for row in summary[summary.horizon == horizon].itertuples(index=False):
+            values = dict(zip(summary.columns, row, strict=True))
+            table.add_row(*[values[c] for c in columns])
         print_table(table)
         _print_calibration(result, horizon)
         if len(result.models) > 1:
@@ -382,48 +413,10 @@ def _print_summary(result: Any, *, protocol: str | None = None) -> None:
                 verdict = ("a real difference at the 5% level" if c.p_value < 0.05
                            else "not distinguishable from noise at the 5% level")
                 console.print(
-                    f"  {c.model} vs {c.other}: mean PAI difference {c.mean_difference:+.2f}, "
-                    f"better at {c.n_better} and worse at {c.n_worse} of {c.n_pairs} origins; "
-                    f"Wilcoxon signed-rank p = {_fmt_p(c.p_value)} ({verdict})")
-
-
-def render_backtest_html(result: Any, *, protocol: str | None = None) -> str:
-    """Render a minimal self-contained HTML page: settings, summary, paired tests, plot (SVG)."""
-    from placecast.evaluate import plot_backtest
-
-    esc = html.escape
-    summary = result.summary()
-    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'>",
-             "<title>placecast backtest</title><style>body{font-family:sans-serif;"
-             "max-width:60em;margin:2em auto}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}</style></head>"
-             "<body><h1>placecast backtest</h1>"]
-    settings = {"models": ", ".join(result.models), "horizons": ", ".join(result.horizons),
-                "origins": f"{len(result.origins)} ({str(result.origins[0])[:10]} .. "
-                           f"{str(result.origins[-1])[:10]})",
-                "flagged-area budget": f"{result.area / SQMI:.4f} sq mi",
-                "region": f"{result.units.region_area / SQMI:.2f} sq mi, "
-                          f"{len(result.units):,} units",
-                "protocol": protocol or "-",
-                "parameters": json.dumps(result.settings.get("models", {}), default=str)}
-    parts.append("<h2>Settings</h2><table>")
-    parts.extend(f"<tr><th>{esc(k)}</th><td style='text-align:left'>{esc(str(v))}</td></tr>"
-                 for k, v in settings.items())
-    parts.append("</table><h2>Summary over origins</h2>")
-    parts.append(summary.to_html(index=False, float_format=lambda v: f"{v:.3f}",
-                                 na_rep="-"))
-    if len(result.models) > 1:
-        parts.append("<h2>Paired comparison (Wilcoxon signed-rank on per-origin PAI)</h2>")
-        import pandas as pd
-
-        rows = [c.to_dict() for h in result.horizons for c in result.compare("pai", h)]
-        parts.append(pd.DataFrame(rows).to_html(index=False, na_rep="-"))
-    if len(result.origins) > 1:
-        parts.append("<h2>PAI and hit rate per origin</h2>")
-        svg = plot_backtest(result)
-        parts.append(svg[svg.find("<svg"):])
-    parts.append("</body></html>")
-    return "\n".join(parts)
+                    f"  {c.model} vs {c.other}: mean PAI difference "
+                    f"{format_difference(c.mean_difference)}, better at {c.n_better} and "
+                    f"worse at {c.n_worse} of {c.n_pairs} origins; Wilcoxon signed-rank p = "
+                    f"{format_p(c.p_value)} ({verdict})")
 
 
 @command("tune")

@@ -38,6 +38,43 @@ def _read_table(path: Path, what: str) -> Any:
         raise DataError(f"{path}: could not read the {what} table ({exc}).") from None
 
 
+def read_backtest(reference: Path) -> Any:
+    """Read the backtest ``report --backtest`` names, as a ``BacktestResult``.
+
+    ``reference`` is a file (``.csv``/``.parquet``, as ``backtest -o`` writes) or a store,
+    ``DB#NAME`` or ``DB#ID`` (as ``backtest --save NAME --db DB`` keeps it).
+    """
+    from placecast.evaluate import BacktestResult
+    from placecast.store import open_store, split_store_reference
+
+    if reference.exists() or reference.suffix.lower() in (".csv", ".parquet"):
+        return BacktestResult.read(reference)
+    parts = split_store_reference(reference)
+    if parts is None:
+        raise DataError(f"{reference}: no such backtest file (give a .csv or .parquet file "
+                        "that `placecast backtest -o` wrote, or DB#NAME for one kept with "
+                        "`placecast backtest --save NAME --db DB`).")
+    db, key = parts
+    if "://" not in db and not Path(db).is_file():
+        raise DataError(f"{db}: no such store (in --backtest {reference}).")
+    store = open_store(db)
+    try:
+        saved = store.list_backtests()
+        matches = [b for b in saved if str(b.id) == key or b.meta.get("name") == key]
+        if not matches:
+            names = sorted({str(b.meta["name"]) for b in saved if b.meta.get("name")})
+            raise DataError(f"{db}: no saved backtest named or numbered {key!r} (names: "
+                            f"{', '.join(names) or 'none'}).")
+        by_id = [b for b in matches if str(b.id) == key]
+        if not by_id and len(matches) > 1:
+            raise DataError(f"{db}: {len(matches)} backtests are named {key!r} (ids "
+                            f"{', '.join(str(b.id) for b in matches)}); give the id, "
+                            f"{db}#{matches[0].id}.")
+        return store.load_backtest((by_id or matches)[0].id)
+    finally:
+        store.close()
+
+
 @command("report")
 @with_event_options
 @with_unit_options
@@ -62,9 +99,9 @@ def report_command(
     models: Annotated[str | None, typer.Option("--models", help="Models the backtest "
                                                "compares, comma-separated (default: --model "
                                                "and naive).")] = None,
-    backtest: Annotated[Path | None, typer.Option("--backtest", help="Backtest results "
-                                                  "table (.csv or .parquet) to compare "
-                                                  "models.")] = None,
+    backtest: Annotated[Path | None, typer.Option(
+        "--backtest", help="Backtest to compare models: the .csv or .parquet that `backtest "
+        "-o` wrote, or DB#NAME (or DB#ID) kept with `backtest --save`.")] = None,
     clusters: Annotated[Path | None, typer.Option("--clusters", help="Clusters as GeoJSON "
                                                   "(WGS 84) with observed, expected, "
                                                   "p_value.")] = None,
@@ -72,8 +109,10 @@ def report_command(
         "--hotspots", help="Emerging hot spots as `placecast hotspots -o` writes them "
         "(.geojson, .gpkg, .csv), or a table with columns unit_id, category.")]
     = None,
-    model_card: Annotated[Path | None, typer.Option("--model-card", help="Model card text "
-                                                    "file to include.")] = None,
+    model_card: Annotated[Path | None, typer.Option("--model-card", help="Model card "
+                                                    "(Markdown, e.g. the audit's "
+                                                    "model_card.md), rendered in the "
+                                                    "report.")] = None,
     public: Annotated[bool, typer.Option("--public", help="Report for sharing: counts only "
                                          "for areas with at least --k events, no event "
                                          "points.")] = False,
@@ -137,7 +176,7 @@ def report_command(
                                 model_params=params)
     results = None
     if backtest is not None:
-        results = _read_table(backtest, "backtest")
+        results = read_backtest(backtest)
     elif start is not None:
         from placecast.evaluate import run_backtest
 

@@ -16,6 +16,7 @@ from placecast.evaluate._backtest import (
 )
 from placecast.evaluate._metrics import (
     DEFAULT_FLOOR,
+    SQUARE_MILE_M2,
     Calibration,
     ForecastScore,
     HitRateCurve,
@@ -44,6 +45,7 @@ __all__ = [
     "COLUMNS",
     "DEFAULT_FLOOR",
     "NIJ",
+    "SQUARE_MILE_M2",
     "BacktestResult",
     "Calibration",
     "ForecastScore",

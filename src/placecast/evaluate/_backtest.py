@@ -42,6 +42,13 @@ __all__ = [
     "run_backtest",
 ]
 
+#: Required columns of a backtest table read back as a result (the others are optional).
+_REQUIRED = ("origin", "model", "hit_rate", "pai")
+#: Key of the Parquet metadata holding what a table alone cannot (``BacktestResult.write``).
+_PARQUET_KEY = b"placecast.backtest"
+#: Version of that metadata (bump when its layout changes; older ones are refused).
+_FORMAT_VERSION = 1
+
 #: Columns of ``BacktestResult.to_frame()``, in order (areas in square metres).
 COLUMNS = ("origin", "horizon", "model", "n_events", "n_flagged_units", "flagged_area",
            "region_area", "hits", "hit_rate", "pai", "pei_star", "log_score")
@@ -63,7 +70,8 @@ def rolling_origins(start: Any, end: Any, step: str | Duration = "7d") -> np.nda
     first = pd.Timestamp(to_datetime64(start, name="--start"))
     last = pd.Timestamp(to_datetime64(end, name="--end"))
     if last < first:
-        raise ParameterError(f"--end {last.date()} is before --start {first.date()}.")
+        raise ParameterError(f"`end` {last.date()} is before `start` {first.date()}; pass a "
+                             "later `end` or an earlier `start`.", param=("end", "start"))
     origins = []
     current, i = first, 0
     while current <= last:  # start + i * step, so month ends do not drift (Jan 31, Feb 29,
@@ -94,12 +102,12 @@ def _check_windows(events: Events, origins: np.ndarray, horizons: Sequence[Durat
     if first <= start:
         raise ParameterError(
             f"origin {_day(first)} is not after the data start ({_day(start)}): a model "
-            "needs events before its origin. Use a later --start."
+            "needs events before its origin. Pass a later `start`.", param="start"
         )
     if origins.max() >= end:
         raise ParameterError(
-            f"origin {_day(origins.max())} is at or after the data end ({_day(end)}). Use an "
-            "earlier --end."
+            f"origin {_day(origins.max())} is at or after the data end ({_day(end)}). Pass "
+            "an earlier `end`.", param="end"
         )
     for horizon in horizons:
         last = TimeWindow.starting(origins.max(), horizon)
@@ -107,8 +115,8 @@ def _check_windows(events: Events, origins: np.ndarray, horizons: Sequence[Durat
             raise ParameterError(
                 f"the {horizon.text} window from origin {_day(origins.max())} ends "
                 f"{_day(last.end)}, past the end of the data ({_day(end)}): it could not be "
-                "scored. Use an earlier --end or a shorter --horizon."
-            )
+                "scored. Pass an earlier `end` or a shorter `horizons`.",
+                param=("end", "horizons"))
 
 
 def _day(value: Any) -> str:
@@ -201,9 +209,9 @@ class _Checkpoint:
             saved = json.loads(manifest.read_text()).get("fingerprint")
             if saved != fingerprint:
                 raise ParameterError(
-                    f"{folder}: the checkpoint was made with other data or settings; drop "
-                    "--resume to start again, or use another checkpoint folder."
-                )
+                    f"{folder}: the checkpoint was made with other data or settings; pass "
+                    "`resume`=False to start again, or another `checkpoint` folder.",
+                    param=("resume", "checkpoint"))
         else:
             folder.mkdir(parents=True, exist_ok=True)
             for old in folder.glob("origin-*.npz"):
@@ -331,8 +339,8 @@ def _dask(plan: _Plan, origins: Sequence[np.datetime64], address: Any,
     try:
         from dask.distributed import as_completed
     except ImportError:  # pragma: no cover - depends on the environment
-        raise ParameterError("--dask needs dask.distributed: pip install 'placecast[dask]'."
-                             ) from None
+        raise ParameterError("`dask` needs dask.distributed: pip install "
+                             "'placecast[dask]'.", param="dask") from None
     from placecast.regions import dask_client
 
     # "local": workers start with glibc's default malloc settings, as outside Dask (Dask's
@@ -365,15 +373,16 @@ class PairedComparison:
     Attributes
     ----------
     model, other : str
-        The two models (``model`` is the better on mean).
+        The reference model and the model compared with it (differences are
+        ``model - other``); see :meth:`BacktestResult.compare` for how ``model`` is chosen.
     horizon : str
         The window length compared.
     metric : str
         The compared metric (e.g. ``"pai"``).
     n_pairs : int
         Origins where both scores are defined.
-    mean_difference : float
-        Mean of ``model - other``.
+    mean_difference, median_difference : float
+        Mean and median of ``model - other`` over the pairs.
     n_better, n_worse : int
         Origins where ``model`` scored above / below ``other``.
     statistic, p_value : float
@@ -391,6 +400,7 @@ class PairedComparison:
     n_worse: int
     statistic: float
     p_value: float
+    median_difference: float = float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         """Field name -> value."""
@@ -400,6 +410,11 @@ class PairedComparison:
 @dataclass(frozen=True, eq=False)
 class BacktestResult:
     """Scores of every model at every origin and horizon, with what produced them.
+
+    Every statistic of a backtest (summary, winner, paired tests) is a method of this
+    object, and every consumer (the ``backtest`` command, ``backtest.html``, the HTML
+    report, the store, the web service and the dashboard) calls them: a backtest read back
+    from a file (:meth:`read`) or a store gives the same numbers to the last digit.
 
     Attributes
     ----------
@@ -412,28 +427,73 @@ class BacktestResult:
         Window lengths as given (``"7d"``, ``"1M"``).
     models : tuple of str
         Model labels.
-    units : Units
-        The area units scored.
+    units : Units or None
+        The area units scored (``None`` for a result read back from a file or a store:
+        :attr:`unit_ids`, :attr:`region_area` and :attr:`n_units` still tell about them).
     area : float
-        The flagged-area budget, m².
+        The flagged-area budget, m² (``nan`` when read from a bare table).
     flag_indices : dict
         ``(model, horizon) -> list`` (one per origin) of flagged unit indices.
     observed : dict
         ``horizon -> ndarray (n_origins, n_units)`` of observed events per unit.
     settings : dict
         Model parameters, ties rule, log-score floor.
+    calibration_records : DataFrame, optional
+        Predicted and observed events per origin, horizon, model and intensity decile.
+    meta : dict
+        Where the backtest came from (``dataset``, ``name``, ...), kept by the store.
+    unit_info : dict
+        ``n_units``, ``region_area_m2``, ``units`` (description) and ``unit_id`` of the units
+        when :attr:`units` is ``None``.
     """
 
     records: pd.DataFrame
     origins: np.ndarray
     horizons: tuple[str, ...]
     models: tuple[str, ...]
-    units: Units
+    units: Units | None
     area: float
     flag_indices: dict[tuple[str, str], list[np.ndarray]] = field(repr=False)
     observed: dict[str, np.ndarray] = field(repr=False)
     settings: dict[str, Any] = field(default_factory=dict)
     calibration_records: pd.DataFrame | None = field(default=None, repr=False)
+    meta: dict[str, Any] = field(default_factory=dict)
+    unit_info: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    # ------------------------------------------------------------------ about the units
+    @property
+    def region_area(self) -> float:
+        """Area of the region scored, m² (from the units, else from the table)."""
+        if self.units is not None:
+            return float(self.units.region_area)
+        if "region_area_m2" in self.unit_info:
+            return float(self.unit_info["region_area_m2"])
+        if "region_area" in self.records and len(self.records):
+            return float(self.records["region_area"].iloc[0])
+        return float("nan")
+
+    @property
+    def n_units(self) -> int | None:
+        """Number of area units (``None`` when read from a bare table)."""
+        if self.units is not None:
+            return len(self.units)
+        n = self.unit_info.get("n_units")
+        return int(n) if n is not None else None
+
+    @property
+    def unit_ids(self) -> np.ndarray | None:
+        """Unit ids in the order of :meth:`flags` columns (``None`` from a bare table)."""
+        if self.units is not None:
+            return np.asarray(self.units.unit_id)
+        ids = self.unit_info.get("unit_id")
+        return None if ids is None else np.asarray(ids)
+
+    @property
+    def flagged_area(self) -> float:
+        """The largest area flagged in any window, m² (the budget as used)."""
+        if "flagged_area" not in self.records or not len(self.records):
+            return float(self.area)
+        return float(self.records["flagged_area"].max())
 
     def calibration(self, horizon: str | None = None) -> pd.DataFrame:
         """Predicted vs observed events per model: totals and the ten intensity deciles.
@@ -451,7 +511,9 @@ class BacktestResult:
         """
         if self.calibration_records is None:
             raise ParameterError("this backtest result holds no calibration records (it was "
-                                 "made by an older placecast); run the backtest again.")
+                                 "read from a bare table, or made by an older placecast); "
+                                 "run the backtest again, or keep it as .parquet or in a "
+                                 "store.")
         horizon = self._horizon(horizon)
         part = self.calibration_records[self.calibration_records.horizon == horizon]
         rows = []
@@ -477,10 +539,14 @@ class BacktestResult:
     def flags(self, model: str, horizon: str | None = None) -> np.ndarray:
         """Boolean ``(n_origins, n_units)``: which units ``model`` flagged at each origin."""
         horizon = self._horizon(horizon)
-        if (model, horizon) not in self.flag_indices:
+        if model not in self.models:
             raise ParameterError(f"no model {model!r} in this backtest "
-                                 f"(models: {', '.join(self.models)}).")
-        matrix = np.zeros((len(self.origins), len(self.units)), dtype=bool)
+                                 f"(models: {', '.join(self.models)}).", param="model")
+        if (model, horizon) not in self.flag_indices or self.n_units is None:
+            raise ParameterError("this backtest result holds no flagged units (it was read "
+                                 "from a bare table); keep backtests as .parquet or in a "
+                                 "store to audit them, or run the backtest again.")
+        matrix = np.zeros((len(self.origins), self.n_units), dtype=bool)
         for row, index in enumerate(self.flag_indices[(model, horizon)]):
             matrix[row, index] = True
         return matrix
@@ -490,9 +556,10 @@ class BacktestResult:
             return self.horizons[0]
         if horizon not in self.horizons:
             raise ParameterError(f"no horizon {horizon!r} in this backtest "
-                                 f"(horizons: {', '.join(self.horizons)}).")
+                                 f"(horizons: {', '.join(self.horizons)}).", param="horizon")
         return horizon
 
+    # ------------------------------------------------------------------ statistics
     def summary(self, metrics: Sequence[str] = ("pai", "hit_rate", "pei_star", "log_score")
                 ) -> pd.DataFrame:
         """Summarise each metric per horizon and model.
@@ -501,9 +568,12 @@ class BacktestResult:
         p10, p90`` of the metric over origins (undefined scores left out) and, for
         ``hit_rate`` and ``pai``, ``pooled``: the metric of all windows taken together,
         ``(sum n / sum N) / (a / A)``, steadier than the mean when windows hold few events
-        (nan for the other metrics).
+        (nan for the other metrics, and when the table lacks ``hits``/``n_events``).
+        Metrics the table does not have are left out.
         """
         out = []
+        metrics = [m for m in metrics if m in self.records]
+        can_pool = {"hits", "n_events", "flagged_area"} <= set(self.records)
         for horizon in self.horizons:
             for model in self.models:
                 part = self.records[(self.records.horizon == horizon)
@@ -515,15 +585,16 @@ class BacktestResult:
                               float(np.percentile(values, 10)), float(np.percentile(values, 90)))
                              if len(values) else (np.nan,) * 4)
                     pooled = float("nan")
-                    total = float(part["n_events"].sum())
+                    total = float(part["n_events"].sum()) if can_pool else 0.0
                     if metric in ("hit_rate", "pai") and total > 0:
                         pooled = float(part["hits"].sum()) / total
                         if metric == "pai":
-                            pooled /= float(part["flagged_area"].mean()) / self.units.region_area
+                            pooled /= float(part["flagged_area"].mean()) / self.region_area
                     out.append({"horizon": horizon, "model": model, "metric": metric,
                                 "n": int(len(values)), "mean": stats[0], "median": stats[1],
                                 "p10": stats[2], "p90": stats[3], "pooled": pooled})
-        return pd.DataFrame(out)
+        return pd.DataFrame(out, columns=["horizon", "model", "metric", "n", "mean", "median",
+                                          "p10", "p90", "pooled"])
 
     def winner(self, metric: str = "pai", horizon: str | None = None) -> str:
         """Return the model with the highest mean ``metric`` (ties: first given)."""
@@ -537,33 +608,83 @@ class BacktestResult:
         tolerance = 1e-9 * max(abs(best), 1e-12)  # equal up to rounding: first given wins
         return str(means.index[(means >= best - tolerance).to_numpy()][0])
 
-    def compare(self, metric: str = "pai", horizon: str | None = None
-                ) -> list[PairedComparison]:
-        """Test the winner against every other model (paired Wilcoxon signed-rank)."""
+    def compare(self, metric: str = "pai", horizon: str | None = None,
+                reference: str | None = None) -> list[PairedComparison]:
+        """Test the reference model against every other model (paired Wilcoxon signed-rank).
+
+        This is placecast's only paired comparison: the ``backtest`` command, its
+        ``backtest.html``, the HTML report, the web service and
+        ``placecast.report.compare_models`` all call it.
+
+        Parameters
+        ----------
+        metric : str
+            Per-origin score compared (``"pai"``, ``"hit_rate"``, ``"pei_star"``,
+            ``"log_score"``).
+        horizon : str, optional
+            Window length (default the first).
+        reference : str, optional
+            The reference model. The rule everywhere: the model the caller is about when
+            there is one (the report passes its forecast's model), otherwise the
+            :meth:`winner` on ``metric`` (highest mean; ties: the first model given).
+
+        Returns
+        -------
+        list of PairedComparison
+            One per other model, in the order given; differences are reference minus
+            other.
+
+        Notes
+        -----
+        Pairs are the origins of ``horizon`` where both scores are defined. Differences
+        equal up to rounding (``numpy.isclose``, rtol 1e-9, atol 1e-12: areas summed in
+        another order) are ties, set to zero and dropped ("wilcox" zero method); the test
+        is two-sided ``scipy.stats.wilcoxon`` with its default method, and is ``nan`` with
+        fewer than two pairs or no non-zero difference.
+        """
         from scipy.stats import wilcoxon
 
         horizon = self._horizon(horizon)
-        best = self.winner(metric, horizon)
+        if metric not in self.records:
+            raise ParameterError(f"no metric {metric!r} in this backtest (has: "
+                                 f"{', '.join(m for m in _METRICS if m in self.records)}).",
+                                 param="metric")
+        if reference is None:
+            best = self.winner(metric, horizon)
+        elif reference not in self.models:
+            raise ParameterError(f"reference model {reference!r} is not in the backtest "
+                                 f"(models: {', '.join(self.models)}); pass one of them as "
+                                 "`reference`.", param="reference")
+        else:
+            best = reference
         part = self.records[self.records.horizon == horizon]
         wide = part.pivot(index="origin", columns="model", values=metric)
         out = []
         for other in self.models:
             if other == best:
                 continue
-            pair = wide[[best, other]].dropna()
+            pair = wide[[best, other]].astype(float).dropna()
             first, second = pair[best].to_numpy(float), pair[other].to_numpy(float)
             # scores equal up to rounding (areas summed in another order) count as ties
             diff = np.where(np.isclose(first, second, rtol=1e-9, atol=1e-12), 0.0,
                             first - second)
             statistic = p_value = float("nan")
-            if len(diff) >= 2 and np.any(diff != 0):
+            if len(diff) >= 2 and np.count_nonzero(diff) >= 1:
                 test = wilcoxon(diff, zero_method="wilcox", alternative="two-sided")
                 statistic, p_value = float(test.statistic), float(test.pvalue)
-            out.append(PairedComparison(best, other, horizon, metric, int(len(diff)),
-                                        float(diff.mean()) if len(diff) else float("nan"),
-                                        int((diff > 0).sum()), int((diff < 0).sum()),
-                                        statistic, p_value))
+            out.append(PairedComparison(
+                best, other, horizon, metric, int(len(diff)),
+                float(diff.mean()) if len(diff) else float("nan"),
+                int((diff > 0).sum()), int((diff < 0).sum()), statistic, p_value,
+                float(np.median(diff)) if len(diff) else float("nan")))
         return out
+
+    def comparisons(self, metric: str = "pai", reference: str | None = None
+                    ) -> pd.DataFrame:
+        """:meth:`compare` for every horizon as one table (``PairedComparison`` fields)."""
+        rows = [c.to_dict() for h in self.horizons
+                for c in self.compare(metric, h, reference=reference)]
+        return pd.DataFrame(rows, columns=list(PairedComparison.__slots__))
 
     def to_dict(self) -> dict[str, Any]:
         """Return settings, summary and paired comparisons, JSON-ready (no per-unit values)."""
@@ -572,13 +693,275 @@ class BacktestResult:
             "horizons": list(self.horizons),
             "models": list(self.models),
             "area_m2": self.area,
-            "region_area_m2": self.units.region_area,
-            "n_units": len(self.units),
-            "units": self.units.description,
+            "region_area_m2": self.region_area,
+            "n_units": self.n_units,
+            "units": (self.units.description if self.units is not None
+                      else self.unit_info.get("units")),
             "settings": self.settings,
             "summary": self.summary().to_dict(orient="records"),
             "comparisons": [c.to_dict() for h in self.horizons for c in self.compare("pai", h)],
         }
+
+    # ------------------------------------------------------------------ files
+    @classmethod
+    def from_records(cls, records: pd.DataFrame, *, source: str = "the backtest table",
+                     meta: Mapping[str, Any] | None = None) -> BacktestResult:
+        """A result from its per-origin table alone (as ``to_frame`` gives or a CSV holds).
+
+        Every statistic (``summary``, ``winner``, ``compare``) needs only the table; the
+        flagged units, observed counts and calibration do not survive (``flags`` and
+        ``calibration`` say so). Rows are sorted by origin; models and horizons keep the
+        order of their first appearance.
+
+        Raises
+        ------
+        DataError
+            If a required column (``origin, model, hit_rate, pai``) is missing, a value
+            is not a date or number, or an (origin, horizon, model) repeats.
+        """
+        from placecast.exceptions import DataError
+
+        if not isinstance(records, pd.DataFrame):
+            raise ParameterError(f"{source} must be a pandas DataFrame, got "
+                                 f"{type(records).__name__}.")
+        missing = [c for c in _REQUIRED if c not in records.columns]
+        if missing:
+            raise DataError(
+                f"{source} lacks the column(s) {', '.join(missing)} (has: "
+                f"{', '.join(map(str, records.columns)) or 'none'}); a backtest table has "
+                f"{', '.join(COLUMNS)}, as written by placecast.evaluate.run_backtest."
+            )
+        frame = records.copy()
+        if not pd.api.types.is_datetime64_any_dtype(frame["origin"]):
+            try:
+                frame["origin"] = pd.to_datetime(frame["origin"])
+            except (ValueError, TypeError):
+                raise DataError(f"{source}: column 'origin' holds values that are not "
+                                "dates.") from None
+        if "horizon" not in frame:
+            frame["horizon"] = "-"
+        for column in ("horizon", "model"):
+            if frame[column].dtype != object or not all(isinstance(v, str)
+                                                        for v in frame[column]):
+                frame[column] = frame[column].astype(str)
+        for column in (*_METRICS, "hits", "n_events", "flagged_area", "region_area",
+                       "n_flagged_units"):
+            if column in frame and not pd.api.types.is_numeric_dtype(frame[column]):
+                values = pd.to_numeric(frame[column], errors="coerce")
+                bad = values.isna() & frame[column].notna()
+                if bad.any():
+                    row = int(np.flatnonzero(bad.to_numpy())[0])
+                    raise DataError(f"{source} row {row + 1}: column {column!r} holds "
+                                    f"{frame[column].iloc[row]!r}, not a number.")
+                frame[column] = values
+        keys = frame[["origin", "horizon", "model"]]
+        repeated = keys.duplicated()
+        if repeated.any():
+            row = int(np.flatnonzero(repeated.to_numpy())[0])
+            raise DataError(f"{source} row {row + 1}: origin {_day(keys.origin.iloc[row])}, "
+                            f"horizon {keys.horizon.iloc[row]!r}, model "
+                            f"{keys.model.iloc[row]!r} appears twice; a backtest has one row "
+                            "per origin, horizon and model (one area budget). Split the table "
+                            "by budget.")
+        models = tuple(dict.fromkeys(frame["model"]))
+        horizons = tuple(dict.fromkeys(frame["horizon"]))
+        if not frame["origin"].is_monotonic_increasing:
+            frame = frame.sort_values("origin", kind="stable").reset_index(drop=True)
+        origins = np.unique(frame["origin"].to_numpy(dtype="datetime64[ns]"))
+        return cls(frame, origins, horizons, models, None, float("nan"), {}, {}, {}, None,
+                   dict(meta or {}))
+
+    def to_parquet_bytes(self) -> bytes:
+        """The result as one Parquet file: the table plus, in its metadata, the rest.
+
+        The table is ``records`` (what ``to_frame`` gives and a CSV holds); the file's
+        key-value metadata ``placecast.backtest`` holds a NumPy ``.npz`` archive with the
+        origins, horizons, models, area, settings, meta, unit ids and region area, the
+        flagged unit indices, the observed counts and the calibration records. Read back
+        with :meth:`from_parquet_bytes`; ``pandas.read_parquet`` still reads the table.
+        """
+        import io
+
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(self.records.reset_index(drop=True), preserve_index=False)
+        metadata = dict(table.schema.metadata or {})
+        metadata[_PARQUET_KEY] = self._extras()
+        buffer = io.BytesIO()
+        pq.write_table(table.replace_schema_metadata(metadata), buffer)
+        return buffer.getvalue()
+
+    def _extras(self) -> bytes:
+        import io
+
+        keys = list(self.flag_indices)
+        ids = self.unit_ids
+        info = {
+            "version": _FORMAT_VERSION,
+            "horizons": list(self.horizons), "models": list(self.models),
+            "area": self.area, "settings": self.settings, "meta": self.meta,
+            "n_units": self.n_units, "region_area_m2": self.region_area,
+            "units": (self.units.description if self.units is not None
+                      else self.unit_info.get("units")),
+            "flags": [list(k) for k in keys], "observed": list(self.observed),
+        }
+        arrays: dict[str, np.ndarray] = {
+            "origins": self.origins.astype("datetime64[ns]").view(np.int64)}
+        if ids is not None:
+            arrays["unit_id"] = np.asarray([str(u) for u in ids], dtype=str)
+        for i, key in enumerate(keys):
+            lists = self.flag_indices[key]
+            arrays[f"flag_{i}"] = (np.concatenate(lists).astype(np.int64) if lists
+                                   else np.zeros(0, np.int64))
+            arrays[f"flag_{i}_n"] = np.array([len(x) for x in lists], dtype=np.int64)
+        for i, horizon in enumerate(self.observed):
+            arrays[f"observed_{i}"] = np.asarray(self.observed[horizon], dtype=float)
+        cal = self.calibration_records
+        if cal is not None and len(cal):
+            info["calibration"] = {"horizon": [str(v) for v in cal.horizon],
+                                   "model": [str(v) for v in cal.model]}
+            arrays["cal_origin"] = pd.to_datetime(cal.origin).to_numpy(
+                "datetime64[ns]").view(np.int64)
+            arrays["cal_predicted"] = cal.predicted.to_numpy(float)
+            arrays["cal_observed"] = cal.observed.to_numpy(float)
+            arrays["cal_decile_predicted"] = np.vstack(list(cal.decile_predicted)).astype(float)
+            arrays["cal_decile_observed"] = np.vstack(list(cal.decile_observed)).astype(float)
+        buffer = io.BytesIO()
+        contents: dict[str, Any] = {
+            "info": np.array(json.dumps(info, default=_json_default)), **arrays}
+        np.savez_compressed(buffer, **contents)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_parquet_bytes(cls, data: bytes, *, source: str = "the backtest file"
+                           ) -> BacktestResult:
+        """Read :meth:`to_parquet_bytes` back (a plain table gives :meth:`from_records`)."""
+        import io
+
+        import pyarrow.parquet as pq
+
+        from placecast.exceptions import DataError
+
+        try:
+            table = pq.read_table(io.BytesIO(data))
+        except Exception as exc:
+            raise DataError(f"{source}: could not read it as Parquet ({exc}).") from None
+        records = table.to_pandas()
+        extras = (table.schema.metadata or {}).get(_PARQUET_KEY)
+        if extras is None:
+            return cls.from_records(records, source=source)
+        try:
+            with np.load(io.BytesIO(extras), allow_pickle=False) as archive:
+                arrays = {name: archive[name] for name in archive.files}
+            info = json.loads(str(arrays.pop("info")))
+        except Exception as exc:
+            raise DataError(f"{source}: its placecast metadata is damaged ({exc}); write "
+                            "the backtest again.") from None
+        if info.get("version") != _FORMAT_VERSION:
+            raise DataError(f"{source}: written by another placecast version (format "
+                            f"{info.get('version')!r}, this one reads {_FORMAT_VERSION}); "
+                            "run the backtest again.")
+        base = cls.from_records(records, source=source)
+        origins = arrays["origins"].view("datetime64[ns]")
+        if not np.array_equal(origins, base.origins):
+            raise DataError(f"{source}: its table and its metadata disagree on the origins; "
+                            "the file was edited. Write the backtest again.")
+        flags = {}
+        for i, (model, horizon) in enumerate(info["flags"]):
+            counts = arrays[f"flag_{i}_n"]
+            flags[(model, horizon)] = np.split(arrays[f"flag_{i}"], np.cumsum(counts)[:-1])
+        observed = {h: arrays[f"observed_{i}"] for i, h in enumerate(info["observed"])}
+        calibration = None
+        if "calibration" in info:
+            n = len(arrays["cal_origin"])
+            calibration = pd.DataFrame({
+                "origin": pd.to_datetime(arrays["cal_origin"].view("datetime64[ns]")),
+                "horizon": info["calibration"]["horizon"],
+                "model": info["calibration"]["model"],
+                "predicted": arrays["cal_predicted"], "observed": arrays["cal_observed"],
+                "decile_predicted": [list(map(float, arrays["cal_decile_predicted"][i]))
+                                     for i in range(n)],
+                "decile_observed": [list(map(float, arrays["cal_decile_observed"][i]))
+                                    for i in range(n)]})
+        unit_info = {"n_units": info.get("n_units"), "region_area_m2": info["region_area_m2"],
+                     "units": info.get("units")}
+        if "unit_id" in arrays:
+            unit_info["unit_id"] = arrays["unit_id"]
+        return cls(base.records, base.origins, tuple(info["horizons"]), tuple(info["models"]),
+                   None, float(info["area"]) if info["area"] is not None else float("nan"),
+                   flags, observed, info["settings"], calibration, info.get("meta") or {},
+                   unit_info)
+
+    def write(self, path: str | os.PathLike[str]) -> Path:
+        """Write the result to ``.parquet`` (everything) or ``.csv`` (the table), atomically.
+
+        A ``.parquet`` file is :meth:`to_parquet_bytes`: the table plus every per-unit
+        array, so :meth:`read` gives back a result that can also be audited. A ``.csv``
+        file is the table alone (``to_frame``; dates as ``YYYY-MM-DD``, or ISO 8601 when
+        an origin has a time of day); it carries every statistic, not the flagged units.
+
+        Returns
+        -------
+        Path
+            ``path``.
+        """
+        from placecast.io._atomic import atomic_path
+
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix not in (".csv", ".parquet"):
+            raise ParameterError(f"{path}: a backtest is written as .csv or .parquet, not "
+                                 f"{path.suffix or '(no suffix)'!r}.")
+        with atomic_path(path) as tmp:
+            if suffix == ".parquet":
+                tmp.write_bytes(self.to_parquet_bytes())
+            else:
+                frame = self.to_frame()
+                daily = bool((frame["origin"] == frame["origin"].dt.normalize()).all())
+                frame.to_csv(tmp, index=False,
+                             date_format="%Y-%m-%d" if daily else "%Y-%m-%dT%H:%M:%S.%f")
+        return path
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str]) -> BacktestResult:
+        """Read a backtest written by :meth:`write` or ``placecast backtest -o`` (.csv/.parquet).
+
+        Raises
+        ------
+        DataError
+            If the file is missing or is not a backtest table.
+        """
+        from placecast.exceptions import DataError
+
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"{path}: no such backtest file.")
+        suffix = path.suffix.lower()
+        if suffix == ".parquet":
+            return cls.from_parquet_bytes(path.read_bytes(), source=str(path))
+        if suffix != ".csv":
+            raise DataError(f"{path}: a backtest file is .csv or .parquet (as `placecast "
+                            "backtest -o` writes).")
+        try:
+            frame = pd.read_csv(path)  # pandas 3 parses floats exactly (round trip)
+        except Exception as exc:
+            raise DataError(f"{path}: could not read the backtest table ({exc}).") from None
+        if "origin" in frame:  # dates as run_backtest gives them (nanoseconds)
+            try:
+                frame["origin"] = pd.to_datetime(frame["origin"]).astype("datetime64[ns]")
+            except (ValueError, TypeError):
+                raise DataError(f"{path}: column 'origin' holds values that are not "
+                                "dates.") from None
+        return cls.from_records(frame, source=str(path))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
 
 
 # ---------------------------------------------------------------------- the runner
@@ -588,7 +971,8 @@ def _model_specs(models: Sequence[str | Forecaster] | Mapping[str, str | Forecas
     items = list(models.items()) if isinstance(models, Mapping) else [
         (m if isinstance(m, str) else (m.name or type(m).__name__), m) for m in models]
     if not items:
-        raise ParameterError("no model to backtest; give at least one (e.g. naive,kde).")
+        raise ParameterError("no model to backtest; give at least one in `models` (e.g. "
+                             "naive,kde).", param="models")
     specs = []
     for label, model in items:
         if isinstance(model, str):
@@ -600,11 +984,12 @@ def _model_specs(models: Sequence[str | Forecaster] | Mapping[str, str | Forecas
     labels = [s[0] for s in specs]
     if len(set(labels)) != len(labels):
         raise ParameterError(f"model names repeat ({', '.join(labels)}); give each a "
-                             "distinct label.")
+                             "distinct label.", param="models")
     unknown = set(model_params or {}) - set(labels)
     if unknown:
         raise ParameterError(f"parameters given for models not in the backtest: "
-                             f"{', '.join(sorted(unknown))} (models: {', '.join(labels)}).")
+                             f"{', '.join(sorted(unknown))} (models: {', '.join(labels)}); "
+                             "drop them from `model_params`.", param="model_params")
     return tuple(specs)
 
 
@@ -689,28 +1074,33 @@ def run_backtest(
         horizons = [h for h in horizons.split(",") if h.strip()]
     durations = tuple(parse_duration(h.strip(), name="--horizon") for h in horizons)
     if not durations:
-        raise ParameterError("give at least one --horizon, e.g. 7d.")
+        raise ParameterError("give at least one horizon in `horizons`, e.g. '7d'.",
+                             param="horizons")
     if len({d.text for d in durations}) != len(durations):
-        raise ParameterError("a --horizon is repeated.")
+        raise ParameterError("a horizon is repeated in `horizons`; give each once.",
+                             param="horizons")
     specs = _model_specs(models, model_params)
     if origins is None:
         if start is None or end is None:
-            raise ParameterError("give origins, or --start and --end.")
+            raise ParameterError("pass `origins`, or `start` and `end`.",
+                                 param=("start", "end"))
         origin_array = rolling_origins(start, end, step)
     else:
         origin_array = np.asarray([to_datetime64(o, name="origin") for o in origins],
                                   dtype="datetime64[ns]")
         if len(origin_array) == 0:
-            raise ParameterError("no origin to backtest.")
+            raise ParameterError("`origins` is empty: give at least one origin.",
+                                 param="origins")
     origin_array = np.unique(origin_array)
     if len(events) == 0:
         raise ParameterError("no events to backtest on.")
     _check_windows(events, origin_array, durations)
     area_m2 = resolve_area(area, units)
     if ties not in ("first", "mean"):
-        raise ParameterError(f"ties={ties!r}; use 'first' or 'mean'.")
+        raise ParameterError(f"`ties` is {ties!r}; pass 'first' or 'mean'.", param="ties")
     if not (isinstance(jobs, int) and jobs >= 1):
-        raise ParameterError(f"--jobs must be a positive whole number, got {jobs!r}.")
+        raise ParameterError(f"`jobs` must be a positive whole number, got {jobs!r}.",
+                             param="jobs")
 
     ordered = events.sorted_by_time()
     plan = _Plan(ordered, units.assign(ordered.x, ordered.y), units, area_m2, durations,

@@ -52,6 +52,7 @@ __all__ = [
     "pai_from_counts",
     "pei_star",
     "pei_star_from_counts",
+    "SQUARE_MILE_M2",
     "resolve_area",
     "score_forecast",
     "top_units_by_area",
@@ -61,6 +62,11 @@ __all__ = [
 #: it had been forecast ``DEFAULT_FLOOR`` events (log(1e-6) = -13.8 per event).
 DEFAULT_FLOOR = 1e-6
 _TIES = ("first", "mean")
+
+
+#: Square metres in one square mile (international mile, 1609.344 m): the one constant
+#: every report, table and check of placecast converts with.
+SQUARE_MILE_M2 = 1609.344**2
 
 
 def _undefined(what: str, why: str) -> float:
@@ -92,13 +98,13 @@ def resolve_area(area: str | float | AreaBudget, units: Units) -> float:
     if square_metres < smallest * (1 - 1e-9):
         raise ParameterError(
             f"area budget {budget.text} ({square_metres:,.0f} m²) is smaller than one unit "
-            f"({smallest:,.0f} m²): no unit could be flagged. Use a larger --area or a "
-            "smaller --cell."
+            f"({smallest:,.0f} m²): no unit could be flagged. Pass a larger `area`, or use "
+            "smaller units.", param="area"
         )
     if square_metres > units.region_area * (1 + 1e-9):
         raise ParameterError(
             f"area budget {budget.text} ({square_metres:,.0f} m²) is larger than the region "
-            f"({units.region_area:,.0f} m²). Use a smaller --area, e.g. 1%."
+            f"({units.region_area:,.0f} m²). Pass a smaller `area`, e.g. 1%.", param="area"
         )
     return float(square_metres)
 

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from placecast.evaluate._backtest import BacktestResult
+from placecast.evaluate._metrics import SQUARE_MILE_M2
 from placecast.exceptions import ParameterError
 
 __all__ = ["plot_backtest"]
@@ -58,9 +59,10 @@ def plot_backtest(result: BacktestResult, path: str | os.PathLike[str] | None = 
     axes[1].set_ylabel("hit rate")
     axes[1].set_xlabel("forecast origin")
     axes[0].legend(loc="upper left", fontsize=8)
-    sqmi = 1609.344**2
-    axes[0].set_title(f"Backtest, {horizon} windows, budget {result.area / sqmi:.3f} sq mi "
-                      f"of {result.units.region_area / sqmi:.1f}")
+    sqmi = SQUARE_MILE_M2
+    budget = result.area if np.isfinite(result.area) else result.flagged_area
+    axes[0].set_title(f"Backtest, {horizon} windows, budget {budget / sqmi:.3f} "
+                      f"sq mi of {result.region_area / sqmi:.1f}")
     fig.autofmt_xdate()
     fig.tight_layout()
     try:

@@ -144,8 +144,8 @@ def tune(
     Units are built once per cell size.
     """
     if metric not in ("pai", "hit_rate", "pei_star", "log_score"):
-        raise ParameterError(f"--metric {metric!r}: use pai, hit_rate, pei_star or "
-                             "log_score.")
+        raise ParameterError(f"`metric` {metric!r}: pass pai, hit_rate, pei_star or "
+                             "log_score.", param="metric")
     if not cell_sizes:
         raise ParameterError("give at least one cell size to tune over.")
     names = list(grid)

@@ -16,15 +16,25 @@ True
 events and no event points (see :mod:`placecast.report._privacy`).
 """
 
-from placecast.report._html import BACKTEST_COLUMNS, build_report, compare_models, write_report
+from placecast.report._backtest import backtest_tables, render_backtest_html
+from placecast.report._html import (
+    BACKTEST_COLUMNS,
+    build_report,
+    compare_models,
+    render_markdown,
+    write_report,
+)
 from placecast.report._privacy import DEFAULT_K, PublicAreas, public_areas
 
 __all__ = [
     "BACKTEST_COLUMNS",
     "DEFAULT_K",
     "PublicAreas",
+    "backtest_tables",
     "build_report",
     "compare_models",
     "public_areas",
+    "render_backtest_html",
+    "render_markdown",
     "write_report",
 ]

@@ -21,10 +21,19 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from placecast.evaluate import COLUMNS
+from placecast.evaluate import (
+    COLUMNS,
+    SQUARE_MILE_M2,
+    BacktestResult,
+    hit_rate_from_counts,
+    pai_from_counts,
+    pei_star_from_counts,
+    resolve_area,
+)
 from placecast.events import Events, LoadReport
-from placecast.exceptions import DataError, ParameterError
+from placecast.exceptions import DataError, ParameterError, UndefinedMetricWarning
 from placecast.forecast import Forecast
+from placecast.report._backtest import as_result, backtest_tables
 from placecast.report._maplayers import (
     DEFAULT_MAX_INLINE_BYTES,
     Basemap,
@@ -42,8 +51,6 @@ __all__ = ["BACKTEST_COLUMNS", "build_report", "compare_models", "write_report"]
 
 #: Columns of a backtest results table (``placecast.evaluate.run_backtest``).
 BACKTEST_COLUMNS = COLUMNS
-_REQUIRED_BACKTEST = ("origin", "model", "hit_rate", "pai")
-_SQ_MI = 1609.344**2
 #: Colour ramp of the forecast classes, low to high (ColorBrewer YlOrRd, 8 classes).
 _RAMP = ("#ffffcc", "#ffeda0", "#fed976", "#feb24c", "#fd8d3c", "#fc4e2a", "#e31a1c",
          "#b10026")
@@ -124,7 +131,7 @@ def _fmt_number(value: Any, digits: int = 3) -> str:
 
 
 def _area_text(area_m2: float) -> str:
-    return f"{area_m2 / _SQ_MI:.3g} sq mi ({area_m2 / 1e6:.3g} km²)"
+    return f"{area_m2 / SQUARE_MILE_M2:.3g} sq mi ({area_m2 / 1e6:.3g} km²)"
 
 
 def _frame_table(frame: pd.DataFrame) -> dict[str, Any]:
@@ -214,125 +221,60 @@ def _significant(value: float, digits: int) -> str:
 
 
 # ---------------------------------------------------------------------- backtest
-def _check_backtest(frame: pd.DataFrame, source: str = "the backtest table") -> pd.DataFrame:
-    if not isinstance(frame, pd.DataFrame):
-        raise ParameterError(f"{source} must be a pandas DataFrame, got {type(frame).__name__}.")
-    missing = [c for c in _REQUIRED_BACKTEST if c not in frame.columns]
-    if missing:
-        raise DataError(
-            f"{source} lacks the column(s) {', '.join(missing)} (has: "
-            f"{', '.join(map(str, frame.columns)) or 'none'}); a backtest table has "
-            f"{', '.join(BACKTEST_COLUMNS)}, as written by placecast.evaluate.run_backtest."
-        )
-    frame = frame.copy()
-    try:
-        frame["origin"] = pd.to_datetime(frame["origin"])
-    except (ValueError, TypeError):
-        raise DataError(f"{source}: column 'origin' holds values that are not dates.") from None
-    if "horizon" not in frame:
-        frame["horizon"] = "-"
-    frame["horizon"] = frame["horizon"].astype(str)
-    frame["model"] = frame["model"].astype(str)
-    for column in ("hit_rate", "pai", "pei_star", "log_score", "hits", "n_events",
-                   "flagged_area", "region_area", "n_flagged_units"):
-        if column in frame:
-            values = pd.to_numeric(frame[column], errors="coerce")
-            bad = values.isna() & frame[column].notna()
-            if bad.any():
-                row = int(np.flatnonzero(bad.to_numpy())[0])
-                raise DataError(f"{source} row {row + 1}: column {column!r} holds "
-                                f"{frame[column].iloc[row]!r}, not a number.")
-            frame[column] = values
-    return frame
-
-
-def compare_models(backtest: pd.DataFrame, reference: str | None = None,
+def compare_models(backtest: pd.DataFrame | BacktestResult, reference: str | None = None,
                    metrics: Sequence[str] = ("pai", "log_score")) -> pd.DataFrame:
     """Paired Wilcoxon signed-rank tests of each model against a reference model.
 
-    Rows are paired on ``(origin, horizon)`` and, when a window was scored at several
-    budgets, on the rank of ``flagged_area`` within it: each difference compares two
-    models forecasting the same window with the same budget.
+    A table view of :meth:`placecast.evaluate.BacktestResult.compare`, placecast's one
+    paired comparison (same pairing, ties rule and test as the ``backtest`` command, its
+    ``backtest.html`` and the service): rows are paired on origin within each horizon.
 
     Parameters
     ----------
-    backtest : DataFrame
-        Backtest results (``origin``, ``model`` and the metric columns).
+    backtest : DataFrame or BacktestResult
+        Backtest results (``origin``, ``model`` and the metric columns; one row per
+        origin, horizon and model).
     reference : str, optional
-        Reference model; default the model with the highest mean PAI.
+        Reference model; default ``BacktestResult.compare``'s rule: the model with the
+        highest mean of each metric (ties: the first model in the table).
     metrics : sequence of str
         Metrics to compare (those present in ``backtest``).
 
     Returns
     -------
     DataFrame
-        One row per (model, metric): ``model, reference, metric, n_pairs,
-        median_difference`` (model minus reference), ``mean_difference``, ``statistic``
-        (Wilcoxon W) and ``p_value`` (two-sided; ``nan`` with fewer than two non-zero
-        differences).
+        One row per (model, metric, horizon): ``model, reference, metric, horizon,
+        n_pairs, median_difference`` (model minus reference), ``mean_difference``,
+        ``statistic`` (Wilcoxon W) and ``p_value`` (two-sided; ``nan`` with fewer than two
+        pairs or no non-zero difference).
 
     References
     ----------
     Wilcoxon, F. (1945). Individual comparisons by ranking methods. *Biometrics
     Bulletin* 1(6), 80-83.
     """
-    from scipy import stats
-
-    frame = _check_backtest(backtest)
-    models = sorted(frame["model"].unique())
-    if reference is None:
-        reference = str(frame.groupby("model")["pai"].mean().idxmax())
-    if reference not in models:
-        raise ParameterError(f"reference model {reference!r} is not in the backtest "
-                             f"(models: {', '.join(models)}).")
-    # several budgets per window: pair the i-th smallest flagged area of each model
-    frame["budget_level"] = (frame.groupby(["origin", "horizon", "model"])["flagged_area"]
-                             .rank(method="first") if "flagged_area" in frame else 1)
-    keys = ["origin", "horizon", "budget_level"]
+    result = as_result(backtest)
     rows = []
-    for metric in (m for m in metrics if m in frame):
-        wide = frame.pivot_table(index=keys, columns="model", values=metric, aggfunc="mean")
-        for model in models:
-            if model == reference:
-                continue
-            pair = wide[[model, reference]].dropna()
-            diff = (pair[model] - pair[reference]).to_numpy()
-            statistic = p_value = float("nan")
-            if np.count_nonzero(diff) >= 2:
-                result = stats.wilcoxon(pair[model], pair[reference])
-                statistic, p_value = float(result.statistic), float(result.pvalue)
-            rows.append({"model": model, "reference": reference, "metric": metric,
-                         "n_pairs": len(diff),
-                         "median_difference": float(np.median(diff)) if len(diff) else np.nan,
-                         "mean_difference": float(np.mean(diff)) if len(diff) else np.nan,
-                         "statistic": statistic, "p_value": p_value})
-    return pd.DataFrame(rows, columns=["model", "reference", "metric", "n_pairs",
+    for metric in (m for m in metrics if m in result.records):
+        for horizon in result.horizons:
+            for c in result.compare(metric, horizon, reference=reference):
+                rows.append({"model": c.other, "reference": c.model, "metric": metric,
+                             "horizon": horizon, "n_pairs": c.n_pairs,
+                             "median_difference": -c.median_difference,
+                             "mean_difference": -c.mean_difference,
+                             "statistic": c.statistic, "p_value": c.p_value})
+    return pd.DataFrame(rows, columns=["model", "reference", "metric", "horizon", "n_pairs",
                                        "median_difference", "mean_difference", "statistic",
                                        "p_value"])
 
 
-def _backtest_summary(frame: pd.DataFrame) -> pd.DataFrame:
-    metrics = [c for c in ("hits", "n_events", "hit_rate", "pai", "pei_star", "log_score")
-               if c in frame]
-    grouped = frame.groupby(["model", "horizon"], sort=True)
-    summary = grouped[metrics].mean()
-    summary.insert(0, "origins", grouped["origin"].nunique())
-    summary = summary.rename(columns={m: f"mean {m}" for m in metrics}).reset_index()
-    return summary.sort_values("mean pai", ascending=False, kind="stable")
-
-
 # ---------------------------------------------------------------------- inputs
-def _resolve_area(area: float | str | None, region_area: float) -> tuple[float, str]:
-    from placecast.quantities import parse_area
-
+def _resolve_area(area: float | str | None, units: Units) -> tuple[float, str]:
+    """The budget in m² (``evaluate.resolve_area``: checked against the units) and its text."""
     if area is None:
         area = "1%"
-    if isinstance(area, str):
-        return float(parse_area(area, name="--area").resolve(region_area)), area
-    value = float(area)
-    if not value > 0:
-        raise ParameterError(f"area budget must be positive (m²), got {area!r}.")
-    return value, _area_text(value)
+    budget = resolve_area(area, units)
+    return budget, area if isinstance(area, str) else _area_text(budget)
 
 
 def _hotspot_series(hotspots: Any, units: Units) -> pd.Series:
@@ -488,15 +430,13 @@ def build_report(
                              "hide cells with fewer than k; pass events=...")
     units = forecast.units
     window = forecast.window
-    if backtest is not None and not isinstance(backtest, pd.DataFrame) and hasattr(
-            backtest, "to_frame"):
-        backtest = backtest.to_frame()  # a placecast.evaluate.BacktestResult
     # validate every input before the (slow) map is built
-    frame = _check_backtest(backtest) if backtest is not None else None
+    result = as_result(backtest) if backtest is not None else None
+    frame = result.records if result is not None else None
     hotspot_series = _hotspot_series(hotspots, units) if hotspots is not None else None
     cluster_list = _cluster_features(clusters) if clusters is not None else None
     context = _map_context(units, basemap, reference_layers, max_basemap_bytes)
-    budget, budget_text = _resolve_area(area, units.region_area)
+    budget, budget_text = _resolve_area(area, units)
     flagged = forecast.top_units(budget)
     is_flagged = np.zeros(len(units), dtype=bool)
     is_flagged[flagged] = True
@@ -526,14 +466,20 @@ def build_report(
                                budget_area=budget, model=forecast.model, backtest=frame)
     if curve:
         plots["curve"] = curve
-    if frame is not None and len(frame):
-        reference = reference_model or (forecast.model if forecast.model in
-                                        set(frame["model"]) else None)
-        tests = compare_models(frame, reference)
+    if result is not None and frame is not None and len(frame):
+        # the reference rule of BacktestResult.compare: the model this report is about
+        # when the backtest has it, else the winner
+        reference = reference_model or (forecast.model if forecast.model in result.models
+                                         else None)
+        tables = backtest_tables(result, reference)
+        tests = tables["comparisons"]
         sections["backtest"] = {
-            "summary": _frame_table(_backtest_summary(frame)),
-            "tests": _frame_table(tests) if len(tests) else None,
-            "reference": tests["reference"].iloc[0] if len(tests) else None,
+            "summary": {"columns": list(tables["summary"].columns),
+                        "rows": tables["summary"].to_numpy().tolist()},
+            "tests": ({"columns": list(tests.columns), "rows": tests.to_numpy().tolist()}
+                      if len(tests) else None),
+            "reference": (reference or ", ".join(dict.fromkeys(tests["model"])))
+            if len(tests) else None,
             "n_origins": int(frame["origin"].nunique()),
             "span": f"{frame['origin'].min():%Y-%m-%d} .. {frame['origin'].max():%Y-%m-%d}",
         }
@@ -549,8 +495,7 @@ def build_report(
         sections["audit"] = [{"title": str(name), "table": _frame_table(pd.DataFrame(frame))}
                              for name, frame in audit.items()]
     if model_card:
-        sections["model_card"] = [p.strip() for p in re.split(r"\n\s*\n", model_card)
-                                  if p.strip()]
+        sections["model_card"] = render_markdown(model_card)
 
     script, css = _leaflet_assets()
     if context["payload"]:
@@ -572,6 +517,20 @@ def build_report(
         leaflet_js=script,
         leaflet_css=css,
     ))
+
+
+def render_markdown(text: str) -> str:
+    r"""Render Markdown (a model card) to safe HTML: CommonMark, raw HTML escaped.
+
+    Raw HTML in the text is shown as text, not run; links with ``javascript:`` and similar
+    schemes are not made links (markdown-it-py's link validation).
+
+    >>> render_markdown("# Card\n\n*Intended* use <script>x</script>")
+    '<h1>Card</h1>\n<p><em>Intended</em> use &lt;script&gt;x&lt;/script&gt;</p>\n'
+    """
+    from markdown_it import MarkdownIt
+
+    return str(MarkdownIt("commonmark", {"html": False}).enable("table").render(text))
 
 
 def write_report(path: str | os.PathLike[str], forecast: Forecast, **kwargs: Any) -> Path:
@@ -643,10 +602,13 @@ def _headline(forecast: Forecast, budget: float, budget_text: str, flagged: np.n
             rows.append(("caught in flagged units", f"fewer than {public_k} events: hit rate, "
                                                     "PAI and PEI* suppressed in a public report"))
         elif total > 0:
-            best = float(np.sort(observed)[::-1][:len(flagged)].sum())
-            hit_rate = hits / total
-            pai = hit_rate / (flagged_area / units.region_area) if flagged_area else np.nan
-            pei = hits / best if best else np.nan
+            import warnings
+
+            with warnings.catch_warnings():  # undefined: shown as n/a
+                warnings.simplefilter("ignore", UndefinedMetricWarning)
+                hit_rate = hit_rate_from_counts(observed, flagged)
+                pai = pai_from_counts(observed, flagged, units.area, units.region_area)
+                pei = pei_star_from_counts(observed, flagged)
             rows += [("observed in the window", f"{total:,.0f} events"),
                      ("caught in flagged units", f"{hits:,.0f} (hit rate {hit_rate:.3f})"),
                      ("PAI", _fmt_number(pai)),
@@ -764,6 +726,9 @@ def _map_data(forecast: Forecast, is_flagged: np.ndarray, counts: np.ndarray | N
         columns["o"] = observed[index].astype(int).tolist()
     if hotspots is not None:
         columns["h"] = [hotspots.get(str(u)) for u in units.unit_id[index]]
+    explanations = _explanations(forecast, index)
+    if explanations is not None:
+        columns["x"] = explanations
     cells_json, local = _cells_json(units, index, columns)
     parts = {"cells": cells_json}
 
@@ -803,6 +768,30 @@ def _map_data(forecast: Forecast, is_flagged: np.ndarray, counts: np.ndarray | N
     return _MapData(payload=text.replace("</", "<\\/"), legend=legend,
                     n_drawn=int(drawn.sum()), n_points=len(payload.get("points", [])),
                     local=local)
+
+
+def _explanations(forecast: Forecast, index: np.ndarray) -> list[list[Any]] | None:
+    """Per drawn unit, its ``[reason, effect]`` pairs (``forecast --explain``), else None.
+
+    Reads the ``reason_k``/``effect_k`` columns of ``forecast.details`` (set by
+    ``BoostedPoisson.explained_forecast``); a blank reason (no feature raised the
+    forecast) is left out.
+    """
+    details = forecast.details
+    if details is None:
+        return None
+    pairs = [(f"reason_{k}", f"effect_{k}") for k in range(1, 10)
+             if f"reason_{k}" in details and f"effect_{k}" in details]
+    if not pairs:
+        return None
+    reasons = [details[r].astype(str).to_numpy()[index] for r, _ in pairs]
+    effects = [pd.to_numeric(details[e], errors="coerce").to_numpy(float)[index]
+               for _, e in pairs]
+    out = []
+    for i in range(len(index)):
+        out.append([[reasons[k][i], float(f"{effects[k][i]:.3g}")] for k in range(len(pairs))
+                    if reasons[k][i] not in ("", "nan", "None") and np.isfinite(effects[k][i])])
+    return out
 
 
 def _enough(value: Any, k: float) -> bool:

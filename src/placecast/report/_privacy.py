@@ -27,7 +27,8 @@ DEFAULT_K = 5
 def check_k(k: Any) -> int:
     """Validate the suppression threshold ``k`` (an integer >= 1)."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ParameterError(f"--k must be a whole number of events >= 1, got {k!r}.")
+        raise ParameterError(f"`k` must be a whole number of events >= 1, got {k!r}.",
+                             param="k")
     return int(k)
 
 

@@ -78,6 +78,7 @@ from placecast.service._work import (
     api_message,
     audit_job,
     backtest_job,
+    backtest_payload,
     field_for,
     forecast_csv,
     forecast_geojson,
@@ -754,7 +755,7 @@ def create_app(store: Any = "placecast.duckdb", settings: ServiceSettings | None
             kwargs["events"] = locked.load_events(info.dataset)
             for backtest in locked.list_backtests():
                 if backtest.meta.get("dataset") == info.dataset:
-                    kwargs["backtest"] = locked.load_backtest(backtest.id)[0]
+                    kwargs["backtest"] = locked.load_backtest(backtest.id)
                     break
             for job in jobs.list("scan"):
                 if job["status"] == "succeeded" and job["params"].get(
@@ -791,9 +792,7 @@ def create_app(store: Any = "placecast.duckdb", settings: ServiceSettings | None
         """A backtest's rows (one per origin, horizon and model) and its settings."""
         if backtest_id not in {info.id for info in locked.list_backtests()}:
             raise NotFound(f"no backtest {backtest_id}; see GET /backtests.")
-        frame, meta = locked.load_backtest(backtest_id)
-        rows = json.loads(frame.to_json(orient="records", date_format="iso"))
-        return {"id": backtest_id, "meta": meta, "rows": rows}
+        return backtest_payload(backtest_id, locked.load_backtest(backtest_id))
 
     @app.post("/audits", tags=["audits"], status_code=202)
     def start_audit(who: Analyst, request: Annotated[AuditRequest, Body()]

@@ -241,8 +241,13 @@ def _grid(events: Events, cell_size: str, max_cells: int) -> Any:
 
 
 def _origins(events: Events, start: str | None, end: str | None, step: str,
-             n_origins: int, horizons: list[str]) -> tuple[Any, Any]:
-    from placecast.evaluate import data_end
+             n_origins: int, horizons: list[str]) -> np.ndarray:
+    """The backtest origins of a request: ``rolling_origins`` from ``start`` to ``end``.
+
+    Without ``end``, the last origin whose longest window ends with the data; without
+    ``start``, ``n_origins - 1`` steps before ``end`` (at midnight).
+    """
+    from placecast.evaluate import data_end, rolling_origins
     from placecast.quantities import parse_duration
 
     if end is None:
@@ -258,7 +263,7 @@ def _origins(events: Events, start: str | None, end: str | None, step: str,
             start_ts = step_duration.subtract_from(start_ts)
     else:
         start_ts = pd.Timestamp(to_datetime64(start, name="start"))
-    return start_ts.floor("D"), end_ts
+    return rolling_origins(start_ts.floor("D"), end_ts, step)
 
 
 # ---------------------------------------------------------------------- forecasts
@@ -551,20 +556,35 @@ def backtest_job(store: LockedStore, request: Any, *, max_cells: int,
 
         events = _load(store, request.dataset, request.category)
         units = _grid(events, request.cell_size, max_cells)
-        start, end = _origins(events, request.start, request.end, request.step,
-                              request.n_origins, request.horizons)
-        result = run_backtest(events, units, models=list(request.models), start=start,
-                              end=end, step=request.step, horizons=list(request.horizons),
-                              area=request.area, dask=dask(), progress=progress)
+        origins = _origins(events, request.start, request.end, request.step,
+                           request.n_origins, request.horizons)
+        result = run_backtest(events, units, models=list(request.models), origins=origins,
+                              horizons=list(request.horizons), area=request.area,
+                              dask=dask(), progress=progress)
         meta = {"dataset": request.dataset, "models": list(request.models),
                 "category": request.category, "cell_size": request.cell_size,
                 "horizons": list(request.horizons), "step": request.step,
                 "area": request.area, "area_m2": result.area}
-        backtest_id = store.save_backtest(result.to_frame(), meta)
+        backtest_id = store.save_backtest(result, meta)
         return {"backtest_id": backtest_id, "n_origins": len(result.origins),
                 "summary": _records(result.summary())}
 
     return work
+
+
+def backtest_payload(backtest_id: int, result: Any) -> dict[str, Any]:
+    """The JSON of ``GET /backtests/{id}``: rows, settings and the result's statistics.
+
+    ``rows`` are the per-origin table (as before); ``summary`` is
+    ``BacktestResult.summary()`` and ``comparisons`` ``BacktestResult.compare("pai")`` per
+    horizon: the numbers ``placecast backtest`` prints, unrounded.
+    """
+    import json
+
+    rows = json.loads(result.records.to_json(orient="records", date_format="iso"))
+    return {"id": backtest_id, "meta": _jsonable(result.meta), "rows": rows,
+            "summary": _records(result.summary()),
+            "comparisons": _records(result.comparisons("pai"))}
 
 
 def audit_job(store: LockedStore, request: Any, *, max_cells: int,
@@ -581,11 +601,11 @@ def audit_job(store: LockedStore, request: Any, *, max_cells: int,
 
         events = _load(store, request.dataset, request.category)
         units = _grid(events, request.cell_size, max_cells)
-        start, end = _origins(events, request.start, request.end, request.step,
-                              request.n_origins, [request.horizon])
-        result = run_backtest(events, units, models=[request.model], start=start, end=end,
-                              step=request.step, horizons=[request.horizon],
-                              area=request.area, dask=dask(), progress=progress)
+        origins = _origins(events, request.start, request.end, request.step,
+                           request.n_origins, [request.horizon])
+        result = run_backtest(events, units, models=[request.model], origins=origins,
+                              horizons=[request.horizon], area=request.area, dask=dask(),
+                              progress=progress)
         exposure = exposure_audit(result.flags(request.model, request.horizon),
                                   result.observed[request.horizon],
                                   unit_id=units.unit_id, factor=request.factor)

@@ -43,6 +43,7 @@ from typing import Any
 
 import pandas as pd
 
+from placecast.evaluate import BacktestResult
 from placecast.events import Events
 from placecast.exceptions import DataError, ParameterError
 from placecast.forecast import Forecast
@@ -258,12 +259,22 @@ class Store(ABC):
 
     # ------------------------------------------------------------------ backtests
     @abstractmethod
-    def save_backtest(self, frame: pd.DataFrame, meta: dict[str, Any] | None = None) -> int:
-        """Save a backtest table (``BACKTEST_COLUMNS`` and any others); return its id."""
+    def save_backtest(self, result: BacktestResult | pd.DataFrame,
+                      meta: dict[str, Any] | None = None, *, name: str | None = None) -> int:
+        """Save a backtest; return its id.
+
+        ``result`` is a :class:`placecast.evaluate.BacktestResult` (kept whole: table,
+        flagged units, observed counts, calibration, settings) or a bare table with
+        ``BACKTEST_COLUMNS`` (and any others). ``meta`` (e.g. ``{"dataset": ...}``, which
+        the dashboard matches on) and ``name`` are kept beside it, in ``BacktestInfo.meta``.
+        """
 
     @abstractmethod
-    def load_backtest(self, backtest_id: int) -> tuple[pd.DataFrame, dict[str, Any]]:
-        """Return the backtest table and its metadata."""
+    def load_backtest(self, backtest_id: int) -> BacktestResult:
+        """Return the saved backtest as a ``BacktestResult`` (``meta`` = what was saved).
+
+        Its statistics are those of the result that was saved, to the last digit.
+        """
 
     @abstractmethod
     def list_backtests(self) -> list[BacktestInfo]:

@@ -15,7 +15,8 @@ Tables (one set per database or schema)::
     forecasts       id, name, created, model, params, window_start, window_end, units_id,
                     n_units, expected_total, dataset
     forecast_values forecast_id, idx, intensity
-    backtests       id, created, meta, n_rows, frame (Parquet bytes, exact round trip)
+    backtests       id, created, meta, n_rows, frame (the BacktestResult as Parquet
+                    bytes: BacktestResult.to_parquet_bytes, exact round trip)
     backtest_rows   backtest_id, row_number, origin, horizon, model, n_events, ... (for SQL)
     alerts          id, created, kind, geometry (GeoJSON text), observed, expected,
                     p_value, acknowledged, extra (+ geom on PostGIS)
@@ -41,6 +42,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from placecast.evaluate import BacktestResult
 from placecast.events import EVENT_FIELDS, Events, LoadReport, SpatialReference, to_datetime64
 from placecast.exceptions import DataError, ParameterError
 from placecast.forecast import Forecast, TimeWindow
@@ -629,18 +631,34 @@ class SQLStore(Store):
                              _iso(r[5]) or "", int(r[6]), float(r[7]), r[8]) for r in rows]
 
     # ------------------------------------------------------------------ backtests
-    def save_backtest(self, frame: pd.DataFrame, meta: dict[str, Any] | None = None
+    def save_backtest(self, result: BacktestResult | pd.DataFrame,
+                      meta: dict[str, Any] | None = None, *, name: str | None = None
                       ) -> int:  # noqa: D102
-        if not isinstance(frame, pd.DataFrame):
-            raise ParameterError(f"save_backtest needs a DataFrame, got {type(frame)!r}.")
+        if isinstance(result, BacktestResult):
+            frame = result.records
+            meta = {**result.meta, **(meta or {})}
+            payload = result.to_parquet_bytes()
+        elif isinstance(result, pd.DataFrame):
+            frame = result
+            payload = b""
+        else:
+            raise ParameterError(f"save_backtest needs a BacktestResult (or its table), got "
+                                 f"{type(result)!r}.", param="result")
         missing = [c for c in BACKTEST_COLUMNS if c not in frame.columns]
         if missing:
             raise DataError(
                 f"the backtest table lacks the columns {', '.join(missing)} (it has "
                 f"{', '.join(map(str, frame.columns))}); pass the frame a backtest returns."
             )
-        buffer = io.BytesIO()
-        frame.reset_index(drop=True).to_parquet(buffer, index=False)
+        if name is not None:
+            if not isinstance(name, str) or not name.strip():
+                raise ParameterError(f"a backtest `name` must be a non-empty text, got "
+                                     f"{name!r}.", param="name")
+            meta = {**(meta or {}), "name": name.strip()}
+        if not payload:
+            buffer = io.BytesIO()
+            frame.reset_index(drop=True).to_parquet(buffer, index=False)
+            payload = buffer.getvalue()
         rows = pd.DataFrame({"row_number": np.arange(len(frame), dtype=np.int64)})
         rows["origin"] = pd.to_datetime(frame["origin"].to_numpy()).astype("datetime64[us]")
         rows["horizon"] = pd.Series([str(v) for v in frame["horizon"]], dtype=object)
@@ -651,19 +669,21 @@ class SQLStore(Store):
         with self._transaction():
             backtest_id = self._next_id()
             self._execute("INSERT INTO backtests VALUES (?, ?, ?, ?, ?)",
-                          (backtest_id, _now(), dumps(meta or {}), len(frame),
-                           buffer.getvalue()))
+                          (backtest_id, _now(), dumps(meta or {}), len(frame), payload))
             rows.insert(0, "backtest_id", np.full(len(rows), backtest_id, dtype=np.int64))
             self._insert_frame("backtest_rows", rows)
         return backtest_id
 
-    def load_backtest(self, backtest_id: int) -> tuple[pd.DataFrame, dict[str, Any]]:  # noqa: D102
+    def load_backtest(self, backtest_id: int) -> BacktestResult:  # noqa: D102
+        from dataclasses import replace
+
         row = self._execute("SELECT frame, meta FROM backtests WHERE id = ?",
                             (int(backtest_id),)).fetchone()
         if row is None:
             raise DataError(f"{self.url}: no saved backtest with id {backtest_id}.")
-        frame = pd.read_parquet(io.BytesIO(bytes(row[0])))
-        return frame, json.loads(row[1]) if row[1] else {}
+        result = BacktestResult.from_parquet_bytes(
+            bytes(row[0]), source=f"{self.url}: backtest {backtest_id}")
+        return replace(result, meta=json.loads(row[1]) if row[1] else {})
 
     def list_backtests(self) -> list[BacktestInfo]:  # noqa: D102
         rows = self._execute("SELECT id, created, n_rows, meta FROM backtests ORDER BY id DESC"
