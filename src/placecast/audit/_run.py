@@ -508,7 +508,13 @@ def run_audit(
 
     params = dict(params or {})
     _check_options(groups, group_by, quantiles, population)
+    if assign not in ("centroid", "overlap"):
+        raise ParameterError(f"`assign` {assign!r}: use centroid or overlap.", param="assign")
+    if int(n_boot) < 0:
+        raise ParameterError(f"`n_boot` must be >= 0, got {n_boot}.", param="n_boot")
     if simulate_feedback:  # check before the backtest: fail early
+        _check_simulation(periods=periods, runs=runs, uplift=uplift, detection=detection,
+                          random_share=random_share)
         if truth not in ("history", "forecast"):
             raise ParameterError(f"`truth` {truth!r}: use history or forecast.", param="truth")
         if truth == "history" and "lookback_days" not in make_model(model,
@@ -564,6 +570,19 @@ def _check_options(groups: Any, group_by: str | None, quantiles: int | None,
     if (quantiles is not None or population is not None) and groups is None:
         raise ParameterError("`quantiles` and `population` need `groups` and `group_by`.",
                              param=("quantiles", "population", "groups", "group_by"))
+
+
+def _check_simulation(**values: float) -> None:
+    """The simulation's settings, checked under ``run_audit``'s names before the backtest."""
+    rules = {"periods": (lambda v: v >= 1 and v == int(v), "a whole number >= 1"),
+             "runs": (lambda v: v >= 1 and v == int(v), "a whole number >= 1"),
+             "uplift": (lambda v: 0 <= v < np.inf, ">= 0"),
+             "detection": (lambda v: 0 < v <= 1, "in (0, 1]"),
+             "random_share": (lambda v: 0 < v < 1, "in (0, 1)")}
+    for name, value in values.items():
+        ok, text = rules[name]
+        if not ok(value):
+            raise ParameterError(f"`{name}` must be {text}, got {value}.", param=name)
 
 
 def _assignment(units: Units, groups: Any, group_by: str | None, quantiles: int | None,
