@@ -53,6 +53,7 @@ from placecast.audit._run import (
     backtest_policy,
     check_directory,
     check_plot_format,
+    model_card_text,
     read_model_card,
     run_audit,
 )
@@ -80,6 +81,7 @@ __all__ = [
     "disparity_audit",
     "exposure_audit",
     "gini",
+    "model_card_text",
     "model_refit",
     "persistence",
     "plot_disparity",

@@ -42,7 +42,7 @@ from placecast.units import Units
 
 __all__ = ["AUDIT_FILES", "PERFORMANCE_METRICS", "AuditResult", "PolicyBacktest",
            "audit_origins", "backtest_policy", "check_directory", "check_plot_format",
-           "read_model_card", "run_audit"]
+           "model_card_text", "read_model_card", "run_audit"]
 
 #: Per-origin scores the audit summarises with bootstrap intervals.
 PERFORMANCE_METRICS = ("hit_rate", "pai", "pei_star", "log_score")
@@ -372,6 +372,47 @@ def read_model_card(path: str | os.PathLike[str]) -> ModelCard:
             if found:
                 figures[name] = found[0]
     return result.model_card(figures)
+
+
+#: Files of an audit folder that stand for its model card.
+_CARD_FILES = ("model_card.md", "model_card.html", "audit.json")
+
+
+def model_card_text(path: str | os.PathLike[str]) -> str:
+    """A model card as text, from an audit's output or a plain text file.
+
+    Parameters
+    ----------
+    path : path
+        An audit folder, or its ``model_card.md``, ``model_card.html`` or ``audit.json``
+        (each gives the card's Markdown, rebuilt from the audit); or any other text file
+        (``.txt``, ``.md``), returned as it is.
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    DataError
+        If ``path`` does not exist, or is an HTML or JSON file that no audit wrote (it
+        cannot be shown as text).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such model card file.", param="path")
+    directory = path if path.is_dir() else path.parent
+    if path.is_dir() or (path.name in _CARD_FILES and (directory / "audit.json").exists()):
+        return read_model_card(path).to_markdown(directory)
+    if path.suffix.lower() in (".html", ".htm", ".json"):
+        raise DataError(f"{path}: not a model card an audit wrote (no audit.json beside it), "
+                        "and a page or JSON cannot be shown as text; pass the audit folder "
+                        "or a text file instead.", param="path")
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: could not read the model card as UTF-8 text ({exc}).",
+                        param="path") from None
 
 
 def _read_csv(directory: Path, name: str, dtype: dict[str, Any]) -> pd.DataFrame:
