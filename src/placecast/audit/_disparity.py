@@ -401,8 +401,8 @@ def disparity_audit(
     if not np.isfinite(area).all() or (area <= 0).any():
         raise ParameterError("unit areas (`unit_area`) must be positive.", param="unit_area")
     if (group >= len(names)).any() or (group < -1).any():
-        raise ParameterError("`unit_group` values must index `labels` (or be -1 for no "
-                             "group).", param=("unit_group", "labels"))
+        raise ParameterError("`unit_group` values must index labels (the positions of "
+                             "`labels`, or -1 for no group).", param=("unit_group", "labels"))
     if not 0 < level < 1:
         raise ParameterError(f"`level` must be in (0, 1), got {level}.", param="level")
     if int(n_boot) < 0:

@@ -203,8 +203,8 @@ def simulate_urn(
     Ensign et al. (2018), "Runaway feedback loops in predictive policing", PMLR 81.
     """
     if variant not in URN_VARIANTS:
-        raise ParameterError(f"unknown urn `variant` {variant!r}; use one of "
-                             f"{', '.join(URN_VARIANTS)}.", param="variant")
+        raise ParameterError(f"unknown urn variant {variant!r}; pass one of "
+                             f"{', '.join(URN_VARIANTS)} as `variant`.", param="variant")
     lam = np.asarray(rates, dtype=float)
     if lam.shape != (2,) or not ((lam > 0) & (lam <= 1)).all():
         raise ParameterError(f"`rates` must be two probabilities in (0, 1], got {rates}.",
