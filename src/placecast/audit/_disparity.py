@@ -170,20 +170,23 @@ def assign_groups(
         For an unknown ``method`` or a bad number of ``quantiles``.
     """
     if method not in ("centroid", "overlap"):
-        raise ParameterError(f"unknown group assignment method {method!r}; use centroid or "
-                             "overlap.")
+        raise ParameterError(f"unknown group assignment `method` {method!r}; use centroid or "
+                             "overlap.", param="method")
     if quantiles is not None and not 2 <= int(quantiles) <= 20:
-        raise ParameterError(f"quantiles must be between 2 and 20, got {quantiles}.")
+        raise ParameterError(f"`quantiles` must be between 2 and 20, got {quantiles}.",
+                             param="quantiles")
     frame, source = _read_groups(groups)
-    for column, what in ((group_by, "--group-by"), (population, "--population")):
+    for column, what in ((group_by, "group_by"), (population, "population")):
         if column is not None and column not in frame.columns:
             columns = ", ".join(str(c) for c in frame.columns if c != "geometry")
-            raise DataError(f"{source}: no column {column!r} for {what} (columns: {columns}).")
+            raise DataError(f"{source}: no column {column!r} for `{what}` (columns: "
+                            f"{columns}).", param=what)
     sref = units.spatial_reference
     geoms = shapely.make_valid(frame.geometry.to_numpy())
     crs = frame.crs.to_string() if frame.crs is not None else None
     if crs is None and not sref.is_local:
-        raise DataError(f"{source}: the group polygons have no CRS (.prj missing?); add one.")
+        raise DataError(f"{source}: the group polygons have no CRS (.prj missing?); add one.",
+                        param="groups")
     if crs is not None and not sref.is_local:
         geoms = shapely.transform(
             geoms, lambda c: np.column_stack(sref.from_crs_coordinates(c[:, 0], c[:, 1], crs)))
@@ -197,7 +200,7 @@ def assign_groups(
         if bad.any():
             raise DataError(f"{source}: column {group_by!r} is not numeric (row "
                             f"{int(np.flatnonzero(bad.to_numpy())[0])}: {values[bad].iloc[0]!r});"
-                            " quantile groups need numbers.")
+                            " quantile groups need numbers.", param=("group_by", "quantiles"))
         classes, edges = pd.qcut(numeric, int(quantiles), labels=False, retbins=True,
                                  duplicates="drop")
         names = [f"Q{i + 1} ({edges[i]:.4g}-{edges[i + 1]:.4g})" for i in range(len(edges) - 1)]
@@ -224,7 +227,8 @@ def assign_groups(
         if not np.isfinite(pop).all() or (pop < 0).any():
             row = int(np.flatnonzero(~np.isfinite(pop) | (pop < 0))[0])
             raise DataError(f"{source}: column {population!r} row {row} is not a non-negative "
-                            "number; population must be a count per polygon.")
+                            "number; `population` must be a count per polygon.",
+                            param="population")
         assert pairs is not None
         unit_idx, poly_idx, area = pairs
         share = area / shapely.area(geoms)[poly_idx]
@@ -248,17 +252,19 @@ def _read_groups(groups: Any) -> tuple[Any, str]:
     else:
         path = Path(groups)
         if not path.exists():
-            raise DataError(f"{path}: no such group polygon file (--groups).")
+            raise DataError(f"{path}: no such group polygon file (`groups`).", param="groups")
         import pyogrio
 
         try:
             frame = pyogrio.read_dataframe(path)
         except Exception as exc:
-            raise DataError(f"{path}: could not read the group polygons ({exc}).") from None
+            raise DataError(f"{path}: could not read the group polygons ({exc}).",
+                            param="groups") from None
         source = str(path)
     frame = frame[frame.geometry.geom_type.isin(["Polygon", "MultiPolygon"])]
     if len(frame) == 0:
-        raise DataError(f"{source}: holds no polygons to group the area units by.")
+        raise DataError(f"{source}: holds no polygons to group the area units by.",
+                        param="groups")
     return frame.reset_index(drop=True), source
 
 
@@ -390,15 +396,17 @@ def disparity_audit(
     group = np.asarray(unit_group, dtype=np.int64)
     names = [str(v) for v in np.asarray(labels, dtype=object)]
     if area.shape != (n_units,) or group.shape != (n_units,):
-        raise ParameterError(f"unit_area and unit_group need one value per unit ({n_units}).")
+        raise ParameterError(f"`unit_area` and `unit_group` need one value per unit "
+                             f"({n_units}).", param=("unit_area", "unit_group"))
     if not np.isfinite(area).all() or (area <= 0).any():
-        raise ParameterError("unit areas must be positive.")
+        raise ParameterError("unit areas (`unit_area`) must be positive.", param="unit_area")
     if (group >= len(names)).any() or (group < -1).any():
-        raise ParameterError("unit_group values must index labels (or be -1 for no group).")
+        raise ParameterError("`unit_group` values must index labels (the positions of "
+                             "`labels`, or -1 for no group).", param=("unit_group", "labels"))
     if not 0 < level < 1:
-        raise ParameterError(f"level must be in (0, 1), got {level}.")
+        raise ParameterError(f"`level` must be in (0, 1), got {level}.", param="level")
     if int(n_boot) < 0:
-        raise ParameterError(f"n_boot must be >= 0, got {n_boot}.")
+        raise ParameterError(f"`n_boot` must be >= 0, got {n_boot}.", param="n_boot")
     if (group < 0).any():
         names = [*names, OUTSIDE]
         group = np.where(group < 0, len(names) - 1, group)
@@ -410,7 +418,8 @@ def disparity_audit(
     group_area = area @ onehot
     pop = None if unit_population is None else np.asarray(unit_population, dtype=float)
     if pop is not None and pop.shape != (n_units,):
-        raise ParameterError(f"unit_population needs one value per unit ({n_units}).")
+        raise ParameterError(f"`unit_population` needs one value per unit ({n_units}).",
+                             param="unit_population")
     pop_flagged = None if pop is None else (f * pop) @ onehot
     group_pop = None if pop is None else pop @ onehot
     point = _statistics(flag_area.sum(0), events.sum(0),

@@ -50,21 +50,23 @@ def check_flags(flags: npt.ArrayLike, observed: npt.ArrayLike | None = None
     """
     raw = np.asarray(flags)
     if raw.ndim != 2 or raw.shape[0] == 0 or raw.shape[1] == 0:
-        raise ParameterError(f"flags must be a non-empty (n_periods, n_units) matrix, got "
-                             f"shape {raw.shape}.")
+        raise ParameterError(f"`flags` must be a non-empty (n_periods, n_units) matrix, got "
+                             f"shape {raw.shape}.", param="flags")
     if raw.dtype != bool:
         if not np.isin(raw, (0, 1)).all():
-            raise ParameterError("flags must be boolean (or 0/1): a unit is flagged in a "
-                                 "period or not.")
+            raise ParameterError("`flags` must be boolean (or 0/1): a unit is flagged in a "
+                                 "period or not.", param="flags")
         raw = raw.astype(bool)
     counts = None
     if observed is not None:
         counts = np.asarray(observed, dtype=float)
         if counts.shape != raw.shape:
-            raise ParameterError(f"observed events have shape {counts.shape}; they must match "
-                                 f"the flags, {raw.shape} (n_periods, n_units).")
+            raise ParameterError(f"`observed` events have shape {counts.shape}; they must match "
+                                 f"the flags, {raw.shape} (n_periods, n_units).",
+                                 param=("observed", "flags"))
         if not np.isfinite(counts).all() or (counts < 0).any():
-            raise ParameterError("observed event counts must be finite and non-negative.")
+            raise ParameterError("`observed` event counts must be finite and non-negative.",
+                                 param="observed")
     return raw, counts
 
 
@@ -87,7 +89,8 @@ def gini(values: npt.ArrayLike) -> float:
     """
     x = np.sort(np.asarray(values, dtype=float).ravel())
     if x.size == 0 or (x < 0).any():
-        raise ParameterError("gini needs a non-empty array of non-negative values.")
+        raise ParameterError("gini needs a non-empty array of non-negative `values`.",
+                             param="values")
     total = x.sum()
     if total <= 0:
         return float("nan")
@@ -107,7 +110,8 @@ def top_share(values: npt.ArrayLike, fraction: float) -> float:
     0.8
     """
     if not 0 < fraction <= 1:
-        raise ParameterError(f"fraction must be in (0, 1], got {fraction}.")
+        raise ParameterError(f"`fraction` must be in (0, 1], got {fraction}.",
+                             param="fraction")
     x = np.sort(np.asarray(values, dtype=float).ravel())[::-1]
     total = x.sum()
     if total <= 0:
@@ -240,11 +244,12 @@ def exposure_audit(
     f, counts = check_flags(flags, observed)
     assert counts is not None
     if not factor > 1:
-        raise ParameterError(f"factor must be greater than 1, got {factor}.")
+        raise ParameterError(f"`factor` must be greater than 1, got {factor}.", param="factor")
     n_periods, n_units = f.shape
     ids = (np.arange(n_units) if unit_id is None else np.asarray(unit_id))
     if ids.shape != (n_units,):
-        raise ParameterError(f"unit_id has {ids.size} entries for {n_units} units.")
+        raise ParameterError(f"`unit_id` has {ids.size} entries for {n_units} units; pass "
+                             "one per unit.", param="unit_id")
     n_flagged = f.sum(axis=0).astype(np.int64)
     n_events = counts.sum(axis=0)
     total_flags = int(n_flagged.sum())

@@ -203,21 +203,24 @@ def simulate_urn(
     Ensign et al. (2018), "Runaway feedback loops in predictive policing", PMLR 81.
     """
     if variant not in URN_VARIANTS:
-        raise ParameterError(f"unknown urn variant {variant!r}; use one of "
-                             f"{', '.join(URN_VARIANTS)}.")
+        raise ParameterError(f"unknown urn variant {variant!r}; pass one of "
+                             f"{', '.join(URN_VARIANTS)} as `variant`.", param="variant")
     lam = np.asarray(rates, dtype=float)
     if lam.shape != (2,) or not ((lam > 0) & (lam <= 1)).all():
-        raise ParameterError(f"rates must be two probabilities in (0, 1], got {rates}.")
+        raise ParameterError(f"`rates` must be two probabilities in (0, 1], got {rates}.",
+                             param="rates")
     if int(n_steps) < 1 or int(n_runs) < 1:
-        raise ParameterError("n_steps and n_runs must be at least 1.")
+        raise ParameterError("`n_steps` and `n_runs` must be at least 1.",
+                             param=("n_steps", "n_runs"))
     if not 0 < random_share <= 1:
-        raise ParameterError(f"random_share must be in (0, 1], got {random_share}.")
+        raise ParameterError(f"`random_share` must be in (0, 1], got {random_share}.",
+                             param="random_share")
     reported = lam if reported_rates is None else np.asarray(reported_rates, dtype=float)
     rng = np.random.default_rng(random_state)
     n_runs, n_steps = int(n_runs), int(n_steps)
     balls = np.tile(np.asarray(prior, dtype=float), (n_runs, 1))
     if (balls <= 0).any():
-        raise ParameterError(f"prior balls must be positive, got {prior}.")
+        raise ParameterError(f"`prior` balls must be positive, got {prior}.", param="prior")
     share = np.empty((n_runs, n_steps + 1))
     share[:, 0] = balls[:, 0] / balls.sum(axis=1)
     rows = np.arange(n_runs)
@@ -435,24 +438,29 @@ def simulate_feedback(
     lam = np.asarray(truth, dtype=float)
     area = np.asarray(unit_area, dtype=float)
     if lam.ndim != 1 or not np.isfinite(lam).all() or (lam < 0).any() or lam.sum() <= 0:
-        raise ParameterError("truth must be a non-negative intensity per unit, not all zero.")
+        raise ParameterError("`truth` must be a non-negative intensity per unit, not all "
+                             "zero.", param="truth")
     if area.shape != lam.shape or (area <= 0).any():
-        raise ParameterError("unit_area needs one positive area per unit.")
+        raise ParameterError("`unit_area` needs one positive area per unit.",
+                             param="unit_area")
     if not budget >= area.min():
-        raise ParameterError(f"the area budget {budget:g} is smaller than any unit "
-                             f"({area.min():g}); nothing could be flagged.")
+        raise ParameterError(f"the area `budget` {budget:g} is smaller than any unit "
+                             f"({area.min():g}); nothing could be flagged.", param="budget")
     if uplift < 0 or not np.isfinite(uplift):
-        raise ParameterError(f"uplift must be >= 0, got {uplift}.")
+        raise ParameterError(f"`uplift` must be >= 0, got {uplift}.", param="uplift")
     if not 0 < detection <= 1:
-        raise ParameterError(f"detection must be in (0, 1], got {detection}.")
+        raise ParameterError(f"`detection` must be in (0, 1], got {detection}.",
+                             param="detection")
     if not 0 < random_share < 1:
-        raise ParameterError(f"random_share must be in (0, 1), got {random_share}.")
+        raise ParameterError(f"`random_share` must be in (0, 1), got {random_share}.",
+                             param="random_share")
     if int(n_periods) < 1 or int(n_runs) < 1:
-        raise ParameterError("n_periods and n_runs must be at least 1.")
+        raise ParameterError("`n_periods` and `n_runs` must be at least 1.",
+                             param=("n_periods", "n_runs"))
     unknown = [v for v in variants if v not in FEEDBACK_VARIANTS]
     if unknown or not variants:
-        raise ParameterError(f"unknown feedback variants {unknown}; choose from "
-                             f"{', '.join(FEEDBACK_VARIANTS)}.")
+        raise ParameterError(f"unknown feedback `variants` {unknown}; choose from "
+                             f"{', '.join(FEEDBACK_VARIANTS)}.", param="variants")
     refit = refit or sum_refit()
     detect_flagged = min(1.0, detection * (1.0 + uplift))
     # among events not reported by citizens, the share the patrol discovers
@@ -467,7 +475,8 @@ def simulate_feedback(
     else:
         base_history = np.asarray(history, dtype=float)
         if base_history.ndim != 2 or base_history.shape[1] != lam.size:
-            raise ParameterError(f"history must have shape (n_hist, {lam.size}).")
+            raise ParameterError(f"`history` must have shape (n_hist, {lam.size}).",
+                                 param="history")
     rows = []
     for run, seed in enumerate(seeds):
         for variant in variants:

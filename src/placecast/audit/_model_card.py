@@ -233,7 +233,8 @@ def _markdown_table(frame: pd.DataFrame) -> str:
 
 def _embed_figure(path: Path, caption: str) -> str:
     if not path.exists():
-        raise ParameterError(f"{path}: figure for the model card not found.")
+        raise ParameterError(f"{path}: figure for the model card not found; pass existing "
+                             "plot files as `figures`.", param="figures")
     if path.suffix.lower() == ".svg":
         svg = path.read_text(encoding="utf-8")
         start = svg.find("<svg")

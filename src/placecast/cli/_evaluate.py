@@ -156,7 +156,13 @@ def backtest_command(
     (mean, median, 10th-90th percentile), the winner, and a paired Wilcoxon signed-rank
     test of the winner against each other model on per-origin scores.
     """
-    from placecast.evaluate import NIJ, nij_settings, plot_backtest, resolve_area, run_backtest
+    from placecast.evaluate import (
+        nij_plan,
+        nij_settings,
+        plot_backtest,
+        resolve_area,
+        run_backtest,
+    )
 
     _check_output(output, _RESULT_FORMATS, "--output")
     _check_output(plot, (".png", ".svg"), "--plot")
@@ -166,18 +172,8 @@ def backtest_command(
     model_params = add_covariates(_model_params(param, model_names), model_names, covariate)
     origins = None
     if protocol is not None:
-        if protocol.strip().lower() != "nij":
-            raise ParameterError(f"--protocol {protocol!r}: the only preset is 'nij'.")
-        given = [name for name, value in (("--start", start), ("--end", end),
-                                          ("--horizon", horizon)) if value is not None]
-        if given:
-            raise ParameterError(f"--protocol nij fixes the origin and windows; drop "
-                                 f"{', '.join(given)}.")
-        if unit_spec.region is None:
-            raise ParameterError("--protocol nij scores over the police-district union; "
-                                 "give it with --region (Portland_Police_Districts.shp).")
-        origins = [NIJ.origin]
-        horizons = list(NIJ.horizons)
+        origins, horizons = nij_plan(protocol, start=start, end=end, horizon=horizon,
+                                     region=unit_spec.region)
     else:
         if start is None or end is None:
             raise ParameterError("give --start and --end (the first and last origin), or "

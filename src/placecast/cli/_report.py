@@ -189,9 +189,9 @@ def report_command(
                                    horizons=[horizon], area=area)
     card = None
     if model_card is not None:
-        if not model_card.exists():
-            raise DataError(f"{model_card}: no such model card file.")
-        card = model_card.read_text(encoding="utf-8")
+        from placecast.audit import model_card_text
+
+        card = model_card_text(model_card)  # an audit's folder or card files, or any text
     write_report(
         output, forecast, events=events, area=area, backtest=results,
         clusters=clusters, hotspots=read_hotspots(hotspots) if hotspots else None,

@@ -38,7 +38,7 @@ from placecast.evaluate._metrics import (
     top_units_by_area,
 )
 from placecast.evaluate._plots import plot_backtest
-from placecast.evaluate._protocol import NIJ, NIJProtocol, nij_settings
+from placecast.evaluate._protocol import NIJ, NIJProtocol, nij_plan, nij_settings
 from placecast.evaluate._tuning import TuningResult, tune
 
 __all__ = [
@@ -62,6 +62,7 @@ __all__ = [
     "hit_rate_from_counts",
     "log_score",
     "log_score_from_counts",
+    "nij_plan",
     "nij_settings",
     "observed_counts",
     "pai",

@@ -17,7 +17,7 @@ from placecast.exceptions import ParameterError
 from placecast.quantities import AreaBudget, parse_area
 from placecast.units import Units
 
-__all__ = ["NIJ", "NIJProtocol", "nij_settings"]
+__all__ = ["NIJ", "NIJProtocol", "nij_plan", "nij_settings"]
 
 SQFT = 0.3048**2
 SQMI = 1609.344**2
@@ -55,6 +55,53 @@ class NIJProtocol:
 NIJ = NIJProtocol()
 
 
+def nij_plan(protocol: str, *, start: Any = None, end: Any = None, horizon: Any = None,
+             region: Any = None) -> tuple[list[str], list[str]]:
+    """Check a backtest's settings against a protocol preset; return its origins and windows.
+
+    Parameters
+    ----------
+    protocol : str
+        The preset's name; the only one is ``"nij"`` (case and spaces ignored).
+    start, end, horizon : optional
+        The backtest's own origins and windows; the preset fixes them, so each must be
+        None.
+    region : path, optional
+        The region polygon; the NIJ challenge scored over the police-district union, so
+        it is required.
+
+    Returns
+    -------
+    (list of str, list of str)
+        The forecast origins and the windows (``["2017-03-01"]`` and the five NIJ
+        windows).
+
+    Raises
+    ------
+    ParameterError
+        For another preset, origins or windows given as well, or no region.
+
+    Examples
+    --------
+    >>> nij_plan("NIJ", region="Portland_Police_Districts.shp")
+    (['2017-03-01'], ['7d', '14d', '1M', '2M', '3M'])
+    """
+    if protocol.strip().lower() != "nij":
+        raise ParameterError(f"`protocol` {protocol!r}: the only preset is 'nij'.",
+                             param="protocol")
+    given = [name for name, value in (("start", start), ("end", end), ("horizon", horizon))
+             if value is not None]
+    if given:
+        raise ParameterError("`protocol` nij fixes the origin and windows; drop "
+                             + ", ".join(f"`{name}`" for name in given) + ".",
+                             param=(*given, "protocol"))
+    if region is None:
+        raise ParameterError("`protocol` nij scores over the police-district union; pass it "
+                             "as `region` (Portland_Police_Districts.shp).",
+                             param=("region", "protocol"))
+    return [NIJ.origin], list(NIJ.horizons)
+
+
 def nij_settings(units: Units, area: str | float | AreaBudget | None = None) -> float:
     """Check ``units`` and an area budget against the NIJ rules; return the budget in m².
 
@@ -81,20 +128,21 @@ def nij_settings(units: Units, area: str | float | AreaBudget | None = None) -> 
     low_cell, high_cell = NIJ.cell_area_m2
     low_area, high_area = NIJ.flagged_area_m2
     if units.kind != "grid" or units.grid is None:
-        raise ParameterError("--protocol nij scores square grid cells; use --units grid "
-                             "with --cell between 250ft and 600ft.")
+        raise ParameterError("`protocol` nij scores square grid cells: pass `units` as a "
+                             "square grid with `cell_size` between 250ft and 600ft.",
+                             param=("units", "cell_size", "protocol"))
     cell_area = units.grid.cell_size**2
     if not low_cell * (1 - 1e-6) <= cell_area <= high_cell * (1 + 1e-6):
         side_ft = units.grid.cell_size / 0.3048
         raise ParameterError(
-            f"--protocol nij allows cells of 62,500 to 360,000 sq ft (250 to 600 ft sides); "
-            f"--cell gives {cell_area / SQFT:,.0f} sq ft ({side_ft:.0f} ft). Use e.g. "
-            "--cell 600ft."
+            f"`protocol` nij allows cells of 62,500 to 360,000 sq ft (250 to 600 ft sides); "
+            f"`cell_size` gives {cell_area / SQFT:,.0f} sq ft ({side_ft:.0f} ft). Pass e.g. "
+            "600ft as `cell_size`.", param=("cell_size", "protocol")
         )
     if area is None:
         n_cells = int(np.ceil(low_area / cell_area - 1e-9))
         return float(n_cells * cell_area)
-    budget = area if isinstance(area, AreaBudget) else parse_area(area, name="--area")
+    budget = area if isinstance(area, AreaBudget) else parse_area(area, name="area")
     square_metres = budget.resolve(units.region_area)
     n_cells = int(np.floor(square_metres / cell_area * (1 + 1e-9)))
     flagged = n_cells * cell_area
@@ -102,9 +150,10 @@ def nij_settings(units: Units, area: str | float | AreaBudget | None = None) -> 
         fewest = int(np.ceil(low_area / cell_area - 1e-9))
         most = int(np.floor(high_area / cell_area + 1e-9))
         raise ParameterError(
-            f"--protocol nij needs 0.25 to 0.75 sq mi flagged; --area {budget.text} flags "
-            f"{n_cells} cells = {flagged / SQMI:.4f} sq mi. With these cells use between "
-            f"{fewest * cell_area / SQMI:.4f}sqmi ({fewest} cells) and "
-            f"{most * cell_area / SQMI:.4f}sqmi ({most} cells), or leave --area out."
+            f"`protocol` nij needs 0.25 to 0.75 sq mi flagged; `area` {budget.text} flags "
+            f"{n_cells} cells = {flagged / SQMI:.4f} sq mi. With these cells pass an `area` "
+            f"between {fewest * cell_area / SQMI:.4f}sqmi ({fewest} cells) and "
+            f"{most * cell_area / SQMI:.4f}sqmi ({most} cells), or leave it out.",
+            param=("area", "protocol")
         )
     return float(square_metres)

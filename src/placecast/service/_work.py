@@ -596,23 +596,25 @@ def audit_job(store: LockedStore, request: Any, *, max_cells: int,
 
     @_dates_in_range
     def work(progress: Callable[[int, int], None]) -> dict[str, Any]:
-        from placecast.audit import exposure_audit
-        from placecast.evaluate import run_backtest
+        from placecast.audit import run_audit
+        from placecast.quantities import parse_duration
 
         events = _load(store, request.dataset, request.category)
         units = _grid(events, request.cell_size, max_cells)
         origins = _origins(events, request.start, request.end, request.step,
                            request.n_origins, [request.horizon])
-        result = run_backtest(events, units, models=[request.model], origins=origins,
-                              horizons=[request.horizon], area=request.area, dask=dask(),
-                              progress=progress)
-        exposure = exposure_audit(result.flags(request.model, request.horizon),
-                                  result.observed[request.horizon],
-                                  unit_id=units.unit_id, factor=request.factor)
-        out = exposure.to_dict()
+        start, last_origin = origins[0], origins[-1]
+        # the request's `end` is the last origin; the audit's is the end of its last window
+        end = parse_duration(request.horizon, name="horizon").add_to(last_origin)
+        result = run_audit(events, units, model=request.model, start=start, end=end,
+                           horizon=request.horizon, step=request.step, area=request.area,
+                           factor=request.factor, source=f"dataset {request.dataset}",
+                           dask=dask(), progress=progress)
+        out = result.exposure.to_dict()
         return {"kind": "exposure", "model": request.model, "horizon": request.horizon,
-                "n_origins": len(result.origins), "summary": _jsonable(out["summary"]),
-                "over_under": _jsonable(out["over_under"][:500])}
+                "n_origins": result.n_periods, "summary": _jsonable(out["summary"]),
+                "over_under": _jsonable(out["over_under"][:500]),
+                "performance": _records(result.performance)}
 
     return work
 
