@@ -412,13 +412,12 @@ class SQLStore(Store):
         if with_regions:
             raise DataError(
                 f"{source}: dataset {dataset!r} holds events without a region, so these "
-                "cannot be added by region; import them without `region` and `by`, or into "
-                "a new dataset (a dataset is split by region from its first import).",
-                param=("by", "region"))
+                "cannot be added by region; import them without `by`, or into a new "
+                "dataset (a dataset is split by region from its first import).", param="by")
         raise DataError(
             f"{source}: dataset {dataset!r} is split by region, so these events need one "
-            "too; give each its region with `by` (or all one region with `region`), or "
-            "import them into a new dataset.", param=("by", "region"))
+            "too; give each its region with `by`, or import them into a new dataset.",
+            param="by")
 
     @staticmethod
     def _staging_frame(events: Events, x: np.ndarray, y: np.ndarray, first_seq: int,
