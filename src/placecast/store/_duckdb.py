@@ -64,6 +64,7 @@ class DuckDBStore(SQLStore):
                             "already has it open for writing, close that store first."
                             ) from None
         self._depth = 0
+        self.read_only = read_only
         if read_only:
             self._check_schema()
         else:
@@ -79,6 +80,7 @@ class DuckDBStore(SQLStore):
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
+        self._check_writable()
         if self._depth:  # nested: part of the outer transaction
             self._depth += 1
             try:

@@ -92,6 +92,7 @@ class PostGISStore(SQLStore):
             ) from None
         self._depth = 0
         self._srids: dict[int, bool] = {}
+        self.read_only = read_only
         if read_only:
             self._set_search_path()
             self._con.execute("SET default_transaction_read_only = on")
@@ -151,6 +152,7 @@ class PostGISStore(SQLStore):
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
+        self._check_writable()
         if self._depth:
             self._depth += 1
             try:

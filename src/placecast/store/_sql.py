@@ -181,6 +181,8 @@ class SQLStore(Store):
                                         "alert_geometry": ""}
     #: Row lock for read-modify-write of a dataset row.
     lock_clause = ""
+    #: Opened with ``read_only=True``: every write is refused.
+    read_only = False
 
     # ------------------------------------------------------------------ backend hooks
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
@@ -226,6 +228,11 @@ class SQLStore(Store):
 
     def _srid_known(self, srid: int) -> bool:
         return srid > 0
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise DataError(f"{self.url}: this store was opened read-only; open it again "
+                            "without `read_only` to change it.", param="read_only")
 
     def _before_commit(self, dataset: str) -> None:
         """Run inside an ingest transaction after the rows are written (a test seam)."""
