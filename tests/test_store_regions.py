@@ -238,3 +238,24 @@ def test_cli_ingest_by_region_then_run_by_region(store_url, portland, tmp_path):
     result = runner.invoke(app, ["ingest", str(portland["csv"]), "--crs", "EPSG:2913",
                                  "--dataset", "x", "--db", store_url, "--by-id", "PRECINCT"])
     assert result.exit_code == 2 and "give --by too" in " ".join(result.output.split())
+
+
+@each_store
+def test_a_missing_region_names_the_region_and_parameter(store_url):
+    events = helpers.synthetic_events(50, seed=14)
+    with open_store(store_url) as store:
+        store.add_events("d", events, by=_labels(len(events), seed=15))
+    with pytest.raises(ParameterError, match="no region 'nowhere' in the events"):
+        run_by_region("forecast", f"{store_url}#d", unit_spec=UnitSpec(cell_size=500.0),
+                      regions=["nowhere"], params=dict(model="naive", at="2017-03-01"))
+    # an error inside a region's task keeps the parameter it is about
+    from placecast.regions import _run_task, _Task
+
+    task = _Task("forecast", "north", dict(model="naive", at="2017-03-01", horizon="7d"),
+                 UnitSpec(cell_size=500.0), store=f"{store_url}#d")
+    with open_store(store_url) as store:
+        store.delete_dataset("d")
+        store.add_events("d", events)  # no regions any more
+    with pytest.raises(DataError, match="region 'north': .*not split by region") as info:
+        _run_task(task)
+    assert info.value.params == ("region",)

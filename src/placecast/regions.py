@@ -548,8 +548,9 @@ def store_regions(reference: str | os.PathLike[str]) -> dict[str, int]:
     db, dataset = parts
     with open_store(db, read_only=True) as store:
         counts = store.list_regions(dataset)
+        url = store.url  # without any password
     if not counts:
-        raise DataError(f"{db}: dataset {dataset!r} is not split by region; import its events "
+        raise DataError(f"{url}: dataset {dataset!r} is not split by region; import its events "
                         "again with `by` (a region column or polygons) into a new dataset.",
                         param="by")
     return counts
@@ -653,7 +654,7 @@ def _run_task(task: _Task) -> pd.DataFrame:
         events = _read_region(task)
         frame = _JOB_RUNNERS[task.job](events, task)
     except PlacecastError as exc:
-        raise type(exc)(f"region {task.region!r}: {exc}") from None
+        raise type(exc)(f"region {task.region!r}: {exc}", param=exc.params or None) from None
     frame.insert(0, "region", task.region)
     return frame
 
