@@ -48,8 +48,10 @@ __all__ = [
     "region_units",
     "regions_from_labels",
     "regions_from_polygons",
+    "read_store_region",
     "run_by_region",
     "split_events",
+    "store_regions",
     "write_partitioned",
 ]
 
@@ -526,8 +528,52 @@ def read_partition(folder: str | os.PathLike[str], region: str) -> Events:
     optional: dict[str, Any] = {name: column(name) for name in info.fields}
     return Events(time=column("time").astype("datetime64[ns]"), x=column("x"), y=column("y"),
                   spatial_reference=info.spatial_reference,
-                  timezone=info.timezone,
-                  **optional)
+                  timezone=info.timezone, **optional)
+
+
+def store_regions(reference: str | os.PathLike[str]) -> dict[str, int]:
+    """``{region: number of events}`` of a dataset in a store, ``"DB#DATASET"``.
+
+    The store is opened read-only and closed again.
+
+    Raises
+    ------
+    DataError
+        If the reference names no dataset, or the dataset is not split by region.
+    """
+    from placecast.store import open_store, split_store_reference
+
+    parts = split_store_reference(reference)
+    if parts is None:
+        raise ParameterError(f"{reference!s} is not a store reference; give the `source` as "
+                             "DB#DATASET.", param="source")
+    db, dataset = parts
+    with open_store(db, read_only=True) as store:
+        counts = store.list_regions(dataset)
+        url = store.url  # without any password
+    if not counts:
+        raise DataError(f"{url}: dataset {dataset!r} is not split by region; import its events "
+                        "again with `by` (a region column or polygons) into a new dataset.",
+                        param="by")
+    return counts
+
+
+def read_store_region(reference: str | os.PathLike[str], region: str) -> Events:
+    """One region's events of a dataset in a store (``"DB#DATASET"``), opened read-only.
+
+    Only that region's rows are read (``Store.load_events(dataset, region=...)``). A
+    DuckDB file may be read so by any number of processes at once; on PostGIS each call
+    has its own connection.
+    """
+    from placecast.store import open_store, split_store_reference
+
+    parts = split_store_reference(reference)
+    if parts is None:
+        raise ParameterError(f"{reference!s} is not a store reference; give the `source` as "
+                             "DB#DATASET.", param="source")
+    db, dataset = parts
+    with open_store(db, read_only=True) as store:
+        return store.load_events(dataset, region=region)
 
 
 # ---------------------------------------------------------------------- per-region jobs
@@ -593,19 +639,25 @@ class _Task:
     events: Events | None = None
     folder: str | None = None
     size: int = 0  # events in the region: the largest are sent first
+    store: str | None = None  # "DB#DATASET"
+
+
+def _read_region(task: _Task) -> Events:
+    if task.events is not None:
+        return task.events
+    if task.store is not None:
+        return read_store_region(task.store, task.region)
+    assert task.folder is not None
+    return read_partition(task.folder, task.region)
 
 
 def _run_task(task: _Task) -> pd.DataFrame:
     """One region: read its events, build its units, run the job, return its table."""
     try:
-        if task.events is not None:
-            events = task.events
-        else:
-            assert task.folder is not None  # a task has its events or its folder
-            events = read_partition(task.folder, task.region)
+        events = _read_region(task)
         frame = _JOB_RUNNERS[task.job](events, task)
     except PlacecastError as exc:
-        raise type(exc)(f"region {task.region!r}: {exc}", param=exc.params) from None
+        raise type(exc)(f"region {task.region!r}: {exc}", param=exc.params or None) from None
     frame.insert(0, "region", task.region)
     return frame
 
@@ -647,20 +699,29 @@ _JOB_RUNNERS = {"backtest": _backtest, "forecast": _forecast, "scan": _scan}
 def _tasks(job: str, source: Any, params: Mapping[str, Any], unit_spec: UnitSpec | None,
            geometries: Mapping[str, Any] | None, regions: Sequence[str] | None
            ) -> list[_Task]:
-    if isinstance(source, (str, os.PathLike)):
+    from placecast.store import is_store_reference
+
+    folder: str | None = None
+    store: str | None = None
+    by_region: Mapping[str, Events] = {}
+    if isinstance(source, (str, os.PathLike)) and not is_partitioned(source) \
+            and is_store_reference(source):
+        store = os.fspath(source)
+        sizes = store_regions(store)
+        names = list(sizes)
+    elif isinstance(source, (str, os.PathLike)):
         info = partition_info(source)
         names = list(info.names)
-        folder: str | None = str(info.folder)
-        by_region: Mapping[str, Events] = {}
+        folder = str(info.folder)
         sizes = info.counts
     elif isinstance(source, Mapping):
         names = sorted(str(k) for k in source)
-        folder = None
         by_region = source
         sizes = {str(k): len(v) for k, v in source.items()}
     else:
-        raise ParameterError("`source` must be a partitioned events folder or a mapping "
-                             "{region: Events}.", param="source")
+        raise ParameterError("`source` must be a partitioned events folder, a dataset in a "
+                             "store (DB#DATASET) or a mapping {region: Events}.",
+                             param="source")
     if regions is not None:
         unknown = sorted(set(regions) - set(names))
         if unknown:
@@ -674,7 +735,7 @@ def _tasks(job: str, source: Any, params: Mapping[str, Any], unit_spec: UnitSpec
             raise ParameterError(f"no polygon for region {missing[0]!r}.")
     return [_Task(job, name, dict(params), unit_spec,
                   geometries.get(name) if geometries is not None else None,
-                  by_region.get(name) if folder is None else None, folder, sizes[name])
+                  by_region.get(name), folder, sizes[name], store)
             for name in names]
 
 
@@ -701,8 +762,10 @@ def run_by_region(
         (``model``, ``at``, ``horizon``, ``model_params``); rows are ``Forecast.to_frame()``.
         ``scan``: :func:`placecast.clusters.scan_data_from_events` keywords plus ``scan``,
         the :class:`~placecast.clusters.SpaceTimeScan` keywords; rows are the clusters.
-    source : path or mapping
-        A partitioned events folder (each task reads only its region) or
+    source : path, str or mapping
+        A partitioned events folder (each task reads only its region's files), a dataset
+        split by region in a store, ``"DB#DATASET"`` (each task opens the store read-only
+        and reads only its region's rows: ``Store.load_events(dataset, region=...)``), or
         ``{region: Events}`` (each task is sent its events).
     params : mapping
         Keywords of the job (see ``job``).
@@ -738,7 +801,9 @@ def run_by_region(
     Each region is a pure function of its events and the settings, and regions never
     exchange data, so serial and Dask runs give identical tables and the work spreads over
     any number of workers without a shuffle. With a folder as ``source`` and a cluster on
-    several machines, the folder must be on storage every worker can read.
+    several machines, the folder must be on storage every worker can read; with a DuckDB
+    store, so must the file (and nothing may write to it during the run); with PostGIS,
+    every worker must reach the server (each task opens its own connection).
     """
     if job not in JOBS:
         raise ParameterError(f"unknown job {job!r}; use one of {', '.join(JOBS)}.", param="job")

@@ -17,8 +17,9 @@ __all__ = ["ByIdOpt", "ByOpt", "run_regions"]
 
 ByOpt = Annotated[str | None, typer.Option(
     "--by", help="Run each region on its own: a region column of the events, a polygon "
-    "file of regions (with --by-id), or the partition column of a folder written by "
-    "'placecast partition'. Results get a 'region' column.")]
+    "file of regions (with --by-id), the partition column of a folder written by "
+    "'placecast partition', or 'region' for a DB#DATASET imported with 'placecast ingest "
+    "--by'. Results get a 'region' column.")]
 ByIdOpt = Annotated[str | None, typer.Option("--by-id", help="Id column of the --by polygon "
                                              "file.")]
 
@@ -72,13 +73,35 @@ def region_split(events_path: Path | None, by: str, by_id: str | None,
                                        source=f"column {by!r} of {events_path}")
 
 
+def _stored_dataset(events_path: Path | None, by: str, by_id: str | None,
+                    event_options: dict[str, Any]) -> str | None:
+    """``DB#DATASET`` when the events are a stored dataset run by its stored regions."""
+    from placecast.store import split_store_reference
+
+    parts = event_options.get("store") or (split_store_reference(events_path)
+                                           if events_path is not None else None)
+    if parts is None or _is_polygon_file(by):
+        return None  # polygons: the dataset is read whole and split here
+    if by != "region":
+        raise ParameterError(f"--by {by}: a stored dataset keeps its regions as 'region' "
+                             "(split at import with 'placecast ingest --by'); give --by "
+                             "region, or a polygon file of regions with --by-id.")
+    given = _given_event_options(event_options)
+    if by_id is not None or given:
+        raise ParameterError(f"--by region reads each region of {parts[1]!r} as stored; "
+                             f"drop {', '.join(given + (['--by-id'] if by_id else []))}.")
+    return f"{parts[0]}#{parts[1]}"
+
+
 def run_regions(job: str, events_path: Path | None, *, by: str, by_id: str | None,
                 event_options: dict[str, Any] | None, output: Path, params: dict[str, Any],
                 unit_spec: Any, dask: str | None, jobs: int) -> Any:
     """Run ``job`` per region (serially, or on Dask) and return the joined table.
 
-    ``events_path`` may be a partitioned folder (each task reads only its region), or an
-    events file split by a region column or polygons. With Dask, a split file is first
+    ``events_path`` may be a partitioned folder (each task reads only its region), a
+    stored dataset split by region with ``--by region`` (each task opens the store
+    read-only and reads only its region), or an events file split by a region column or
+    polygons. With Dask, a split file is first
     written as a partitioned folder beside ``output`` (removed afterwards), so each task
     reads its own region from disk.
     """
@@ -88,6 +111,7 @@ def run_regions(job: str, events_path: Path | None, *, by: str, by_id: str | Non
         partition_info,
         run_by_region,
         split_events,
+        store_regions,
         write_partitioned,
     )
 
@@ -96,7 +120,11 @@ def run_regions(job: str, events_path: Path | None, *, by: str, by_id: str | Non
     event_options = dict(event_options or {})
     geometries = None
     temporary: Path | None = None
-    if events_path is not None and is_partitioned(events_path):
+    reference = _stored_dataset(events_path, by, by_id, event_options)
+    if reference is not None:  # each task reads its region from the store
+        source: Any = reference
+        n_regions = len(store_regions(reference))
+    elif events_path is not None and is_partitioned(events_path):
         info = partition_info(events_path)
         if by != info.column:
             raise ParameterError(f"{events_path} is partitioned by {info.column!r}; give `by` "
@@ -107,7 +135,7 @@ def run_regions(job: str, events_path: Path | None, *, by: str, by_id: str | Non
             raise ParameterError(f"{events_path} is already partitioned; drop "
                                  f"{', '.join(f'`{name}`' for name in dropped)}.",
                                  param=dropped)
-        source: Any = events_path
+        source = events_path
         n_regions = len(info.counts)
     else:
         with err_console.status("reading events and assigning regions..."):

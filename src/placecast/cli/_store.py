@@ -16,6 +16,7 @@ from placecast.cli._app import (
     print_table,
     with_event_options,
 )
+from placecast.cli._regions import ByIdOpt
 from placecast.exceptions import ParameterError
 
 __all__ = ["DbOpt"]
@@ -36,25 +37,42 @@ def ingest_command(
     id_column: Annotated[str | None, typer.Option(
         "--id", help="Incident-number column (default: auto-detect uid, incident_id, "
         "case_number, ...), used to skip events already stored.")] = None,
+    by: Annotated[str | None, typer.Option(
+        "--by", help="Split the dataset by region: a region column of the events, or a "
+        "polygon file of regions (with --by-id). 'backtest/forecast/scan DB#DATASET --by "
+        "region' then reads one region per task.")] = None,
+    by_id: ByIdOpt = None,
     event_options: dict[str, Any] | None = None,
 ) -> None:
     """Add events from a file to a dataset in the store, skipping ones already there.
 
     Events are de-duplicated on the incident number (--id) when there is one, else on
     time, place and category (k identical rows stay k events; re-importing a file adds
-    nothing). The import is one transaction: if it fails nothing is kept.
+    nothing). The import is one transaction: if it fails nothing is kept. With --by, each
+    event is stored with its region (events in no region are an error, never dropped).
     """
+    from placecast.cli._regions import region_split
     from placecast.store import open_store
 
-    events = load_events(events_path, **(event_options or {}), incident_id=id_column)
+    options = {**(event_options or {}), "incident_id": id_column}
+    split = None
+    if by is not None:
+        events, split = region_split(events_path, by, by_id, options)
+    elif by_id is not None:
+        raise ParameterError("--by-id names the id column of a --by polygon file; give --by "
+                             "too.")
+    else:
+        events = load_events(events_path, **options)
     with open_store(db) as store:
         with console.status(f"importing {len(events):,} events..."):
             # the reader's source: a file path, or DB#DATASET without any password
             source = events.report.source if events.report is not None else str(events_path)
-            report = store.add_events(dataset, events, source=source)
+            report = store.add_events(dataset, events, source=source, by=split)
         total = next(d.n_events for d in store.list_datasets() if d.name == dataset)
+        n_regions = len(store.list_regions(dataset)) if split is not None else 0
     console.print(f"dataset [bold]{dataset}[/bold] in {db}: {report.n_new:,} new events, "
-                  f"{report.n_duplicates:,} already stored; {total:,} in all.")
+                  f"{report.n_duplicates:,} already stored; {total:,} in all"
+                  + (f" in {n_regions:,} regions." if n_regions else "."))
 
 
 @command("datasets")

@@ -16,6 +16,11 @@ has one, else on ``(time, x, y, category)``.
 Only event fields are ever stored (time, x, y, category, weight, incident_id, mark), with
 the file each event came from and when it was imported: nothing about persons.
 
+A dataset may be split by **region** at import (``add_events(..., by=labels)`` or
+``region="NAME"``): :meth:`Store.list_regions` lists them and
+``load_events(dataset, region=NAME)`` reads only that region's rows, which is what each
+task of :func:`placecast.regions.run_by_region` does when given ``"DB#DATASET"``.
+
 Examples
 --------
 >>> import tempfile, os
@@ -26,9 +31,15 @@ Examples
 ...     store.add_events("demo", events, source="demo.csv").n_new
 ...     store.add_events("demo", events, source="demo.csv").n_duplicates
 ...     len(store.load_events("demo"))
+...     store.add_events("zones", events, by=["north", "south"]).n_new
+...     store.list_regions("zones")
+...     store.load_events("zones", region="south").x
 2
 2
 2
+2
+{'north': 1, 'south': 1}
+array([10.])
 """
 
 from __future__ import annotations
@@ -200,9 +211,16 @@ class Store(ABC):
 
     # ------------------------------------------------------------------ events
     @abstractmethod
-    def add_events(self, dataset: str, events: Events, *, source: str | None = None
-                   ) -> IngestReport:
+    def add_events(self, dataset: str, events: Events, *, source: str | None = None,
+                   region: str | None = None, by: Any = None) -> IngestReport:
         """Add events to ``dataset`` (created on first use), skipping duplicates.
+
+        With ``region`` (every event in that region) or ``by`` (a
+        :class:`placecast.regions.RegionSplit`, or one region name per event, e.g. a
+        region column or ``regions_from_polygons(events, ...)``) the dataset is split by
+        region, and ``load_events(dataset, region=...)`` reads one region alone. A dataset
+        is split by region from its first import or never: mixing is refused. A duplicate
+        keeps the region it was first stored with.
 
         A row is a duplicate when the dataset already holds its ``incident_id`` (rows with
         an id; repeats inside the batch count too) or, for rows without one, as many rows
@@ -215,17 +233,31 @@ class Store(ABC):
         ------
         DataError
             If the events do not fit the dataset (another CRS, time zone or set of
-            fields) or have sub-microsecond times.
+            fields; regions where the dataset has none, or none where it has them) or
+            have sub-microsecond times, or if ``by`` leaves an event without a region.
+        ParameterError
+            If both ``region`` and ``by`` are given, or ``by`` has the wrong length.
         """
 
     @abstractmethod
     def load_events(self, dataset: str, since: Any = None, until: Any = None,
-                    categories: list[str] | None = None) -> Events:
+                    categories: list[str] | None = None, *, region: str | None = None
+                    ) -> Events:
         """Return the dataset's events, in import order, as they were stored.
 
         Keeps ``since <= time < until``; categories match case-insensitively. The CRS and
-        time zone are the dataset's.
+        time zone are the dataset's. With ``region``, only that region's events are read
+        (an index or row-group range scan, not a scan of the dataset).
+
+        Raises
+        ------
+        DataError
+            If there is no such dataset, or no such region in it.
         """
+
+    @abstractmethod
+    def list_regions(self, dataset: str) -> dict[str, int]:
+        """``{region: number of events}`` in region order (empty when not split)."""
 
     @abstractmethod
     def list_datasets(self) -> list[DatasetInfo]:
@@ -319,8 +351,9 @@ def check_dataset_name(name: str) -> str:
     """Return ``name`` if it is a valid dataset name, else raise ``ParameterError``."""
     if not isinstance(name, str) or not _DATASET_NAME.match(name):
         raise ParameterError(
-            f"dataset name {name!r} is not valid: use 1-128 letters, digits, '_', '-' or "
-            "'.', starting with a letter or digit (e.g. burglary_2017)."
+            f"dataset name {name!r} is not valid: pass as `dataset` 1-128 letters, digits, "
+            "'_', '-' or '.', starting with a letter or digit (e.g. burglary_2017).",
+            param="dataset"
         )
     return name
 
@@ -331,7 +364,7 @@ def _repair_url(text: str) -> str:
 
 
 def open_store(url_or_path: str | os.PathLike[str], *, schema: str | None = None,
-               create: bool = True) -> Store:
+               create: bool = True, read_only: bool = False) -> Store:
     """Open (creating if needed) the store at a path or PostgreSQL URL.
 
     Parameters
@@ -344,6 +377,9 @@ def open_store(url_or_path: str | os.PathLike[str], *, schema: str | None = None
     create : bool
         Create a missing DuckDB file (``False``: a missing file is an error, for commands
         that only read).
+    read_only : bool
+        Open an existing store for reading only: nothing is created or upgraded, and a
+        DuckDB file may be read by several processes at once (region tasks on Dask).
 
     Raises
     ------
@@ -354,15 +390,14 @@ def open_store(url_or_path: str | os.PathLike[str], *, schema: str | None = None
     if _POSTGRES_URL.match(text):
         from placecast.store._postgis import PostGISStore
 
-        return PostGISStore(text, schema=schema)
-    if not create and text != ":memory:" and not Path(text).exists():
+        return PostGISStore(text, schema=schema, read_only=read_only)
+    if (read_only or not create) and text != ":memory:" and not Path(text).exists():
         raise DataError(
-            f"{text}: no such store; create one with 'placecast ingest EVENTS --dataset "
-            f"NAME --db {text}'."
+            f"{text}: no such store; create one by importing events into it."
         )
     from placecast.store._duckdb import DuckDBStore
 
-    return DuckDBStore(text)
+    return DuckDBStore(text, read_only=read_only)
 
 
 def split_store_reference(text: str | os.PathLike[str]) -> tuple[str, str] | None:

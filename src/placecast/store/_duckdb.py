@@ -6,7 +6,12 @@ after ``ST_GeomFromWKB``. DuckDB writes a transaction to its log only at commit,
 import that fails or is killed leaves nothing behind.
 
 A DuckDB file can be open for writing in one process at a time; a second process gets a
-``DataError`` saying the file is busy.
+``DataError`` saying the file is busy. Any number of processes can open it read-only
+(``read_only=True``) while no process writes to it: the workers of a region run do that.
+
+A dataset's events split by region keep each import's rows of one region together (they
+are inserted region by region), so DuckDB's per-row-group min/max statistics let a read of
+one region skip the row groups of the others.
 """
 
 from __future__ import annotations
@@ -31,28 +36,39 @@ class DuckDBStore(SQLStore):
     ----------
     path : str
         The database file, e.g. ``placecast.duckdb`` (``":memory:"`` for a throwaway one).
+    read_only : bool
+        Open an existing store for reading only; several processes may do so at once.
     """
 
     types = {"text": "VARCHAR", "double": "DOUBLE", "blob": "BLOB"}
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, read_only: bool = False) -> None:
         import duckdb
 
         self.url = str(path)
+        if read_only and (path == ":memory:" or not Path(path).is_file()):
+            raise DataError(f"{path}: no such store to read; create one by importing events "
+                            "into it.")
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._con = duckdb.connect(str(path))
+            self._con = duckdb.connect(str(path), read_only=read_only)
         except duckdb.IOException as exc:
             raise DataError(
                 f"{path}: cannot open the DuckDB store ({exc}). If another placecast "
                 "process is using it, wait for it to finish; if the file is not a DuckDB "
-                "database, give another --db path."
+                "database, give another store path."
             ) from None
         except duckdb.Error as exc:
-            raise DataError(f"{path}: cannot open the DuckDB store ({exc}).") from None
+            raise DataError(f"{path}: cannot open the DuckDB store ({exc}). If this process "
+                            "already has it open for writing, close that store first."
+                            ) from None
         self._depth = 0
-        self._create_schema()
+        self.read_only = read_only
+        if read_only:
+            self._check_schema()
+        else:
+            self._create_schema()
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         # DuckDB wants every result consumed before the next statement: fetch it now.
@@ -64,6 +80,7 @@ class DuckDBStore(SQLStore):
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
+        self._check_writable()
         if self._depth:  # nested: part of the outer transaction
             self._depth += 1
             try:
@@ -88,8 +105,8 @@ class DuckDBStore(SQLStore):
             "CREATE OR REPLACE TEMP TABLE _staging AS SELECT seq, "
             "CAST(time AS TIMESTAMP) AS time, x, y, "
             "CAST(category AS VARCHAR) AS category, weight, "
-            "CAST(incident_id AS VARCHAR) AS incident_id, mark, occurrence "
-            "FROM _staging_frame").fetchall()
+            "CAST(incident_id AS VARCHAR) AS incident_id, mark, occurrence, "
+            "CAST(region AS VARCHAR) AS region FROM _staging_frame").fetchall()
         self._con.unregister("_staging_frame")
 
     def _drop_staging(self) -> None:

@@ -3,7 +3,9 @@
 Besides the exact coordinates (``x``, ``y`` metres) and WKB polygons that every store keeps,
 ``events.geom``, ``unit_cells.geom`` and ``alerts.geom`` are real PostGIS geometries in the
 CRS's own units with its SRID (0 for local grids or CRSs PostGIS does not know), indexed
-with GiST, so QGIS and ArcGIS can draw and query the tables directly.
+with GiST, so QGIS and ArcGIS can draw and query the tables directly. Events split by region
+are read one region at a time through a ``(dataset, region, seq)`` b-tree index, so a
+region's read touches only its own rows, already in import order.
 
 Bulk loads use ``COPY``; every ingest is one transaction, so a failed or killed import
 (a lost connection included) leaves the database as it was.
@@ -43,6 +45,9 @@ class PostGISStore(SQLStore):
         parameter selects the schema (created when missing).
     schema : str, optional
         The schema, overriding the URL's (default ``public``).
+    read_only : bool
+        Only read: no schema is created or upgraded, and every transaction of the
+        connection is read-only (one per region task of a region run).
 
     Raises
     ------
@@ -56,7 +61,8 @@ class PostGISStore(SQLStore):
                         "alert_geometry": ", geom geometry"}
     lock_clause = " FOR UPDATE"
 
-    def __init__(self, url: str, *, schema: str | None = None) -> None:
+    def __init__(self, url: str, *, schema: str | None = None, read_only: bool = False
+                 ) -> None:
         try:
             import psycopg
         except ImportError:
@@ -68,7 +74,8 @@ class PostGISStore(SQLStore):
         schema = schema or query.pop("schema", None) or "public"
         if not _IDENTIFIER.match(schema):
             raise ParameterError(
-                f"schema {schema!r} is not a plain lower-case SQL name (letters, digits, _)."
+                f"`schema` {schema!r} is not a plain lower-case SQL name (letters, digits, _).",
+                param="schema"
             )
         self.schema = schema
         conninfo = urlunsplit(parts._replace(query=urlencode(query)))
@@ -85,8 +92,14 @@ class PostGISStore(SQLStore):
             ) from None
         self._depth = 0
         self._srids: dict[int, bool] = {}
-        self._setup_schema()
-        self._create_schema()
+        self.read_only = read_only
+        if read_only:
+            self._set_search_path()
+            self._con.execute("SET default_transaction_read_only = on")
+            self._check_schema()
+        else:
+            self._setup_schema()
+            self._create_schema()
 
     def _setup_schema(self) -> None:
         has_postgis = self._con.execute(
@@ -101,6 +114,9 @@ class PostGISStore(SQLStore):
                     "owner to run CREATE EXTENSION postgis."
                 ) from None
         self._con.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+        self._set_search_path()
+
+    def _set_search_path(self) -> None:
         ext_schema = self._con.execute(
             "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n "
             "ON n.oid = e.extnamespace WHERE e.extname = 'postgis'").fetchone()
@@ -136,6 +152,7 @@ class PostGISStore(SQLStore):
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
+        self._check_writable()
         if self._depth:
             self._depth += 1
             try:
@@ -158,6 +175,7 @@ class PostGISStore(SQLStore):
         for statement in (
             "CREATE INDEX IF NOT EXISTS events_dataset_id ON events (dataset, incident_id)",
             "CREATE INDEX IF NOT EXISTS events_dataset_time ON events (dataset, time)",
+            "CREATE INDEX IF NOT EXISTS events_dataset_region ON events (dataset, region, seq)",
             "CREATE INDEX IF NOT EXISTS events_geom ON events USING GIST (geom)",
             "CREATE INDEX IF NOT EXISTS unit_cells_units ON unit_cells (units_id, idx)",
             "CREATE INDEX IF NOT EXISTS unit_cells_geom ON unit_cells USING GIST (geom)",
@@ -180,13 +198,13 @@ class PostGISStore(SQLStore):
         self._con.execute(
             "CREATE TEMP TABLE _staging (seq BIGINT, time TIMESTAMP, x DOUBLE PRECISION, "
             "y DOUBLE PRECISION, category TEXT, weight DOUBLE PRECISION, incident_id TEXT, "
-            "mark DOUBLE PRECISION, occurrence BIGINT) ON COMMIT DROP")
+            "mark DOUBLE PRECISION, occurrence BIGINT, region TEXT) ON COMMIT DROP")
         # Binary COPY: doubles travel as IEEE bytes, so coordinates come back bit for bit.
         # Rows go in chunks to bound the memory of the Python row tuples.
         with self._con.cursor() as cursor, cursor.copy(
                 "COPY _staging FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(["int8", "timestamp", "float8", "float8", "text", "float8",
-                            "text", "float8", "int8"])
+                            "text", "float8", "int8", "text"])
             for start in range(0, len(frame), _COPY_CHUNK):
                 chunk = frame.iloc[start:start + _COPY_CHUNK]
                 for row in zip(*(_column_values(chunk[name]) for name in STAGING_COLUMNS),

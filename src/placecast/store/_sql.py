@@ -9,7 +9,7 @@ Tables (one set per database or schema)::
                     n_events, next_seq, created, updated
     imports         id, dataset, source, imported, n_read, n_new, n_duplicates
     events          dataset, seq, import_id, time, x, y, category, weight, incident_id,
-                    mark, occurrence (+ geom on PostGIS)
+                    mark, occurrence, region (+ geom on PostGIS)
     units           id, name, fingerprint, kind, crs, ..., description, grid, region (WKB)
     unit_cells      units_id, idx, unit_id, grid_col, grid_row, geometry (WKB) (+ geom)
     forecasts       id, name, created, model, params, window_start, window_end, units_id,
@@ -63,7 +63,7 @@ __all__ = ["SQLStore"]
 SCHEMA_VERSION = "1"
 OPTIONAL_FIELDS = tuple(f for f in EVENT_FIELDS if f not in ("time", "x", "y"))
 STAGING_COLUMNS = ("seq", "time", "x", "y", "category", "weight", "incident_id", "mark",
-                   "occurrence")
+                   "occurrence", "region")
 
 _TABLES = """
 CREATE SEQUENCE IF NOT EXISTS placecast_ids START 1;
@@ -80,8 +80,8 @@ CREATE TABLE IF NOT EXISTS imports (
 CREATE TABLE IF NOT EXISTS events (
     dataset {text} NOT NULL, seq BIGINT NOT NULL, import_id BIGINT NOT NULL,
     time TIMESTAMP NOT NULL, x {double} NOT NULL, y {double} NOT NULL, category {text},
-    weight {double}, incident_id {text}, mark {double}, occurrence BIGINT NOT NULL
-    {event_geometry});
+    weight {double}, incident_id {text}, mark {double}, occurrence BIGINT NOT NULL,
+    region {text}{event_geometry});
 CREATE TABLE IF NOT EXISTS units (
     id BIGINT PRIMARY KEY, name {text}, fingerprint {text} NOT NULL, kind {text} NOT NULL,
     crs {text} NOT NULL, metres_per_unit {double} NOT NULL, input_crs {text},
@@ -147,6 +147,32 @@ def srid_of(crs: str) -> int:
     return 0
 
 
+def region_labels(events: Events, region: str | None, by: Any) -> np.ndarray | None:
+    """The region of each event from ``region`` (one for all) or ``by`` (one per event).
+
+    ``by`` is a :class:`placecast.regions.RegionSplit` or a sequence of region names aligned
+    with the events. ``None`` when neither is given (events without a region).
+    """
+    if region is not None and by is not None:
+        raise ParameterError("give `region` (one region for all the events) or `by` (a "
+                             "region per event), not both.", param=("region", "by"))
+    if region is not None:
+        if not isinstance(region, str) or not region.strip():
+            raise ParameterError(f"`region` must be a non-empty region name, got {region!r}.",
+                                 param="region")
+        return np.full(len(events), region, dtype=object)
+    if by is None:
+        return None
+    from placecast.regions import RegionSplit, regions_from_labels
+
+    split = by if isinstance(by, RegionSplit) else regions_from_labels(
+        by, source="region names given as `by`")
+    if len(split.labels) != len(events):
+        raise ParameterError(f"`by` gives {len(split.labels):,} region names for "
+                             f"{len(events):,} events; give one per event.", param="by")
+    return np.asarray(split.labels, dtype=object)
+
+
 class SQLStore(Store):
     """The shared implementation; see ``DuckDBStore`` and ``PostGISStore``."""
 
@@ -157,6 +183,8 @@ class SQLStore(Store):
                                         "alert_geometry": ""}
     #: Row lock for read-modify-write of a dataset row.
     lock_clause = ""
+    #: Opened with ``read_only=True``: every write is refused.
+    read_only = False
 
     # ------------------------------------------------------------------ backend hooks
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
@@ -203,6 +231,11 @@ class SQLStore(Store):
     def _srid_known(self, srid: int) -> bool:
         return srid > 0
 
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise DataError(f"{self.url}: this store was opened read-only; open it again "
+                            "without `read_only` to change it.", param="read_only")
+
     def _before_commit(self, dataset: str) -> None:
         """Run inside an ingest transaction after the rows are written (a test seam)."""
 
@@ -213,17 +246,57 @@ class SQLStore(Store):
             for statement in ddl.split(";"):
                 if statement.strip():
                     self._execute(statement)
+            self._migrate()
             self._create_indexes()
             row = self._execute("SELECT value FROM placecast_meta WHERE key = 'schema'"
                                 ).fetchone()
             if row is None:
                 self._execute("INSERT INTO placecast_meta VALUES ('schema', ?)",
                               (SCHEMA_VERSION,))
-            elif row[0] != SCHEMA_VERSION:
-                raise DataError(
-                    f"{self.url}: store schema version {row[0]} is not the version this "
-                    f"placecast understands ({SCHEMA_VERSION}); upgrade placecast."
-                )
+            else:
+                self._check_version(row[0])
+
+    def _check_version(self, version: str) -> None:
+        if version != SCHEMA_VERSION:
+            raise DataError(
+                f"{self.url}: store schema version {version} is not the version this "
+                f"placecast understands ({SCHEMA_VERSION}); upgrade placecast."
+            )
+
+    def _event_columns(self) -> set[str]:
+        return {str(c).lower() for c in
+                self._fetch_frame("SELECT * FROM events WHERE 1 = 0").columns}
+
+    def _migrate(self) -> None:
+        """Bring a store written by an earlier placecast up to date (additive only).
+
+        Stores from before regions get a ``region`` column, NULL for every stored event:
+        their datasets keep working as datasets without regions.
+        """
+        if "region" not in self._event_columns():
+            self._execute(f"ALTER TABLE events ADD COLUMN region {self.types['text']}")
+
+    def _check_schema(self) -> None:
+        """For a read-only connection: the store exists, has this version and regions."""
+        try:
+            row = self._execute("SELECT value FROM placecast_meta WHERE key = 'schema'"
+                                ).fetchone()
+            columns = self._event_columns()
+        except Exception as exc:  # noqa: BLE001  (a missing table, in either backend)
+            raise DataError(
+                f"{self.url}: not a placecast store ({str(exc).strip().splitlines()[0]}); "
+                "create one by importing events into it."
+            ) from None
+        if row is None:
+            raise DataError(f"{self.url}: not a placecast store (no schema version); "
+                            "create one by importing events into it.")
+        self._check_version(row[0])
+        if "region" not in columns:
+            raise DataError(
+                f"{self.url}: the store was written by an earlier placecast and has no "
+                "region column yet; open it once for writing (for example list its "
+                "datasets) to upgrade it, then read it again."
+            )
 
     def _create_indexes(self) -> None:
         """Create indexes (none by default: DuckDB's zone maps are enough)."""
@@ -252,24 +325,28 @@ class SQLStore(Store):
                                                  ).fetchall()]
             known = ", ".join(names) if names else "none yet"
             raise DataError(
-                f"{self.url}: no dataset {dataset!r} (datasets: {known}); import one with "
-                f"'placecast ingest EVENTS --dataset {dataset} --db {self.url}'."
+                f"{self.url}: no dataset {dataset!r} (datasets: {known}); pass one of them "
+                "as `dataset`, or import events into this one first.", param="dataset"
             )
         return row
 
-    def add_events(self, dataset: str, events: Events, *, source: str | None = None
+    def add_events(self, dataset: str, events: Events, *, source: str | None = None,
+                   region: str | None = None, by: Any = None
                    ) -> IngestReport:  # noqa: D102 (documented on Store)
         check_dataset_name(dataset)
         if not isinstance(events, Events):
-            raise ParameterError(f"add_events needs an Events object, got {type(events)!r}.")
+            raise ParameterError(f"`events` must be an Events object, got {type(events)!r}.",
+                                 param="events")
+        labels = region_labels(events, region, by)
         if source is None:
             source = events.report.source if events.report is not None else "<api>"
         nanos = events.time.astype("int64")
         if len(events) and (nanos % 1000 != 0).any():
             raise DataError(
                 f"{source}: {int((nanos % 1000 != 0).sum())} event times have "
-                "sub-microsecond parts, which the store cannot keep; round them to "
-                "microseconds first (events.time.astype('datetime64[us]'))."
+                "sub-microsecond parts, which the store cannot keep; round the `events` "
+                "times to microseconds first (events.time.astype('datetime64[us]')).",
+                param="events"
             )
         fields = tuple(f for f in OPTIONAL_FIELDS if getattr(events, f) is not None)
         sref = events.spatial_reference
@@ -286,8 +363,9 @@ class SQLStore(Store):
                 info = self._dataset_row(dataset)
                 assert info is not None
             x, y = self._check_compatible(dataset, info, events, fields, source)
+            self._check_regions_match(dataset, labels is not None, source)
             import_id = self._next_id()
-            frame = self._staging_frame(events, x, y, int(info["next_seq"]))
+            frame = self._staging_frame(events, x, y, int(info["next_seq"]), labels)
             keep = ~self._mark_batch(frame)
             n_new = self._insert_new_events(dataset, info, import_id,
                                             frame[keep].reset_index(drop=True))
@@ -307,16 +385,18 @@ class SQLStore(Store):
         if tuple(info["fields"]) != fields:
             have = ", ".join(info["fields"]) or "none"
             got = ", ".join(fields) or "none"
+            differ = [f for f in OPTIONAL_FIELDS if (f in info["fields"]) != (f in fields)]
             raise DataError(
                 f"{source}: dataset {dataset!r} holds the optional fields [{have}] but these "
-                f"events have [{got}]; map the same columns as before (--category, "
-                "--weight, ...) or ingest into a new dataset."
+                f"events have [{got}]; read them with the same columns as before ("
+                f"{', '.join(f'`{f}`' for f in differ)}) or import them into a new dataset.",
+                param=tuple(differ)
             )
         if (info["timezone"] or None) != (events.timezone or None):
             raise DataError(
                 f"{source}: dataset {dataset!r} has times in time zone {info['timezone']!r} "
-                f"but these events are in {events.timezone!r}; read them with --timezone "
-                f"{info['timezone'] or '(none)'} or use a new dataset."
+                f"but these events are in {events.timezone!r}; read them with `timezone` "
+                f"{info['timezone'] or '(none)'} or use a new dataset.", param="timezone"
             )
         target = SpatialReference(info["crs"], float(info["metres_per_unit"]),
                                   info["input_crs"])
@@ -325,14 +405,32 @@ class SQLStore(Store):
         if sref.is_local or target.is_local:
             raise DataError(
                 f"{source}: dataset {dataset!r} is in {target.crs} but these events are in "
-                f"{sref.crs}; read them with --crs {target.crs} or use a new dataset."
+                f"{sref.crs}; read them with `crs` {target.crs} or use a new dataset.",
+                param="crs"
             )
         cx, cy = sref.to_crs_coordinates(events.x, events.y, target.crs)
         return target.from_crs_coordinates(cx, cy)
 
+    def _check_regions_match(self, dataset: str, with_regions: bool, source: str) -> None:
+        """Refuse to mix events with and without a region in one dataset."""
+        other = self._execute(
+            "SELECT 1 FROM events WHERE dataset = ? AND region IS "
+            + ("NULL" if with_regions else "NOT NULL") + " LIMIT 1", (dataset,)).fetchone()
+        if other is None:
+            return
+        if with_regions:
+            raise DataError(
+                f"{source}: dataset {dataset!r} holds events without a region, so these "
+                "cannot be added by region; import them without `by`, or into a new "
+                "dataset (a dataset is split by region from its first import).", param="by")
+        raise DataError(
+            f"{source}: dataset {dataset!r} is split by region, so these events need one "
+            "too; give each its region with `by`, or import them into a new dataset.",
+            param="by")
+
     @staticmethod
-    def _staging_frame(events: Events, x: np.ndarray, y: np.ndarray, first_seq: int
-                       ) -> pd.DataFrame:
+    def _staging_frame(events: Events, x: np.ndarray, y: np.ndarray, first_seq: int,
+                       labels: np.ndarray | None = None) -> pd.DataFrame:
         n = len(events)
 
         def text(values: np.ndarray | None) -> pd.Series:
@@ -355,6 +453,7 @@ class SQLStore(Store):
             "incident_id": text(events.incident_id),
             "mark": number(events.mark),
             "occurrence": np.zeros(n, dtype=np.int64),
+            "region": text(labels),
         })
 
     @staticmethod
@@ -389,34 +488,43 @@ class SQLStore(Store):
                                                            int(info["srid"]))
             insert = (
                 "INSERT INTO events (dataset, seq, import_id, time, x, y, category, weight, "
-                f"incident_id, mark, occurrence{geom_col}) SELECT ?, s.seq, ?, s.time, s.x, "
-                f"s.y, s.category, s.weight, s.incident_id, s.mark, s.occurrence{geom_expr} "
-                "FROM _staging s "
+                f"incident_id, mark, occurrence, region{geom_col}) SELECT ?, s.seq, ?, "
+                "s.time, s.x, s.y, s.category, s.weight, s.incident_id, s.mark, s.occurrence, "
+                f"s.region{geom_expr} FROM _staging s "
             )
+            # rows go in region by region, so each region's rows of an import are stored
+            # together (DuckDB's per-row-group min/max then skips other regions' rows)
+            order = " ORDER BY s.region, s.seq"
             n_new = 0
             if frame["incident_id"].notna().any():
                 n_new += self._rowcount(self._execute(
                     insert + "WHERE s.incident_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "
-                    "events e WHERE e.dataset = ? AND e.incident_id = s.incident_id)",
+                    "events e WHERE e.dataset = ? AND e.incident_id = s.incident_id)" + order,
                     (dataset, import_id, dataset)))
             if frame["incident_id"].isna().any():
                 n_new += self._rowcount(self._execute(
                     insert + "WHERE s.incident_id IS NULL AND NOT EXISTS (SELECT 1 FROM "
                     "events e WHERE e.dataset = ? AND e.time = s.time AND e.x = s.x AND "
                     "e.y = s.y AND COALESCE(e.category, '') = COALESCE(s.category, '') AND "
-                    "e.occurrence = s.occurrence)",
+                    "e.occurrence = s.occurrence)" + order,
                     (dataset, import_id, dataset)))
         finally:
             self._drop_staging()
         return n_new
 
     def load_events(self, dataset: str, since: Any = None, until: Any = None,
-                    categories: list[str] | None = None) -> Events:  # noqa: D102
+                    categories: list[str] | None = None, *, region: str | None = None
+                    ) -> Events:  # noqa: D102
         info = self._require_dataset(dataset)
         fields = info["fields"]
         where = ["dataset = ?"]
         params: list[Any] = [dataset]
         filtered: dict[str, int] = {}
+        n_rows = int(info["n_events"])
+        if region is not None:
+            n_rows = self._region_size(dataset, region)
+            where.append("region = ?")
+            params.append(region)
         if since is not None:
             where.append("time >= ?")
             params.append(pd.Timestamp(to_datetime64(since, name="since")).to_pydatetime())
@@ -427,7 +535,8 @@ class SQLStore(Store):
             if "category" not in fields:
                 raise ParameterError(
                     f"dataset {dataset!r} has no category field, so it cannot be filtered "
-                    "by category; drop --categories or re-ingest with --category COLUMN."
+                    "by category; drop `categories`, or import the events again with a "
+                    "`category` column.", param=("categories", "category")
                 )
             wanted = sorted({str(c).strip().upper() for c in categories})
             where.append(f"UPPER(category) IN ({', '.join('?' * len(wanted))})")
@@ -436,8 +545,8 @@ class SQLStore(Store):
         frame = self._fetch_frame(
             f"SELECT {', '.join(columns)} FROM events WHERE {' AND '.join(where)} "
             "ORDER BY seq", params)
-        if len(where) > 1:
-            filtered["since/until/categories"] = int(info["n_events"]) - len(frame)
+        if len(where) > (1 if region is None else 2):
+            filtered["since/until/categories"] = n_rows - len(frame)
 
         def text(name: str) -> np.ndarray | None:
             if name not in fields:
@@ -450,7 +559,8 @@ class SQLStore(Store):
 
         sref = SpatialReference(info["crs"], float(info["metres_per_unit"]), info["input_crs"])
         report = LoadReport(
-            source=f"{self.url}#{dataset}", n_rows=int(info["n_events"]), n_kept=len(frame),
+            source=f"{self.url}#{dataset}" + (f" region {region!r}" if region is not None
+                                              else ""), n_rows=n_rows, n_kept=len(frame),
             columns={c: c for c in columns}, filtered=filtered,
             crs_note=f"{sref.crs} (stored with dataset {dataset!r})",
         )
@@ -466,6 +576,31 @@ class SQLStore(Store):
             timezone=info["timezone"],
             report=report,
         )
+
+    def _region_size(self, dataset: str, region: str) -> int:
+        """Events of one region (a range scan), or a ``DataError`` naming the regions."""
+        if not isinstance(region, str):
+            raise ParameterError(f"`region` must be a region name, got {region!r}.",
+                                 param="region")
+        n = int(self._execute("SELECT COUNT(*) FROM events WHERE dataset = ? AND region = ?",
+                              (dataset, region)).fetchone()[0])
+        if n:
+            return n
+        names = list(self.list_regions(dataset))
+        if not names:
+            raise DataError(
+                f"{self.url}: dataset {dataset!r} is not split by region; read it without "
+                "`region`, or import it again with `by` to split it.", param="region")
+        shown = ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")
+        raise DataError(f"{self.url}: dataset {dataset!r} has no region {region!r} "
+                        f"(regions: {shown}); pass one of them as `region`.", param="region")
+
+    def list_regions(self, dataset: str) -> dict[str, int]:  # noqa: D102
+        self._require_dataset(dataset)
+        rows = self._execute(
+            "SELECT region, COUNT(*) FROM events WHERE dataset = ? AND region IS NOT NULL "
+            "GROUP BY region ORDER BY region", (dataset,)).fetchall()
+        return {str(r[0]): int(r[1]) for r in rows}
 
     def list_datasets(self) -> list[DatasetInfo]:  # noqa: D102
         rows = self._execute(
@@ -583,7 +718,8 @@ class SQLStore(Store):
     def save_forecast(self, forecast: Forecast, name: str, *, dataset: str | None = None
                       ) -> int:  # noqa: D102
         if not name:
-            raise ParameterError("a saved forecast needs a name (e.g. 'weekly-kde').")
+            raise ParameterError("a saved forecast needs a `name` (e.g. 'weekly-kde').",
+                                 param="name")
         with self._transaction():
             units_id = self._save_units(forecast.units, None)
             forecast_id = self._next_id()
@@ -609,7 +745,7 @@ class SQLStore(Store):
                 "SELECT id FROM forecasts ORDER BY id DESC LIMIT 10").fetchall()]
             raise DataError(
                 f"{self.url}: no saved forecast with id {forecast_id} (latest ids: "
-                f"{', '.join(known) or 'none'}); see 'placecast datasets --forecasts'."
+                f"{', '.join(known) or 'none'})."
             )
         model, params, start, end, units_id = row
         values = self._fetch_frame(
@@ -694,7 +830,7 @@ class SQLStore(Store):
     # ------------------------------------------------------------------ alerts
     def save_alert(self, alert: dict[str, Any]) -> str:  # noqa: D102
         if not isinstance(alert, dict):
-            raise ParameterError(f"an alert is a dict, got {type(alert)!r}.")
+            raise ParameterError(f"an `alert` is a dict, got {type(alert)!r}.", param="alert")
         # ``alert_id``/``detected_at`` are what placecast.clusters.Alert.to_dict() calls them
         alert_id = str(alert.get("id") or alert.get("alert_id") or uuid.uuid4().hex)
         created = alert.get("created") or alert.get("detected_at")
