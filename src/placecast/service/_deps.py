@@ -69,8 +69,12 @@ class ServiceContext:
     settings: Any
 
 
-def context(request: Request) -> ServiceContext:
-    """The app's :class:`ServiceContext` (a FastAPI dependency)."""
+async def context(request: Request) -> ServiceContext:
+    """The app's :class:`ServiceContext` (a FastAPI dependency).
+
+    ``async`` on purpose: FastAPI runs a plain ``def`` dependency in a worker thread,
+    which would cost every request a thread-pool round trip.
+    """
     found: ServiceContext = request.app.state.context
     return found
 

@@ -6,8 +6,10 @@ CSV) is encoded and compressed once per forecast and area budget, kept in the
 """
 
 import dataclasses
+import re
 from collections.abc import Callable
 from typing import Annotated, Any
+from urllib.parse import unquote_plus
 
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -24,7 +26,7 @@ from placecast.service._work import (
     run_forecast_request,
 )
 
-__all__ = ["router", "tagged"]
+__all__ = ["cached_answer", "router", "tagged", "tagged_parts"]
 
 router = APIRouter(tags=["forecasts"])
 
@@ -99,23 +101,87 @@ async def _encoded(ctx: ServiceContext, key: tuple[Any, ...], make: Callable[[],
     return entry
 
 
-def tagged(request: Request, entry: Encoded, media_type: str,
-           headers: dict[str, str] | None = None, compress: bool = True) -> Response:
-    """Answer with a cached body: gzip when accepted, 304 when the tag matches."""
-    gzipped = compress and "gzip" in request.headers.get("accept-encoding", "").lower()
+def tagged_parts(entry: Encoded, media_type: str, *, accept_encoding: str | None,
+                 if_none_match: str | None, headers: dict[str, str] | None = None,
+                 compress: bool = True) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and body for a cached body: gzip when accepted, 304 on a match.
+
+    The one place that decides how a tagged body is answered, used by the routes
+    (:func:`tagged`) and by the middleware's fast path (:func:`cached_answer`).
+    """
+    gzipped = compress and "gzip" in (accept_encoding or "").lower()
     etag = entry.etag_gzip if gzipped else entry.etag
     out = {"etag": etag, "cache-control": "private, no-cache", **(headers or {})}
     if compress:
         out["vary"] = "Accept-Encoding"
-    wanted = request.headers.get("if-none-match")
-    if wanted is not None:
-        tags = {t.strip().removeprefix("W/") for t in wanted.split(",")}
+    if if_none_match is not None:
+        tags = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
         if "*" in tags or etag in tags:
-            return Response(status_code=304, headers=out)
+            return 304, out, b""
+    out["content-type"] = media_type
     if gzipped:
-        return Response(entry.gzip, media_type=media_type,
-                        headers={**out, "content-encoding": "gzip"})
-    return Response(entry.body, media_type=media_type, headers=out)
+        return 200, {**out, "content-encoding": "gzip"}, entry.gzip
+    return 200, out, entry.body
+
+
+def tagged(request: Request, entry: Encoded, media_type: str,
+           headers: dict[str, str] | None = None, compress: bool = True) -> Response:
+    """Answer with a cached body: gzip when accepted, 304 when the tag matches."""
+    status, out, body = tagged_parts(
+        entry, media_type, accept_encoding=request.headers.get("accept-encoding"),
+        if_none_match=request.headers.get("if-none-match"), headers=headers,
+        compress=compress)
+    media = out.pop("content-type", None)
+    if status == 304:
+        return Response(status_code=304, headers=out)
+    return Response(body, media_type=media, headers=out)
+
+
+#: The hot read routes the middleware may answer from the cache without routing.
+_FAST = re.compile(r"^/forecasts/([1-9][0-9]{0,17})(/map)?$")
+
+
+def cached_answer(ctx: ServiceContext, path: str, query: bytes, header: Callable[
+        [bytes], str | None]) -> tuple[int, dict[str, str], bytes, str, str] | None:
+    """The answer to ``GET /forecasts/{id}`` or ``.../map`` when its body is cached.
+
+    Forecasts never change, so once a body has been rendered (by the route, which
+    validated the request) the same request can be answered from memory without
+    FastAPI's routing, dependency solving and parameter validation: this is what keeps
+    those two routes fast under many clients. The caller has already checked the token
+    (any valid token may read forecasts). Anything unusual (another query parameter,
+    a body not yet cached) returns ``None`` and the request takes the normal route.
+
+    Returns
+    -------
+    tuple or None
+        ``(status, headers, body, route template, forecast id)``.
+    """
+    match = _FAST.match(path)
+    if match is None:
+        return None
+    forecast_id = int(match.group(1))
+    if match.group(2) is None:
+        if query:
+            return None
+        key: tuple[Any, ...] = ("described", forecast_id)
+        template, compress = "/forecasts/{forecast_id}", False
+    else:
+        area = "1%"
+        if query:
+            name, _, value = query.decode("latin-1").partition("=")
+            if name != "area" or "&" in value:
+                return None
+            area = unquote_plus(value)
+        key = ("map", forecast_id, area)
+        template, compress = "/forecasts/{forecast_id}/map", True
+    entry = ctx.cache.peek(key)
+    if entry is None:
+        return None
+    status, headers, body = tagged_parts(
+        entry, "application/json", accept_encoding=header(b"accept-encoding"),
+        if_none_match=header(b"if-none-match"), compress=compress)
+    return status, headers, body, template, match.group(1)
 
 
 @router.get("/forecasts/{forecast_id}", response_class=Response, responses=_CACHED)
