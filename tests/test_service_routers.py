@@ -157,3 +157,81 @@ def test_audit_log_thread_writes_without_a_reader(tmp_path):
         time.sleep(0.02)
     log.close()
     state.close()
+
+
+@pytest.fixture(scope="module")
+def with_forecast(tmp_path_factory, shared_data):
+    from _helpers_service import CELL, memphis_csv
+
+    with make_service(tmp_path_factory.mktemp("fast")) as service:
+        assert service.upload("memphis", memphis_csv(shared_data)).status_code == 201
+        r = service.client.post("/forecasts", headers=service.headers("analyst"), json={
+            "dataset": "memphis", "model": "naive", "cell_size": CELL,
+            "at": "2019-12-01", "horizon": "14d"})
+        assert r.status_code == 201, r.text
+        yield service, r.json()["id"]
+
+
+def _same_answer(first, second):
+    assert second.status_code == first.status_code
+    assert second.content == first.content
+    assert dict(second.headers) == dict(first.headers)
+
+
+@pytest.mark.parametrize("suffix", ["", "/map", "/map?area=2%25"])
+def test_cached_answers_equal_the_routed_ones(with_forecast, suffix):
+    """The first request renders through the route; the next comes from the cache
+    without routing (``cached_answer``): same status, headers and bytes, same 304s."""
+    from placecast.service.routers.forecasts import cached_answer
+
+    svc, forecast_id = with_forecast
+    url = f"/forecasts/{forecast_id}{suffix}"
+    path, _, query = url.partition("?")
+    ctx = svc.app.state.context
+    for encoding in ("gzip", "identity"):
+        h = {**svc.headers("viewer"), "Accept-Encoding": encoding}
+        first = svc.client.get(url, headers=h)
+        assert first.status_code == 200
+        # Now cached: the middleware can answer it.
+        assert cached_answer(ctx, path, query.encode(), lambda name: None) is not None
+        _same_answer(first, svc.client.get(url, headers=h))
+        tag = first.headers["etag"]
+        revalidated = svc.client.get(url, headers={**h, "If-None-Match": tag})
+        assert revalidated.status_code == 304 and revalidated.content == b""
+        assert revalidated.headers["etag"] == tag
+        assert "content-security-policy" in revalidated.headers
+
+
+def test_cached_answers_keep_auth_and_the_audit_log(with_forecast):
+    svc, forecast_id = with_forecast
+    url = f"/forecasts/{forecast_id}/map"
+    assert svc.client.get(url, headers=svc.headers("viewer")).status_code == 200
+    assert svc.client.get(url).status_code == 401
+    assert svc.client.get(url, headers={"Authorization": "Bearer pc_x.y"}).status_code == 401
+    token, info = svc.app.state.tokens.create("viewer", "short-lived")
+    h = {"Authorization": f"Bearer {token}"}
+    assert svc.client.get(url, headers=h).status_code == 200
+    svc.app.state.tokens.revoke(info.id)
+    assert svc.client.get(url, headers=h).status_code == 401
+    log = svc.client.get("/audit-log?limit=10", headers=svc.headers("admin")).json()
+    mine = [e for e in log["entries"] if e["token_name"] == "short-lived"]
+    assert [(e["action"], e["status"], e["target"]) for e in mine] == [
+        ("GET /forecasts/{forecast_id}/map", 401, None),
+        ("GET /forecasts/{forecast_id}/map", 200, {"forecast_id": str(forecast_id)}),
+    ]
+
+
+def test_unusual_requests_take_the_route(with_forecast):
+    """Not cached, unknown or odd query strings: the routed answer (404, 422)."""
+    from placecast.service.routers.forecasts import cached_answer
+
+    svc, forecast_id = with_forecast
+    ctx = svc.app.state.context
+    h = svc.headers("viewer")
+    assert cached_answer(ctx, "/forecasts/999", b"", lambda name: None) is None
+    assert svc.client.get("/forecasts/999", headers=h).status_code == 404
+    assert cached_answer(ctx, f"/forecasts/{forecast_id}/map", b"area=1%25&x=1",
+                         lambda name: None) is None
+    assert svc.client.get(f"/forecasts/{forecast_id}/map?area=lots",
+                          headers=h).status_code == 422
+    assert svc.client.get(f"/forecasts/{forecast_id}?x=1", headers=h).status_code == 200
