@@ -221,8 +221,11 @@ def create_app(store: Any = "placecast.duckdb", settings: ServiceSettings | None
         return JSONResponse(status_code=422, content=content)
 
     # ------------------------------------------------------------------ routes
+    # The routers' routes join the app's own list (no prefix, no router-wide
+    # dependencies), so ``app.routes`` stays one flat list of routes whatever the
+    # FastAPI version (newer ones keep an included router as one lazy entry).
     for router in ROUTERS:
-        app.include_router(router)
+        app.router.routes.extend(router.routes)
     dashboard.mount_static(app)
     route_patterns.extend(route.path_regex for route in iter_routes(app.routes)
                           if hasattr(route, "path_regex"))
