@@ -67,9 +67,9 @@ def check_not_person_column(field: str, column: str | None) -> None:
     hit = sorted(words & PERSON_WORDS)
     if hit:
         raise ParameterError(
-            f"column {column!r} for the event {field} looks like a field about persons "
+            f"column {column!r} for the event `{field}` looks like a field about persons "
             f"({', '.join(hit)}); placecast never reads such fields. Map a place-based "
-            "column (time, location, offence category) instead.")
+            "column (time, location, offence category) instead.", param=field)
 
 
 #: Command-line flags the library's messages may name -> the API field meant.
