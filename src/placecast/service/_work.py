@@ -475,7 +475,7 @@ def _explanation_columns(forecast: Forecast) -> list[tuple[str, list[Any]]]:
     details = forecast.details
     if details is None:
         return []
-    out = []
+    out: list[tuple[str, list[Any]]] = []
     for name in details.columns:
         if re.fullmatch(r"(reason|effect)_[0-9]+", str(name)):
             values = details[name]

@@ -30,7 +30,7 @@ __all__ = ["cached_answer", "router", "tagged", "tagged_parts"]
 
 router = APIRouter(tags=["forecasts"])
 
-_CACHED = {200: {"content": {"application/json": {}}},
+_CACHED: dict[int | str, dict[str, Any]] = {200: {"content": {"application/json": {}}},
            304: {"description": "not modified (If-None-Match)"}}
 
 
@@ -199,7 +199,7 @@ async def get_forecast(request: Request, who: Viewer, ctx: Context, forecast_id:
         if not infos:
             raise NotFound(f"no forecast {forecast_id}; see GET /forecasts.")
         out = {**forecast_out(ctx, infos[0]), **ctx.cache.forecast(forecast_id).to_dict()}
-        return JSONResponse(jsonable_encoder(out)).body
+        return bytes(JSONResponse(jsonable_encoder(out)).body)
 
     entry = await _encoded(ctx, ("described", forecast_id), describe)
     return tagged(request, entry, "application/json", compress=False)
