@@ -118,8 +118,9 @@ def _expiry(expires: str | None) -> str | None:
     except (OverflowError, ValueError, pd.errors.OutOfBoundsDatetime):
         end = None
     if end is None or (end - now).days > MAX_EXPIRY_DAYS:
-        raise ParameterError(f"token expiry {expires!r} is longer than {MAX_EXPIRY_DAYS} "
-                             "days; give a shorter one (e.g. 90d, 1y) or none.")
+        raise ParameterError(f"token expiry `expires` {expires!r} is longer than "
+                             f"{MAX_EXPIRY_DAYS} days; give a shorter one (e.g. 90d, 1y) "
+                             "or none.", param="expires")
     return end.tz_localize("UTC").isoformat(timespec="seconds")
 
 
@@ -151,11 +152,13 @@ class TokenStore:
             that is not a positive duration.
         """
         if role not in ROLES:
-            raise ParameterError(f"role {role!r} is not one of {', '.join(ROLES)}.")
+            raise ParameterError(f"`role` {role!r} is not one of {', '.join(ROLES)}.",
+                                 param="role")
         if not isinstance(name, str) or not _NAME.match(name):
             raise ParameterError(
-                f"token name {name!r} is not valid: use 1-64 letters, digits, spaces or "
-                "'_.@-', starting with a letter or digit (e.g. 'alice laptop').")
+                f"token `name` {name!r} is not valid: use 1-64 letters, digits, spaces or "
+                "'_.@-', starting with a letter or digit (e.g. 'alice laptop').",
+                param="name")
         until = _expiry(expires)
         token_id = secrets.token_hex(6)
         secret = secrets.token_urlsafe(32)

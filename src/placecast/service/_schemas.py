@@ -225,6 +225,9 @@ class ForecastRequest(_Strict):
     name: DatasetName | None = None
     model_params: Annotated[dict[ParamName, ParamValue] | None,
                             AfterValidator(_check_params)] = Field(default=None, max_length=10)
+    explain: bool = Field(default=False, description="Keep, per unit, the features that "
+                          "raised its forecast most (models that can explain: boost); "
+                          "the GeoJSON then carries reason_1..3 and effect_1..3.")
 
 
 class BacktestRequest(_Strict):

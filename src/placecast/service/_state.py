@@ -1,5 +1,8 @@
 """The service's own small SQLite database: tokens, jobs, the audit log, forecast notes.
 
+Forecast notes record how the service made each forecast (request fields and caller) and
+the per-unit explanation columns of explained forecasts, which the store does not keep.
+
 Kept beside the store (``placecast.duckdb`` -> ``placecast.service.sqlite``) so that the
 store stays a plain data store and the service's bookkeeping survives a restart. Every
 statement is parameterised; one lock serialises writers inside the process and SQLite's
@@ -9,13 +12,17 @@ own locking (WAL journal) covers other processes such as ``placecast token creat
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["StateDB", "state_path_for", "utc_now"]
 
@@ -71,6 +78,10 @@ CREATE TABLE IF NOT EXISTS forecast_notes (
     horizon TEXT,
     area TEXT,
     created_by TEXT
+);
+CREATE TABLE IF NOT EXISTS forecast_details (
+    forecast_id INTEGER PRIMARY KEY,
+    columns TEXT NOT NULL
 );
 """
 
@@ -143,6 +154,53 @@ class StateDB:
                 self._con.execute("ROLLBACK")
                 raise
             self._con.execute("COMMIT")
+
+    # ------------------------------------------------------------------ forecast notes
+    def save_forecast_note(self, forecast_id: int, *, dataset: str | None,
+                           category: list[str] | None, cell_size: float,
+                           horizon: str | None, area: str | None,
+                           created_by: str | None) -> None:
+        """Record how the service made forecast ``forecast_id`` (request and caller)."""
+        self.execute(
+            "INSERT OR REPLACE INTO forecast_notes (forecast_id, dataset, category, "
+            "cell_size, horizon, area, created_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (forecast_id, dataset, json.dumps(category) if category else None,
+             float(cell_size), horizon, area, created_by))
+
+    def forecast_note(self, forecast_id: int) -> dict[str, Any] | None:
+        """What :meth:`save_forecast_note` recorded, or ``None`` (made elsewhere)."""
+        rows = self.execute("SELECT category, cell_size, horizon, area, created_by FROM "
+                            "forecast_notes WHERE forecast_id = ?", (forecast_id,))
+        if not rows:
+            return None
+        category, cell_size, horizon, area, created_by = rows[0]
+        return {"category": json.loads(category) if category else None,
+                "cell_size": cell_size, "horizon": horizon, "area": area,
+                "created_by": created_by}
+
+    def save_forecast_details(self, forecast_id: int, details: pd.DataFrame) -> None:
+        """Keep a forecast's per-unit explanation columns (the store keeps intensities).
+
+        Parameters
+        ----------
+        forecast_id : int
+            The saved forecast.
+        details : DataFrame
+            ``Forecast.details`` in unit order (strings and numbers only).
+        """
+        columns = {str(name): details[name].tolist() for name in details.columns}
+        self.execute("INSERT OR REPLACE INTO forecast_details (forecast_id, columns) "
+                     "VALUES (?, ?)", (forecast_id, json.dumps(columns)))
+
+    def forecast_details(self, forecast_id: int) -> pd.DataFrame | None:
+        """The columns :meth:`save_forecast_details` kept, or ``None``."""
+        rows = self.execute("SELECT columns FROM forecast_details WHERE forecast_id = ?",
+                            (forecast_id,))
+        if not rows:
+            return None
+        import pandas as pd
+
+        return pd.DataFrame(json.loads(rows[0][0]))
 
     def close(self) -> None:
         """Close the connection."""

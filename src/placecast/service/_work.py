@@ -67,9 +67,9 @@ def check_not_person_column(field: str, column: str | None) -> None:
     hit = sorted(words & PERSON_WORDS)
     if hit:
         raise ParameterError(
-            f"column {column!r} for the event {field} looks like a field about persons "
+            f"column {column!r} for the event `{field}` looks like a field about persons "
             f"({', '.join(hit)}); placecast never reads such fields. Map a place-based "
-            "column (time, location, offence category) instead.")
+            "column (time, location, offence category) instead.", param=field)
 
 
 #: Command-line flags the library's messages may name -> the API field meant.
@@ -218,6 +218,19 @@ def _check_model(name: str) -> None:
         raise ParameterError(f"unknown model {name!r}; use one of {', '.join(sorted(MODELS))}.")
 
 
+def _check_explains(name: str) -> None:
+    """Refuse ``explain`` for a model that cannot say why it flags a unit."""
+    from placecast.models import MODELS
+
+    if getattr(MODELS[name], "explained_forecast", None) is None:
+        able = sorted(n for n, cls in MODELS.items()
+                      if getattr(cls, "explained_forecast", None) is not None)
+        raise ParameterError(
+            f"the {name} model cannot explain its forecast; `explain` needs a model that "
+            f"can ({', '.join(able)}): set `model` to one of them or leave `explain` "
+            "false.", param=("explain", "model"))
+
+
 def _load(store: LockedStore, dataset: str, category: list[str] | None) -> Events:
     store.require_dataset(dataset)
     events = store.load_events(dataset, categories=category)
@@ -275,13 +288,17 @@ def run_forecast_request(store: LockedStore, request: Any, *, max_cells: int
     from placecast.pipeline import run_forecast
 
     _check_model(request.model)
+    explain = bool(getattr(request, "explain", False))
+    if explain:
+        _check_explains(request.model)
     events = _load(store, request.dataset, request.category)
     units = _grid(events, request.cell_size, max_cells)
     # Default start: the end of the data, rounded up to a whole minute.
     at = (request.at if request.at is not None
           else pd.Timestamp(data_end(events)).ceil("min"))
     forecast = run_forecast(events, model=request.model, at=at, horizon=request.horizon,
-                            units=units, model_params=dict(request.model_params or {}))
+                            units=units, model_params=dict(request.model_params or {}),
+                            explain=explain)
     area_m2 = resolve_area(request.area, units)
     return forecast, {"area_m2": area_m2}
 
@@ -413,8 +430,10 @@ def forecast_geojson(forecast_id: int, forecast: Forecast, area: str,
     """The forecast as a GeoJSON FeatureCollection in WGS 84 (lon/lat, 6 decimals).
 
     Each feature has ``unit_id``, ``intensity``, ``rank`` and ``flagged`` (inside the
-    ``area`` budget). Data in a local planar CRS stay in their own coordinates and the
-    collection says so in ``crs``. O(n_units).
+    ``area`` budget), and, when the forecast was made with explanations, its
+    ``reason_1..n`` (feature names, ``""`` when no feature raised it) and ``effect_1..n``
+    (factors) from ``forecast.details``. Data in a local planar CRS stay in their own
+    coordinates and the collection says so in ``crs``. O(n_units).
     """
     import shapely
 
@@ -430,16 +449,36 @@ def forecast_geojson(forecast_id: int, forecast: Forecast, area: str,
     keep = np.flatnonzero(flagged) if flagged_only else np.arange(len(units))
     texts = shapely.to_geojson(geometry[keep])
     rank = forecast.rank
+    explanations = _explanation_columns(forecast)
     parts = []
     for index, text in zip(keep.tolist(), texts.tolist(), strict=True):
         props = json.dumps({"unit_id": str(units.unit_id[index]),
                             "intensity": round(float(forecast.intensity[index]), 6),
-                            "rank": int(rank[index]), "flagged": bool(flagged[index])})
+                            "rank": int(rank[index]), "flagged": bool(flagged[index]),
+                            **{name: values[index] for name, values in explanations}})
         parts.append(f'{{"type":"Feature","geometry":{text},"properties":{props}}}')
     meta = {"id": forecast_id, **forecast.to_dict(), "area": area, "area_m2": area_m2,
             "n_flagged": int(flagged.sum()), "crs": crs}
     head = json.dumps({"type": "FeatureCollection", "forecast": meta}, default=str)[:-1]
     return (head + ',"features":[' + ",".join(parts) + "]}").encode()
+
+
+def _explanation_columns(forecast: Forecast) -> list[tuple[str, list[Any]]]:
+    """The ``reason_k`` / ``effect_k`` columns of ``forecast.details`` as JSON values."""
+    import re
+
+    details = forecast.details
+    if details is None:
+        return []
+    out: list[tuple[str, list[Any]]] = []
+    for name in details.columns:
+        if re.fullmatch(r"(reason|effect)_[0-9]+", str(name)):
+            values = details[name]
+            if str(name).startswith("reason"):
+                out.append((str(name), [str(v) for v in values]))
+            else:
+                out.append((str(name), [round(float(v), 6) for v in values]))
+    return out
 
 
 def _display_transform(units: Any) -> tuple[Callable[[np.ndarray, np.ndarray], np.ndarray],
