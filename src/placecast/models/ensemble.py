@@ -102,7 +102,7 @@ class EnsembleForecast(Forecaster):
 
     name = "ensemble"
 
-    def __init__(self, *, members: Sequence[str] | str = ("boost", "kde", "naive"),
+    def __init__(self, *, members: Sequence[str] | str = ("boost", "sepp", "etas"),
                  member_params: Mapping[str, Mapping[str, Any]] | None = None,
                  n_origins: int = 6, origin_step_days: float = 7.0,
                  covariates: Sequence[Any] = ()) -> None:
@@ -119,7 +119,7 @@ class EnsembleForecast(Forecaster):
         names = ([m.strip().lower() for m in self.members.split(",") if m.strip()]
                  if isinstance(self.members, str) else [str(m).lower() for m in self.members])
         if not names:
-            raise ParameterError("members needs at least one model, e.g. boost,kde,naive.",
+            raise ParameterError("members needs at least one model, e.g. boost,sepp,etas.",
                                  param="members")
         allowed = sorted(set(MODELS) - {"ensemble", "auto"})
         for name in names:
