@@ -88,8 +88,10 @@ def _stored_dataset(events_path: Path | None, by: str, by_id: str | None,
                              "region, or a polygon file of regions with --by-id.")
     given = _given_event_options(event_options)
     if by_id is not None or given:
-        raise ParameterError(f"--by region reads each region of {parts[1]!r} as stored; "
-                             f"drop {', '.join(given + (['--by-id'] if by_id else []))}.")
+        dropped = given + (["by_id"] if by_id else [])
+        raise ParameterError(f"`by` region reads each region of {parts[1]!r} as stored; "
+                             f"drop {', '.join(f'`{name}`' for name in dropped)}.",
+                             param=["by", *dropped])
     return f"{parts[0]}#{parts[1]}"
 
 
