@@ -181,11 +181,6 @@ def test_the_scan_finds_a_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     assert flag_mentions() == ["lib.py:2", "lib.py:4"]
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "issue 15: evaluate/_backtest.py, _metrics.py, _tuning.py, _protocol.py, "
-    "report/_html.py, _privacy.py, audit/_disparity.py, clusters/_alerts.py, "
-    "store/__init__.py, _duckdb.py, _sql.py and service/_auth.py still name flags; "
-    "their owners convert them"))
 def test_no_library_error_names_a_command_line_flag():
     found = flag_mentions()
     assert found == [], "library messages that name CLI flags: " + ", ".join(found)

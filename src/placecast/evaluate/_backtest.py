@@ -66,9 +66,9 @@ def rolling_origins(start: Any, end: Any, step: str | Duration = "7d") -> np.nda
     >>> rolling_origins("2016-03-01", "2016-03-20", "7d").astype("datetime64[D]")
     array(['2016-03-01', '2016-03-08', '2016-03-15'], dtype='datetime64[D]')
     """
-    duration = step if isinstance(step, Duration) else parse_duration(step, name="--step")
-    first = pd.Timestamp(to_datetime64(start, name="--start"))
-    last = pd.Timestamp(to_datetime64(end, name="--end"))
+    duration = step if isinstance(step, Duration) else parse_duration(step, name="step")
+    first = pd.Timestamp(to_datetime64(start, name="start"))
+    last = pd.Timestamp(to_datetime64(end, name="end"))
     if last < first:
         raise ParameterError(f"`end` {last.date()} is before `start` {first.date()}; pass a "
                              "later `end` or an earlier `start`.", param=("end", "start"))
@@ -330,8 +330,8 @@ def _check_workers(workers: set[Any]) -> None:
         if code is not None and code != 0:
             raise RuntimeError(
                 f"a backtest worker process died (exit code {code}; -9 is usually the "
-                "system running out of memory). Use fewer --jobs, or resume from the "
-                "checkpoint.")
+                "system running out of memory). Use fewer worker processes (`jobs`), or "
+                "resume from the checkpoint.")
 
 
 def _dask(plan: _Plan, origins: Sequence[np.datetime64], address: Any,
@@ -1072,7 +1072,7 @@ def run_backtest(
     """
     if isinstance(horizons, str):
         horizons = [h for h in horizons.split(",") if h.strip()]
-    durations = tuple(parse_duration(h.strip(), name="--horizon") for h in horizons)
+    durations = tuple(parse_duration(h.strip(), name="horizons") for h in horizons)
     if not durations:
         raise ParameterError("give at least one horizon in `horizons`, e.g. '7d'.",
                              param="horizons")

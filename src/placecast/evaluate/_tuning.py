@@ -154,7 +154,7 @@ def tune(
             raise ParameterError("every tuned parameter needs at least one value.")
     make_model(model, **{k: v[0] for k, v in grid.items()})  # names checked early
     eval_start = to_datetime64(evaluation_start, name="evaluation start")
-    duration = parse_duration(horizon, name="--horizon")
+    duration = parse_duration(horizon, name="horizon")
     origins = rolling_origins(tuning_start, tuning_end, step)
     ends = np.array([TimeWindow.starting(o, duration).end for o in origins])
     if len(origins) == 0 or ends[0] > eval_start:

@@ -256,7 +256,8 @@ class TokenStore:
             raise TokenRefused(_NEEDED)
         if expires is not None and expires <= utc_now():
             raise TokenRefused(f"this token expired at {expires} (UTC); ask an admin for a "
-                               "new one (`placecast token create --expires 90d`).")
+                               "new one (made with `placecast token create`, which takes "
+                               "an expiry).")
         return Principal(token_id, name, role)
 
     def _check_legacy(self, token_id: str, secret: str, salt: bytes, stored: bytes
