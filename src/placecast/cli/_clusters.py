@@ -356,8 +356,7 @@ def nearrepeat_command(
     --distance-bands 0,0,100m,200m,300m+ --time-bands 0,7d,14d,21d+ --convention calculator
     --metric manhattan (its 20 iterations are --permutations 19).
     """
-    from placecast.clusters import near_repeat
-    from placecast.clusters._knox import band_edges
+    from placecast.clusters import band_edges, near_repeat
 
     d_edges = band_edges(distance_bands, kind="distance", name="distance_bands")
     t_edges = band_edges(time_bands, kind="time", name="time_bands")

@@ -276,8 +276,7 @@ def forecast_command(
     event_options: dict[str, Any] | None = None,
 ) -> None:
     """Forecast expected events per area unit for the window starting at --at."""
-    from placecast.io import write_forecast
-    from placecast.io._forecast import FORECAST_FORMATS
+    from placecast.io import FORECAST_FORMATS, write_forecast
     from placecast.pipeline import run_forecast
 
     if by is not None:

@@ -35,7 +35,7 @@ from placecast.cli._regions import ByIdOpt, ByOpt
 from placecast.evaluate import SQUARE_MILE_M2
 from placecast.exceptions import ParameterError
 from placecast.models import MODELS
-from placecast.report._backtest import (
+from placecast.report import (
     backtest_tables,
     format_difference,
     format_p,

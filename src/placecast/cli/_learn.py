@@ -22,7 +22,7 @@ def fit_boost(request: FitRequest) -> dict[str, Any]:
     import numpy as np
     from rich.table import Table
 
-    from placecast.evaluate._backtest import data_end
+    from placecast.evaluate import data_end
     from placecast.forecast import TimeWindow
     from placecast.io._atomic import atomic_path
     from placecast.models import make_model

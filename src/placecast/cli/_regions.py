@@ -38,7 +38,7 @@ def _given_event_options(event_options: dict[str, Any]) -> list[str]:
 def region_split(events_path: Path | None, by: str, by_id: str | None,
                  event_options: dict[str, Any]) -> tuple[Any, Any]:
     """Read the events and say which region each one is in: ``(events, RegionSplit)``."""
-    from placecast.io._events import read_table_header
+    from placecast.io import read_table_header
     from placecast.regions import regions_from_labels, regions_from_polygons
     from placecast.store import split_store_reference
 

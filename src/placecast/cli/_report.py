@@ -140,8 +140,7 @@ def report_command(
     """
     from placecast.clusters import read_hotspots
     from placecast.pipeline import build_units, run_forecast
-    from placecast.report import write_report
-    from placecast.report._privacy import check_k
+    from placecast.report import check_k, write_report
 
     if output.suffix.lower() not in (".html", ".htm"):
         raise ParameterError(f"{output}: the report is HTML; give an output ending in .html.")
@@ -154,7 +153,7 @@ def report_command(
     if start is not None and backtest is not None:
         raise ParameterError("give either --start/--end (run a backtest) or --backtest FILE "
                              "(use one already run), not both.")
-    from placecast.report._maplayers import read_basemap, read_reference_layer
+    from placecast.report import read_basemap, read_reference_layer
 
     # check the map context before the (slow) forecast
     checked_basemap = read_basemap(basemap) if basemap is not None else None

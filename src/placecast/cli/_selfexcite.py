@@ -193,9 +193,9 @@ def simulate_command(
         if crs is None:
             raise ParameterError("`region` needs `crs` (the CRS to write coordinates in).",
                                  param=("crs", "region"))
-        from placecast.io._events import _spatial_reference_for
+        from placecast.io import spatial_reference_for
 
-        sref = _spatial_reference_for(crs)
+        sref = spatial_reference_for(crs)
         area = read_region(region, sref)
     elif bbox is None and fitted.get("region_wkt_m") and fitted.get("spatial_reference"):
         if crs is not None:

@@ -140,7 +140,7 @@ def export_command(
         "--crs", help="Output CRS (default: the CRS the events came in).")] = None,
 ) -> None:
     """Export a saved forecast or a dataset for QGIS/ArcGIS, GeoParquet or the NIJ format."""
-    from placecast.io._export import export_events, export_forecast
+    from placecast.io import export_events, export_forecast
     from placecast.store import open_store
 
     if (forecast is None) == (dataset is None):

@@ -21,7 +21,13 @@ from placecast.clusters._emerging import (
     mann_kendall,
 )
 from placecast.clusters._hotspots_file import HOTSPOT_FORMATS, read_hotspots, write_hotspots
-from placecast.clusters._knox import KnoxResult, NearRepeatResult, knox_test, near_repeat
+from placecast.clusters._knox import (
+    KnoxResult,
+    NearRepeatResult,
+    band_edges,
+    knox_test,
+    near_repeat,
+)
 from placecast.clusters._satscan import (
     SatscanRun,
     format_satscan_report,
@@ -52,6 +58,7 @@ __all__ = [
     "SpaceTimeCube",
     "SpaceTimeScan",
     "alert_id",
+    "band_edges",
     "emerging_hot_spots",
     "format_satscan_report",
     "hotspot_alerts",

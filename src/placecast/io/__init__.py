@@ -12,7 +12,13 @@ stage, made on first use of a deprecated name.
 import warnings
 from typing import Any
 
-from placecast.io._events import ColumnMap, choose_local_crs, read_events
+from placecast.io._events import (
+    ColumnMap,
+    choose_local_crs,
+    read_events,
+    read_table_header,
+    spatial_reference_for,
+)
 from placecast.io._export import export_events, export_forecast
 from placecast.io._forecast import FORECAST_FORMATS, write_forecast
 
@@ -23,6 +29,8 @@ __all__ = [
     "export_events",
     "export_forecast",
     "read_events",
+    "read_table_header",
+    "spatial_reference_for",
     "write_forecast",
 ]
 

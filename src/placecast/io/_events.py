@@ -313,7 +313,7 @@ def choose_local_crs(lon: np.ndarray, lat: np.ndarray) -> str:
     return f"EPSG:{32600 + zone if lat_c >= 0 else 32700 + zone}"
 
 
-def _spatial_reference_for(crs: str) -> SpatialReference:
+def spatial_reference_for(crs: str) -> SpatialReference:
     """Check a projected CRS and find its metres-per-unit factor."""
     if crs.startswith("local:"):
         unit = crs.split(":", 1)[1] or "m"
@@ -818,7 +818,7 @@ def read_events(
                           mapping)
     _check_swapped_names(mapping, detected)
     if crs is not None and not is_vector and "x" in mapping and not _is_geographic(crs):
-        _spatial_reference_for(crs)  # an unknown or geographic CRS fails before any work
+        spatial_reference_for(crs)  # an unknown or geographic CRS fails before any work
     wanted = sorted({p.strip() for v in mapping.values() for p in v.split(",")})
 
     file_crs: str | None = None
@@ -902,7 +902,7 @@ def read_events(
         raise DataError(f"{path}: the file has no CRS; pass `crs` EPSG:xxxx.", param="crs")
     geographic = source_crs == "EPSG:4326" or _is_geographic(source_crs)
     if not geographic:
-        sref = _spatial_reference_for(source_crs)
+        sref = spatial_reference_for(source_crs)
         if sref.is_local:
             far = 2e7 / sref.metres_per_unit  # 20,000 km: half the Earth's circumference
             flag_either("is not a plausible coordinate (more than 20,000 km from the "

@@ -16,7 +16,13 @@ True
 events and no event points (see :mod:`placecast.report._privacy`).
 """
 
-from placecast.report._backtest import backtest_tables, render_backtest_html
+from placecast.report._backtest import (
+    backtest_tables,
+    format_difference,
+    format_p,
+    format_value,
+    render_backtest_html,
+)
 from placecast.report._html import (
     BACKTEST_COLUMNS,
     build_report,
@@ -24,16 +30,30 @@ from placecast.report._html import (
     render_markdown,
     write_report,
 )
-from placecast.report._privacy import DEFAULT_K, PublicAreas, public_areas
+from placecast.report._maplayers import (
+    Basemap,
+    ReferenceLayer,
+    read_basemap,
+    read_reference_layer,
+)
+from placecast.report._privacy import DEFAULT_K, PublicAreas, check_k, public_areas
 
 __all__ = [
     "BACKTEST_COLUMNS",
+    "Basemap",
     "DEFAULT_K",
     "PublicAreas",
+    "ReferenceLayer",
     "backtest_tables",
     "build_report",
+    "check_k",
     "compare_models",
+    "format_difference",
+    "format_p",
+    "format_value",
     "public_areas",
+    "read_basemap",
+    "read_reference_layer",
     "render_backtest_html",
     "render_markdown",
     "write_report",

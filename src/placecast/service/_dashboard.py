@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from placecast.report._maplayers import (
+from placecast.report import (
     Basemap,
     ReferenceLayer,
     read_basemap,
