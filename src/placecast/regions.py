@@ -531,6 +531,17 @@ def read_partition(folder: str | os.PathLike[str], region: str) -> Events:
                   timezone=info.timezone, **optional)
 
 
+def _store_reference(reference: str | os.PathLike[str]) -> tuple[str, str]:
+    """``(db, dataset)`` of ``"DB#DATASET"``; a ``ParameterError`` for anything else."""
+    from placecast.store import split_store_reference
+
+    parts = split_store_reference(reference)
+    if parts is None:
+        raise ParameterError(f"{reference!s} is not a store reference; give the `source` as "
+                             "DB#DATASET.", param="source")
+    return parts
+
+
 def store_regions(reference: str | os.PathLike[str]) -> dict[str, int]:
     """``{region: number of events}`` of a dataset in a store, ``"DB#DATASET"``.
 
@@ -541,13 +552,9 @@ def store_regions(reference: str | os.PathLike[str]) -> dict[str, int]:
     DataError
         If the reference names no dataset, or the dataset is not split by region.
     """
-    from placecast.store import open_store, split_store_reference
+    from placecast.store import open_store
 
-    parts = split_store_reference(reference)
-    if parts is None:
-        raise ParameterError(f"{reference!s} is not a store reference; give the `source` as "
-                             "DB#DATASET.", param="source")
-    db, dataset = parts
+    db, dataset = _store_reference(reference)
     with open_store(db, read_only=True) as store:
         counts = store.list_regions(dataset)
         url = store.url  # without any password
@@ -565,13 +572,9 @@ def read_store_region(reference: str | os.PathLike[str], region: str) -> Events:
     DuckDB file may be read so by any number of processes at once; on PostGIS each call
     has its own connection.
     """
-    from placecast.store import open_store, split_store_reference
+    from placecast.store import open_store
 
-    parts = split_store_reference(reference)
-    if parts is None:
-        raise ParameterError(f"{reference!s} is not a store reference; give the `source` as "
-                             "DB#DATASET.", param="source")
-    db, dataset = parts
+    db, dataset = _store_reference(reference)
     with open_store(db, read_only=True) as store:
         return store.load_events(dataset, region=region)
 

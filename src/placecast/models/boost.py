@@ -22,6 +22,7 @@ A LightGBM booster with the Poisson objective learns the expected count; the for
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -260,6 +261,12 @@ class _FeatureInputs:
                 tuple(label for label, _ in self.neighbours), self.window_days, aux,
                 self.start(), digest.hexdigest())
 
+    @functools.cached_property
+    def inside(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(times, unit_index, weights) of the events inside a unit, filtered once."""
+        keep = self.unit_index >= 0
+        return self.times[keep], self.unit_index[keep], self.weights[keep]
+
     def streams(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         return [(self.times, self.unit_index, self.weights),
                 *[(t, u, w) for _, t, u, w in self.auxiliary]]
@@ -269,9 +276,7 @@ class _FeatureInputs:
         n_units = self.n_units
         lookbacks_days, half_lives_days = self.lookbacks_days, self.half_lives_days
         start = self.start()
-        inside = self.unit_index >= 0
-        times, unit_index, weights = (self.times[inside], self.unit_index[inside],
-                                      self.weights[inside])
+        times, unit_index, weights = self.inside
         columns: dict[str, np.ndarray] = {}
         never = np.float32(np.nan)
 
