@@ -306,3 +306,15 @@ def test_feature_cache_reuses_only_valid_origins(simulated, monkeypatch) -> None
     cold_changed = BoostedPoisson(n_origins=20, n_trees=30).fit(
         changed.before(window.start)).predict(units, window).intensity
     np.testing.assert_array_equal(warm_changed, cold_changed)
+
+
+@pytest.mark.parametrize("value", ["lots", "-5", "nan"])
+def test_feature_cache_size_must_be_megabytes(simulated, monkeypatch, value) -> None:
+    from placecast.exceptions import ParameterError
+
+    events, _, units = simulated
+    window = TimeWindow.starting("2016-10-04", "7d")
+    monkeypatch.setenv("PLACECAST_FEATURE_CACHE_MB", value)
+    with pytest.raises(ParameterError, match="PLACECAST_FEATURE_CACHE_MB"):
+        BoostedPoisson(n_origins=5, n_trees=5).fit(events.before(window.start)).predict(
+            units, window)

@@ -371,11 +371,16 @@ class _FeatureCache:
 
     @staticmethod
     def budget() -> int:
+        text = os.environ.get("PLACECAST_FEATURE_CACHE_MB", "512")
         try:
-            megabytes = float(os.environ.get("PLACECAST_FEATURE_CACHE_MB", "512"))
+            megabytes = float(text)
         except ValueError:
-            megabytes = 512.0
-        return int(max(megabytes, 0.0) * 2**20)
+            megabytes = -1.0
+        if not megabytes >= 0:  # also refuses nan
+            raise ParameterError(
+                f"PLACECAST_FEATURE_CACHE_MB={text!r} is not a size: give megabytes as a "
+                "number >= 0 (0 turns the feature cache off), or unset it for 512.")
+        return int(megabytes * 2**20)
 
     @staticmethod
     def _counts(streams: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
